@@ -1,0 +1,107 @@
+"""Array-API helpers shared by the engine.
+
+Every function here works on numpy, torch and jax arrays alike through
+`array-api-compat`, never copies an array to the host (except :func:`to_host`
+and :func:`to_numpy`, which exist to do so), and never branches in Python on an
+array's value, so the walk step stays a pure, traceable function. The vector
+helpers take the namespace ``xp`` as their first argument: looking it up costs
+more than the arithmetic on small problems, so callers look it up once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+Array = Any
+"""Any array-API array (numpy.ndarray, torch.Tensor, jax.Array)."""
+
+
+def namespace(*arrays: Array) -> Any:
+    """Return the array-API namespace of ``arrays`` (e.g. ``array_api_compat.torch``)."""
+    return array_api_compat.array_namespace(*arrays)
+
+
+def device_of(x: Array) -> Any:
+    """Return the device of ``x``, or None where it has none (a traced jax value)."""
+    try:
+        return array_api_compat.device(x)
+    except Exception:  # jax tracers under jit have no committed device
+        return None
+
+
+def scalar_like(value: float | int | bool, like: Array, dtype: Any = None) -> Array:
+    """A 0-d array holding ``value`` with the namespace and device of ``like``."""
+    xp = namespace(like)
+    dtype = like.dtype if dtype is None else dtype
+    dev = device_of(like)
+    if dev is None:
+        return xp.asarray(value, dtype=dtype)
+    return xp.asarray(value, dtype=dtype, device=dev)
+
+
+def dot(xp: Any, a: Array, b: Array) -> Array:
+    """Inner product of two 1-D arrays, as a 0-d array."""
+    return xp.sum(a * b)
+
+
+def norm(xp: Any, a: Array) -> Array:
+    """Euclidean norm of a 1-D array, as a 0-d array."""
+    return xp.sqrt(xp.sum(a * a))
+
+
+def safe_divide(xp: Any, num: Array, den: Array) -> Array:
+    """``num / den`` where ``den != 0``, else 0; never produces inf or NaN from ``den == 0``."""
+    nonzero = den != 0
+    return xp.where(nonzero, num / xp.where(nonzero, den, 1.0), 0.0)
+
+
+def reject(xp: Any, v: Array, g: Array, gg: Array) -> Array:
+    """The rejection of ``v`` from ``g``: ``v - (v·g / g·g) g`` (``gg`` is ``g·g``)."""
+    return v - safe_divide(xp, dot(xp, v, g), gg) * g
+
+
+def angle_between(xp: Any, u: Array, v: Array) -> Array:
+    """Angle in radians between two non-zero 1-D arrays, accurate near 0 and near π.
+
+    Uses ``2·atan2(‖û − v̂‖, ‖û + v̂‖)``, which keeps full precision where ``acos``
+    of the cosine loses half the digits. Returns 0 where either vector is zero.
+    """
+    uh = safe_divide(xp, u, norm(xp, u))
+    vh = safe_divide(xp, v, norm(xp, v))
+    return 2.0 * xp.atan2(norm(xp, uh - vh), norm(xp, uh + vh))
+
+
+def to_host(*scalars: Array) -> list[float]:
+    """Copy several 0-d arrays to the host as floats with a single synchronisation.
+
+    They are cast to the first floating dtype among them (θ's precision; counts
+    stay exact below 2**24). The driver calls this once per step; it is the only
+    place the engine waits for the device.
+    """
+    if array_api_compat.is_numpy_array(scalars[0]):  # already on the host: no packing needed
+        return [float(s) for s in scalars]
+    xp = namespace(*scalars)
+    floats = [s.dtype for s in scalars if xp.isdtype(s.dtype, "real floating")]
+    dtype = floats[0] if floats else xp.float64
+    packed = xp.stack([xp.astype(s, dtype) for s in scalars])
+    if array_api_compat.is_torch_array(packed):
+        return packed.tolist()
+    import numpy as np
+
+    return np.asarray(packed).tolist()
+
+
+def to_numpy(x: Array) -> Any:
+    """Copy an array to a host numpy array (for saving and reporting only)."""
+    import numpy as np
+
+    if array_api_compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+DEG = 180.0 / math.pi
+"""Degrees per radian."""

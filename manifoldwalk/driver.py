@@ -1,0 +1,491 @@
+"""``walk``: the driver that runs the pure step, records history and checks stops.
+
+The driver is the only place that synchronises with the device: once per step it
+copies a handful of scalars to the host (one transfer) to decide whether to
+record or stop. Everything else stays in θ0's array type and device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from manifoldwalk._array import (
+    DEG,
+    Array,
+    angle_between,
+    dot,
+    namespace,
+    norm,
+    reject,
+    safe_divide,
+    scalar_like,
+    to_host,
+)
+from manifoldwalk.correctors import Corrector
+from manifoldwalk.directions import Direction, as_direction
+from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
+from manifoldwalk.result import STOP_REASONS, WalkResult
+from manifoldwalk.schemes import Scheme, get_scheme
+from manifoldwalk.step import PointData, WalkState, init_state, make_evaluate, make_step
+from manifoldwalk.step_sizes import StepRule
+
+HISTORY_COLUMNS = (
+    "step",
+    "n_predictor",
+    "n_corrector",
+    "n_grad_evals",
+    "loss",
+    "deviation",
+    "reg",
+    "angle",
+    "lam",
+    "kkt",
+    "eta_p",
+    "eta_c",
+)
+"""Columns of :attr:`WalkResult.history`, before any caller-supplied metrics."""
+
+
+def walk(
+    problem: Problem,
+    theta0: Array,
+    *,
+    scheme: str | Scheme = "default",
+    corrector: str | Corrector | None = None,
+    direction: Direction | Callable[[Array], Array] | None = None,
+    predictor_step: StepRule | None = None,
+    eta_min: float | None = None,
+    eta_max: float | None = None,
+    eta_c: float | None = None,
+    level: float | None = None,
+    tau: float = 1e-10,
+    tau_relative: bool = False,
+    max_steps: int = 20_000,
+    max_total_steps: int | None = None,
+    kkt_tol: float = 1e-6,
+    stall_patience: int = 5,
+    max_corrector_steps: int | None = None,
+    singular_tol: float = 1e-12,
+    record_every: int = 1,
+    trajectory_every: int | None = None,
+    metrics: Mapping[str, Callable[[Array], float]] | None = None,
+    callback: Callable[[dict[str, float]], bool | None] | None = None,
+    resume_from: WalkResult | None = None,
+) -> WalkResult:
+    """Walk the level set {θ : L(θ) = L0} of ``problem`` from ``theta0``.
+
+    At a point where (L − L0)² ≤ τ the walk takes a predictor step along the part of
+    the direction of interest orthogonal to ∇L (by default −∇R: lower the
+    regulariser); elsewhere it takes corrector steps back to the level set.
+
+    Args:
+        problem: a :class:`~manifoldwalk.Problem` (``make_problem`` builds one from callables).
+        theta0: the start, a finite 1-D float array (numpy, torch or jax); the walk
+            keeps its array type, dtype and device.
+        scheme: ``"default"`` (Newton corrector, fast step rule), ``"paper"`` (the paper's
+            scheme as written) or ``"authors"`` (the authors' code: constant corrector step).
+        corrector: override the scheme's corrector: ``"paper"``, ``"authors"``, ``"newton"``
+            or a Corrector object.
+        direction: the direction of interest: None (minimise R), ``RandomWalk(seed)``,
+            ``TowardTarget(θ*)``, or any callable θ ↦ r.
+        predictor_step: override the scheme's predictor step-size rule.
+        eta_min, eta_max: the predictor's step floor and ceiling.
+        eta_c: the gradient corrector's initial (``"authors"``: constant) step size.
+        level: walk {L = level} (the paper's ε) instead of {L = L(θ0)}; θ0 is first
+            projected onto it with Newton steps.
+        tau: the deviation threshold on (L − L0)² (the paper's 1e-10).
+        tau_relative: read ``tau`` relative to L0², i.e. as a threshold on ((L − L0)/L0)².
+        max_steps: predictor-step budget (the authors' code counts these).
+        max_total_steps: budget on predictor plus corrector steps (the paper's text).
+        kkt_tol: stop as stationary when ‖r − proj_∇L r‖/‖r‖ ≤ kkt_tol, which for r = −∇R
+            is the KKT residual ‖∇R + λ∇L‖/‖∇R‖ (both the 180° and the 0° case).
+        stall_patience: stop as stalled after this many predictor reversals at the step floor.
+        max_corrector_steps: consecutive corrector steps before stopping as failed
+            (default from the scheme).
+        singular_tol: stop (or refuse to start) where ‖∇L‖ ≤ this: the level set is singular.
+        record_every: record history every this many predictor steps (at on-level points).
+        trajectory_every: keep every this-many-th on-level θ in ``trajectory`` (None: none).
+        metrics: extra history columns, name ↦ callable θ ↦ float (e.g. test loss); they run
+            only when a record is taken.
+        callback: called with each history record (a dict); returning True stops the walk.
+        resume_from: a result (possibly loaded from a file) whose state the walk continues
+            from, on the same path the uninterrupted walk would have taken, with history
+            and trajectory appended. Pass the same options as the original walk.
+
+    Returns:
+        A :class:`~manifoldwalk.WalkResult`.
+
+    Raises:
+        ProblemError: a bad θ0 or Problem, a start where ∇L vanishes, or a level that
+            cannot be reached from θ0.
+        ValueError: an unknown scheme or corrector name, or a bad option.
+    """
+    _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol)
+    scheme = get_scheme(
+        scheme,
+        corrector=corrector,
+        predictor_step=predictor_step,
+        eta_min=eta_min,
+        eta_max=eta_max,
+        eta_c=eta_c,
+        max_corrector_steps=max_corrector_steps,
+    )
+    direction = as_direction(direction)
+    check_theta(theta0)
+    validate_problem(problem, theta0)
+    options = {
+        "scheme": scheme.name,
+        "corrector": scheme.corrector.name,
+        "direction": type(direction).__name__,
+        "level": level,
+        "tau": tau,
+        "tau_relative": tau_relative,
+        "max_steps": max_steps,
+        "max_total_steps": max_total_steps,
+        "kkt_tol": kkt_tol,
+        "stall_patience": stall_patience,
+        "max_corrector_steps": scheme.max_corrector_steps,
+        "record_every": record_every,
+        "trajectory_every": trajectory_every,
+    }
+    if resume_from is not None:
+        state = _restore_state(resume_from, theta0)
+    else:
+        state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
+    recorder = _Recorder(problem, record_every, trajectory_every, metrics or {}, callback)
+    if resume_from is not None:
+        recorder.extend(resume_from)
+    run = _Run(
+        step=make_step(problem, direction, scheme),
+        direction=direction,
+        scheme=scheme,
+        recorder=recorder,
+        max_steps=max_steps,
+        max_total_steps=max_total_steps,
+        kkt_tol=kkt_tol,
+        stall_patience=stall_patience,
+        singular_tol=singular_tol,
+    )
+    return run.until_stop(state, options)
+
+
+def _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol):
+    for name, value in (("max_steps", max_steps), ("record_every", record_every)):
+        if not (isinstance(value, int | np.integer) and value >= 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    for name, value in (
+        ("max_total_steps", max_total_steps),
+        ("trajectory_every", trajectory_every),
+    ):
+        if value is not None and not (isinstance(value, int | np.integer) and value >= 1):
+            raise ValueError(f"{name} must be None or a positive integer, got {value!r}.")
+    if not tau > 0:
+        raise ValueError(f"tau must be positive, got {tau!r}.")
+    if not kkt_tol >= 0:
+        raise ValueError(f"kkt_tol must be non-negative, got {kkt_tol!r}.")
+
+
+def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol) -> WalkState:
+    """Evaluate θ0, project it onto {L = level} if a level is given, and build the state."""
+    xp = namespace(theta0)
+    evaluate = make_evaluate(problem, direction)
+    zero = xp.astype(scalar_like(0, theta0), xp.int64)
+    point = evaluate(theta0, zero)
+    loss0, gnorm0 = to_host(point.loss, xp.sqrt(point.grad_sq))
+    if not (np.isfinite(loss0) and np.isfinite(gnorm0)):
+        raise ProblemError(f"the loss or its gradient at θ0 is not finite (L = {loss0}).")
+    if gnorm0 <= singular_tol:
+        raise ProblemError(
+            f"‖∇L(θ0)‖ = {gnorm0:.3g} vanishes: θ0 is a critical point of L (an exact minimum?) "
+            "and the level set is singular there, so there is no tangent space to walk in. "
+            "Start from a point with L slightly above its minimum (e.g. stop training earlier)."
+        )
+    target = loss0 if level is None else float(level)
+    tau_abs = tau * target**2 if tau_relative else tau
+    theta, n_evals = theta0, 1
+    if level is not None:
+        theta, point, n_evals = _project(evaluate, theta0, point, target, tau_abs, singular_tol)
+    return init_state(problem, direction, scheme, theta, target, tau_abs, n_evals, point)
+
+
+def _project(evaluate, theta, point: PointData, level: float, tau: float, singular_tol: float):
+    """Newton steps from θ onto {L = level} until (L − level)² ≤ τ."""
+    xp = namespace(theta)
+    zero = xp.astype(scalar_like(0, theta), xp.int64)
+    for n_evals in range(1, 101):
+        loss, gnorm = to_host(point.loss, xp.sqrt(point.grad_sq))
+        if (loss - level) ** 2 <= tau:
+            return theta, point, n_evals
+        if not (np.isfinite(loss) and gnorm > singular_tol):
+            break
+        theta = theta - safe_divide(xp, point.loss - level, point.grad_sq) * point.grad
+        point = evaluate(theta, zero)
+    raise ProblemError(
+        f"could not project θ0 onto the level set {{L = {level}}}: after {n_evals} Newton steps "
+        f"L = {loss:.6g}, ‖∇L‖ = {gnorm:.3g}. Is the level reachable from θ0 (above the "
+        "minimum of L, below where ∇L vanishes)?"
+    )
+
+
+def _restore_state(result: WalkResult, like: Array) -> WalkState:
+    """A saved state moved into θ0's array type, device and dtype."""
+    if result.state is None:
+        raise ValueError("resume_from: this result holds no state to resume from.")
+    xp = namespace(like)
+    fields = {}
+    for name, value in result.state._asdict().items():
+        value = np.asarray(value) if not hasattr(value, "__array_namespace__") else value
+        dtype = like.dtype if np.issubdtype(np.asarray(value).dtype, np.floating) else None
+        array = _to_like(xp, value, like, dtype)
+        fields[name] = array
+    return WalkState(**fields)
+
+
+def _to_like(xp, value, like, dtype):
+    from manifoldwalk._array import device_of, to_numpy
+
+    host = to_numpy(value)
+    if dtype is None:
+        dtype = {np.dtype(bool): xp.bool}.get(host.dtype, xp.int64)
+    dev = device_of(like)
+    return (
+        xp.asarray(host, dtype=dtype) if dev is None else xp.asarray(host, dtype=dtype, device=dev)
+    )
+
+
+class _Recorder:
+    """Keeps the history columns and the trajectory; calls metrics and the callback."""
+
+    def __init__(self, problem, record_every, trajectory_every, metrics, callback):
+        self.problem = problem
+        self.record_every = record_every
+        self.trajectory_every = trajectory_every
+        self.metrics = dict(metrics)
+        self.callback = callback
+        self.rows: list[dict[str, float]] = []
+        self.points: list[Array] = []
+        self.prior_trajectory = None
+        self.last_recorded = -1
+        self.last_kept = -1
+
+    def extend(self, previous: WalkResult) -> None:
+        """Start from a previous result's history and trajectory (resuming)."""
+        n = len(next(iter(previous.history.values()), []))
+        self.rows = [{k: float(v[i]) for k, v in previous.history.items()} for i in range(n)]
+        if self.rows:
+            self.last_recorded = int(self.rows[-1]["n_predictor"])
+        self.prior_trajectory = previous.trajectory
+        if previous.trajectory is not None and len(previous.trajectory):
+            self.last_kept = int(previous.n_predictor)
+
+    def due(self, n_predictor: int) -> bool:
+        return n_predictor % self.record_every == 0 and n_predictor != self.last_recorded
+
+    def record(self, state: WalkState) -> dict[str, float]:
+        row = describe(self.problem, state)
+        for name, fn in self.metrics.items():
+            row[name] = float(fn(state.theta))
+        self.rows.append(row)
+        self.last_recorded = int(row["n_predictor"])
+        return row
+
+    def keep(self, state: WalkState, n_predictor: int) -> None:
+        every = self.trajectory_every
+        if every and n_predictor % every == 0 and n_predictor != self.last_kept:
+            self.points.append(state.theta)
+            self.last_kept = n_predictor
+
+    def history(self) -> dict[str, np.ndarray]:
+        names = list(HISTORY_COLUMNS) + [m for m in self.metrics if m not in HISTORY_COLUMNS]
+        if self.rows:
+            names += [k for k in self.rows[0] if k not in names]
+        return {k: np.array([row.get(k, np.nan) for row in self.rows]) for k in names}
+
+    def trajectory(self, like: Array) -> Array | None:
+        if not self.trajectory_every:
+            return self.prior_trajectory
+        xp = namespace(like)
+        rows = list(self.points)
+        if self.prior_trajectory is not None and len(self.prior_trajectory):
+            prior = _to_like(xp, self.prior_trajectory, like, like.dtype)
+            rows = [prior[i] for i in range(prior.shape[0])] + rows
+        if not rows:
+            return xp.reshape(xp.zeros_like(like), (0, like.shape[0]))
+        return xp.stack(rows)
+
+
+def describe(problem: Problem, state: WalkState) -> dict[str, float]:
+    """The history record of a state: counts, L, |L − L0|, R, angle, λ, KKT residual, step sizes."""
+    g, gr = state.grad, state.reg_grad
+    xp = namespace(g)
+    lam = -safe_divide(xp, dot(xp, gr, g), state.grad_sq)
+    kkt = safe_divide(xp, norm(xp, reject(xp, gr, g, state.grad_sq)), norm(xp, gr))
+    values = to_host(
+        state.n_predictor + state.n_corrector,
+        state.n_predictor,
+        state.n_corrector,
+        state.n_evals,
+        state.loss,
+        namespace(g).abs(state.loss - state.level),
+        problem.reg(state.theta)
+        if not _is_float(problem.reg(state.theta))
+        else state.loss * 0 + float(problem.reg(state.theta)),
+        angle_between(xp, g, gr) * DEG,
+        lam,
+        kkt,
+        state.eta_p,
+        state.eta_c,
+    )
+    row = dict(zip(HISTORY_COLUMNS, values, strict=True))
+    for k in ("step", "n_predictor", "n_corrector", "n_grad_evals"):
+        row[k] = int(round(row[k]))
+    return row
+
+
+def _is_float(value: Any) -> bool:
+    return isinstance(value, float | int)
+
+
+class _Run:
+    """One walk's loop: step, look (one host sync), record, decide."""
+
+    def __init__(
+        self,
+        step,
+        direction,
+        scheme,
+        recorder,
+        max_steps,
+        max_total_steps,
+        kkt_tol,
+        stall_patience,
+        singular_tol,
+    ):
+        self.step = step
+        self.direction = direction
+        self.scheme = scheme
+        self.recorder = recorder
+        self.max_steps = max_steps
+        self.max_total_steps = max_total_steps
+        self.kkt_tol = kkt_tol
+        self.stall_patience = stall_patience
+        self.singular_tol = singular_tol
+
+    def look(self, s: WalkState) -> dict[str, float]:
+        """The scalars the driver decides on, copied to the host in one transfer."""
+        xp = namespace(s.theta)
+        dev = s.loss - s.level
+        reached = getattr(self.direction, "reached", None)
+        values = to_host(
+            dev * dev <= s.tau,
+            xp.isfinite(s.loss) & xp.isfinite(s.grad_sq),
+            xp.sqrt(s.grad_sq),
+            s.stationarity,
+            s.n_stall,
+            s.n_consec_corr,
+            s.n_predictor,
+            s.n_corrector,
+            reached(s.theta) if reached is not None else xp.zeros_like(s.has_p),
+        )
+        keys = (
+            "on",
+            "finite",
+            "gnorm",
+            "stat",
+            "n_stall",
+            "n_consec",
+            "n_pred",
+            "n_corr",
+            "reached",
+        )
+        return dict(zip(keys, values, strict=True))
+
+    def decide_on_level(self, s: WalkState, v: dict[str, float]) -> str | None:
+        """Record, keep θ, and check the stops that apply at on-level points."""
+        n_pred = int(v["n_pred"])
+        rec = self.recorder
+        row = rec.record(s) if rec.due(n_pred) else None
+        rec.keep(s, n_pred)
+        if v["gnorm"] <= self.singular_tol:
+            return "singular"
+        if row is not None and rec.callback is not None and rec.callback(row):
+            return "callback"
+        if v["reached"]:
+            return "reached_target"
+        if self.direction.optimises and v["stat"] <= self.kkt_tol:
+            return "stationary"
+        if self.direction.optimises and v["n_stall"] >= self.stall_patience:
+            return "stalled"
+        if n_pred >= self.max_steps:
+            return "max_steps"
+        return None
+
+    def decide_anywhere(self, v: dict[str, float]) -> str | None:
+        """The stops that apply at every point."""
+        if self.max_total_steps is not None and v["n_pred"] + v["n_corr"] >= self.max_total_steps:
+            return "max_total_steps"
+        if v["n_consec"] >= self.scheme.max_corrector_steps:
+            return "corrector_failed"
+        return None
+
+    def until_stop(self, state: WalkState, options: dict[str, Any]) -> WalkResult:
+        good = state
+        while True:
+            v = self.look(state)
+            if not v["finite"]:
+                reason = "non_finite"
+                break
+            if v["on"]:
+                good = state
+                reason = self.decide_on_level(state, v)
+                if reason:
+                    break
+            reason = self.decide_anywhere(v)
+            if reason:
+                break
+            state = self.step(state)
+        return self.result(good, state, reason, v, options)
+
+    def result(self, good: WalkState, last: WalkState, reason: str, v, options) -> WalkResult:
+        rec = self.recorder
+        if rec.last_recorded != int(to_host(good.n_predictor)[0]) or not rec.rows:
+            rec.record(good)
+        final = describe(rec.problem, good)
+        n_pred, n_corr, n_evals, max_dev = to_host(
+            last.n_predictor, last.n_corrector, last.n_evals, last.max_dev
+        )
+        message = STOP_REASONS[reason] + _details(reason, final, v, self)
+        return WalkResult(
+            theta=good.theta,
+            level=float(to_host(good.level)[0]),
+            loss=final["loss"],
+            reg=final["reg"],
+            angle=final["angle"],
+            lam=final["lam"],
+            kkt=final["kkt"],
+            n_predictor=int(n_pred),
+            n_corrector=int(n_corr),
+            n_grad_evals=int(n_evals),
+            max_deviation=max_dev,
+            stop_reason=reason,
+            message=message,
+            history=rec.history(),
+            trajectory=rec.trajectory(good.theta),
+            state=last,
+            options=options,
+        )
+
+
+def _details(reason: str, final: dict[str, float], v: dict[str, float], run: _Run) -> str:
+    if reason == "stationary":
+        return f" ({final['kkt']:.3g} ≤ {run.kkt_tol:g})"
+    if reason == "corrector_failed":
+        return f" ({int(v['n_consec'])} steps); θ is the last point on the level set"
+    if reason == "non_finite":
+        return "; θ is the last point on the level set"
+    if reason == "singular":
+        return f" (‖∇L‖ = {v['gnorm']:.3g})"
+    return ""

@@ -1,0 +1,1 @@
+"""Small runnable examples (the CLI's ``circle`` command lives here)."""

@@ -1,0 +1,228 @@
+"""The Problem protocol: the seam between the engine and a model.
+
+A Problem gives the training loss L, its gradient, the regulariser R and its
+gradient on flat 1-D parameter arrays. The engine prefers a fused
+``loss_and_grad`` when the Problem has one, so that one walk step costs one
+loss-and-gradient evaluation (one forward and one backward pass for a net).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from manifoldwalk._array import Array, namespace, to_host
+
+
+class ProblemError(ValueError):
+    """A Problem or a starting point that the walk cannot use (named in the message)."""
+
+
+@runtime_checkable
+class Problem(Protocol):
+    """What the engine needs from a constrained problem.
+
+    ``loss(θ)`` and ``reg(θ)`` return 0-d arrays (or Python floats); ``grad(θ)``
+    and ``reg_grad(θ)`` return arrays with θ's shape, dtype and device. A Problem
+    may also define ``loss_and_grad(θ) -> (loss, grad)``, which the engine then
+    uses instead of separate ``loss`` and ``grad`` calls.
+    """
+
+    def loss(self, theta: Array) -> Array:
+        """Training loss L(θ) as a 0-d array."""
+        ...
+
+    def grad(self, theta: Array) -> Array:
+        """Gradient ∇L(θ), same shape as θ."""
+        ...
+
+    def reg(self, theta: Array) -> Array:
+        """Regulariser R(θ) as a 0-d array."""
+        ...
+
+    def reg_grad(self, theta: Array) -> Array:
+        """Gradient ∇R(θ), same shape as θ."""
+        ...
+
+
+def squared_norm(theta: Array) -> Array:
+    """R(θ) = θᵀθ, the paper's regulariser."""
+    xp = namespace(theta)
+    return xp.sum(theta * theta)
+
+
+def squared_norm_grad(theta: Array) -> Array:
+    """∇R(θ) = 2θ for R = θᵀθ."""
+    return 2.0 * theta
+
+
+@dataclass(frozen=True)
+class FunctionProblem:
+    """A Problem built from plain callables; see :func:`make_problem`."""
+
+    loss_fn: Callable[[Array], Array]
+    grad_fn: Callable[[Array], Array] | None = None
+    reg_fn: Callable[[Array], Array] = squared_norm
+    reg_grad_fn: Callable[[Array], Array] = squared_norm_grad
+    loss_and_grad_fn: Callable[[Array], tuple[Array, Array]] | None = None
+
+    def loss(self, theta: Array) -> Array:
+        """Training loss L(θ)."""
+        return self.loss_fn(theta)
+
+    def grad(self, theta: Array) -> Array:
+        """Gradient ∇L(θ) (from ``grad_fn`` or the fused callable)."""
+        if self.grad_fn is not None:
+            return self.grad_fn(theta)
+        return self.loss_and_grad_fn(theta)[1]
+
+    def reg(self, theta: Array) -> Array:
+        """Regulariser R(θ)."""
+        return self.reg_fn(theta)
+
+    def reg_grad(self, theta: Array) -> Array:
+        """Gradient ∇R(θ)."""
+        return self.reg_grad_fn(theta)
+
+    def loss_and_grad(self, theta: Array) -> tuple[Array, Array]:
+        """L(θ) and ∇L(θ) together (fused when a fused callable was given)."""
+        if self.loss_and_grad_fn is not None:
+            return self.loss_and_grad_fn(theta)
+        return self.loss_fn(theta), self.grad_fn(theta)
+
+
+def make_problem(
+    loss: Callable[[Array], Array] | None = None,
+    grad: Callable[[Array], Array] | None = None,
+    *,
+    reg: Callable[[Array], Array] = squared_norm,
+    reg_grad: Callable[[Array], Array] = squared_norm_grad,
+    loss_and_grad: Callable[[Array], tuple[Array, Array]] | None = None,
+) -> FunctionProblem:
+    """Build a Problem from plain callables on flat 1-D arrays.
+
+    Args:
+        loss: θ ↦ L(θ). May be omitted when ``loss_and_grad`` is given.
+        grad: θ ↦ ∇L(θ). May be omitted when ``loss_and_grad`` is given.
+        reg: θ ↦ R(θ); defaults to the paper's θᵀθ.
+        reg_grad: θ ↦ ∇R(θ); defaults to 2θ.
+        loss_and_grad: θ ↦ (L, ∇L) in one pass; preferred by the engine.
+
+    Returns:
+        A :class:`FunctionProblem`.
+
+    Raises:
+        ProblemError: if neither ``loss_and_grad`` nor both ``loss`` and ``grad`` are given,
+            or if a given argument is not callable.
+    """
+    given = {"loss": loss, "grad": grad, "reg": reg, "reg_grad": reg_grad}
+    given["loss_and_grad"] = loss_and_grad
+    for name, fn in given.items():
+        if fn is not None and not callable(fn):
+            raise ProblemError(f"make_problem: {name} must be callable, got {type(fn).__name__}.")
+    if loss_and_grad is None and (loss is None or grad is None):
+        raise ProblemError(
+            "make_problem needs either loss_and_grad=, or both loss and grad "
+            "(a gradient the engine can call; use an autodiff adapter to get one)."
+        )
+    if loss is None:
+
+        def loss(theta: Array) -> Array:
+            return loss_and_grad(theta)[0]
+
+    return FunctionProblem(loss, grad, reg, reg_grad, loss_and_grad)
+
+
+def loss_and_grad_of(problem: Problem) -> Callable[[Array], tuple[Array, Array]]:
+    """The fused ``loss_and_grad`` of ``problem`` if it has one, else loss and grad called in turn."""
+    fused = getattr(problem, "loss_and_grad", None)
+    if callable(fused):
+        return fused
+
+    def separate(theta: Array) -> tuple[Array, Array]:
+        return problem.loss(theta), problem.grad(theta)
+
+    return separate
+
+
+_REQUIRED = ("reg", "reg_grad")
+
+
+def check_theta(theta: Array, what: str = "theta0") -> None:
+    """Check that ``theta`` is a finite 1-D floating-point array.
+
+    Raises:
+        ProblemError: naming what is wrong and what to do about it.
+    """
+    try:
+        xp = namespace(theta)
+    except TypeError as err:
+        raise ProblemError(
+            f"{what} must be a numpy, torch or jax array, got {type(theta).__name__}; "
+            "convert it with numpy.asarray(...) first."
+        ) from err
+    if theta.ndim != 1:
+        raise ProblemError(
+            f"{what} must be a flat 1-D array, got shape {tuple(theta.shape)}; "
+            "flatten the parameters (the adapters do this for models)."
+        )
+    if theta.shape[0] == 0:
+        raise ProblemError(f"{what} is empty: there are no parameters to walk over.")
+    if not xp.isdtype(theta.dtype, "real floating"):
+        raise ProblemError(
+            f"{what} has dtype {theta.dtype}; the walk needs float32 or float64 "
+            "(cast integer parameters with astype)."
+        )
+    (finite,) = to_host(xp.all(xp.isfinite(theta)))
+    if not finite:
+        raise ProblemError(f"{what} contains NaN or inf; start the walk from finite parameters.")
+
+
+def _check_scalar(value: Any, name: str) -> None:
+    shape = getattr(value, "shape", ())
+    if tuple(shape) != ():
+        raise ProblemError(
+            f"Problem.{name}(θ) must return a scalar (0-d array or float), got shape "
+            f"{tuple(shape)}; reduce it (e.g. take the mean over examples)."
+        )
+
+
+def _check_vector(value: Any, theta: Array, name: str) -> None:
+    shape = getattr(value, "shape", None)
+    if shape is None or tuple(shape) != tuple(theta.shape):
+        raise ProblemError(
+            f"Problem.{name}(θ) must return an array of θ's shape {tuple(theta.shape)}, "
+            f"got {'a ' + type(value).__name__ if shape is None else 'shape ' + str(tuple(shape))}."
+        )
+    if getattr(value, "dtype", None) != theta.dtype:
+        raise ProblemError(
+            f"Problem.{name}(θ) returned dtype {value.dtype} but θ is {theta.dtype}; "
+            "return gradients in θ's dtype."
+        )
+
+
+def validate_problem(problem: Any, theta: Array) -> None:
+    """Check ``problem`` against the protocol at ``theta`` before a walk starts.
+
+    Evaluates each method once and checks shapes, dtypes and scalar-ness, so that
+    a mistake is reported here, by name, not deep inside the engine.
+
+    Raises:
+        ProblemError: a method is missing, returns the wrong shape or dtype, or the
+            loss is not a scalar.
+    """
+    has_fused = callable(getattr(problem, "loss_and_grad", None))
+    needed = list(_REQUIRED) + ([] if has_fused else ["loss", "grad"])
+    missing = [m for m in needed if not callable(getattr(problem, m, None))]
+    if missing:
+        raise ProblemError(
+            f"{type(problem).__name__} is not a Problem: it lacks {', '.join(missing)}. "
+            "A Problem needs loss, grad (or loss_and_grad), reg and reg_grad; "
+            "manifoldwalk.make_problem builds one from callables."
+        )
+    loss, grad = loss_and_grad_of(problem)(theta)
+    _check_scalar(loss, "loss")
+    _check_vector(grad, theta, "grad")
+    _check_scalar(problem.reg(theta), "reg")
+    _check_vector(problem.reg_grad(theta), theta, "reg_grad")

@@ -1,0 +1,142 @@
+"""The result of a walk, and saving and loading it without pickle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from manifoldwalk._array import Array, to_numpy
+from manifoldwalk.step import WalkState
+
+STOP_REASONS = {
+    "stationary": "stationary: the KKT residual ‖∇R + λ∇L‖/‖∇R‖ fell below kkt_tol",
+    "stalled": "stalled at the step floor: η_p is at its minimum and the predictor keeps reversing",
+    "reached_target": "reached the target point",
+    "max_steps": "the predictor-step budget (max_steps) is spent",
+    "max_total_steps": "the total-step budget (max_total_steps) is spent",
+    "corrector_failed": "the corrector failed to get back under τ in max_corrector_steps steps",
+    "non_finite": "the loss or its gradient became NaN or inf",
+    "singular": "‖∇L‖ vanished: the level set is singular here (an exact minimum?)",
+    "callback": "a callback asked to stop",
+}
+"""Every stop reason a walk can give, with its meaning."""
+
+CONVERGED = frozenset({"stationary", "stalled", "reached_target"})
+"""Stop reasons that mean the walk reached what its direction was looking for."""
+
+
+@dataclass
+class WalkResult:
+    """What a walk found and why it stopped (in the manner of ``scipy.optimize.OptimizeResult``).
+
+    Attributes:
+        theta: the final point, always on the level set (the last good point if the
+            walk failed), in θ0's array type and device.
+        level: L0, the level walked.
+        loss, reg: L and R at ``theta``.
+        angle: angle between ∇L and ∇R at ``theta``, in degrees (180 at a minimum of R).
+        lam: the Lagrange multiplier λ = −∇R·∇L/‖∇L‖².
+        kkt: the KKT residual ‖∇R + λ∇L‖/‖∇R‖.
+        n_predictor, n_corrector: steps of each kind.
+        n_grad_evals: loss-and-gradient evaluations, the start and any projection included.
+        max_deviation: the largest |L − L0| seen at any point, corrector steps included.
+        stop_reason: a key of :data:`STOP_REASONS`.
+        message: the stop reason in words, with the figures behind it.
+        history: columns recorded at on-level points every ``record_every`` predictor steps.
+        trajectory: every ``trajectory_every``-th on-level θ as rows of a 2-D array.
+        state: the walk's full state when it stopped, for :func:`manifoldwalk.walk`'s ``resume_from``.
+        options: the options the walk ran with (JSON-able), for the record.
+    """
+
+    theta: Array
+    level: float
+    loss: float
+    reg: float
+    angle: float
+    lam: float
+    kkt: float
+    n_predictor: int
+    n_corrector: int
+    n_grad_evals: int
+    max_deviation: float
+    stop_reason: str
+    message: str
+    history: dict[str, np.ndarray] = field(default_factory=dict)
+    trajectory: Array = None
+    state: WalkState | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        """True when the walk stopped because it found what its direction looks for."""
+        return self.stop_reason in CONVERGED
+
+    def __repr__(self) -> str:
+        return (
+            f"WalkResult({self.stop_reason}: {self.n_predictor} predictor + "
+            f"{self.n_corrector} corrector steps, {self.n_grad_evals} gradient evaluations, "
+            f"R={self.reg:.6g}, angle={self.angle:.4f}°, kkt={self.kkt:.3g}, "
+            f"max|L-L0|={self.max_deviation:.3g})"
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write the result to an ``.npz`` file that holds no pickled objects."""
+        arrays: dict[str, np.ndarray] = {"theta": to_numpy(self.theta)}
+        if self.trajectory is not None:
+            arrays["trajectory"] = to_numpy(self.trajectory)
+        for name, column in self.history.items():
+            arrays[f"history/{name}"] = np.asarray(column)
+        if self.state is not None:
+            for name, value in self.state._asdict().items():
+                arrays[f"state/{name}"] = to_numpy(value)
+        meta = {k: getattr(self, k) for k in _SCALAR_FIELDS}
+        meta["options"] = self.options
+        arrays["meta"] = np.array(json.dumps(meta))
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> WalkResult:
+        """Read a result written by :meth:`save` (numpy arrays, never unpickling).
+
+        Raises:
+            ValueError: if the file is not a saved WalkResult.
+        """
+        with np.load(path, allow_pickle=False) as data:
+            if "meta" not in data.files or "theta" not in data.files:
+                raise ValueError(f"{path} is not a saved WalkResult (no meta/theta entries).")
+            meta = json.loads(str(data["meta"]))
+            history = {k[8:]: data[k] for k in data.files if k.startswith("history/")}
+            state_items = {k[6:]: data[k] for k in data.files if k.startswith("state/")}
+            state = WalkState(**state_items) if state_items else None
+            trajectory = data["trajectory"] if "trajectory" in data.files else None
+            theta = data["theta"]
+        options = meta.pop("options")
+        return cls(
+            theta=theta,
+            history=history,
+            trajectory=trajectory,
+            state=state,
+            options=options,
+            **meta,
+        )
+
+
+_SCALAR_FIELDS = (
+    "level",
+    "loss",
+    "reg",
+    "angle",
+    "lam",
+    "kkt",
+    "n_predictor",
+    "n_corrector",
+    "n_grad_evals",
+    "max_deviation",
+    "stop_reason",
+    "message",
+)

@@ -1,0 +1,196 @@
+"""The walk step as a pure function ``WalkState -> WalkState``.
+
+The state carries, besides θ, everything the next step needs at θ (loss,
+gradient, ∇R and the predictor direction), so each step costs exactly one
+loss-and-gradient evaluation, at the point it moves to. The step has no Python
+branch on array values: predictor and corrector candidates are both formed and
+one is selected with ``where``, so the same step runs eagerly on numpy, torch
+or jax arrays, or traced under ``jax.jit`` / ``lax.while_loop``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from manifoldwalk._array import Array, dot, namespace, norm, reject, safe_divide, scalar_like
+from manifoldwalk.directions import Direction
+from manifoldwalk.problem import Problem, loss_and_grad_of
+from manifoldwalk.schemes import Scheme
+
+
+class WalkState(NamedTuple):
+    """Everything a walk step reads and writes; all fields are arrays.
+
+    Point data (at ``theta``): ``loss``, ``grad``, ``grad_sq`` = ‖∇L‖², ``reg_grad``,
+    ``pred`` (the rejection of the direction of interest from ∇L, unnormalised) and
+    ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
+    ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
+    and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
+    reversals at the step floor in a row) and ``max_dev`` (largest |L − L0| seen).
+    """
+
+    theta: Array
+    loss: Array
+    grad: Array
+    grad_sq: Array
+    reg_grad: Array
+    pred: Array
+    stationarity: Array
+    level: Array
+    tau: Array
+    eta_p: Array
+    eta_c: Array
+    dir_p: Array
+    dir_c: Array
+    has_p: Array
+    has_c: Array
+    n_predictor: Array
+    n_corrector: Array
+    n_evals: Array
+    n_consec_corr: Array
+    n_stall: Array
+    max_dev: Array
+
+
+class PointData(NamedTuple):
+    """What the walk needs to know at one point (see :class:`WalkState`)."""
+
+    loss: Array
+    grad: Array
+    grad_sq: Array
+    reg_grad: Array
+    pred: Array
+    stationarity: Array
+
+
+def as_scalar(value: Any, like: Array) -> Array:
+    """``value`` (a 0-d array or a float) as a 0-d array of ``like``'s dtype and device."""
+    if isinstance(value, int | float) and not hasattr(value, "dtype"):
+        return scalar_like(float(value), like)
+    xp = namespace(like)
+    return xp.astype(xp.reshape(value, ()), like.dtype)
+
+
+def make_evaluate(problem: Problem, direction: Direction) -> Callable[[Array, Array], PointData]:
+    """Build ``evaluate(θ, n_predictor) -> PointData``: one loss-and-gradient evaluation."""
+    loss_and_grad = loss_and_grad_of(problem)
+
+    def evaluate(theta: Array, n_predictor: Array) -> PointData:
+        loss, grad = loss_and_grad(theta)
+        loss = as_scalar(loss, theta)
+        xp = namespace(theta)
+        grad_sq = dot(xp, grad, grad)
+        reg_grad = problem.reg_grad(theta)
+        r = direction(theta, reg_grad, n_predictor)
+        pred = reject(xp, r, grad, grad_sq)
+        stationarity = safe_divide(xp, norm(xp, pred), norm(xp, r))
+        return PointData(loss, grad, grad_sq, reg_grad, pred, stationarity)
+
+    return evaluate
+
+
+def init_state(
+    problem: Problem,
+    direction: Direction,
+    scheme: Scheme,
+    theta: Array,
+    level: Array | float | None = None,
+    tau: float = 1e-10,
+    n_evals: int = 1,
+    point: PointData | None = None,
+) -> WalkState:
+    """The state at the start of a walk from ``theta`` (already on its level set).
+
+    Args:
+        problem, direction, scheme: the walk's pieces.
+        theta: the starting point.
+        level: L0; defaults to L(θ).
+        tau: the absolute deviation threshold on (L − L0)².
+        n_evals: loss-and-gradient evaluations spent so far (1 for the start itself).
+        point: ``evaluate(theta)`` if the caller already has it.
+    """
+    xp = namespace(theta)
+    zero_i = xp.zeros_like(scalar_like(0, theta, dtype=xp.int64))
+    if point is None:
+        point = make_evaluate(problem, direction)(theta, zero_i)
+    level = point.loss if level is None else as_scalar(level, theta)
+    false = scalar_like(False, theta, dtype=xp.bool)
+    return WalkState(
+        theta=theta,
+        **point._asdict(),
+        level=level,
+        tau=scalar_like(tau, theta),
+        eta_p=scalar_like(scheme.predictor_step.eta_init, theta),
+        eta_c=scalar_like(scheme.corrector.eta_init, theta),
+        dir_p=xp.zeros_like(theta),
+        dir_c=xp.zeros_like(theta),
+        has_p=false,
+        has_c=false,
+        n_predictor=zero_i,
+        n_corrector=zero_i,
+        n_evals=zero_i + n_evals,
+        n_consec_corr=zero_i,
+        n_stall=zero_i,
+        max_dev=xp.abs(point.loss - level),
+    )
+
+
+def make_step(
+    problem: Problem, direction: Direction, scheme: Scheme
+) -> Callable[[WalkState], WalkState]:
+    """Build the pure step function for a problem, a direction and a scheme.
+
+    At a point with (L − L0)² ≤ τ the step is a predictor: θ + η_p·d̂ with d the
+    rejection of the direction of interest from ∇L and η_p from the scheme's step
+    rule; otherwise it is the scheme's corrector. Either way the new point is
+    evaluated once.
+    """
+    evaluate = make_evaluate(problem, direction)
+    rule = scheme.predictor_step
+    corrector = scheme.corrector
+    floor = rule.eta_min * (1.0 + 1e-6)
+
+    def step(s: WalkState) -> WalkState:
+        xp = namespace(s.theta)
+        dev = s.loss - s.level
+        on = dev * dev <= s.tau
+
+        unit_p = safe_divide(xp, s.pred, norm(xp, s.pred))
+        cos_p = dot(xp, unit_p, s.dir_p)
+        eta_p = rule.update(s.eta_p, cos_p, s.has_p)
+        corr = corrector(dev, s.grad, s.grad_sq, s.dir_p, s.eta_c, s.dir_c, s.has_c)
+        theta = xp.where(on, s.theta + eta_p * unit_p, s.theta + corr.delta)
+
+        is_p = xp.astype(on, s.n_predictor.dtype)
+        n_predictor = s.n_predictor + is_p
+        point = evaluate(theta, n_predictor)
+
+        reversed_ = s.has_p & (cos_p < 0)
+        stall = xp.where(
+            reversed_, s.n_stall + xp.astype(eta_p <= floor, s.n_stall.dtype), 0 * s.n_stall
+        )
+        if scheme.reset_after_corrector:
+            eta_p_off = xp.full_like(s.eta_p, rule.eta_min)
+        else:
+            eta_p_off = s.eta_p
+        return WalkState(
+            theta=theta,
+            **point._asdict(),
+            level=s.level,
+            tau=s.tau,
+            eta_p=xp.where(on, eta_p, eta_p_off),
+            eta_c=xp.where(on, s.eta_c, corr.eta),
+            dir_p=xp.where(on, unit_p, s.dir_p),
+            dir_c=xp.where(on, s.dir_c, corr.direction),
+            has_p=s.has_p | on,
+            has_c=s.has_c | ~on,
+            n_predictor=n_predictor,
+            n_corrector=s.n_corrector + (1 - is_p),
+            n_evals=s.n_evals + 1,
+            n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
+            n_stall=xp.where(on, stall, s.n_stall),
+            max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
+        )
+
+    return step
