@@ -4,6 +4,7 @@ Re-exports the public names; see the submodules for the pieces.
 """
 
 from manifoldwalk.correctors import GradientCorrector, NewtonCorrector, authors_corrector
+from manifoldwalk.diagnostics import GradientCheck, check_gradient
 from manifoldwalk.directions import FunctionDirection, MinimiseReg, RandomWalk, TowardTarget
 from manifoldwalk.driver import walk
 from manifoldwalk.problem import Problem, ProblemError, make_problem
@@ -18,6 +19,7 @@ __all__ = [
     "AngleRule",
     "ConstantStep",
     "FunctionDirection",
+    "GradientCheck",
     "GradientCorrector",
     "MinimiseReg",
     "NewtonCorrector",
@@ -29,6 +31,7 @@ __all__ = [
     "WalkResult",
     "WalkState",
     "authors_corrector",
+    "check_gradient",
     "get_scheme",
     "init_state",
     "make_problem",

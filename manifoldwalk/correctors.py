@@ -51,12 +51,21 @@ class GradientCorrector:
     θ ← θ − η_c d_c/‖d_c‖, with η_c from ``step_rule``. The paper adapts η_c with
     the angle rule; the authors' code keeps it constant (``ConstantStep(1e-4)``),
     which works only where η_c·‖∇L‖ is far below √τ.
+
+    With ``cap`` (the default for the paper's scheme) a step is never longer than
+    the linearised distance to the level set along its own direction,
+    |L − L0|/|∇L·d̂_c|: the paper gives η_c no ceiling, and an η_c grown during one
+    series of corrector steps would otherwise overshoot the level set at the start
+    of the next by up to η_c·‖∇L‖, far beyond the predictor's own excursion. The
+    cap changes neither the direction nor η_c's adaptation; ``cap=False`` is the
+    uncapped rule.
     """
 
     step_rule: StepRule = field(
         default_factory=lambda: AngleRule(eta_init=1e-4, eta_min=1e-12, eta_max=0.1)
     )
     name: str = "paper"
+    cap: bool = True
 
     @property
     def eta_init(self) -> float:
@@ -70,12 +79,16 @@ class GradientCorrector:
         d_c = reject(xp, grad_d, dir_p, dot(xp, dir_p, dir_p))
         unit = safe_divide(xp, d_c, norm(xp, d_c))
         eta_new = self.step_rule.update(eta, dot(xp, unit, dir_prev), has_prev)
-        return Correction(-eta_new * unit, eta_new, unit)
+        length = eta_new
+        if self.cap:
+            reach = safe_divide(xp, xp.abs(deviation), xp.abs(dot(xp, grad, unit)))
+            length = xp.where(reach > 0, xp.minimum(eta_new, reach), eta_new)
+        return Correction(-length * unit, eta_new, unit)
 
 
 def authors_corrector(eta: float = 1e-4) -> GradientCorrector:
     """The authors' corrector: the paper's direction with a constant step ``eta``."""
-    return GradientCorrector(ConstantStep(eta), name="authors")
+    return GradientCorrector(ConstantStep(eta), name="authors", cap=False)
 
 
 @dataclass(frozen=True)

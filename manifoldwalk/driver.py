@@ -29,7 +29,14 @@ from manifoldwalk.directions import Direction, as_direction
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import Scheme, get_scheme
-from manifoldwalk.step import PointData, WalkState, init_state, make_evaluate, make_step
+from manifoldwalk.step import (
+    PointData,
+    WalkState,
+    as_scalar,
+    init_state,
+    make_evaluate,
+    make_step,
+)
 from manifoldwalk.step_sizes import StepRule
 
 HISTORY_COLUMNS = (
@@ -45,6 +52,7 @@ HISTORY_COLUMNS = (
     "kkt",
     "eta_p",
     "eta_c",
+    "turn",
 )
 """Columns of :attr:`WalkResult.history`, before any caller-supplied metrics."""
 
@@ -66,7 +74,7 @@ def walk(
     max_steps: int = 20_000,
     max_total_steps: int | None = None,
     kkt_tol: float = 1e-6,
-    stall_patience: int = 5,
+    stall_patience: int = 50,
     max_corrector_steps: int | None = None,
     singular_tol: float = 1e-12,
     record_every: int = 1,
@@ -318,7 +326,12 @@ class _Recorder:
 
 
 def describe(problem: Problem, state: WalkState) -> dict[str, float]:
-    """The history record of a state: counts, L, |L − L0|, R, angle, λ, KKT residual, step sizes."""
+    """The history record of a state.
+
+    Counts, L, |L − L0|, R, the angle between ∇L and ∇R (degrees), λ, the KKT
+    residual, the step sizes, and ``turn``: the angle (degrees) between the predictor
+    direction about to be taken and the previous one (0 before the first).
+    """
     g, gr = state.grad, state.reg_grad
     xp = namespace(g)
     lam = -safe_divide(xp, dot(xp, gr, g), state.grad_sq)
@@ -330,23 +343,18 @@ def describe(problem: Problem, state: WalkState) -> dict[str, float]:
         state.n_evals,
         state.loss,
         namespace(g).abs(state.loss - state.level),
-        problem.reg(state.theta)
-        if not _is_float(problem.reg(state.theta))
-        else state.loss * 0 + float(problem.reg(state.theta)),
+        as_scalar(problem.reg(state.theta), state.loss),
         angle_between(xp, g, gr) * DEG,
         lam,
         kkt,
         state.eta_p,
         state.eta_c,
+        xp.where(state.has_p, angle_between(xp, state.pred, state.dir_p) * DEG, 0.0),
     )
     row = dict(zip(HISTORY_COLUMNS, values, strict=True))
     for k in ("step", "n_predictor", "n_corrector", "n_grad_evals"):
         row[k] = int(round(row[k]))
     return row
-
-
-def _is_float(value: Any) -> bool:
-    return isinstance(value, float | int)
 
 
 class _Run:
@@ -454,8 +462,8 @@ class _Run:
         if rec.last_recorded != int(to_host(good.n_predictor)[0]) or not rec.rows:
             rec.record(good)
         final = describe(rec.problem, good)
-        n_pred, n_corr, n_evals, max_dev = to_host(
-            last.n_predictor, last.n_corrector, last.n_evals, last.max_dev
+        n_pred, n_corr, n_evals, max_dev, max_step = to_host(
+            last.n_predictor, last.n_corrector, last.n_evals, last.max_dev, last.max_step
         )
         message = STOP_REASONS[reason] + _details(reason, final, v, self)
         return WalkResult(
@@ -470,6 +478,7 @@ class _Run:
             n_corrector=int(n_corr),
             n_grad_evals=int(n_evals),
             max_deviation=max_dev,
+            max_predictor_step=max_step,
             stop_reason=reason,
             message=message,
             history=rec.history(),

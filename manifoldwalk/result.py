@@ -44,6 +44,7 @@ class WalkResult:
         n_predictor, n_corrector: steps of each kind.
         n_grad_evals: loss-and-gradient evaluations, the start and any projection included.
         max_deviation: the largest |L − L0| seen at any point, corrector steps included.
+        max_predictor_step: the longest predictor step taken (η_p of that step).
         stop_reason: a key of :data:`STOP_REASONS`.
         message: the stop reason in words, with the figures behind it.
         history: columns recorded at on-level points every ``record_every`` predictor steps.
@@ -63,6 +64,7 @@ class WalkResult:
     n_corrector: int
     n_grad_evals: int
     max_deviation: float
+    max_predictor_step: float
     stop_reason: str
     message: str
     history: dict[str, np.ndarray] = field(default_factory=dict)
@@ -137,6 +139,7 @@ _SCALAR_FIELDS = (
     "n_corrector",
     "n_grad_evals",
     "max_deviation",
+    "max_predictor_step",
     "stop_reason",
     "message",
 )

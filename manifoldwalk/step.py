@@ -27,7 +27,8 @@ class WalkState(NamedTuple):
     ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
     ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
     and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
-    reversals at the step floor in a row) and ``max_dev`` (largest |L − L0| seen).
+    reversals at the step floor in a row), ``max_dev`` (largest |L − L0| seen) and
+    ``max_step`` (longest predictor step taken).
     """
 
     theta: Array
@@ -51,6 +52,7 @@ class WalkState(NamedTuple):
     n_consec_corr: Array
     n_stall: Array
     max_dev: Array
+    max_step: Array
 
 
 class PointData(NamedTuple):
@@ -133,6 +135,7 @@ def init_state(
         n_consec_corr=zero_i,
         n_stall=zero_i,
         max_dev=xp.abs(point.loss - level),
+        max_step=xp.zeros_like(point.loss),
     )
 
 
@@ -191,6 +194,7 @@ def make_step(
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
             n_stall=xp.where(on, stall, s.n_stall),
             max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
+            max_step=xp.where(on, xp.maximum(s.max_step, eta_p), s.max_step),
         )
 
     return step

@@ -1,0 +1,93 @@
+"""Bad input gets an error (or a stop reason) that names the problem."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import manifoldwalk as mw
+from manifoldwalk.problems import Circle, Sphere
+
+TOP = np.array([0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("theta0", "match"),
+    [
+        (np.array([np.nan, 1.0]), "NaN or inf"),
+        (np.array([np.inf, 1.0]), "NaN or inf"),
+        (np.zeros((2, 1)), "1-D"),
+        (np.array([0, 1]), "dtype"),
+        (np.zeros(0), "empty"),
+        ([0.0, 1.0], "numpy, torch or jax array"),
+    ],
+)
+def test_bad_starting_points_are_refused_by_name(theta0, match):
+    with pytest.raises(mw.ProblemError, match=match):
+        mw.walk(Circle(), theta0)
+
+
+def test_a_start_at_an_exact_minimum_is_singular():
+    with pytest.raises(mw.ProblemError, match="singular"):
+        mw.walk(Sphere(np.ones(3)), np.zeros(3))
+
+
+def test_missing_methods_are_listed():
+    class Half:
+        def loss(self, x):
+            return float(x @ x)
+
+    with pytest.raises(mw.ProblemError, match="lacks grad, reg, reg_grad|lacks reg, reg_grad"):
+        mw.walk(Half(), TOP)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"loss": lambda x: x * x, "grad": lambda x: 2 * x}, "scalar"),
+        ({"loss": lambda x: x @ x, "grad": lambda x: 2 * x[:1]}, "shape"),
+        ({"loss": lambda x: x @ x, "grad": lambda x: (2 * x).astype(np.float32)}, "dtype"),
+        ({"loss": lambda x: x @ x, "grad": lambda x: 2 * x, "reg": lambda x: x}, "reg"),
+    ],
+)
+def test_problems_returning_the_wrong_thing_are_caught_at_the_start(kwargs, match):
+    with pytest.raises(mw.ProblemError, match=match):
+        mw.walk(mw.make_problem(**kwargs), TOP.copy())
+
+
+def test_make_problem_needs_a_gradient():
+    with pytest.raises(mw.ProblemError, match="loss_and_grad"):
+        mw.make_problem(lambda x: x @ x)
+    with pytest.raises(mw.ProblemError, match="callable"):
+        mw.make_problem(lambda x: x @ x, grad=3)
+
+
+def test_make_problem_from_a_fused_callable_walks():
+    p = mw.make_problem(
+        loss_and_grad=lambda x: (x @ x, 2 * x),
+        reg=lambda x: x.sum(),
+        reg_grad=lambda x: np.ones_like(x),
+    )
+    r = mw.walk(p, TOP.copy())
+    assert np.linalg.norm(r.theta + np.ones(2) / np.sqrt(2)) < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_steps": 0}, "max_steps"),
+        ({"record_every": 1.5}, "record_every"),
+        ({"trajectory_every": 0}, "trajectory_every"),
+        ({"tau": 0.0}, "tau"),
+        ({"scheme": "fast"}, "scheme"),
+        ({"corrector": "gauss"}, "corrector"),
+    ],
+)
+def test_bad_options_name_themselves(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        mw.walk(Circle(), TOP.copy(), **kwargs)
+
+
+def test_unreachable_level_is_reported():
+    with pytest.raises(mw.ProblemError, match="could not project"):
+        mw.walk(Circle(), TOP.copy(), level=-1.0)
