@@ -42,6 +42,21 @@ def scalar_like(value: float | int | bool, like: Array, dtype: Any = None) -> Ar
     return xp.asarray(value, dtype=dtype, device=dev)
 
 
+def default_dtype(xp: Any, kind: str) -> Any:
+    """The namespace's default dtype of a kind (``"integral"``, ``"real floating"``).
+
+    JAX without ``jax_enable_x64`` defaults to 32-bit types; asking it for int64 would
+    warn and truncate.
+    """
+    return xp.__array_namespace_info__().default_dtypes()[kind]
+
+
+def zero_count(like: Array) -> Array:
+    """A 0-d integer zero (a step counter) in ``like``'s namespace and device."""
+    xp = namespace(like)
+    return scalar_like(0, like, dtype=default_dtype(xp, "integral"))
+
+
 def dot(xp: Any, a: Array, b: Array) -> Array:
     """Inner product of two 1-D arrays, as a 0-d array."""
     return xp.sum(a * b)
@@ -85,7 +100,7 @@ def to_host(*scalars: Array) -> list[float]:
         return [float(s) for s in scalars]
     xp = namespace(*scalars)
     floats = [s.dtype for s in scalars if xp.isdtype(s.dtype, "real floating")]
-    dtype = floats[0] if floats else xp.float64
+    dtype = floats[0] if floats else default_dtype(xp, "real floating")
     packed = xp.stack([xp.astype(s, dtype) for s in scalars])
     if array_api_compat.is_torch_array(packed):
         return packed.tolist()

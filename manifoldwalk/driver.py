@@ -16,13 +16,14 @@ from manifoldwalk._array import (
     DEG,
     Array,
     angle_between,
+    default_dtype,
     dot,
     namespace,
     norm,
     reject,
     safe_divide,
-    scalar_like,
     to_host,
+    zero_count,
 )
 from manifoldwalk.correctors import Corrector
 from manifoldwalk.directions import Direction, as_direction
@@ -74,7 +75,7 @@ def walk(
     max_steps: int = 20_000,
     max_total_steps: int | None = None,
     kkt_tol: float = 1e-6,
-    stall_patience: int = 50,
+    stall_patience: int = 100,
     max_corrector_steps: int | None = None,
     singular_tol: float = 1e-12,
     record_every: int = 1,
@@ -110,7 +111,8 @@ def walk(
         max_total_steps: budget on predictor plus corrector steps (the paper's text).
         kkt_tol: stop as stationary when ‖r − proj_∇L r‖/‖r‖ ≤ kkt_tol, which for r = −∇R
             is the KKT residual ‖∇R + λ∇L‖/‖∇R‖ (both the 180° and the 0° case).
-        stall_patience: stop as stalled after this many predictor reversals at the step floor.
+        stall_patience: stop as stalled after this many predictor reversals at the step floor
+            (counted over the whole walk).
         max_corrector_steps: consecutive corrector steps before stopping as failed
             (default from the scheme).
         singular_tol: stop (or refuse to start) where ‖∇L‖ ≤ this: the level set is singular.
@@ -200,7 +202,7 @@ def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singula
     """Evaluate θ0, project it onto {L = level} if a level is given, and build the state."""
     xp = namespace(theta0)
     evaluate = make_evaluate(problem, direction)
-    zero = xp.astype(scalar_like(0, theta0), xp.int64)
+    zero = zero_count(theta0)
     point = evaluate(theta0, zero)
     loss0, gnorm0 = to_host(point.loss, xp.sqrt(point.grad_sq))
     if not (np.isfinite(loss0) and np.isfinite(gnorm0)):
@@ -222,7 +224,7 @@ def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singula
 def _project(evaluate, theta, point: PointData, level: float, tau: float, singular_tol: float):
     """Newton steps from θ onto {L = level} until (L − level)² ≤ τ."""
     xp = namespace(theta)
-    zero = xp.astype(scalar_like(0, theta), xp.int64)
+    zero = zero_count(theta)
     for n_evals in range(1, 101):
         loss, gnorm = to_host(point.loss, xp.sqrt(point.grad_sq))
         if (loss - level) ** 2 <= tau:
@@ -257,7 +259,7 @@ def _to_like(xp, value, like, dtype):
 
     host = to_numpy(value)
     if dtype is None:
-        dtype = {np.dtype(bool): xp.bool}.get(host.dtype, xp.int64)
+        dtype = xp.bool if host.dtype == np.dtype(bool) else default_dtype(xp, "integral")
     dev = device_of(like)
     return (
         xp.asarray(host, dtype=dtype) if dev is None else xp.asarray(host, dtype=dtype, device=dev)

@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from manifoldwalk._array import Array, dot, namespace, norm, reject, safe_divide, scalar_like
+from manifoldwalk._array import (
+    Array,
+    dot,
+    namespace,
+    norm,
+    reject,
+    safe_divide,
+    scalar_like,
+    zero_count,
+)
 from manifoldwalk.directions import Direction
 from manifoldwalk.problem import Problem, loss_and_grad_of
 from manifoldwalk.schemes import Scheme
@@ -27,7 +36,7 @@ class WalkState(NamedTuple):
     ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
     ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
     and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
-    reversals at the step floor in a row), ``max_dev`` (largest |L − L0| seen) and
+    reversals at the step floor so far), ``max_dev`` (largest |L − L0| seen) and
     ``max_step`` (longest predictor step taken).
     """
 
@@ -113,7 +122,7 @@ def init_state(
         point: ``evaluate(theta)`` if the caller already has it.
     """
     xp = namespace(theta)
-    zero_i = xp.zeros_like(scalar_like(0, theta, dtype=xp.int64))
+    zero_i = zero_count(theta)
     if point is None:
         point = make_evaluate(problem, direction)(theta, zero_i)
     level = point.loss if level is None else as_scalar(level, theta)
@@ -170,9 +179,10 @@ def make_step(
         point = evaluate(theta, n_predictor)
 
         reversed_ = s.has_p & (cos_p < 0)
-        stall = xp.where(
-            reversed_, s.n_stall + xp.astype(eta_p <= floor, s.n_stall.dtype), 0 * s.n_stall
-        )
+        # Reversals at the step floor are counted, never reset: near an optimum a walk at
+        # its floor can settle into a two-step cycle (reverse, then one step on) that
+        # would reset a count of consecutive reversals forever.
+        stall = s.n_stall + xp.astype(reversed_ & (eta_p <= floor), s.n_stall.dtype)
         if scheme.reset_after_corrector:
             eta_p_off = xp.full_like(s.eta_p, rule.eta_min)
         else:

@@ -13,6 +13,7 @@ from manifoldwalk.testing.checks import (
     check_reg_decreasing,
     check_stationary,
     level_bound,
+    reg_slack,
 )
 from manifoldwalk.testing.strategies import AnalyticCase, ellipsoid_cases, sphere_distance_cases
 
@@ -25,5 +26,6 @@ __all__ = [
     "check_stationary",
     "ellipsoid_cases",
     "level_bound",
+    "reg_slack",
     "sphere_distance_cases",
 ]

@@ -39,11 +39,25 @@ def check_level_kept(result: WalkResult, hessian_norm: float) -> None:
     )
 
 
+def reg_slack(result: WalkResult, lagrangian_hessian_norm: float) -> float:
+    """How much R may rise between consecutive on-level points without a wrong step.
+
+    Two on-level points may differ in L by up to 2√τ, which moves R by up to
+    2·|λ|·√τ (λ = dR/dL across level sets, the largest recorded); and a predictor
+    step of length η changes R by its first-order decrease plus up to
+    ½·η²·‖∇²R + λ∇²L‖, which near a turning point can outweigh it.
+    """
+    tau = result.options["tau"] * (result.level**2 if result.options.get("tau_relative") else 1)
+    lam = float(np.max(np.abs(result.history["lam"])))
+    eta = result.max_predictor_step
+    return 2.0 * lam * math.sqrt(tau) + 0.5 * eta**2 * lagrangian_hessian_norm
+
+
 def check_reg_decreasing(result: WalkResult, slack: float = 0.0) -> None:
     """R at recorded on-level points never rises until the predictor first turns back (> 90°).
 
     Needs a walk with ``record_every=1``; ``slack`` admits rises up to that size
-    (pass the walk's second-order term where steps are not infinitesimal).
+    (:func:`reg_slack` gives the bound for finite steps and a finite τ).
     """
     reg, turn = result.history["reg"], result.history["turn"]
     reversals = np.nonzero(turn > 90.0)[0]
