@@ -66,7 +66,14 @@ def run(configs: dict[str, dict], families, max_steps: int) -> None:
             evals, errors, reasons = [], [], collections.Counter()
             start = time.perf_counter()
             for problem, x0 in problems:
-                r = mw.walk(problem, x0.copy(), max_steps=max_steps, record_every=10**6, **options)
+                r = mw.walk(
+                    problem,
+                    x0.copy(),
+                    max_steps=max_steps,
+                    max_corrector_steps=10_000,
+                    record_every=10**6,
+                    **options,
+                )
                 evals.append(r.n_grad_evals)
                 errors.append(float(np.linalg.norm(np.asarray(r.theta) - problem.solution(1.0))))
                 reasons[r.stop_reason] += 1
@@ -84,7 +91,8 @@ def main() -> None:
         "--candidates", action="store_true", help="also run the default's search grid"
     )
     args = parser.parse_args()
-    configs = {name: {"scheme": name} for name in ("default", "paper")}
+    configs = {name: {"scheme": name} for name in ("default", "paper", "authors")}
+    configs["paper + newton corrector"] = {"scheme": "paper", "corrector": "newton"}
     if args.candidates:
         configs.update(candidates())
     run(configs, suite(args.problems), args.max_steps)

@@ -1,0 +1,20 @@
+"""manifoldwalk_jax: turn a JAX apply function, a parameter pytree, a loss and data into a Problem.
+
+Three lines wrap a model::
+
+    import manifoldwalk, manifoldwalk_jax
+    problem = manifoldwalk_jax.from_apply(apply_fn, params, loss_fn, (x_train, y_train))
+    result = manifoldwalk.walk(problem, problem.theta0)
+
+See :func:`from_apply` and ``docs/adapters.md`` (section "JAX").
+"""
+
+try:
+    import jax  # noqa: F401
+    import jax.flatten_util  # noqa: F401
+except ImportError as err:  # pragma: no cover - exercised by a test that hides jax
+    raise ImportError("manifoldwalk_jax needs JAX: pip install manifoldwalk[jax]") from err
+
+from manifoldwalk_jax.problem import JaxProblem, from_apply
+
+__all__ = ["JaxProblem", "from_apply"]

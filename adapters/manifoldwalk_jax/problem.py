@@ -1,0 +1,338 @@
+"""``JaxProblem``: a JAX model, loss and data as a manifoldwalk Problem on flat θ.
+
+The model is an apply function ``apply_fn(params, x) -> outputs`` and a parameter pytree
+(plain dicts, Flax ``variables["params"]``, the array part of an Equinox model: all reduce to
+this). The trainable leaves are flattened with :func:`jax.flatten_util.ravel_pytree`; the loss
+and its gradient are one function, jitted once, that unflattens θ, runs the model over the
+data (batch by batch under ``lax.scan`` when ``batch_size`` is given) and returns the flat
+gradient. θ, the loss and the gradient are ``jax.Array`` on the parameters' device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from manifoldwalk.problem import ProblemError
+from manifoldwalk_jax._flat import FlatParams, PyTree
+from manifoldwalk_jax._reg import RegFn, make_reg
+
+ApplyFn = Callable[[PyTree, jax.Array], Any]
+LossFn = Callable[[Any, jax.Array], jax.Array]
+
+TASKS = ("classification", "regression")
+"""The tasks :meth:`JaxProblem.evaluate` knows: accuracy or mean squared error."""
+
+
+class JaxProblem:
+    """A JAX model's training loss as a manifoldwalk Problem on the flat trainable θ.
+
+    Build it with :func:`from_apply`, which documents the arguments. Besides the Problem
+    protocol (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) it has
+    ``theta0``, ``n_params``, ``unflatten``, ``flatten``, ``assign`` and ``evaluate``.
+
+    Attributes:
+        theta0: the trainable parameters as one flat ``jax.Array``.
+        n_params: the length of θ.
+    """
+
+    def __init__(
+        self,
+        apply_fn: ApplyFn,
+        params: PyTree,
+        loss_fn: LossFn,
+        data: tuple[Any, Any],
+        *,
+        reg: str | RegFn = "l2",
+        batch_size: int | None = None,
+        trainable: PyTree | None = None,
+    ) -> None:
+        for name, fn in (("apply_fn", apply_fn), ("loss_fn", loss_fn)):
+            if not callable(fn):
+                raise TypeError(f"{name} must be callable, got {type(fn).__name__}.")
+        self._flat = FlatParams(params, trainable)
+        self.theta0: jax.Array = self._flat.theta0
+        self.n_params: int = int(self.theta0.shape[0])
+        self._device = _single_device(self.theta0)
+        self._frozen = [jax.device_put(leaf, self._device) for leaf in self._flat.frozen]
+        self._apply_fn, self._loss_fn = apply_fn, loss_fn
+        x, y = _as_data(data, self._device, "data")
+        n = int(x.shape[0])
+        batch = _check_batch_size(batch_size, "batch_size")
+        batch = None if batch is None or batch >= n else batch
+        self._check_loss_is_scalar(x[: batch or n], y[: batch or n])
+        self._data = (x, y) if batch is None else _split_batches(x, y, batch)
+        if batch is None:
+            self._loss_and_grad = jax.jit(jax.value_and_grad(self._loss_at))
+            self._loss = jax.jit(self._loss_at)
+        else:
+            self._loss_and_grad = jax.jit(_batched(jax.value_and_grad(self._loss_at), n))
+            self._loss = jax.jit(_batched(self._loss_at, n))
+        self._reg, self._reg_grad = make_reg(reg, self.theta0, self._flat.weight_mask)
+        self._eval_batch = jax.jit(self._eval_sums, static_argnames="task")
+
+    # --- the Problem protocol -------------------------------------------------------------
+
+    def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The full-batch mean loss L(θ) and its gradient ∇L(θ), in one jitted pass.
+
+        Args:
+            theta: flat θ (``jax.Array`` of length ``n_params``).
+
+        Returns:
+            ``(L, ∇L)``: a 0-d array and an array like θ, on θ's device, in θ's dtype.
+        """
+        return self._loss_and_grad(theta, self._frozen, *self._data)
+
+    def loss(self, theta: jax.Array) -> jax.Array:
+        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""
+        return self._loss(theta, self._frozen, *self._data)
+
+    def grad(self, theta: jax.Array) -> jax.Array:
+        """The gradient ∇L(θ), an array like θ."""
+        return self.loss_and_grad(theta)[1]
+
+    def reg(self, theta: jax.Array) -> jax.Array:
+        """The regulariser R(θ) as a 0-d array."""
+        return self._reg(theta)
+
+    def reg_grad(self, theta: jax.Array) -> jax.Array:
+        """The gradient ∇R(θ), an array like θ."""
+        return self._reg_grad(theta)
+
+    # --- between θ and the pytree ---------------------------------------------------------
+
+    def unflatten(self, theta: jax.Array) -> PyTree:
+        """The parameter pytree (frozen leaves included) for a flat θ, as ``apply_fn`` takes it."""
+        return self._flat.assemble(jnp.asarray(theta), self._frozen)
+
+    def assign(self, theta: jax.Array) -> PyTree:
+        """The parameter pytree for θ: JAX arrays are immutable, so this returns it.
+
+        The same as :meth:`unflatten`; it exists so that code written for the PyTorch and
+        Keras adapters (whose ``assign`` writes into the model) reads the same here:
+        ``params = problem.assign(result.theta)``.
+        """
+        return self.unflatten(theta)
+
+    def flatten(self, params: PyTree) -> jax.Array:
+        """The flat θ of a parameter pytree of the model's structure (inverse of ``unflatten``).
+
+        Raises:
+            ProblemError: if ``params`` does not have the model's pytree structure.
+        """
+        return self._flat.flatten(params)
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        theta: jax.Array,
+        x: Any,
+        y: Any,
+        *,
+        task: str = "classification",
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        """The mean loss and accuracy (or MSE) of θ on ``(x, y)``, in batches.
+
+        Meant for the walk's metric callables, e.g.
+        ``metrics={"test_loss": lambda th: problem.evaluate(th, x_te, y_te)["loss"]}``.
+        Pass jax arrays to avoid a host-to-device copy on every call.
+
+        Args:
+            theta: flat θ.
+            x, y: held-out inputs and targets (same length).
+            task: ``"classification"`` (accuracy: argmax of the outputs' last axis against
+                integer labels, or against the argmax of one-hot labels) or ``"regression"``
+                (mean squared error over examples and outputs).
+            batch_size: examples per batch.
+
+        Returns:
+            ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "mse": float}``.
+
+        Raises:
+            ValueError: an unknown task or a bad batch size.
+            ProblemError: ``x`` and ``y`` of different lengths, or accuracy asked of a model
+                with a single output column.
+        """
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+        batch = _check_batch_size(batch_size, "batch_size")
+        theta = jnp.asarray(theta)
+        x, y = _as_data((x, y), self._device, "evaluate")
+        n = int(x.shape[0])
+        total = None
+        for start in range(0, n, batch):
+            sums = self._eval_batch(
+                theta, self._frozen, x[start : start + batch], y[start : start + batch], task=task
+            )
+            total = sums if total is None else total + sums
+        loss_sum, metric_sum = np.asarray(total, dtype=np.float64).tolist()
+        metric = "accuracy" if task == "classification" else "mse"
+        return {"loss": loss_sum / n, metric: metric_sum / n}
+
+    # --- traced pieces --------------------------------------------------------------------
+
+    def _loss_at(self, theta: jax.Array, frozen: list[Any], xb: Any, yb: Any) -> jax.Array:
+        """The mean loss over one batch (traced)."""
+        outputs = self._apply_fn(self._flat.assemble(theta, frozen), xb)
+        return jnp.asarray(self._loss_fn(outputs, yb), dtype=theta.dtype)
+
+    def _eval_sums(
+        self, theta: jax.Array, frozen: list[Any], xb: Any, yb: Any, *, task: str
+    ) -> jax.Array:
+        """``[loss · n_b, metric · n_b]`` over one batch (traced)."""
+        outputs = self._apply_fn(self._flat.assemble(theta, frozen), xb)
+        n_b = xb.shape[0]
+        loss = jnp.asarray(self._loss_fn(outputs, yb), dtype=theta.dtype) * n_b
+        if task == "classification":
+            if outputs.ndim < 2 or outputs.shape[-1] < 2:
+                raise ProblemError(
+                    "evaluate: accuracy takes the argmax over the outputs' last axis, but the "
+                    f"model has outputs of shape {outputs.shape}; give it one output per class, "
+                    'or use task="regression".'
+                )
+            labels = jnp.argmax(yb, axis=-1) if yb.ndim == outputs.ndim else yb
+            metric = jnp.sum(jnp.argmax(outputs, axis=-1) == labels)
+        else:
+            err = outputs - jnp.reshape(yb, outputs.shape)
+            metric = jnp.sum(err * err) * n_b / outputs.size
+        return jnp.stack([loss, jnp.asarray(metric, dtype=theta.dtype)])
+
+    def _check_loss_is_scalar(self, xb: Any, yb: Any) -> None:
+        """Raise if the loss of one batch is not a scalar (traced shapes only; nothing runs)."""
+        outputs = jax.eval_shape(self._apply_fn, self.unflatten(self.theta0), xb)
+        shape = jax.eval_shape(self._loss_fn, outputs, yb).shape
+        if shape != ():
+            raise ProblemError(
+                f"loss_fn(outputs, targets) must return a scalar (the mean loss over the batch), "
+                f"got shape {shape}; reduce it, e.g. with .mean()."
+            )
+
+
+def from_apply(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    loss_fn: LossFn,
+    data: tuple[Any, Any],
+    *,
+    reg: str | RegFn = "l2",
+    batch_size: int | None = None,
+    trainable: PyTree | None = None,
+) -> JaxProblem:
+    """Wrap a JAX model, its loss and its training data as a manifoldwalk Problem.
+
+    Args:
+        apply_fn: ``apply_fn(params, x) -> outputs``, a pure JAX function (Flax:
+            ``lambda p, x: model.apply({"params": p}, x)``).
+        params: the parameter pytree; its trainable leaves, flattened, are θ. Use float64
+            leaves for a float64 walk (with ``jax.config.update("jax_enable_x64", True)`` set
+            by you: the adapter never changes JAX's global configuration).
+        loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss over the batch (a
+            scalar), e.g. ``optax.softmax_cross_entropy_with_integer_labels(o, t).mean()``.
+        data: ``(x, y)``, the training inputs and targets (arrays of equal length), moved once
+            to the parameters' device.
+        reg: the regulariser R: ``"l2"`` (θᵀθ over every trainable parameter, the paper's
+            walk), ``"l2-weights"`` (θᵀθ over leaves of rank ≥ 2 only: kernels, not biases or
+            normalisation scales; Keras ``kernel_regularizer`` semantics), or a differentiable
+            function of the flat θ (a ``jax.Array``) returning a scalar.
+        batch_size: None for one full batch; else the loss and gradient are accumulated over
+            batches of this size (a ``lax.scan`` plus a remainder batch), giving exactly the
+            full-batch mean, with the memory of one batch.
+        trainable: frozen parameters: None (every leaf is trainable) or a pytree of bools with
+            the structure of ``params`` (or a prefix of it); leaves marked False are held
+            fixed and are not part of θ. Equivalently, leave frozen arrays out of ``params``
+            and close over them in ``apply_fn``.
+
+    Returns:
+        A :class:`JaxProblem`; walk it with ``manifoldwalk.walk(problem, problem.theta0)``.
+
+    Raises:
+        ProblemError: no trainable parameters, a non-float trainable leaf, inputs and targets
+            of different lengths, or a loss (or a callable ``reg``) that is not a scalar.
+        TypeError: ``apply_fn`` or ``loss_fn`` not callable, or a bad ``trainable`` mask leaf.
+        ValueError: an unknown ``reg`` name or a bad ``batch_size``.
+    """
+    return JaxProblem(
+        apply_fn, params, loss_fn, data, reg=reg, batch_size=batch_size, trainable=trainable
+    )
+
+
+def _single_device(theta: jax.Array) -> Any:
+    """The one device θ lives on (the adapter does not shard)."""
+    devices = theta.devices()
+    if len(devices) != 1:
+        raise ProblemError(
+            f"the parameters span {len(devices)} devices; manifoldwalk_jax needs them on one."
+        )
+    return next(iter(devices))
+
+
+def _as_data(data: Any, device: Any, what: str) -> tuple[jax.Array, jax.Array]:
+    """``(x, y)`` as jax arrays on ``device``, checked to be of equal length."""
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(f"{what} must be a pair (x, y) of arrays, got {type(data).__name__}.")
+    x, y = (jax.device_put(jnp.asarray(a), device) for a in data)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ProblemError(f"{what}: x and y must have a leading example axis.")
+    if x.shape[0] != y.shape[0]:
+        raise ProblemError(
+            f"{what}: inputs and targets must have the same number of examples, got "
+            f"{x.shape[0]} inputs and {y.shape[0]} targets."
+        )
+    if x.shape[0] == 0:
+        raise ProblemError(f"{what}: there are no examples.")
+    return x, y
+
+
+def _check_batch_size(batch_size: int | None, what: str) -> int | None:
+    """``batch_size`` if it is None or a positive int."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"{what} must be a positive integer or None, got {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"{what} must be positive, got {batch_size}.")
+    return int(batch_size)
+
+
+def _split_batches(x: jax.Array, y: jax.Array, batch: int) -> tuple[jax.Array, ...]:
+    """``(xs, ys, x_rest, y_rest)``: full batches stacked on a new leading axis, then the rest."""
+    n_full = x.shape[0] // batch
+    cut = n_full * batch
+
+    def stack(a: jax.Array) -> jax.Array:
+        return jnp.reshape(a[:cut], (n_full, batch, *a.shape[1:]))
+
+    return stack(x), stack(y), x[cut:], y[cut:]
+
+
+def _batched(per_batch: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """Turn a per-batch mean into the exact full-data mean Σ_b (n_b / n) f(batch_b).
+
+    ``per_batch(theta, frozen, xb, yb)`` returns a pytree (a loss, or a loss and gradient);
+    the result runs it over the stacked full batches with ``lax.scan`` (memory of one
+    batch) and once more over the remainder, if there is one.
+    """
+
+    def total(theta, frozen, xs, ys, x_rest, y_rest):  # noqa: ANN001, ANN202 - traced
+        weight = xs.shape[1] / n
+
+        def body(acc, batch):  # noqa: ANN001, ANN202
+            out = per_batch(theta, frozen, *batch)
+            return jax.tree_util.tree_map(lambda a, o: a + o * weight, acc, out), None
+
+        shapes = jax.eval_shape(per_batch, theta, frozen, xs[0], ys[0])
+        init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        acc, _ = jax.lax.scan(body, init, (xs, ys))
+        if x_rest.shape[0]:
+            out = per_batch(theta, frozen, x_rest, y_rest)
+            acc = jax.tree_util.tree_map(lambda a, o: a + o * (x_rest.shape[0] / n), acc, out)
+        return acc
+
+    return total

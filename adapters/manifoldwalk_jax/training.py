@@ -1,0 +1,358 @@
+"""Phase-1 and weight-decay training in JAX: Adam on minibatches of L + λ·R.
+
+The loop, its signature and its result match ``manifoldwalk_torch.training`` and
+``manifoldwalk_tf.training``; the shuffling is the same for a given seed, so a net that starts
+from the same weights follows the same path in each framework up to float round-off.
+
+Adam is written here in a few lines (:func:`adam_init`, :func:`adam_update`) rather than taken
+from optax, to keep the adapter's dependencies to JAX alone. It is the standard algorithm
+(Kingma & Ba, Algorithm 1; the form of ``torch.optim.Adam`` and ``optax.adam``): ε is added to
+the bias-corrected ``sqrt(v̂)``; β = (0.9, 0.999), ε = 1e-7 (Keras' default).
+
+Each minibatch step is one compiled call (the data stay on the device; the step gathers its
+minibatch by index). A whole epoch under ``lax.scan`` was measured 9x slower for the
+convolutional nets on XLA's CPU backend (11.8 s against 1.3 s an epoch for CIFAR10-CNV on 1000
+examples), so the epoch loop stays in Python; the loss is brought to the host once an epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .nets import apply_cnv, apply_ff
+
+__all__ = [
+    "ADAM_EPS",
+    "AdamState",
+    "TrainResult",
+    "adam_init",
+    "adam_update",
+    "data_loss",
+    "full_batch_loss",
+    "penalty",
+    "train",
+]
+
+#: Adam's ε (Keras' default).
+ADAM_EPS = 1e-7
+
+_REGS = ("l2", "l2-weights")
+_TASKS = ("classification", "regression")
+
+
+class AdamState(NamedTuple):
+    """Adam's state: the step count and the first and second moment pytrees."""
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+
+
+def adam_init(params: Any) -> AdamState:
+    """Return a fresh Adam state for ``params``.
+
+    Args:
+        params: The parameter pytree.
+
+    Returns:
+        Step count 0 and zero moments shaped like ``params``.
+    """
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return AdamState(jnp.zeros((), jnp.int32), zeros, zeros)
+
+
+def adam_update(
+    grads: Any,
+    state: AdamState,
+    params: Any,
+    lr: float | jax.Array = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = ADAM_EPS,
+) -> tuple[Any, AdamState]:
+    """Take one Adam step.
+
+    ``m ← β1 m + (1-β1) g``, ``v ← β2 v + (1-β2) g²``,
+    ``θ ← θ - lr · (m / (1-β1ᵗ)) / (sqrt(v / (1-β2ᵗ)) + ε)``.
+
+    Args:
+        grads: The gradient, a pytree like ``params``.
+        state: The state from :func:`adam_init` or the previous step.
+        params: The current parameters.
+        lr: The learning rate.
+        b1: β1, the first moment's decay.
+        b2: β2, the second moment's decay.
+        eps: ε, added to ``sqrt(v̂)``.
+
+    Returns:
+        The new parameters and the new state.
+    """
+    count = state.count + 1
+    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, grads)
+
+    def step(p: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+        t = count.astype(p.dtype)
+        upd = (m / (1 - b1**t)) / (jnp.sqrt(v / (1 - b2**t)) + eps)
+        return p - jnp.asarray(lr, p.dtype) * upd
+
+    new = jax.tree_util.tree_map(step, params, mu, nu)
+    return new, AdamState(count, mu, nu)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (the same fields in the PyTorch and Keras versions).
+
+    Attributes:
+        model: The trained parameter pytree (also available as :attr:`params`).
+        losses: Per epoch, the mean data loss L over that epoch's minibatches (each evaluated
+            before its update, weighted by batch size). The penalty λ·R is not included.
+        final_loss: The full-batch data loss L of the final parameters on the training set.
+        n_example_grads: Example-wise gradient evaluations: epochs run × n_train.
+        epochs: The number of epochs run (fewer than asked when the callback stopped training).
+        wall_time: Seconds spent in the loop, compilation included (the final full-batch
+            evaluation excluded).
+        n_train: The number of training examples.
+    """
+
+    model: Any
+    losses: list[float] = field(default_factory=list)
+    final_loss: float = float("nan")
+    n_example_grads: int = 0
+    epochs: int = 0
+    wall_time: float = 0.0
+    n_train: int = 0
+
+    @property
+    def params(self) -> Any:
+        """The trained parameter pytree (the same object as :attr:`model`)."""
+        return self.model
+
+
+def data_loss(outputs: jax.Array, targets: jax.Array, task: str) -> jax.Array:
+    """Return the mean data loss of a batch.
+
+    Args:
+        outputs: Logits ``(n, k)`` (classification) or predictions ``(n, 1)`` (regression).
+        targets: Integer labels ``(n,)`` or values reshapeable to ``outputs.shape``.
+        task: ``"classification"`` (mean cross-entropy on logits) or ``"regression"`` (mean
+            squared error).
+
+    Returns:
+        A scalar.
+    """
+    if task == "classification":
+        logp = jax.nn.log_softmax(outputs, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, targets[:, None], axis=-1))
+    return jnp.mean(jnp.square(outputs - jnp.reshape(targets, outputs.shape)))
+
+
+def penalty(params: Any, reg: str = "l2") -> jax.Array:
+    """Return the regulariser R of a parameter pytree.
+
+    Args:
+        params: The parameters.
+        reg: ``"l2"``: squared L2 norm of every leaf, biases included (the walk's R);
+            ``"l2-weights"``: only leaves of rank >= 2 (kernels; the authors' baseline).
+
+    Returns:
+        A scalar.
+
+    Raises:
+        ValueError: If ``reg`` is unknown.
+    """
+    if reg not in _REGS:
+        raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
+    leaves = jax.tree_util.tree_leaves(params)
+    if reg == "l2-weights":
+        leaves = [leaf for leaf in leaves if leaf.ndim >= 2]
+    return sum((jnp.sum(jnp.square(leaf)) for leaf in leaves), jnp.zeros((), leaves[0].dtype))
+
+
+def _unpack(data: Any) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """``(x, y, task)`` from a Dataset-like object (``x_train``/``y_train``) or an ``(x, y)`` pair."""
+    if hasattr(data, "x_train") and hasattr(data, "y_train"):
+        return np.asarray(data.x_train), np.asarray(data.y_train), getattr(data, "task", None)
+    x, y = data
+    return np.asarray(x), np.asarray(y), None
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "task", "reg"))
+def _step(
+    params: Any,
+    state: AdamState,
+    x: jax.Array,
+    y: jax.Array,
+    idx: jax.Array,
+    lr: jax.Array,
+    weight_decay: jax.Array,
+    *,
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    task: str,
+    reg: str,
+) -> tuple[Any, AdamState, jax.Array]:
+    """One Adam step on the minibatch ``x[idx], y[idx]``; returns params, state and the batch's
+    summed data loss (mean loss × batch size)."""
+
+    def objective(p: Any) -> tuple[jax.Array, jax.Array]:
+        loss = data_loss(apply_fn(p, x[idx]), y[idx], task)
+        return loss + weight_decay.astype(loss.dtype) * penalty(p, reg), loss
+
+    grads, loss = jax.grad(objective, has_aux=True)(params)
+    params, state = adam_update(grads, state, params, lr)
+    return params, state, loss * idx.shape[0]
+
+
+@partial(jax.jit, static_argnames=("apply_fn", "task"))
+def _loss(
+    params: Any,
+    x: jax.Array,
+    y: jax.Array,
+    *,
+    apply_fn: Callable[[Any, jax.Array], jax.Array],
+    task: str,
+) -> jax.Array:
+    """The mean data loss over one chunk."""
+    return data_loss(apply_fn(params, x), y, task)
+
+
+def train(
+    params: Any,
+    data: Any,
+    *,
+    task: str | None = None,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    reg: str = "l2",
+    seed: int = 0,
+    callback: Callable[[int, Any, float], bool | None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+    apply_fn: Callable[[Any, jax.Array], jax.Array] | None = None,
+) -> TrainResult:
+    """Train a parameter pytree with Adam on minibatches of ``L + weight_decay · R``.
+
+    Phase 1 of the paper is ``weight_decay=0`` for 100 epochs; the weight-decay baseline is
+    ``weight_decay=λ`` for 200 or 500. The training set is reshuffled every epoch by
+    ``numpy.random.default_rng(seed)`` (the same order as the PyTorch and Keras loops); the last
+    minibatch of an epoch may be smaller. Inputs are cast to the parameters' dtype.
+
+    Args:
+        params: The initial parameters (e.g. from :func:`manifoldwalk_jax.nets.init_ff`); not
+            modified.
+        data: A :class:`manifoldwalk.datasets.Dataset` (its ``x_train``, ``y_train`` and
+            ``task`` are used) or an ``(x, y)`` pair of arrays.
+        task: ``"classification"`` (mean cross-entropy on logits, integer labels) or
+            ``"regression"`` (mean squared error); defaults to ``data.task``.
+        epochs: Passes over the training set.
+        batch_size: Minibatch size.
+        lr: Adam's learning rate.
+        weight_decay: λ, the weight of the penalty R in the objective.
+        reg: R: ``"l2"`` (every parameter, biases included; as the walk) or ``"l2-weights"``
+            (rank >= 2 parameters only; as the authors' baseline).
+        seed: Seeds the shuffling.
+        callback: Called after every epoch as ``callback(epoch, params, epoch_loss)`` with
+            ``epoch`` counted from 1; returning ``True`` stops training.
+        progress: Called after every epoch as ``progress(epoch, epochs, epoch_loss)``.
+        apply_fn: ``apply_fn(params, x) -> outputs``, hashable (it is a static argument of the
+            compiled epoch). Defaults to :func:`~manifoldwalk_jax.nets.apply_cnv` when ``params``
+            has a ``"conv"`` entry and :func:`~manifoldwalk_jax.nets.apply_ff` otherwise.
+
+    Returns:
+        A :class:`TrainResult` whose ``model`` (alias ``params``) is the trained pytree.
+
+    Raises:
+        ValueError: For an unknown task or reg, negative epochs or weight decay, a batch size
+            below 1, an empty training set, or inputs and targets of different lengths.
+    """
+    x_np, y_np, data_task = _unpack(data)
+    task = task or data_task
+    if task not in _TASKS:
+        raise ValueError(f"task must be one of {_TASKS} (or come from the dataset), got {task!r}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if reg not in _REGS:
+        raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
+    n = len(x_np)
+    if n == 0 or len(y_np) != n:
+        raise ValueError(
+            f"need a non-empty training set with as many targets as inputs, got {n} inputs "
+            f"and {len(y_np)} targets"
+        )
+    if apply_fn is None:
+        apply_fn = apply_cnv if isinstance(params, dict) and "conv" in params else apply_ff
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    x = jnp.asarray(x_np, dtype=dtype)
+    y = jnp.asarray(y_np, dtype=jnp.int32 if task == "classification" else dtype)
+    lr_arr = jnp.asarray(lr, dtype)
+    wd_arr = jnp.asarray(weight_decay, dtype)
+    state = adam_init(params)
+    rng = np.random.default_rng(seed)
+    result = TrainResult(model=params, n_train=n)
+    kwargs = {"apply_fn": apply_fn, "task": task, "reg": reg}
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        perm = jnp.asarray(rng.permutation(n).astype(np.int32))
+        total = jnp.zeros((), dtype)
+        for lo in range(0, n, batch_size):
+            idx = perm[lo : lo + batch_size]
+            params, state, loss = _step(params, state, x, y, idx, lr_arr, wd_arr, **kwargs)
+            total = total + loss
+        epoch_loss = float(total) / n
+        result.losses.append(epoch_loss)
+        result.epochs = epoch
+        result.n_example_grads = epoch * n
+        if progress is not None:
+            progress(epoch, epochs, epoch_loss)
+        if callback is not None and callback(epoch, params, epoch_loss):
+            break
+    result.wall_time = time.perf_counter() - start
+    result.model = params
+    result.final_loss = full_batch_loss(params, x, y, task, apply_fn=apply_fn)
+    return result
+
+
+def full_batch_loss(
+    params: Any,
+    x: Any,
+    y: Any,
+    task: str,
+    *,
+    apply_fn: Callable[[Any, jax.Array], jax.Array] = apply_ff,
+    chunk: int = 1024,
+) -> float:
+    """Return the mean data loss over all of ``(x, y)``, evaluated in chunks.
+
+    Args:
+        params: The parameters.
+        x: Inputs (cast to the parameters' dtype).
+        y: Integer labels (classification) or values (regression).
+        task: ``"classification"`` or ``"regression"``.
+        apply_fn: ``apply_fn(params, x) -> outputs``.
+        chunk: Examples per forward pass.
+
+    Returns:
+        The mean loss as a Python float.
+    """
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype
+    x = jnp.asarray(x, dtype=dtype)
+    y = jnp.asarray(y, dtype=jnp.int32 if task == "classification" else dtype)
+    total = 0.0
+    for lo in range(0, len(x), chunk):
+        xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
+        total += float(_loss(params, xb, yb, apply_fn=apply_fn, task=task)) * len(xb)
+    return total / len(x)

@@ -1,0 +1,30 @@
+"""manifoldwalk_tf: turn a Keras 3 model (TensorFlow backend), a loss and data into a Problem.
+
+Three lines wrap a model::
+
+    import manifoldwalk, manifoldwalk_tf
+    problem = manifoldwalk_tf.from_model(model, loss_fn, (x_train, y_train))
+    result = manifoldwalk.walk(problem, problem.theta0)
+
+Keras must run on the TensorFlow backend. Importing this package sets ``KERAS_BACKEND`` to
+``"tensorflow"`` when it is unset, which only helps if Keras was not imported yet: set
+``KERAS_BACKEND=tensorflow`` in the environment (or import this package before Keras) when
+another backend is configured. See :func:`from_model` and ``docs/adapters.md`` (section
+"Keras / TensorFlow").
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+try:
+    import keras  # noqa: F401
+    import tensorflow  # noqa: F401
+except ImportError as err:  # pragma: no cover - exercised by a test that hides tensorflow
+    raise ImportError(
+        "manifoldwalk_tf needs TensorFlow and Keras 3: pip install manifoldwalk[tensorflow]"
+    ) from err
+
+from manifoldwalk_tf.problem import TFProblem, from_model
+
+__all__ = ["TFProblem", "from_model"]

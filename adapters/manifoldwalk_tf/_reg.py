@@ -1,0 +1,69 @@
+"""The regulariser R(θ) and its gradient for the TensorFlow adapter.
+
+θ is a numpy array (the adapter's seam), so the named regularisers are computed in numpy
+with no conversion; a user's callable is a TensorFlow function of the flat θ, run with its
+gradient inside one ``tf.function``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from manifoldwalk.problem import ProblemError
+
+NumpyFn = Callable[[np.ndarray], Any]
+
+REG_NAMES = ("l2", "l2-weights")
+"""The named regularisers: θᵀθ over all parameters, or over the weights (rank ≥ 2) only."""
+
+
+def make_reg(
+    reg: str | Callable[[tf.Tensor], tf.Tensor], n: int, dtype: Any, weight_mask: np.ndarray
+) -> tuple[NumpyFn, NumpyFn]:
+    """``(R, ∇R)`` as functions of a numpy θ, returning numpy values in θ's dtype.
+
+    Args:
+        reg: ``"l2"`` (θᵀθ), ``"l2-weights"`` (θᵀθ over entries where ``weight_mask`` is 1),
+            or a differentiable TensorFlow function of the flat θ (a ``tf.Tensor``) returning
+            a scalar.
+        n: the length of θ.
+        dtype: θ's numpy dtype.
+        weight_mask: 1 on weight entries (variables of rank ≥ 2), 0 elsewhere.
+
+    Raises:
+        ValueError: an unknown regulariser name.
+        ProblemError: a callable that does not return a scalar.
+        TypeError: ``reg`` is neither a name nor a callable.
+    """
+    if isinstance(reg, str):
+        if reg == "l2":
+            return (lambda t: np.asarray(t @ t)), (lambda t: 2 * t)
+        if reg == "l2-weights":
+            return (lambda t: np.asarray((weight_mask * t) @ t)), (lambda t: 2 * weight_mask * t)
+        raise ValueError(f"reg must be one of {REG_NAMES} or a callable, got {reg!r}.")
+    if not callable(reg):
+        raise TypeError(f"reg must be one of {REG_NAMES} or a callable, got {type(reg).__name__}.")
+    spec = tf.TensorSpec([n], tf.as_dtype(dtype))
+
+    @tf.function(input_signature=[spec])
+    def value_and_grad(theta: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            value = tf.convert_to_tensor(reg(theta))
+        return tf.cast(value, theta.dtype), tape.gradient(value, theta)
+
+    shape = tuple(value_and_grad.get_concrete_function().structured_outputs[0].shape)
+    if shape != ():
+        raise ProblemError(f"reg(θ) must return a scalar, got shape {shape}.")
+
+    def value(theta: np.ndarray) -> np.ndarray:
+        return value_and_grad(theta)[0].numpy()
+
+    def grad(theta: np.ndarray) -> np.ndarray:
+        return value_and_grad(theta)[1].numpy()
+
+    return value, grad

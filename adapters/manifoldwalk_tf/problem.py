@@ -1,0 +1,386 @@
+"""``TFProblem``: a Keras 3 model (TensorFlow backend), loss and data as a Problem on flat θ.
+
+The loss and its gradient are one ``tf.function``, traced once: it splits the flat θ into
+tensors shaped like the model's trainable variables, runs the model functionally with
+``model.stateless_call`` (so θ is never written into the variables during a walk), applies the
+loss (over the data in batches, in a ``tf.while_loop``, when ``batch_size`` is given) and
+returns the gradient with respect to the flat θ, the flattening included.
+
+The seam: the engine cannot compute on ``tf.Tensor`` through the array API, so θ, the loss
+and the gradient cross it as numpy arrays on the host (one copy of θ in, one of the gradient
+out, per step); ``docs/adapters.md`` gives the measured cost.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from manifoldwalk.problem import ProblemError
+from manifoldwalk_tf._flat import FlatVariables
+from manifoldwalk_tf._reg import make_reg
+
+LossFn = Callable[[Any, Any], Any]
+
+TASKS = ("classification", "regression")
+"""The tasks :meth:`TFProblem.evaluate` knows: accuracy or mean squared error."""
+
+
+class TFProblem:
+    """A Keras model's training loss as a manifoldwalk Problem on the flat trainable θ.
+
+    Build it with :func:`from_model`, which documents the arguments. Besides the Problem
+    protocol (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) it has
+    ``theta0``, ``n_params``, ``unflatten``, ``flatten``, ``assign`` and ``evaluate``.
+
+    Attributes:
+        model: the wrapped Keras model.
+        theta0: the model's trainable variables at construction, as one flat numpy array.
+        n_params: the length of θ.
+        dtype: θ's numpy dtype (the variables' dtype).
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        loss_fn: LossFn | keras.losses.Loss,
+        data: tuple[Any, Any],
+        *,
+        reg: str | Callable[[tf.Tensor], tf.Tensor] = "l2",
+        batch_size: int | None = None,
+    ) -> None:
+        _check_backend()
+        if not isinstance(model, keras.layers.Layer):
+            raise TypeError(f"model must be a Keras 3 model, got {type(model).__name__}.")
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+        x, y = _as_tensors(data, "data")
+        if not model.built:
+            model(x[:1])  # build the variables
+        self.model = model
+        self._flat = FlatVariables(model.trainable_variables)
+        self.dtype: np.dtype = np.dtype(self._flat.dtype)
+        self.n_params: int = self._flat.n
+        self.theta0: np.ndarray = self._flat.read()
+        self._non_trainable = list(model.non_trainable_variables)
+        self._call_kwargs = {"training": False} if _takes_training(model) else {}
+        self._loss_fn = _in_our_order(loss_fn)
+        self._x, self._y = self._cast(x), self._cast(y)
+        n = int(x.shape[0])
+        batch = _check_batch_size(batch_size, "batch_size")
+        self._batch = None if batch is None or batch >= n else batch
+        self._check_loss_is_scalar()
+        spec = [tf.TensorSpec([self.n_params], tf.as_dtype(self.dtype))]
+        self._tf_loss_and_grad = tf.function(self._full_loss_and_grad, input_signature=spec)
+        self._tf_loss = tf.function(self._full_loss, input_signature=spec)
+        self._reg, self._reg_grad = make_reg(reg, self.n_params, self.dtype, self._flat.weight_mask)
+        self._tf_eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
+
+    # --- the Problem protocol -------------------------------------------------------------
+
+    def loss_and_grad(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The full-batch mean loss L(θ) and its gradient ∇L(θ), in one ``tf.function`` call.
+
+        Args:
+            theta: flat θ, a numpy array of length ``n_params``.
+
+        Returns:
+            ``(L, ∇L)``: a 0-d numpy array and a numpy array like θ, in θ's dtype.
+
+        Raises:
+            ProblemError: θ of the wrong length.
+        """
+        loss, grad = self._tf_loss_and_grad(self._flat.check(theta))
+        return np.asarray(loss.numpy()), grad.numpy()
+
+    def loss(self, theta: np.ndarray) -> np.ndarray:
+        """The full-batch mean training loss L(θ) as a 0-d numpy array (forward pass only)."""
+        return np.asarray(self._tf_loss(self._flat.check(theta)).numpy())
+
+    def grad(self, theta: np.ndarray) -> np.ndarray:
+        """The gradient ∇L(θ), a numpy array like θ."""
+        return self.loss_and_grad(theta)[1]
+
+    def reg(self, theta: np.ndarray) -> np.ndarray:
+        """The regulariser R(θ) as a 0-d numpy array."""
+        return self._reg(self._flat.check(theta))
+
+    def reg_grad(self, theta: np.ndarray) -> np.ndarray:
+        """The gradient ∇R(θ), a numpy array like θ."""
+        return self._reg_grad(self._flat.check(theta))
+
+    # --- between θ and the model ----------------------------------------------------------
+
+    def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
+        """θ as a list of numpy arrays, one per trainable variable (``model.trainable_variables``
+        order, each with its variable's shape and dtype)."""
+        return self._flat.unflatten(theta)
+
+    def flatten(self, arrays: list[Any]) -> np.ndarray:
+        """Flat θ from one array per trainable variable, in order (inverse of ``unflatten``).
+
+        Raises:
+            ProblemError: the wrong number of arrays or a wrong shape.
+        """
+        return self._flat.flatten(arrays)
+
+    def assign(self, theta: np.ndarray) -> None:
+        """Write θ into the model's trainable variables (e.g. the walk's final θ)."""
+        self._flat.assign(theta)
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        theta: np.ndarray,
+        x: Any,
+        y: Any,
+        *,
+        task: str = "classification",
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        """The mean loss and accuracy (or MSE) of θ on ``(x, y)``, in batches.
+
+        Meant for the walk's metric callables, e.g.
+        ``metrics={"test_loss": lambda th: problem.evaluate(th, x_te, y_te)["loss"]}``.
+        The model's variables are not touched.
+
+        Args:
+            theta: flat θ.
+            x, y: held-out inputs and targets (same length).
+            task: ``"classification"`` (accuracy: argmax of the outputs' last axis against
+                integer labels, or against the argmax of one-hot labels) or ``"regression"``
+                (mean squared error over examples and outputs).
+            batch_size: examples per batch.
+
+        Returns:
+            ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "mse": float}``.
+
+        Raises:
+            ValueError: an unknown task or a bad batch size.
+            ProblemError: ``x`` and ``y`` of different lengths, or accuracy asked of a model
+                with a single output column.
+        """
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+        batch = _check_batch_size(batch_size, "batch_size")
+        theta = tf.convert_to_tensor(self._flat.check(theta))
+        x, y = _as_tensors((x, y), "evaluate")
+        x, y = self._cast(x), self._cast(y)
+        n = int(x.shape[0])
+        total = tf.zeros([2], theta.dtype)
+        for start in range(0, n, batch):
+            end = min(start + batch, n)
+            total += self._tf_eval_sums(theta, x[start:end], y[start:end], task=task)
+        loss_sum, metric_sum = total.numpy().astype(np.float64).tolist()
+        metric = "accuracy" if task == "classification" else "mse"
+        return {"loss": loss_sum / n, metric: metric_sum / n}
+
+    # --- traced pieces --------------------------------------------------------------------
+
+    def _outputs(self, theta: tf.Tensor, xb: tf.Tensor) -> Any:
+        """The model's outputs at θ, run functionally (the variables are not written)."""
+        non_trainable = [v.value for v in self._non_trainable]
+        outputs, _ = self.model.stateless_call(
+            self._flat.split(theta), non_trainable, xb, **self._call_kwargs
+        )
+        return outputs
+
+    def _batch_loss(self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
+        """The mean loss over one batch."""
+        return tf.cast(self._loss_fn(self._outputs(theta, xb), yb), theta.dtype)
+
+    def _batch_loss_and_grad(
+        self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """The mean loss over one batch and its gradient with respect to the flat θ."""
+        with tf.GradientTape() as tape:
+            tape.watch(theta)
+            loss = self._batch_loss(theta, xb, yb)
+        grad = tape.gradient(loss, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return loss, grad
+
+    def _full_loss_and_grad(self, theta: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """L and ∇L over all the data (the body of the one ``tf.function``)."""
+        return self._over_batches(self._batch_loss_and_grad, theta, with_grad=True)
+
+    def _full_loss(self, theta: tf.Tensor) -> tf.Tensor:
+        """L over all the data, forward passes only."""
+        return self._over_batches(self._batch_loss, theta, with_grad=False)
+
+    def _over_batches(
+        self, per_batch: Callable[..., Any], theta: tf.Tensor, *, with_grad: bool
+    ) -> Any:
+        """Σ_b (n_b / n) per_batch(θ, batch_b): the exact full-data mean, batch by batch.
+
+        ``per_batch`` returns a loss, or (``with_grad``) a loss and a gradient.
+        """
+        x, y, batch = self._x, self._y, self._batch
+        if batch is None:
+            return per_batch(theta, x, y)
+        n = int(x.shape[0])
+        n_full, rest = divmod(n, batch)
+        weight = tf.constant(batch / n, theta.dtype)
+
+        def body(i: tf.Tensor, acc: Any) -> tuple[tf.Tensor, Any]:
+            start = i * batch
+            out = per_batch(theta, x[start : start + batch], y[start : start + batch])
+            return i + 1, tf.nest.map_structure(lambda a, o: a + o * weight, acc, out)
+
+        dtype = theta.dtype
+        zeros = tf.zeros([], dtype)
+        if with_grad:
+            zeros = (zeros, tf.zeros([self.n_params], dtype))
+        _, acc = tf.while_loop(
+            lambda i, _: i < n_full, body, (tf.constant(0), zeros), parallel_iterations=1
+        )  # one batch at a time: the memory of one batch
+        if rest:
+            out = per_batch(theta, x[n_full * batch :], y[n_full * batch :])
+            w_rest = tf.constant(rest / n, theta.dtype)
+            acc = tf.nest.map_structure(lambda a, o: a + o * w_rest, acc, out)
+        return acc
+
+    def _eval_sums(self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor, *, task: str) -> tf.Tensor:
+        """``[loss · n_b, metric · n_b]`` over one batch."""
+        outputs = self._outputs(theta, xb)
+        n_b = tf.cast(tf.shape(xb)[0], theta.dtype)
+        loss = tf.cast(self._loss_fn(outputs, yb), theta.dtype) * n_b
+        if task == "classification":
+            if outputs.shape.rank < 2 or outputs.shape[-1] < 2:
+                raise ProblemError(
+                    "evaluate: accuracy takes the argmax over the outputs' last axis, but the "
+                    f"model has outputs of shape {tuple(outputs.shape)}; give it one output "
+                    'per class, or use task="regression".'
+                )
+            labels = tf.argmax(yb, axis=-1) if yb.shape.rank == outputs.shape.rank else yb
+            hits = tf.equal(tf.argmax(outputs, axis=-1), tf.cast(labels, tf.int64))
+            metric = tf.reduce_sum(tf.cast(hits, theta.dtype))
+        else:
+            err = tf.cast(outputs, theta.dtype) - tf.reshape(yb, tf.shape(outputs))
+            size = tf.cast(tf.size(err), theta.dtype)
+            metric = tf.reduce_sum(err * err) * n_b / size
+        return tf.stack([loss, metric])
+
+    def _cast(self, a: tf.Tensor) -> tf.Tensor:
+        """Floating-point data in θ's dtype; integer data (labels, token ids) unchanged."""
+        return tf.cast(a, self.dtype) if a.dtype.is_floating else a
+
+    def _check_loss_is_scalar(self) -> None:
+        """Raise if the loss of a few examples is not a scalar (one small forward pass)."""
+        theta = tf.convert_to_tensor(self.theta0)
+        value = self._loss_fn(self._outputs(theta, self._x[:8]), self._y[:8])
+        shape = tuple(tf.convert_to_tensor(value).shape)
+        if shape != ():
+            raise ProblemError(
+                f"loss_fn must return a scalar (the mean loss over the batch), got shape {shape}. "
+                "Reduce it (tf.reduce_mean), or use a Keras loss object such as "
+                "keras.losses.SparseCategoricalCrossentropy(), which averages over the batch."
+            )
+
+
+def from_model(
+    model: keras.Model,
+    loss_fn: LossFn | keras.losses.Loss,
+    data: tuple[Any, Any],
+    *,
+    reg: str | Callable[[tf.Tensor], tf.Tensor] = "l2",
+    batch_size: int | None = None,
+) -> TFProblem:
+    """Wrap a Keras 3 model (TensorFlow backend), its loss and training data as a Problem.
+
+    The model runs in inference mode (``training=False``: no dropout, batch normalisation
+    with its moving statistics), and its layers' own losses (``kernel_regularizer``, activity
+    regularisers) are not added: L is the data loss, R is ``reg``.
+
+    Args:
+        model: a built Keras 3 model (an unbuilt one is built by calling it on one example).
+            Its trainable variables are θ; non-trainable ones (``layer.trainable = False``,
+            batch-norm statistics) are held fixed and are not part of θ. A float64 model
+            (layers made with ``dtype="float64"``) gives a float64 walk.
+        loss_fn: a Keras loss object (``keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True)``) or a function from ``keras.losses``, called in Keras order
+            ``loss_fn(y_true, y_pred)``; or any other callable, called like the other adapters'
+            as ``loss_fn(outputs, targets)``. It must return the mean over the batch (a
+            scalar). Keras loss objects compute in ``keras.config.floatx()`` unless made with
+            ``dtype="float64"``.
+        data: ``(x, y)``, the training inputs and targets (arrays of equal length). Floating
+            data is cast to θ's dtype; integer data (labels, token ids) is left as it is.
+        reg: the regulariser R: ``"l2"`` (θᵀθ over every trainable parameter, the paper's
+            walk), ``"l2-weights"`` (θᵀθ over variables of rank ≥ 2 only: kernels, not
+            biases or normalisation scales; Keras ``kernel_regularizer`` semantics), or a
+            differentiable TensorFlow function of the flat θ (a ``tf.Tensor``) returning a
+            scalar.
+        batch_size: None for one full batch; else the loss and gradient are accumulated over
+            batches of this size inside the one ``tf.function``, giving exactly the full-batch
+            mean, with the memory of one batch.
+
+    Returns:
+        A :class:`TFProblem`; walk it with ``manifoldwalk.walk(problem, problem.theta0)`` and
+        write the result into the model with ``problem.assign(result.theta)``.
+
+    Raises:
+        ProblemError: no trainable parameters, a non-float trainable variable, inputs and
+            targets of different lengths, or a loss (or a callable ``reg``) that is not a
+            scalar.
+        RuntimeError: Keras runs on another backend than TensorFlow.
+        TypeError: ``model`` is not a Keras model, or ``loss_fn`` is not callable.
+        ValueError: an unknown ``reg`` name or a bad ``batch_size``.
+    """
+    return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size)
+
+
+def _check_backend() -> None:
+    """Raise unless Keras runs on TensorFlow."""
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        raise RuntimeError(
+            f"manifoldwalk_tf needs Keras on the TensorFlow backend, but Keras runs on {backend!r}:"
+            " set KERAS_BACKEND=tensorflow before Keras is imported."
+        )
+
+
+def _in_our_order(loss_fn: Any) -> LossFn:
+    """``loss_fn`` as ``(outputs, targets) -> loss``: Keras losses take ``(y_true, y_pred)``."""
+    module = getattr(loss_fn, "__module__", None) or ""
+    if isinstance(loss_fn, keras.losses.Loss) or module.startswith("keras."):
+        return lambda outputs, targets: loss_fn(targets, outputs)
+    return loss_fn
+
+
+def _takes_training(model: keras.layers.Layer) -> bool:
+    """Whether ``model.call`` accepts a ``training`` argument."""
+    params = inspect.signature(model.call).parameters.values()
+    return any(p.name == "training" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _as_tensors(data: Any, what: str) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(x, y)`` as tensors, checked to be of equal, non-zero length."""
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(f"{what} must be a pair (x, y) of arrays, got {type(data).__name__}.")
+    x, y = (tf.convert_to_tensor(a) for a in data)
+    if x.shape.rank == 0 or y.shape.rank == 0:
+        raise ProblemError(f"{what}: x and y must have a leading example axis.")
+    if x.shape[0] != y.shape[0]:
+        raise ProblemError(
+            f"{what}: inputs and targets must have the same number of examples, got "
+            f"{x.shape[0]} inputs and {y.shape[0]} targets."
+        )
+    if x.shape[0] == 0:
+        raise ProblemError(f"{what}: there are no examples.")
+    return x, y
+
+
+def _check_batch_size(batch_size: int | None, what: str) -> int | None:
+    """``batch_size`` if it is None or a positive int."""
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise ValueError(f"{what} must be a positive integer or None, got {batch_size!r}.")
+    if batch_size < 1:
+        raise ValueError(f"{what} must be positive, got {batch_size}.")
+    return int(batch_size)

@@ -1,0 +1,20 @@
+"""manifoldwalk_torch: turn a PyTorch ``nn.Module``, a loss and training data into a Problem.
+
+Three lines wrap a model::
+
+    import manifoldwalk, manifoldwalk_torch
+    problem = manifoldwalk_torch.from_model(model, torch.nn.CrossEntropyLoss(), (x, y))
+    result = manifoldwalk.walk(problem, problem.theta0)
+
+θ is one flat tensor on the model's device; the loss and its gradient are computed and
+flattened there. See :func:`from_model` and ``docs/adapters.md``.
+"""
+
+try:
+    import torch  # noqa: F401
+except ImportError as err:  # exercised by a test that hides torch
+    raise ImportError("manifoldwalk_torch needs PyTorch: pip install manifoldwalk[torch]") from err
+
+from manifoldwalk_torch.problem import TorchProblem, from_model
+
+__all__ = ["TorchProblem", "from_model"]

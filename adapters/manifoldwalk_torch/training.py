@@ -1,0 +1,222 @@
+"""Phase-1 and weight-decay training in PyTorch: Adam on minibatches of L + λ·R.
+
+The same loop, signature and result exist for JAX (``manifoldwalk_jax.training``) and Keras
+(``manifoldwalk_tf.training``); the three shuffle identically for a given seed, so a net that
+starts from the same weights follows the same path in each (up to float round-off; Keras' Adam
+places its ε slightly differently, see ``manifoldwalk_tf.training``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["ADAM_EPS", "TrainResult", "full_batch_loss", "penalty", "train"]
+
+#: Adam's ε: Keras' default 1e-7 rather than torch's 1e-8, for parity with the authors' code.
+ADAM_EPS = 1e-7
+
+_REGS = ("l2", "l2-weights")
+_TASKS = ("classification", "regression")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (the same fields in the JAX and Keras versions).
+
+    Attributes:
+        model: The trained model (the one passed in, trained in place).
+        losses: Per epoch, the mean data loss L over that epoch's minibatches (each evaluated
+            before its update, weighted by batch size; as Keras' ``fit`` reports it). The penalty
+            λ·R is not included.
+        final_loss: The full-batch data loss L of the final parameters on the training set (the
+            level L0 a walk would start from).
+        n_example_grads: Example-wise gradient evaluations: epochs run × n_train (the x-axis of
+            the paper's Fig. 7).
+        epochs: The number of epochs run (fewer than asked when the callback stopped training).
+        wall_time: Seconds spent in the loop (excluding the final full-batch evaluation).
+        n_train: The number of training examples.
+    """
+
+    model: Any
+    losses: list[float] = field(default_factory=list)
+    final_loss: float = float("nan")
+    n_example_grads: int = 0
+    epochs: int = 0
+    wall_time: float = 0.0
+    n_train: int = 0
+
+
+def _unpack(data: Any) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """``(x, y, task)`` from a Dataset-like object (``x_train``/``y_train``) or an ``(x, y)`` pair."""
+    if hasattr(data, "x_train") and hasattr(data, "y_train"):
+        return np.asarray(data.x_train), np.asarray(data.y_train), getattr(data, "task", None)
+    x, y = data
+    return np.asarray(x), np.asarray(y), None
+
+
+def _check(task: str | None, epochs: int, batch_size: int, weight_decay: float, reg: str) -> str:
+    """Validate the options of :func:`train`; return the task. Raises ValueError."""
+    if task not in _TASKS:
+        raise ValueError(f"task must be one of {_TASKS} (or come from the dataset), got {task!r}")
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not weight_decay >= 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if reg not in _REGS:
+        raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
+    return task
+
+
+def penalty(model: nn.Module, reg: str = "l2") -> torch.Tensor:
+    """Return the regulariser R of ``model``'s trainable parameters.
+
+    Args:
+        model: The model.
+        reg: ``"l2"``: the squared L2 norm of every trainable parameter, biases included (the
+            walk's R); ``"l2-weights"``: only parameters of rank >= 2 (kernels; Keras'
+            ``kernel_regularizer``, the authors' weight-decay baseline).
+
+    Returns:
+        A scalar tensor (differentiable).
+
+    Raises:
+        ValueError: If ``reg`` is unknown.
+    """
+    if reg not in _REGS:
+        raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if reg == "l2-weights":
+        params = [p for p in params if p.ndim >= 2]
+    return sum((p.square().sum() for p in params), torch.zeros((), device=params[0].device))
+
+
+def _data_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Mean cross-entropy on logits (classification) or mean squared error (regression)."""
+    if task == "classification":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out, y.reshape(out.shape))
+
+
+def train(
+    model: nn.Module,
+    data: Any,
+    *,
+    task: str | None = None,
+    epochs: int,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    reg: str = "l2",
+    seed: int = 0,
+    callback: Callable[[int, nn.Module, float], bool | None] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place with Adam on minibatches of ``L + weight_decay · R``.
+
+    Phase 1 of the paper is ``weight_decay=0`` for 100 epochs; the weight-decay baseline is
+    ``weight_decay=λ`` for 200 or 500. Adam: ``torch.optim.Adam(lr, betas=(0.9, 0.999),
+    eps=1e-7)`` (Keras' ε). The training set is reshuffled every epoch by
+    ``numpy.random.default_rng(seed)`` — the same order as the JAX and Keras loops — and the last
+    minibatch of an epoch may be smaller. Inputs are cast to the model's dtype and device.
+
+    Args:
+        model: The net, e.g. from :mod:`manifoldwalk_torch.nets`; outputs logits
+            (classification) or ``(n, 1)`` predictions (regression).
+        data: A :class:`manifoldwalk.datasets.Dataset` (its ``x_train``, ``y_train`` and
+            ``task`` are used) or an ``(x, y)`` pair of arrays.
+        task: ``"classification"`` (mean cross-entropy on logits, integer labels) or
+            ``"regression"`` (mean squared error); defaults to ``data.task``.
+        epochs: Passes over the training set.
+        batch_size: Minibatch size.
+        lr: Adam's learning rate.
+        weight_decay: λ, the weight of the penalty R in the objective.
+        reg: R: ``"l2"`` (every parameter, biases included; as the walk) or ``"l2-weights"``
+            (rank >= 2 parameters only; as the authors' baseline).
+        seed: Seeds the shuffling (the model's initialisation is the builder's business).
+        callback: Called after every epoch as ``callback(epoch, model, epoch_loss)`` with
+            ``epoch`` counted from 1; returning ``True`` stops training.
+        progress: Called after every epoch as ``progress(epoch, epochs, epoch_loss)``.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: For an unknown task or reg, negative epochs or weight decay, a batch size
+            below 1, an empty training set, or inputs and targets of different lengths.
+    """
+    x_np, y_np, data_task = _unpack(data)
+    task = _check(task or data_task, epochs, batch_size, weight_decay, reg)
+    n = len(x_np)
+    if n == 0 or len(y_np) != n:
+        raise ValueError(
+            f"need a non-empty training set with as many targets as inputs, got "
+            f"{n} inputs and {len(y_np)} targets"
+        )
+    first = next(model.parameters())
+    x = torch.as_tensor(x_np, dtype=first.dtype, device=first.device)
+    if task == "classification":
+        y = torch.as_tensor(y_np, dtype=torch.long, device=first.device)
+    else:
+        y = torch.as_tensor(y_np, dtype=first.dtype, device=first.device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=ADAM_EPS)
+    rng = np.random.default_rng(seed)
+    result = TrainResult(model=model, n_train=n)
+    model.train()
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = torch.as_tensor(rng.permutation(n), device=first.device)
+        total = torch.zeros((), dtype=first.dtype, device=first.device)
+        for lo in range(0, n, batch_size):
+            idx = order[lo : lo + batch_size]
+            loss = _data_loss(model(x[idx]), y[idx], task)
+            objective = loss + weight_decay * penalty(model, reg) if weight_decay else loss
+            optimizer.zero_grad(set_to_none=True)
+            objective.backward()
+            optimizer.step()
+            total += loss.detach() * len(idx)
+        epoch_loss = float(total) / n
+        result.losses.append(epoch_loss)
+        result.epochs = epoch
+        result.n_example_grads = epoch * n
+        if progress is not None:
+            progress(epoch, epochs, epoch_loss)
+        if callback is not None and callback(epoch, model, epoch_loss):
+            break
+    result.wall_time = time.perf_counter() - start
+    result.final_loss = full_batch_loss(model, x, y, task)
+    return result
+
+
+def full_batch_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, *, chunk: int = 1024
+) -> float:
+    """Return the mean data loss of ``model`` over all of ``(x, y)``, evaluated in chunks.
+
+    Args:
+        model: The model (put in eval mode).
+        x: Inputs, already of the model's dtype and device.
+        y: Targets: integer labels (classification) or values (regression).
+        task: ``"classification"`` or ``"regression"``.
+        chunk: Examples per forward pass.
+
+    Returns:
+        The mean loss as a Python float.
+    """
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for lo in range(0, len(x), chunk):
+            xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
+            total += float(_data_loss(model(xb), yb, task)) * len(xb)
+    return total / len(x)

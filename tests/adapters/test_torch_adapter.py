@@ -1,0 +1,357 @@
+"""manifoldwalk_torch: the shared adapter suite, plus what only PyTorch has (DataLoaders,
+dropout and batch norm, dispatch-level checks that nothing syncs with the host or changes
+device)."""
+
+from __future__ import annotations
+
+import warnings
+
+import manifoldwalk_torch
+import numpy as np
+import pytest
+import torch
+from backend_suite import SIZES, BackendSuite, init_layers, rel_err, small_data
+from manifoldwalk_torch import TorchProblem, from_model
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.data import DataLoader, TensorDataset
+
+from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Run these tiny nets on one intra-op thread (restored afterwards).
+
+    On a loaded two-core machine every op that torch parallelises with OpenMP waits a
+    scheduler slice (~6 ms) for its second thread, which makes a 120-example loss 500x slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_mlp(layers, dtype: torch.dtype) -> nn.Sequential:
+    """An ``nn.Sequential`` tanh MLP holding the canonical numpy ``layers`` (W as (in, out))."""
+    modules: list[nn.Module] = []
+    for i, (w, b) in enumerate(layers):
+        linear = nn.Linear(*w.shape, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(w.T))
+            linear.bias.copy_(torch.as_tensor(b))
+        modules.append(linear)
+        if i < len(layers) - 1:
+            modules.append(nn.Tanh())
+    return nn.Sequential(*modules)
+
+
+def loss_for(task: str) -> nn.Module:
+    return nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
+
+
+def tensors(x: np.ndarray, y: np.ndarray, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    yt = torch.as_tensor(y)
+    return torch.as_tensor(x, dtype=dtype), yt.to(dtype) if yt.is_floating_point() else yt
+
+
+class TestTorchAdapter(BackendSuite):
+    framework = "torch"
+    adapter_module = "manifoldwalk_torch"
+    framework_modules = ("torch",)
+    extra = "torch"
+    array_type = torch.Tensor
+
+    def make_mlp_problem(
+        self, layers, x, y, *, task, dtype, reg="l2", batch_size=None, freeze_first=False
+    ):
+        model = make_mlp(layers, DTYPES[dtype])
+        if freeze_first:
+            model[0].requires_grad_(False)
+        data = tensors(x, y, DTYPES[dtype])
+        return from_model(model, loss_for(task), data, reg=reg, batch_size=batch_size)
+
+    def canonical(self, problem, theta):
+        values = [t.detach().double().numpy() for t in problem.unflatten(theta).values()]
+        return [v.T if v.ndim == 2 else v for v in values]
+
+    def to_numpy(self, theta):
+        return theta.detach().cpu().numpy()
+
+    def from_numpy(self, array, like):
+        return torch.as_tensor(array, dtype=like.dtype, device=like.device)
+
+    def roundtrip(self, problem, theta):
+        model = problem.assign(theta)
+        n_in, n_out = model[0].in_features, model[-1].out_features
+        data = (
+            torch.zeros(1, n_in, dtype=problem.dtype),
+            torch.zeros(1, n_out, dtype=problem.dtype),
+        )
+        return from_model(model, nn.MSELoss(), data).theta0
+
+    def device_of(self, theta):
+        return theta.device
+
+    def model_device(self, problem):
+        return next(problem.model.parameters()).device
+
+    def data_arrays(self, x, y):
+        return tensors(x, y, torch.float64)
+
+    def make_untrainable(self):
+        model = nn.Linear(3, 2).requires_grad_(False)
+        return from_model(model, nn.MSELoss(), (torch.zeros(4, 3), torch.zeros(4, 2)))
+
+    def make_mismatched(self):
+        return from_model(
+            nn.Linear(3, 2), nn.CrossEntropyLoss(), (torch.zeros(5, 3), torch.zeros(4))
+        )
+
+    def make_nonscalar_loss(self):
+        x, y = torch.zeros(4, 3), torch.zeros(4, dtype=torch.int64)
+        return from_model(nn.Linear(3, 2), nn.CrossEntropyLoss(reduction="none"), (x, y))
+
+    def make_integer_params(self):
+        model = nn.Linear(3, 2)
+        model.steps = nn.Parameter(torch.zeros(1, dtype=torch.int64), requires_grad=False)
+        return from_model(model, nn.MSELoss(), (torch.zeros(4, 3), torch.zeros(4, 2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# PyTorch only
+# ---------------------------------------------------------------------------------------------
+
+
+def small_problem(dtype=torch.float64, **kwargs) -> tuple[TorchProblem, tuple]:
+    layers = init_layers(SIZES, seed=0)
+    x, y = tensors(*small_data("classification"), dtype)
+    return from_model(make_mlp(layers, dtype), nn.CrossEntropyLoss(), (x, y), **kwargs), (x, y)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_dataloader_accumulates_the_full_batch_mean(shuffle):
+    full, (x, y) = small_problem()
+    loader = DataLoader(TensorDataset(x, y), batch_size=6, shuffle=shuffle)
+    batched = from_model(full.model, nn.CrossEntropyLoss(), loader)
+    loss_f, grad_f = full.loss_and_grad(full.theta0)
+    loss_b, grad_b = batched.loss_and_grad(full.theta0)
+    assert abs(loss_b.item() - loss_f.item()) <= 1e-12 * loss_f.item()
+    assert rel_err(grad_b.numpy(), grad_f.numpy()) <= 1e-12
+    assert abs(batched.loss(full.theta0).item() - loss_f.item()) <= 1e-12 * loss_f.item()
+
+
+def test_dataloader_batches_take_the_model_dtype():
+    full, (x, y) = small_problem()
+    loader = DataLoader(TensorDataset(x.float(), y), batch_size=8)
+    loss, grad = from_model(full.model, nn.CrossEntropyLoss(), loader).loss_and_grad(full.theta0)
+    assert grad.dtype == torch.float64
+
+
+def test_dataloader_dropping_its_last_batch_is_refused():
+    full, (x, y) = small_problem()
+    loader = DataLoader(TensorDataset(x, y), batch_size=6, drop_last=True)
+    with pytest.raises(ValueError, match="drop_last"):
+        from_model(full.model, nn.CrossEntropyLoss(), loader)
+
+
+def test_numpy_data_is_accepted_and_cast_to_the_model_dtype():
+    full, _ = small_problem()
+    x, y = small_data("classification")
+    problem = from_model(full.model, nn.CrossEntropyLoss(), (x.astype(np.float32), y))
+    loss_a, grad_a = problem.loss_and_grad(full.theta0)
+    loss_b, grad_b = full.loss_and_grad(full.theta0)
+    assert grad_a.dtype == torch.float64
+    assert abs(loss_a.item() - loss_b.item()) <= 1e-6 * loss_b.item()  # x went through float32
+    assert rel_err(grad_a.numpy(), grad_b.numpy()) <= 1e-6
+
+
+@pytest.mark.parametrize(
+    ("layer", "name"),
+    [(nn.Dropout(0.5), "Dropout"), (nn.BatchNorm1d(6, dtype=torch.float64), "BatchNorm1d")],
+)
+def test_dropout_and_batch_norm_warn_and_run_in_eval_mode(layer, name):
+    layers = init_layers(SIZES, seed=0)
+    mlp = make_mlp(layers, torch.float64)
+    model = nn.Sequential(mlp[0], layer, *mlp[1:])
+    x, y = tensors(*small_data("classification"), torch.float64)
+    model.train()
+    with pytest.warns(UserWarning, match=f"(?s)dropout or batch-norm.*{name}.*eval mode"):
+        problem = from_model(model, nn.CrossEntropyLoss(), (x, y))
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    first = problem.loss_and_grad(problem.theta0)
+    second = problem.loss_and_grad(problem.theta0)
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+    assert model.training  # restored
+    for k, v in model.named_buffers():
+        if v.is_floating_point():
+            assert torch.equal(v, buffers[k]), k  # running statistics untouched
+    model.eval()
+    expected = nn.CrossEntropyLoss()(model(x), y)
+    assert torch.allclose(first[0], expected, rtol=1e-14, atol=0)
+
+
+def test_recurrent_dropout_warns():
+    model = nn.Sequential(nn.GRU(3, 4, num_layers=2, dropout=0.1))
+    with pytest.warns(UserWarning, match=r"0 \(GRU\)"):
+        manifoldwalk_torch.problem._warn_if_stochastic(model)
+
+
+def test_plain_models_do_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small_problem()
+
+
+def test_theta_of_the_wrong_dtype_or_length_is_refused():
+    problem, _ = small_problem()
+    with pytest.raises(TypeError, match="dtype"):
+        problem.loss_and_grad(problem.theta0.float())
+    with pytest.raises(ValueError, match="length"):
+        problem.loss_and_grad(problem.theta0[:-1])
+
+
+def test_mixed_parameter_dtypes_are_refused():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2, dtype=torch.float64))
+    with pytest.raises(TypeError, match="mix dtypes"):
+        from_model(model, nn.MSELoss(), (torch.zeros(4, 3), torch.zeros(4, 2)))
+
+
+def test_unflatten_gives_views_and_assign_writes_the_model():
+    problem, _ = small_problem()
+    theta = torch.randn(problem.n_params, dtype=torch.float64)
+    parts = problem.unflatten(theta)
+    assert list(parts) == [n for n, _ in problem.model.named_parameters()]
+    assert all(p.data_ptr() >= theta.data_ptr() for p in parts.values())  # views into θ
+    assert problem.assign(theta) is problem.model
+    for name, param in problem.model.named_parameters():
+        assert torch.equal(param.detach(), parts[name])
+    assert torch.equal(problem.theta0, theta)
+
+
+def test_frozen_parameters_and_buffers_stay_in_the_model():
+    problem, _ = small_problem()
+    problem.model[0].requires_grad_(False)
+    frozen = from_model(problem.model, nn.CrossEntropyLoss(), small_problem()[1])
+    assert frozen.names == ("2.weight", "2.bias", "4.weight", "4.bias")
+    before = problem.model[0].weight.detach().clone()
+    frozen.assign(torch.zeros(frozen.n_params, dtype=torch.float64))
+    assert torch.equal(problem.model[0].weight.detach(), before)
+
+
+def test_evaluate_accepts_one_hot_targets_and_numpy():
+    problem, _ = small_problem()
+    x, y = small_data("classification", seed=5)
+    by_index = problem.evaluate(problem.theta0, x, y)
+    one_hot = np.eye(SIZES[-1])[y]
+    by_one_hot = problem.evaluate(problem.theta0, x, one_hot)
+    assert by_index["accuracy"] == by_one_hot["accuracy"]
+    assert by_index["loss"] == pytest.approx(by_one_hot["loss"], rel=1e-12)
+    with pytest.raises(ValueError, match="task"):
+        problem.evaluate(problem.theta0, x, y, task="ranking")
+
+
+def test_callable_reg_must_return_a_scalar():
+    problem, _ = small_problem(reg=lambda t: t * t)
+    with pytest.raises(ValueError, match="0-d"):
+        problem.reg_grad(problem.theta0)
+
+
+# ---------------------------------------------------------------------------------------------
+# dispatch-level: no host synchronisation, no device change
+# ---------------------------------------------------------------------------------------------
+
+
+class _Watch(TorchDispatchMode):
+    """Record every aten op, the ones that read a value to the host, and device changes."""
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.device = device
+        self.ops: list[str] = []
+        self.syncs: list[str] = []
+        self.moves: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = str(func)
+        self.ops.append(name)
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs.append(name)
+        outs = out if isinstance(out, tuple | list) else (out,)
+        for t in outs:
+            if isinstance(t, torch.Tensor) and t.device != self.device:
+                self.moves.append(f"{name} -> {t.device}")
+        return out
+
+
+def _watch(device, fn) -> _Watch:
+    with _Watch(device) as watch:
+        fn()
+    return watch
+
+
+def _devices() -> list[str]:
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", _devices())
+def test_loss_and_grad_and_a_walk_step_stay_on_device(device):
+    layers = init_layers(SIZES, seed=0)
+    x, y = tensors(*small_data("classification"), torch.float32)
+    model = make_mlp(layers, torch.float32).to(device)
+    problem = from_model(model, nn.CrossEntropyLoss(), (x, y))
+    theta = problem.theta0
+    dev = theta.device
+    watch = _watch(dev, lambda: problem.loss_and_grad(theta))
+    assert watch.syncs == [] and watch.moves == []
+    assert sum("addmm" in op or "mm" in op for op in watch.ops) >= 3  # the pass did run
+
+    scheme = get_scheme("default")
+    state = init_state(problem, MinimiseReg(), scheme, theta)
+    step = make_step(problem, MinimiseReg(), scheme)
+    holder = {}
+    watch = _watch(dev, lambda: holder.setdefault("s", step(state)))
+    assert watch.syncs == [], watch.syncs
+    assert watch.moves == [], watch.moves
+    assert holder["s"].theta.device == dev
+
+
+def test_one_forward_and_one_backward_per_call():
+    problem, _ = small_problem()
+    watch = _watch(torch.device("cpu"), lambda: problem.loss_and_grad(problem.theta0))
+    # three Linear layers: three forward addmm; no second forward sneaks in
+    assert sum(op.startswith("aten.addmm") for op in watch.ops) == 3
+    assert sum(op.startswith("aten.tanh_backward") for op in watch.ops) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_walk_on_cuda_returns_a_cuda_tensor():
+    import manifoldwalk
+
+    layers = init_layers(SIZES, seed=0)
+    x, y = tensors(*small_data("classification"), torch.float64)
+    model = make_mlp(layers, torch.float64).cuda()
+    problem = from_model(model, nn.CrossEntropyLoss(), (x, y))
+    result = manifoldwalk.walk(problem, problem.theta0, max_steps=20)
+    assert result.theta.is_cuda
+    assert problem.evaluate(result.theta, x, y)["accuracy"] >= 0
+
+
+def test_package_reexports_only():
+    assert manifoldwalk_torch.__all__ == ["TorchProblem", "from_model"]
+
+
+def test_docs_example_runs(capsys):
+    """The complete example in docs/adapters.md runs and walks as it says."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "adapters.md").read_text(encoding="utf-8")
+    section = text.split("## PyTorch", 1)[1].split("\n## ", 1)[0]
+    example = [b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "import" in b][0]
+    exec(compile(example, "docs/adapters.md", "exec"), {"__name__": "docs_example"})
+    out = capsys.readouterr().out
+    assert "max_steps" in out and "test accuracy along the walk" in out
