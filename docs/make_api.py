@@ -7,6 +7,7 @@ so the API page always matches the docstrings.
 from __future__ import annotations
 
 import inspect
+import re
 from pathlib import Path
 
 MODULES = {
@@ -26,9 +27,11 @@ MODULES = {
 
 def _signature(obj) -> str:
     try:
-        return str(inspect.signature(obj))
+        text = str(inspect.signature(obj))
     except (TypeError, ValueError):
         return ""
+    # Default values that are functions print with their address; keep only the name.
+    return re.sub(r"<function (\w+) at 0x[0-9a-f]+>", r"\1", text)
 
 
 def render() -> str:

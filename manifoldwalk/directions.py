@@ -76,11 +76,13 @@ class TowardTarget:
     """r = θ* − θ: walk toward a target point θ*.
 
     The walk stops on reaching θ* (within ``tol``·max(1, ‖θ*‖)) or, where θ* is off
-    the level set, at its closest point on it (stationarity, or the step floor).
+    the level set, at its closest point on it (stationarity, or the step floor). On-level
+    points only satisfy |L − L0| ≤ √τ, which leaves them up to about √τ/‖∇L‖ off the exact
+    level set: a ``tol`` below that cannot be met and the walk ends stalled beside θ*.
     """
 
     target: Any
-    tol: float = 1e-6
+    tol: float = 1e-5
     optimises: bool = True
 
     def __call__(self, theta: Array, reg_grad: Array, n_predictor: Array) -> Array:

@@ -66,7 +66,7 @@ def default_scheme() -> Scheme:
         name="default",
         corrector=NewtonCorrector(),
         predictor_step=AngleRule(
-            threshold_deg=5.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=1.0
+            threshold_deg=15.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=1.0
         ),
         reset_after_corrector=False,
         max_corrector_steps=100,

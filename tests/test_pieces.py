@@ -86,6 +86,7 @@ def test_toward_target_points_at_the_target_and_knows_when_it_is_there():
     theta = np.array([0.0, 0.0])
     assert np.array_equal(d(theta, theta, np.asarray(0)), [1.0, 2.0])
     assert not d.reached(theta) and d.reached(np.array([1.0, 2.0 + 1e-7]))
+    assert not d.reached(np.array([1.0, 2.0 + 1e-5]))
 
 
 def test_names_resolve_and_unknown_names_list_the_choices():

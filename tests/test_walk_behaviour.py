@@ -67,9 +67,10 @@ def test_random_walk_stays_on_the_level_set_and_is_reproducible():
 
 def test_toward_target_on_the_level_set_reaches_it():
     target = np.array([np.cos(2.0), np.sin(2.0)])
-    r = mw.walk(Circle(), np.array([1.0, 0.0]), direction=mw.TowardTarget(target, tol=1e-6))
+    # On-level points lie within √τ/‖∇L‖ = 5e-6 of the unit circle: ask for 1e-5.
+    r = mw.walk(Circle(), np.array([1.0, 0.0]), direction=mw.TowardTarget(target, tol=1e-5))
     assert r.stop_reason == "reached_target"
-    assert np.linalg.norm(r.theta - target) <= 1e-6 * 1.0001
+    assert np.linalg.norm(r.theta - target) <= 1e-5
 
 
 def test_toward_target_off_the_level_set_stops_at_its_closest_point():
