@@ -58,13 +58,19 @@ def zero_count(like: Array) -> Array:
 
 
 def dot(xp: Any, a: Array, b: Array) -> Array:
-    """Inner product of two 1-D arrays, as a 0-d array."""
-    return xp.sum(a * b)
+    """Inner product of two 1-D arrays, as a 0-d array (one fused pass, no temporary)."""
+    return xp.matmul(a, b)
 
 
 def norm(xp: Any, a: Array) -> Array:
     """Euclidean norm of a 1-D array, as a 0-d array."""
-    return xp.sqrt(xp.sum(a * a))
+    return xp.sqrt(xp.matmul(a, a))
+
+
+def inverse(xp: Any, x: Array) -> Array:
+    """``1 / x`` for a 0-d ``x``, or 0 where ``x == 0`` (scale vectors by it: one pass, not two)."""
+    nonzero = x != 0
+    return xp.where(nonzero, 1.0 / xp.where(nonzero, x, 1.0), 0.0)
 
 
 def safe_divide(xp: Any, num: Array, den: Array) -> Array:

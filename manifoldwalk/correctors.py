@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from manifoldwalk._array import Array, dot, namespace, norm, reject, safe_divide
+from manifoldwalk._array import Array, dot, inverse, namespace, safe_divide
 from manifoldwalk.step_sizes import AngleRule, ConstantStep, StepRule
 
 
@@ -75,15 +75,21 @@ class GradientCorrector:
     def __call__(self, deviation, grad, grad_sq, dir_p, eta, dir_prev, has_prev) -> Correction:
         """See :class:`Corrector`."""
         xp = namespace(grad)
-        grad_d = 2.0 * deviation * grad
-        d_c = reject(xp, grad_d, dir_p, dot(xp, dir_p, dir_p))
-        unit = safe_divide(xp, d_c, norm(xp, d_c))
-        eta_new = self.step_rule.update(eta, dot(xp, unit, dir_prev), has_prev)
+        # ∇D = 2(L − L0)∇L, so d̂_c = sign(L − L0)·v/‖v‖ with v the rejection of ∇L from
+        # d̂_p: scalars first, so each vector is touched once.
+        # d̂_p is a unit vector (or zero before the first predictor step), so the rejection
+        # needs no division by ‖d̂_p‖², and ‖v‖² = ‖∇L‖² − (∇L·d̂_p)² = ∇L·v.
+        along = dot(xp, grad, dir_p)
+        v = grad - along * dir_p
+        v_sq = xp.maximum(grad_sq - along * along, xp.zeros_like(grad_sq))
+        # where(), not xp.sign: array-api-compat's torch sign synchronises with the host.
+        scale = xp.where(deviation < 0, -1.0, 1.0) * inverse(xp, xp.sqrt(v_sq))  # unit = scale·v
+        eta_new = self.step_rule.update(eta, dot(xp, v, dir_prev) * scale, has_prev)
         length = eta_new
-        if self.cap:
-            reach = safe_divide(xp, xp.abs(deviation), xp.abs(dot(xp, grad, unit)))
+        if self.cap:  # at most |L − L0|/|∇L·unit| = |L − L0|/(‖v‖²·|scale|)
+            reach = safe_divide(xp, xp.abs(deviation), v_sq * xp.abs(scale))
             length = xp.where(reach > 0, xp.minimum(eta_new, reach), eta_new)
-        return Correction(-length * unit, eta_new, unit)
+        return Correction((-length * scale) * v, eta_new, scale * v)
 
 
 def authors_corrector(eta: float = 1e-4) -> GradientCorrector:

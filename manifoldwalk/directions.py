@@ -62,6 +62,11 @@ class RandomWalk:
     sampler: Callable[[Array, Array], Array] | None = None
     optimises: bool = False
 
+    @property
+    def traceable(self) -> bool:
+        """Whether the direction can run inside a compiled step (only with a device sampler)."""
+        return self.sampler is not None
+
     def __call__(self, theta: Array, reg_grad: Array, n_predictor: Array) -> Array:
         """See :class:`Direction`."""
         if self.sampler is not None:

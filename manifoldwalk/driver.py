@@ -83,6 +83,7 @@ def walk(
     metrics: Mapping[str, Callable[[Array], float]] | None = None,
     callback: Callable[[dict[str, float]], bool | None] | None = None,
     resume_from: WalkResult | None = None,
+    compile_step: bool = True,
 ) -> WalkResult:
     """Walk the level set {θ : L(θ) = L0} of ``problem`` from ``theta0``.
 
@@ -124,6 +125,9 @@ def walk(
         resume_from: a result (possibly loaded from a file) whose state the walk continues
             from, on the same path the uninterrupted walk would have taken, with history
             and trajectory appended. Pass the same options as the original walk.
+        compile_step: let the problem compile the step where it offers to (a Problem's
+            optional ``compile_step(step) -> step``; the JAX adapter jit-compiles it). Skipped
+            for directions that are not traceable (``RandomWalk`` with its host sampler).
 
     Returns:
         A :class:`~manifoldwalk.WalkResult`.
@@ -169,7 +173,7 @@ def walk(
     if resume_from is not None:
         recorder.extend(resume_from)
     run = _Run(
-        step=make_step(problem, direction, scheme),
+        step=_compiled(make_step(problem, direction, scheme), problem, direction, compile_step),
         direction=direction,
         scheme=scheme,
         recorder=recorder,
@@ -180,6 +184,14 @@ def walk(
         singular_tol=singular_tol,
     )
     return run.until_stop(state, options)
+
+
+def _compiled(step, problem: Problem, direction: Direction, wanted: bool):
+    """The step, compiled by the problem's ``compile_step`` hook where it has one."""
+    compile_ = getattr(problem, "compile_step", None)
+    if wanted and callable(compile_) and getattr(direction, "traceable", True):
+        return compile_(step)
+    return step
 
 
 def _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol):

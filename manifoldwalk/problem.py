@@ -26,7 +26,9 @@ class Problem(Protocol):
     ``loss(θ)`` and ``reg(θ)`` return 0-d arrays (or Python floats); ``grad(θ)``
     and ``reg_grad(θ)`` return arrays with θ's shape, dtype and device. A Problem
     may also define ``loss_and_grad(θ) -> (loss, grad)``, which the engine then
-    uses instead of separate ``loss`` and ``grad`` calls.
+    uses instead of separate ``loss`` and ``grad`` calls, and ``compile_step(step) ->
+    step``, which the walk uses to compile its pure step function (the JAX adapter
+    returns ``jax.jit(step)``).
     """
 
     def loss(self, theta: Array) -> Array:

@@ -16,9 +16,8 @@ from typing import Any, NamedTuple
 from manifoldwalk._array import (
     Array,
     dot,
+    inverse,
     namespace,
-    norm,
-    reject,
     safe_divide,
     scalar_like,
     zero_count,
@@ -32,8 +31,8 @@ class WalkState(NamedTuple):
     """Everything a walk step reads and writes; all fields are arrays.
 
     Point data (at ``theta``): ``loss``, ``grad``, ``grad_sq`` = ‖∇L‖², ``reg_grad``,
-    ``pred`` (the rejection of the direction of interest from ∇L, unnormalised) and
-    ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
+    ``pred`` (the rejection of the direction of interest r from ∇L, unnormalised), its
+    norm ``pred_norm`` and ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
     ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
     and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
     reversals at the step floor so far), ``max_dev`` (largest |L − L0| seen) and
@@ -46,6 +45,7 @@ class WalkState(NamedTuple):
     grad_sq: Array
     reg_grad: Array
     pred: Array
+    pred_norm: Array
     stationarity: Array
     level: Array
     tau: Array
@@ -72,6 +72,7 @@ class PointData(NamedTuple):
     grad_sq: Array
     reg_grad: Array
     pred: Array
+    pred_norm: Array
     stationarity: Array
 
 
@@ -94,9 +95,13 @@ def make_evaluate(problem: Problem, direction: Direction) -> Callable[[Array, Ar
         grad_sq = dot(xp, grad, grad)
         reg_grad = problem.reg_grad(theta)
         r = direction(theta, reg_grad, n_predictor)
-        pred = reject(xp, r, grad, grad_sq)
-        stationarity = safe_divide(xp, norm(xp, pred), norm(xp, r))
-        return PointData(loss, grad, grad_sq, reg_grad, pred, stationarity)
+        along = safe_divide(xp, dot(xp, r, grad), grad_sq)  # r = pred + along·∇L
+        pred = r - along * grad
+        pred_sq = dot(xp, pred, pred)
+        pred_norm = xp.sqrt(pred_sq)
+        # ‖r‖² = ‖pred‖² + along²·‖∇L‖² (orthogonal parts): one pass fewer than norm(r).
+        stationarity = pred_norm * inverse(xp, xp.sqrt(pred_sq + along * along * grad_sq))
+        return PointData(loss, grad, grad_sq, reg_grad, pred, pred_norm, stationarity)
 
     return evaluate
 
@@ -168,11 +173,13 @@ def make_step(
         dev = s.loss - s.level
         on = dev * dev <= s.tau
 
-        unit_p = safe_divide(xp, s.pred, norm(xp, s.pred))
-        cos_p = dot(xp, unit_p, s.dir_p)
+        # Vector work is kept to few passes over θ: scalars are formed first, then each
+        # vector is touched once (this step runs at the floor of one gradient on big nets).
+        inv_norm = inverse(xp, s.pred_norm)
+        cos_p = dot(xp, s.pred, s.dir_p) * inv_norm
         eta_p = rule.update(s.eta_p, cos_p, s.has_p)
         corr = corrector(dev, s.grad, s.grad_sq, s.dir_p, s.eta_c, s.dir_c, s.has_c)
-        theta = xp.where(on, s.theta + eta_p * unit_p, s.theta + corr.delta)
+        theta = s.theta + xp.where(on, (eta_p * inv_norm) * s.pred, corr.delta)
 
         is_p = xp.astype(on, s.n_predictor.dtype)
         n_predictor = s.n_predictor + is_p
@@ -194,8 +201,9 @@ def make_step(
             tau=s.tau,
             eta_p=xp.where(on, eta_p, eta_p_off),
             eta_c=xp.where(on, s.eta_c, corr.eta),
-            dir_p=xp.where(on, unit_p, s.dir_p),
-            dir_c=xp.where(on, s.dir_c, corr.direction),
+            dir_p=xp.where(on, inv_norm * s.pred, s.dir_p),
+            # Correctors without a direction of their own (Newton) hand back dir_c itself.
+            dir_c=s.dir_c if corr.direction is s.dir_c else xp.where(on, s.dir_c, corr.direction),
             has_p=s.has_p | on,
             has_c=s.has_c | ~on,
             n_predictor=n_predictor,

@@ -95,6 +95,7 @@ def test_linear_loss_is_exact_to_rounding():
     assert "rounding floor" in report.message
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered in log:RuntimeWarning")
 def test_non_finite_loss_fails():
     problem = make_problem(lambda x: np.log(x[0]), lambda x: np.array([1 / x[0], 0.0]))
     report = check_gradient(problem, np.array([0.5, 0.0]), direction=np.array([-1.0, 0.0]))

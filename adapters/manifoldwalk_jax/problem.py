@@ -88,6 +88,14 @@ class JaxProblem:
         """
         return self._loss_and_grad(theta, self._frozen, *self._data)
 
+    def compile_step(self, step):
+        """``jax.jit(step)``: the walk's pure step compiled into one XLA computation.
+
+        ``manifoldwalk.walk`` calls this (unless ``compile_step=False``); the step then
+        fuses the engine's vector algebra with this problem's loss and gradient.
+        """
+        return jax.jit(step)
+
     def loss(self, theta: jax.Array) -> jax.Array:
         """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""
         return self._loss(theta, self._frozen, *self._data)
