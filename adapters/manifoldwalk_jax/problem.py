@@ -17,6 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manifoldwalk.adapter_checks import (
+    EVAL_TASKS,
+    accuracy_shape_error,
+    check_batch_size,
+    check_eval_task,
+    check_examples,
+    check_pair,
+    eval_metrics,
+)
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
@@ -24,7 +33,7 @@ from manifoldwalk_jax._reg import RegFn, make_reg
 ApplyFn = Callable[[PyTree, jax.Array], Any]
 LossFn = Callable[[Any, jax.Array], jax.Array]
 
-TASKS = ("classification", "regression")
+TASKS = EVAL_TASKS
 """The tasks :meth:`JaxProblem.evaluate` knows: accuracy or mean squared error."""
 
 
@@ -62,7 +71,7 @@ class JaxProblem:
         self._apply_fn, self._loss_fn = apply_fn, loss_fn
         x, y = _as_data(data, self._device, "data")
         n = int(x.shape[0])
-        batch = _check_batch_size(batch_size, "batch_size")
+        batch = check_batch_size(batch_size, "batch_size")
         batch = None if batch is None or batch >= n else batch
         self._check_loss_is_scalar(x[: batch or n], y[: batch or n])
         self._data = (x, y) if batch is None else _split_batches(x, y, batch)
@@ -168,9 +177,8 @@ class JaxProblem:
             ProblemError: ``x`` and ``y`` of different lengths, or accuracy asked of a model
                 with a single output column.
         """
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
-        batch = _check_batch_size(batch_size, "batch_size")
+        check_eval_task(task)
+        batch = check_batch_size(batch_size, "batch_size")
         theta = jnp.asarray(theta)
         x, y = _as_data((x, y), self._device, "evaluate")
         n = int(x.shape[0])
@@ -181,8 +189,7 @@ class JaxProblem:
             )
             total = sums if total is None else total + sums
         loss_sum, metric_sum = np.asarray(total, dtype=np.float64).tolist()
-        metric = "accuracy" if task == "classification" else "mse"
-        return {"loss": loss_sum / n, metric: metric_sum / n}
+        return eval_metrics(task, loss_sum, metric_sum, n)
 
     # --- traced pieces --------------------------------------------------------------------
 
@@ -200,11 +207,7 @@ class JaxProblem:
         loss = jnp.asarray(self._loss_fn(outputs, yb), dtype=theta.dtype) * n_b
         if task == "classification":
             if outputs.ndim < 2 or outputs.shape[-1] < 2:
-                raise ProblemError(
-                    "evaluate: accuracy takes the argmax over the outputs' last axis, but the "
-                    f"model has outputs of shape {outputs.shape}; give it one output per class, "
-                    'or use task="regression".'
-                )
+                raise accuracy_shape_error(outputs.shape)
             labels = jnp.argmax(yb, axis=-1) if yb.ndim == outputs.ndim else yb
             metric = jnp.sum(jnp.argmax(outputs, axis=-1) == labels)
         else:
@@ -283,30 +286,10 @@ def _single_device(theta: jax.Array) -> Any:
 
 def _as_data(data: Any, device: Any, what: str) -> tuple[jax.Array, jax.Array]:
     """``(x, y)`` as jax arrays on ``device``, checked to be of equal length."""
-    if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise TypeError(f"{what} must be a pair (x, y) of arrays, got {type(data).__name__}.")
+    check_pair(data, what)
     x, y = (jax.device_put(jnp.asarray(a), device) for a in data)
-    if x.ndim == 0 or y.ndim == 0:
-        raise ProblemError(f"{what}: x and y must have a leading example axis.")
-    if x.shape[0] != y.shape[0]:
-        raise ProblemError(
-            f"{what}: inputs and targets must have the same number of examples, got "
-            f"{x.shape[0]} inputs and {y.shape[0]} targets."
-        )
-    if x.shape[0] == 0:
-        raise ProblemError(f"{what}: there are no examples.")
+    check_examples(what, x.shape, y.shape)
     return x, y
-
-
-def _check_batch_size(batch_size: int | None, what: str) -> int | None:
-    """``batch_size`` if it is None or a positive int."""
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise ValueError(f"{what} must be a positive integer or None, got {batch_size!r}.")
-    if batch_size < 1:
-        raise ValueError(f"{what} must be positive, got {batch_size}.")
-    return int(batch_size)
 
 
 def _split_batches(x: jax.Array, y: jax.Array, batch: int) -> tuple[jax.Array, ...]:

@@ -19,13 +19,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from manifoldwalk.training_result import REGS as _REGS
+from manifoldwalk.training_result import TrainResult as _TrainResult
+from manifoldwalk.training_result import (
+    check_train_options,
+    check_train_set,
+    end_epoch,
+    unpack_train_data,
+)
 
 from .nets import apply_cnv, apply_ff
 
@@ -43,9 +51,6 @@ __all__ = [
 
 #: Adam's ε (Keras' default).
 ADAM_EPS = 1e-7
-
-_REGS = ("l2", "l2-weights")
-_TASKS = ("classification", "regression")
 
 
 class AdamState(NamedTuple):
@@ -108,29 +113,9 @@ def adam_update(
     return new, AdamState(count, mu, nu)
 
 
-@dataclass
-class TrainResult:
-    """What :func:`train` returns (the same fields in the PyTorch and Keras versions).
-
-    Attributes:
-        model: The trained parameter pytree (also available as :attr:`params`).
-        losses: Per epoch, the mean data loss L over that epoch's minibatches (each evaluated
-            before its update, weighted by batch size). The penalty λ·R is not included.
-        final_loss: The full-batch data loss L of the final parameters on the training set.
-        n_example_grads: Example-wise gradient evaluations: epochs run × n_train.
-        epochs: The number of epochs run (fewer than asked when the callback stopped training).
-        wall_time: Seconds spent in the loop, compilation included (the final full-batch
-            evaluation excluded).
-        n_train: The number of training examples.
-    """
-
-    model: Any
-    losses: list[float] = field(default_factory=list)
-    final_loss: float = float("nan")
-    n_example_grads: int = 0
-    epochs: int = 0
-    wall_time: float = 0.0
-    n_train: int = 0
+class TrainResult(_TrainResult):
+    """What :func:`train` returns: :class:`manifoldwalk.training_result.TrainResult`, whose
+    ``model`` is the trained parameter pytree, also available as :attr:`params`."""
 
     @property
     def params(self) -> Any:
@@ -176,14 +161,6 @@ def penalty(params: Any, reg: str = "l2") -> jax.Array:
     if reg == "l2-weights":
         leaves = [leaf for leaf in leaves if leaf.ndim >= 2]
     return sum((jnp.sum(jnp.square(leaf)) for leaf in leaves), jnp.zeros((), leaves[0].dtype))
-
-
-def _unpack(data: Any) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """``(x, y, task)`` from a Dataset-like object (``x_train``/``y_train``) or an ``(x, y)`` pair."""
-    if hasattr(data, "x_train") and hasattr(data, "y_train"):
-        return np.asarray(data.x_train), np.asarray(data.y_train), getattr(data, "task", None)
-    x, y = data
-    return np.asarray(x), np.asarray(y), None
 
 
 @partial(jax.jit, static_argnames=("apply_fn", "task", "reg"))
@@ -275,24 +252,9 @@ def train(
         ValueError: For an unknown task or reg, negative epochs or weight decay, a batch size
             below 1, an empty training set, or inputs and targets of different lengths.
     """
-    x_np, y_np, data_task = _unpack(data)
-    task = task or data_task
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {_TASKS} (or come from the dataset), got {task!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if reg not in _REGS:
-        raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
-    n = len(x_np)
-    if n == 0 or len(y_np) != n:
-        raise ValueError(
-            f"need a non-empty training set with as many targets as inputs, got {n} inputs "
-            f"and {len(y_np)} targets"
-        )
+    x_np, y_np, data_task = unpack_train_data(data)
+    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
+    n = check_train_set(x_np, y_np)
     if apply_fn is None:
         apply_fn = apply_cnv if isinstance(params, dict) and "conv" in params else apply_ff
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
@@ -313,12 +275,7 @@ def train(
             params, state, loss = _step(params, state, x, y, idx, lr_arr, wd_arr, **kwargs)
             total = total + loss
         epoch_loss = float(total) / n
-        result.losses.append(epoch_loss)
-        result.epochs = epoch
-        result.n_example_grads = epoch * n
-        if progress is not None:
-            progress(epoch, epochs, epoch_loss)
-        if callback is not None and callback(epoch, params, epoch_loss):
+        if end_epoch(result, epoch, epochs, epoch_loss, params, progress, callback):
             break
     result.wall_time = time.perf_counter() - start
     result.model = params

@@ -21,13 +21,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from manifoldwalk.adapter_checks import (
+    EVAL_TASKS,
+    accuracy_shape_error,
+    check_batch_size,
+    check_eval_task,
+    check_examples,
+    check_pair,
+    eval_metrics,
+)
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_tf._flat import FlatVariables
 from manifoldwalk_tf._reg import make_reg
 
 LossFn = Callable[[Any, Any], Any]
 
-TASKS = ("classification", "regression")
+TASKS = EVAL_TASKS
 """The tasks :meth:`TFProblem.evaluate` knows: accuracy or mean squared error."""
 
 
@@ -72,7 +81,7 @@ class TFProblem:
         self._loss_fn = _in_our_order(loss_fn)
         self._x, self._y = self._cast(x), self._cast(y)
         n = int(x.shape[0])
-        batch = _check_batch_size(batch_size, "batch_size")
+        batch = check_batch_size(batch_size, "batch_size")
         self._batch = None if batch is None or batch >= n else batch
         self._check_loss_is_scalar()
         spec = [tf.TensorSpec([self.n_params], tf.as_dtype(self.dtype))]
@@ -166,9 +175,8 @@ class TFProblem:
             ProblemError: ``x`` and ``y`` of different lengths, or accuracy asked of a model
                 with a single output column.
         """
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
-        batch = _check_batch_size(batch_size, "batch_size")
+        check_eval_task(task)
+        batch = check_batch_size(batch_size, "batch_size")
         theta = tf.convert_to_tensor(self._flat.check(theta))
         x, y = _as_tensors((x, y), "evaluate")
         x, y = self._cast(x), self._cast(y)
@@ -178,8 +186,7 @@ class TFProblem:
             end = min(start + batch, n)
             total += self._tf_eval_sums(theta, x[start:end], y[start:end], task=task)
         loss_sum, metric_sum = total.numpy().astype(np.float64).tolist()
-        metric = "accuracy" if task == "classification" else "mse"
-        return {"loss": loss_sum / n, metric: metric_sum / n}
+        return eval_metrics(task, loss_sum, metric_sum, n)
 
     # --- traced pieces --------------------------------------------------------------------
 
@@ -252,11 +259,7 @@ class TFProblem:
         loss = tf.cast(self._loss_fn(outputs, yb), theta.dtype) * n_b
         if task == "classification":
             if outputs.shape.rank < 2 or outputs.shape[-1] < 2:
-                raise ProblemError(
-                    "evaluate: accuracy takes the argmax over the outputs' last axis, but the "
-                    f"model has outputs of shape {tuple(outputs.shape)}; give it one output "
-                    'per class, or use task="regression".'
-                )
+                raise accuracy_shape_error(tuple(outputs.shape))
             labels = tf.argmax(yb, axis=-1) if yb.shape.rank == outputs.shape.rank else yb
             hits = tf.equal(tf.argmax(outputs, axis=-1), tf.cast(labels, tf.int64))
             metric = tf.reduce_sum(tf.cast(hits, theta.dtype))
@@ -360,27 +363,7 @@ def _takes_training(model: keras.layers.Layer) -> bool:
 
 def _as_tensors(data: Any, what: str) -> tuple[tf.Tensor, tf.Tensor]:
     """``(x, y)`` as tensors, checked to be of equal, non-zero length."""
-    if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise TypeError(f"{what} must be a pair (x, y) of arrays, got {type(data).__name__}.")
+    check_pair(data, what)
     x, y = (tf.convert_to_tensor(a) for a in data)
-    if x.shape.rank == 0 or y.shape.rank == 0:
-        raise ProblemError(f"{what}: x and y must have a leading example axis.")
-    if x.shape[0] != y.shape[0]:
-        raise ProblemError(
-            f"{what}: inputs and targets must have the same number of examples, got "
-            f"{x.shape[0]} inputs and {y.shape[0]} targets."
-        )
-    if x.shape[0] == 0:
-        raise ProblemError(f"{what}: there are no examples.")
+    check_examples(what, tuple(x.shape), tuple(y.shape))
     return x, y
-
-
-def _check_batch_size(batch_size: int | None, what: str) -> int | None:
-    """``batch_size`` if it is None or a positive int."""
-    if batch_size is None:
-        return None
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise ValueError(f"{what} must be a positive integer or None, got {batch_size!r}.")
-    if batch_size < 1:
-        raise ValueError(f"{what} must be positive, got {batch_size}.")
-    return int(batch_size)

@@ -18,43 +18,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from manifoldwalk.training_result import REGS as _REGS
+from manifoldwalk.training_result import (
+    TrainResult,
+    check_train_options,
+    check_train_set,
+    end_epoch,
+    unpack_train_data,
+)
+
 __all__ = ["TrainResult", "data_loss", "full_batch_loss", "penalty", "train"]
-
-_REGS = ("l2", "l2-weights")
-_TASKS = ("classification", "regression")
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns (the same fields in the PyTorch and JAX versions).
-
-    Attributes:
-        model: The trained model (the one passed in, trained in place).
-        losses: Per epoch, the mean data loss L over that epoch's minibatches (each evaluated
-            before its update, weighted by batch size; as ``fit`` reports it). The penalty λ·R is
-            not included.
-        final_loss: The full-batch data loss L of the final weights on the training set.
-        n_example_grads: Example-wise gradient evaluations: epochs run × n_train.
-        epochs: The number of epochs run (fewer than asked when the callback stopped training).
-        wall_time: Seconds spent in the loop, tracing included (the final full-batch
-            evaluation excluded).
-        n_train: The number of training examples.
-    """
-
-    model: Any
-    losses: list[float] = field(default_factory=list)
-    final_loss: float = float("nan")
-    n_example_grads: int = 0
-    epochs: int = 0
-    wall_time: float = 0.0
-    n_train: int = 0
 
 
 def data_loss(outputs: tf.Tensor, targets: tf.Tensor, task: str) -> tf.Tensor:
@@ -103,14 +82,6 @@ def penalty(model: keras.Model, reg: str = "l2") -> tf.Tensor:
     """
     variables = _penalised(model, reg)
     return tf.add_n([tf.reduce_sum(tf.square(v)) for v in variables])
-
-
-def _unpack(data: Any) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """``(x, y, task)`` from a Dataset-like object (``x_train``/``y_train``) or an ``(x, y)`` pair."""
-    if hasattr(data, "x_train") and hasattr(data, "y_train"):
-        return np.asarray(data.x_train), np.asarray(data.y_train), getattr(data, "task", None)
-    x, y = data
-    return np.asarray(x), np.asarray(y), None
 
 
 def _check_backend() -> None:
@@ -171,23 +142,10 @@ def train(
         RuntimeError: If Keras does not run on the TensorFlow backend.
     """
     _check_backend()
-    x_np, y_np, data_task = _unpack(data)
-    task = task or data_task
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {_TASKS} (or come from the dataset), got {task!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    x_np, y_np, data_task = unpack_train_data(data)
+    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
     penalised = _penalised(model, reg)
-    n = len(x_np)
-    if n == 0 or len(y_np) != n:
-        raise ValueError(
-            f"need a non-empty training set with as many targets as inputs, got {n} inputs "
-            f"and {len(y_np)} targets"
-        )
+    n = check_train_set(x_np, y_np)
     variables = list(model.trainable_variables)
     dtype = tf.as_dtype(variables[0].dtype)
     x = tf.constant(x_np, dtype=dtype)
@@ -218,12 +176,7 @@ def train(
         for lo in range(0, n, batch_size):
             total += step(tf.constant(order[lo : lo + batch_size]))
         epoch_loss = float(total) / n
-        result.losses.append(epoch_loss)
-        result.epochs = epoch
-        result.n_example_grads = epoch * n
-        if progress is not None:
-            progress(epoch, epochs, epoch_loss)
-        if callback is not None and callback(epoch, model, epoch_loss):
+        if end_epoch(result, epoch, epochs, epoch_loss, model, progress, callback):
             break
     result.wall_time = time.perf_counter() - start
     result.final_loss = full_batch_loss(model, x_np, y_np, task)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from manifoldwalk.adapter_checks import EVAL_TASKS, check_eval_task, eval_metrics
 from manifoldwalk.problem import ProblemError
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -27,7 +28,7 @@ RegFn = Callable[[torch.Tensor], torch.Tensor]
 REG_NAMES = ("l2", "l2-weights")
 """The named regularisers: θᵀθ over all trainable parameters, or over the weights (rank ≥ 2)."""
 
-TASKS = ("classification", "regression")
+TASKS = EVAL_TASKS
 """The tasks :meth:`TorchProblem.evaluate` knows: accuracy or mean squared error."""
 
 _STOCHASTIC_LAYERS = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
@@ -204,8 +205,7 @@ class TorchProblem:
         Raises:
             ValueError: an unknown task, a bad batch size or mismatched lengths.
         """
-        if task not in TASKS:
-            raise ValueError(f"task must be one of {TASKS}, got {task!r}.")
+        check_eval_task(task)
         data = _Data.build((x, y), self.dtype, None, _check_batch_size(batch_size))
         params = self.unflatten(theta.detach())
         sums = torch.zeros(2, dtype=self.dtype, device=self.device)
@@ -222,8 +222,7 @@ class TorchProblem:
                 sums += torch.stack([loss * xb.shape[0], second.to(self.dtype)])
                 n, size = n + xb.shape[0], size + count
         loss_sum, second_sum = sums.tolist()
-        key = "accuracy" if task == "classification" else "mse"
-        return {"loss": loss_sum / n, key: second_sum / size}
+        return eval_metrics(task, loss_sum, second_sum, n, size)
 
     # --- internals ------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -18,63 +17,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from manifoldwalk.training_result import REGS as _REGS
+from manifoldwalk.training_result import (
+    TrainResult,
+    check_train_options,
+    check_train_set,
+    end_epoch,
+    unpack_train_data,
+)
+
 __all__ = ["ADAM_EPS", "TrainResult", "full_batch_loss", "penalty", "train"]
 
 #: Adam's ε: Keras' default 1e-7 rather than torch's 1e-8, for parity with the authors' code.
 ADAM_EPS = 1e-7
-
-_REGS = ("l2", "l2-weights")
-_TASKS = ("classification", "regression")
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns (the same fields in the JAX and Keras versions).
-
-    Attributes:
-        model: The trained model (the one passed in, trained in place).
-        losses: Per epoch, the mean data loss L over that epoch's minibatches (each evaluated
-            before its update, weighted by batch size; as Keras' ``fit`` reports it). The penalty
-            λ·R is not included.
-        final_loss: The full-batch data loss L of the final parameters on the training set (the
-            level L0 a walk would start from).
-        n_example_grads: Example-wise gradient evaluations: epochs run × n_train (the x-axis of
-            the paper's Fig. 7).
-        epochs: The number of epochs run (fewer than asked when the callback stopped training).
-        wall_time: Seconds spent in the loop (excluding the final full-batch evaluation).
-        n_train: The number of training examples.
-    """
-
-    model: Any
-    losses: list[float] = field(default_factory=list)
-    final_loss: float = float("nan")
-    n_example_grads: int = 0
-    epochs: int = 0
-    wall_time: float = 0.0
-    n_train: int = 0
-
-
-def _unpack(data: Any) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """``(x, y, task)`` from a Dataset-like object (``x_train``/``y_train``) or an ``(x, y)`` pair."""
-    if hasattr(data, "x_train") and hasattr(data, "y_train"):
-        return np.asarray(data.x_train), np.asarray(data.y_train), getattr(data, "task", None)
-    x, y = data
-    return np.asarray(x), np.asarray(y), None
-
-
-def _check(task: str | None, epochs: int, batch_size: int, weight_decay: float, reg: str) -> str:
-    """Validate the options of :func:`train`; return the task. Raises ValueError."""
-    if task not in _TASKS:
-        raise ValueError(f"task must be one of {_TASKS} (or come from the dataset), got {task!r}")
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if reg not in _REGS:
-        raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
-    return task
 
 
 def penalty(model: nn.Module, reg: str = "l2") -> torch.Tensor:
@@ -154,14 +109,9 @@ def train(
         ValueError: For an unknown task or reg, negative epochs or weight decay, a batch size
             below 1, an empty training set, or inputs and targets of different lengths.
     """
-    x_np, y_np, data_task = _unpack(data)
-    task = _check(task or data_task, epochs, batch_size, weight_decay, reg)
-    n = len(x_np)
-    if n == 0 or len(y_np) != n:
-        raise ValueError(
-            f"need a non-empty training set with as many targets as inputs, got "
-            f"{n} inputs and {len(y_np)} targets"
-        )
+    x_np, y_np, data_task = unpack_train_data(data)
+    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
+    n = check_train_set(x_np, y_np)
     first = next(model.parameters())
     x = torch.as_tensor(x_np, dtype=first.dtype, device=first.device)
     if task == "classification":
@@ -186,12 +136,7 @@ def train(
             optimizer.step()
             total += loss.detach() * len(idx)
         epoch_loss = float(total) / n
-        result.losses.append(epoch_loss)
-        result.epochs = epoch
-        result.n_example_grads = epoch * n
-        if progress is not None:
-            progress(epoch, epochs, epoch_loss)
-        if callback is not None and callback(epoch, model, epoch_loss):
+        if end_epoch(result, epoch, epochs, epoch_loss, model, progress, callback):
             break
     result.wall_time = time.perf_counter() - start
     result.final_loss = full_batch_loss(model, x, y, task)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases
 from manifoldwalk_jax.nets import (
     apply_cnv,
     apply_ff,
@@ -33,13 +36,9 @@ from manifoldwalk_jax.training import (
 # ``jax.eval_shape`` traces the initialisers without compiling them.
 @pytest.mark.parametrize(
     ("build", "expected"),
-    [
-        (lambda: init_ff(0, 784, 10), 99_710),
-        (lambda: init_ff(0, (28, 28), 10), 99_710),
-        (lambda: init_mnist_cnv(0), 54_930),
-        (lambda: init_cifar10_cnv(0), 685_450),
-        (lambda: init_ff(0, 4, 3, hidden=(100,) * 4), 31_103),
-    ],
+    param_count_cases(
+        partial(init_ff, 0), partial(init_mnist_cnv, 0), partial(init_cifar10_cnv, 0)
+    ),
 )
 def test_parameter_counts(build, expected: int) -> None:
     assert count_params(jax.eval_shape(build)) == expected
@@ -221,16 +220,7 @@ def test_cnv_trains_with_the_default_apply() -> None:
     assert np.isfinite(result.final_loss)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"task": "ranking"}, "task must be"),
-        ({"reg": "l1"}, "reg must be"),
-        ({"epochs": -1}, "epochs"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"weight_decay": -1.0}, "weight_decay"),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "match"), BAD_TRAIN_OPTIONS)
 def test_bad_options_raise(iris, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         train(init_ff(0, 4, 3), iris, **{"epochs": 1, **kwargs})

@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases  # noqa: E402
 from manifoldwalk_tf.nets import (  # noqa: E402
     cifar10_cnv,
     cnv_net,
@@ -23,13 +24,7 @@ from manifoldwalk_tf.training import TrainResult, penalty, train  # noqa: E402
 # Parameter counts (the sums are spelled out in test_nets_torch.py).
 @pytest.mark.parametrize(
     ("build", "expected"),
-    [
-        (lambda: ff_net(784, 10), 99_710),
-        (lambda: ff_net((28, 28), 10), 99_710),
-        (lambda: mnist_cnv(), 54_930),
-        (lambda: cifar10_cnv(), 685_450),
-        (lambda: ff_net(4, 3, hidden=(100,) * 4), 31_103),
-    ],
+    param_count_cases(ff_net, mnist_cnv, cifar10_cnv),
 )
 def test_parameter_counts(build, expected: int) -> None:
     model = build()
@@ -132,16 +127,7 @@ def test_regression_on_auto_mpg(auto_mpg) -> None:
     assert result.final_loss == pytest.approx(np.mean((pred - auto_mpg.y_train) ** 2), rel=1e-5)
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"task": "ranking"}, "task must be"),
-        ({"reg": "l1"}, "reg must be"),
-        ({"epochs": -1}, "epochs"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"weight_decay": -1.0}, "weight_decay"),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "match"), BAD_TRAIN_OPTIONS)
 def test_bad_options_raise(iris, kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         train(ff_net(4, 3, hidden=(5,)), iris, **{"epochs": 1, **kwargs})

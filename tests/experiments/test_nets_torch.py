@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases
 from manifoldwalk_torch.nets import (
     FlattenNHWC,
     cifar10_cnv,
@@ -31,13 +32,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 #   Iris, 4 hidden (the authors'): 4*100+100 + 3*(100*100+100) + 100*3+3       = 31,103
 @pytest.mark.parametrize(
     ("build", "expected"),
-    [
-        (lambda: ff_net(784, 10), 99_710),
-        (lambda: ff_net((28, 28), 10), 99_710),
-        (lambda: mnist_cnv(), 54_930),
-        (lambda: cifar10_cnv(), 685_450),
-        (lambda: ff_net(4, 3, hidden=(100,) * 4), 31_103),
-    ],
+    param_count_cases(ff_net, mnist_cnv, cifar10_cnv),
 )
 def test_parameter_counts(build, expected: int) -> None:
     assert count_params(build()) == expected
@@ -188,16 +183,7 @@ def test_adam_uses_keras_epsilon() -> None:
     assert ADAM_EPS == 1e-7
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"task": "ranking"}, "task must be"),
-        ({"reg": "l1"}, "reg must be"),
-        ({"epochs": -1}, "epochs"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"weight_decay": -1.0}, "weight_decay"),
-    ],
-)
+@pytest.mark.parametrize(("kwargs", "match"), BAD_TRAIN_OPTIONS)
 def test_bad_options_raise(iris, kwargs: dict, match: str) -> None:
     options = {"epochs": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
