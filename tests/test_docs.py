@@ -32,3 +32,16 @@ def test_api_page_matches_the_docstrings():
     finally:
         sys.path.pop(0)
     assert (DOCS / "api.md").read_text() == render(), "run: python docs/make_api.py"
+
+
+@pytest.mark.parametrize("section", ["## JAX", "## Keras / TensorFlow"])
+def test_wrapping_examples_run(section):
+    """Each framework's complete example in docs/adapters.md runs (PyTorch's is run, with its
+    output checked, in tests/adapters/test_torch_adapter.py)."""
+    text = (DOCS / "adapters.md").read_text(encoding="utf-8")
+    body = text.split(section + "\n", 1)[1].split("\n## ", 1)[0]
+    example = [b for b in re.findall(r"```python\n(.*?)```", body, re.S) if "import" in b][0]
+    namespace: dict = {"__name__": "docs_example"}
+    exec(compile(example, f"docs/adapters.md {section}", "exec"), namespace)  # noqa: S102
+    result = namespace.get("result")
+    assert result is not None and result.n_predictor > 0, "the example must leave a walk result"
