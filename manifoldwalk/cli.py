@@ -11,6 +11,14 @@ import sys
 from collections.abc import Sequence
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) naming the valid choices."""
+
+    def error(self, message: str):  # type: ignore[override]
+        """Print ``prog: error: message`` on one line to stderr and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _circle(args: argparse.Namespace) -> int:
     from manifoldwalk.examples.circle import format_table, run_circle
 
@@ -19,11 +27,132 @@ def _circle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace) -> int:
+    from manifoldwalk.experiments import EXPERIMENTS
+
+    for e in EXPERIMENTS.values():
+        print(
+            f"{e.name:12s} {e.description}\n{'':12s} phase 1 {e.phase1_epochs} epochs, walk "
+            f"{e.max_steps} predictor steps (η_min {e.eta_min:g}, η_c {e.eta_c:g}), "
+            f"weight decay {e.wd_epochs} epochs"
+        )
+    return 0
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    """Parse a comma-separated list of λ values."""
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}"
+        ) from None
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from manifoldwalk.experiments import RunConfig, build_table, format_table, run_experiment
+
+    config = RunConfig(
+        experiment=args.experiment,
+        out=args.out,
+        seeds=tuple(range(args.first_seed, args.first_seed + args.seeds)),
+        backend=args.backend,
+        device=args.device,
+        scheme=args.scheme,
+        max_steps=args.steps,
+        budget=args.budget,
+        phase1_epochs=args.epochs,
+        wd_epochs=args.wd_epochs,
+        wd_lambdas=args.wd_lambdas,
+        wd_reg=args.wd_reg,
+        record_every=args.record_every,
+        save_every=args.save_every,
+        dtype=args.dtype,
+        data_dir=args.data_dir,
+        n_train=args.n_train,
+    )
+    run_experiment(config, jobs=args.jobs, show_progress=not args.quiet)
+    from manifoldwalk.experiments.rundir import seed_dir
+
+    print(format_table(build_table(seed_dir(config.out, config.spec.name, 0).parent)))
+    return 0
+
+
+def _table(args: argparse.Namespace) -> int:
+    from manifoldwalk.experiments import build_table, format_table
+
+    print(format_table(build_table(args.directory)))
+    return 0
+
+
+def _add_reproduce(sub) -> None:
+    from manifoldwalk.experiments.definitions import EXPERIMENTS
+    from manifoldwalk.experiments.runner import BACKENDS, BUDGETS, SCHEMES, WD_REGS
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="run an experiment of the paper (phase 1, walk, weight decay) and print Table I",
+        description="Run phase 1, the walk and the weight-decay sweep for every seed, writing "
+        "run directories under --out (finished seeds are skipped), then print the Table I row.",
+    )
+    rep.add_argument(
+        "experiment",
+        choices=list(EXPERIMENTS),
+        metavar="EXPERIMENT",
+        help=f"one of: {', '.join(EXPERIMENTS)}",
+    )
+    rep.add_argument("--seeds", type=int, default=10, help="number of seeds (default 10)")
+    rep.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
+    rep.add_argument("--steps", type=int, help="the walk's step budget (default: the paper's)")
+    rep.add_argument(
+        "--budget",
+        choices=BUDGETS,
+        default="predictor",
+        help="count predictor steps (the authors' code, default) or all steps",
+    )
+    rep.add_argument("--epochs", type=int, help="phase-1 epochs (default 100)")
+    rep.add_argument("--wd-epochs", type=int, help="weight-decay epochs (default: the paper's)")
+    rep.add_argument(
+        "--wd-lambdas", type=_floats, help="comma-separated λ values (default 0,1e-6,…,1e6)"
+    )
+    rep.add_argument(
+        "--wd-reg",
+        choices=WD_REGS,
+        default="l2",
+        help="weight-decay R: l2 (all parameters, as the walk; default) or "
+        "l2-weights (kernels only, as the authors' Keras baseline)",
+    )
+    rep.add_argument(
+        "--scheme",
+        choices=SCHEMES,
+        default="authors",
+        help="walk scheme (default: authors, which produced Table I)",
+    )
+    rep.add_argument("--record-every", type=int, help="predictor steps between metric records")
+    rep.add_argument(
+        "--save-every", type=int, default=50, help="predictor steps between saved θ (default 50)"
+    )
+    rep.add_argument(
+        "--dtype", choices=["float32", "float64"], help="floating dtype (default: the experiment's)"
+    )
+    rep.add_argument("--n-train", type=int, help="training examples (default: the paper's)")
+    rep.add_argument("--out", default="runs", help="output root (default ./runs)")
+    rep.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="framework (default torch; tensorflow: feed-forward nets only)",
+    )
+    rep.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device")
+    rep.add_argument("--jobs", type=int, default=1, help="seeds run in parallel (default 1)")
+    rep.add_argument("--data-dir", help="directory of the MNIST / Fashion-MNIST / CIFAR10 files")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.set_defaults(run=_reproduce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``manifoldwalk`` command."""
-    parser = argparse.ArgumentParser(
-        prog="manifoldwalk", description="Walk the level sets of a training loss."
-    )
+    parser = _Parser(prog="manifoldwalk", description="Walk the level sets of a training loss.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     circle = sub.add_parser("circle", help="the paper's Fig. 1 example, as a table")
     circle.add_argument(
@@ -34,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="walk schemes to compare (default: all three)",
     )
     circle.set_defaults(run=_circle)
+    sub.add_parser("list", help="list the paper's experiments").set_defaults(run=_list)
+    _add_reproduce(sub)
+    table = sub.add_parser("table", help="rebuild Table I from run directories")
+    table.add_argument("directory", help="an output root, experiment or seed directory")
+    table.set_defaults(run=_table)
     return parser
 
 
@@ -44,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
-    return args.run(args)
+    try:
+        return args.run(args)
+    except (ValueError, ImportError, FileNotFoundError) as err:
+        print(f"manifoldwalk {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

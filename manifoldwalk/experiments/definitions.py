@@ -1,0 +1,182 @@
+"""The paper's experiments (§V) as frozen definitions, with the authors' settings as defaults.
+
+Each :class:`Experiment` names a dataset, a net, the phase-1 and weight-decay epochs, the walk's
+predictor-step budget and step sizes (DESIGN.md §1) and the paper's Table I figures. The
+``fashion-*`` experiments are offline stand-ins for the MNIST ones (same shapes and settings, the
+Fashion-MNIST files that Debian installs); the paper reports no figures for them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["EXPERIMENTS", "WD_LAMBDAS", "Experiment", "PaperRow", "get_experiment"]
+
+WD_LAMBDAS: tuple[float, ...] = (0.0,) + tuple(10.0**k for k in range(-6, 7))
+"""The weight-decay sweep: λ ∈ {0} ∪ {10^-6, …, 10^6} (13 + 1 values)."""
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One row of the paper's Table I.
+
+    Attributes:
+        walk: The walk's test metric, mean (accuracy in %, or MSE).
+        walk_std: Its standard deviation.
+        wd: The weight-decay baseline's test metric at the best λ, mean.
+        wd_std: Its standard deviation.
+        best_lambda: The λ the paper reports as best (chosen on the test set).
+    """
+
+    walk: float
+    walk_std: float
+    wd: float
+    wd_std: float
+    best_lambda: float
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """One of the paper's experiments, with the authors' settings.
+
+    Attributes:
+        name: The name used on the command line, e.g. ``"iris-ff"``.
+        dataset: The :func:`manifoldwalk.datasets.load_dataset` name.
+        net: ``"ff"`` (tanh feed-forward), ``"mnist-cnv"`` or ``"cifar10-cnv"``.
+        hidden: Hidden widths of the feed-forward net (ignored by the convolutional nets).
+        task: ``"classification"`` (metric: accuracy) or ``"regression"`` (metric: MSE).
+        phase1_epochs: Adam epochs of phase 1 (the authors: 100 everywhere).
+        wd_epochs: Adam epochs of each weight-decay run (200 MNIST/CIFAR10, 500 Iris/Auto-MPG).
+        max_steps: The walk's predictor-step budget.
+        eta_min: The predictor's step floor (1e-4; 1e-5 for Iris and Auto-MPG).
+        eta_c: The authors' constant corrector step (1e-4; 1e-6 for Iris and Auto-MPG).
+        tau: The deviation threshold on (L − L0)² (1e-10).
+        record_every: Predictor steps between metric records (the authors recorded every one).
+        dtype: The floating dtype of nets, data and walk (``"float32"`` as the authors' Keras
+            code, ``"float64"`` where the net is small enough to make it cheap).
+        paper: The paper's Table I row, or None where the paper has none (the stand-ins).
+        description: One line for ``manifoldwalk list``.
+    """
+
+    name: str
+    dataset: str
+    net: str
+    task: str
+    max_steps: int
+    wd_epochs: int
+    hidden: tuple[int, ...] = (100, 100, 100)
+    phase1_epochs: int = 100
+    eta_min: float = 1e-4
+    eta_c: float = 1e-4
+    tau: float = 1e-10
+    record_every: int = 50
+    dtype: str = "float32"
+    paper: PaperRow | None = None
+    description: str = ""
+
+    @property
+    def metric(self) -> str:
+        """``"accuracy"`` for classification, ``"mse"`` for regression."""
+        return "accuracy" if self.task == "classification" else "mse"
+
+    @property
+    def higher_is_better(self) -> bool:
+        """True when a larger test metric is better (accuracy), False for MSE."""
+        return self.task == "classification"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as a JSON-serialisable dict (tuples become lists)."""
+        return asdict(self)
+
+
+_MNIST_FF = dict(dataset="mnist", net="ff", task="classification", max_steps=10_000, wd_epochs=200)
+_MNIST_CNV = dict(
+    dataset="mnist", net="mnist-cnv", task="classification", max_steps=5_000, wd_epochs=200
+)
+
+EXPERIMENTS: dict[str, Experiment] = {
+    e.name: e
+    for e in (
+        Experiment(
+            name="iris-ff",
+            dataset="iris",
+            net="ff",
+            task="classification",
+            max_steps=20_000,
+            wd_epochs=500,
+            eta_min=1e-5,
+            eta_c=1e-6,
+            dtype="float64",
+            paper=PaperRow(96.67, 0.0, 96.67, 0.0, 1e-3),
+            description="Iris, 120/30 split, FF 3x100 tanh (embedded data)",
+        ),
+        Experiment(
+            name="mpg-ff",
+            dataset="auto-mpg",
+            net="ff",
+            task="regression",
+            max_steps=30_000,
+            wd_epochs=500,
+            eta_min=1e-5,
+            eta_c=1e-6,
+            dtype="float64",
+            paper=PaperRow(5.36, 0.27, 9.00, 0.73, 1e-4),
+            description="Auto-MPG, 314/78 split, FF 3x100 tanh, MSE (embedded data)",
+        ),
+        Experiment(
+            name="mnist-ff",
+            paper=PaperRow(89.01, 0.42, 89.60, 0.46, 1e-4),
+            description="MNIST, 1000 training examples, FF 3x100 tanh (needs --data-dir)",
+            **_MNIST_FF,
+        ),
+        Experiment(
+            name="mnist-cnv",
+            paper=PaperRow(94.47, 0.26, 93.92, 0.57, 1e-4),
+            description="MNIST, 1000 training examples, conv 20-20 + dense 100 (needs --data-dir)",
+            **_MNIST_CNV,
+        ),
+        Experiment(
+            name="cifar10-cnv",
+            dataset="cifar10",
+            net="cifar10-cnv",
+            task="classification",
+            max_steps=20_000,
+            wd_epochs=200,
+            paper=PaperRow(36.96, 0.87, 35.38, 1.10, 1e-2),
+            description="CIFAR10, 1000 training examples, conv 60-60 + dense 300 (needs --data-dir)",
+        ),
+        Experiment(
+            name="fashion-ff",
+            description="Fashion-MNIST stand-in for mnist-ff (Debian's files; no paper figures)",
+            **{**_MNIST_FF, "dataset": "fashion-mnist"},
+        ),
+        Experiment(
+            name="fashion-cnv",
+            description="Fashion-MNIST stand-in for mnist-cnv (Debian's files; no paper figures)",
+            **{**_MNIST_CNV, "dataset": "fashion-mnist"},
+        ),
+    )
+}
+"""Every experiment by name."""
+
+
+def get_experiment(name: str) -> Experiment:
+    """Return the experiment called ``name``.
+
+    Args:
+        name: One of :data:`EXPERIMENTS` (case and ``_``/``-`` are forgiven).
+
+    Returns:
+        The :class:`Experiment`.
+
+    Raises:
+        ValueError: If the name is unknown; the message lists the valid names.
+    """
+    key = str(name).strip().lower().replace("_", "-")
+    try:
+        return EXPERIMENTS[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown experiment {name!r}; choose one of: {', '.join(EXPERIMENTS)}"
+        ) from None
