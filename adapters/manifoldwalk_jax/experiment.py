@@ -21,10 +21,8 @@ __all__ = [
     "NETS",
     "build_net",
     "configure",
-    "evaluate",
     "from_numpy",
     "make_problem",
-    "to_numpy",
     "train",
 ]
 
@@ -153,35 +151,6 @@ def make_problem(
     return from_apply(
         apply_fn, params, lambda out, t: training.data_loss(out, t, task), (xs, ys), reg=reg
     )
-
-
-def evaluate(
-    problem: JaxProblem, theta: Any, x: np.ndarray, y: np.ndarray, *, task: str
-) -> dict[str, float]:
-    """Mean loss and accuracy (or MSE) of θ on ``(x, y)``.
-
-    Args:
-        problem: From :func:`make_problem`.
-        theta: Flat θ.
-        x, y: Held-out data.
-        task: ``"classification"`` or ``"regression"``.
-
-    Returns:
-        ``{"loss": …, "accuracy": …}`` or ``{"loss": …, "mse": …}``.
-    """
-    return problem.evaluate(theta, x, y, task=task)
-
-
-def to_numpy(theta: Any) -> np.ndarray:
-    """Copy a flat θ to a NumPy array.
-
-    Args:
-        theta: A flat ``jax.Array``.
-
-    Returns:
-        The values as NumPy (same dtype).
-    """
-    return np.array(theta)
 
 
 def from_numpy(array: np.ndarray, like: Any) -> jax.Array:

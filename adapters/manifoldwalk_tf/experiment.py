@@ -18,10 +18,8 @@ __all__ = [
     "NETS",
     "build_net",
     "configure",
-    "evaluate",
     "from_numpy",
     "make_problem",
-    "to_numpy",
     "train",
 ]
 
@@ -138,35 +136,6 @@ def make_problem(
         A :class:`~manifoldwalk_tf.TFProblem`.
     """
     return from_model(model, lambda out, t: training.data_loss(out, t, task), (x, y), reg=reg)
-
-
-def evaluate(
-    problem: TFProblem, theta: Any, x: np.ndarray, y: np.ndarray, *, task: str
-) -> dict[str, float]:
-    """Mean loss and accuracy (or MSE) of θ on ``(x, y)``.
-
-    Args:
-        problem: From :func:`make_problem`.
-        theta: Flat θ.
-        x, y: Held-out data.
-        task: ``"classification"`` or ``"regression"``.
-
-    Returns:
-        ``{"loss": …, "accuracy": …}`` or ``{"loss": …, "mse": …}``.
-    """
-    return problem.evaluate(theta, x, y, task=task)
-
-
-def to_numpy(theta: Any) -> np.ndarray:
-    """Return θ as a NumPy array (a copy).
-
-    Args:
-        theta: A flat NumPy θ.
-
-    Returns:
-        A copy.
-    """
-    return np.array(theta)
 
 
 def from_numpy(array: np.ndarray, like: Any) -> np.ndarray:

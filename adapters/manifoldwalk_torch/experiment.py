@@ -3,8 +3,9 @@ framework-neutral interface that :mod:`manifoldwalk.experiments.runner` calls.
 
 Every backend module (``manifoldwalk_torch.experiment``, ``manifoldwalk_jax.experiment``,
 ``manifoldwalk_tf.experiment``) offers the same functions: :func:`configure`, :func:`build_net`,
-:func:`train`, :func:`make_problem`, :func:`evaluate`, :func:`to_numpy` and :func:`from_numpy`.
-A *model* is whatever the framework trains (here an ``nn.Module``); θ is the adapter's flat array.
+:func:`train`, :func:`make_problem` and :func:`from_numpy`. A *model* is whatever the framework
+trains (here an ``nn.Module``); θ is the adapter's flat array, evaluated with the problem's own
+``evaluate`` and copied to the host with ``manifoldwalk._array.to_numpy``.
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ __all__ = [
     "NETS",
     "build_net",
     "configure",
-    "evaluate",
     "from_numpy",
     "make_problem",
-    "to_numpy",
     "train",
 ]
 
@@ -161,37 +160,6 @@ def make_problem(
         A :class:`~manifoldwalk_torch.TorchProblem`.
     """
     return from_model(model, _loss_fn(task), (x, y), reg=reg)
-
-
-def evaluate(
-    problem: TorchProblem, theta: Any, x: np.ndarray, y: np.ndarray, *, task: str
-) -> dict[str, float]:
-    """Mean loss and accuracy (or MSE) of θ on ``(x, y)``.
-
-    Args:
-        problem: From :func:`make_problem`.
-        theta: Flat θ.
-        x, y: Held-out data.
-        task: ``"classification"`` or ``"regression"``.
-
-    Returns:
-        ``{"loss": …, "accuracy": …}`` or ``{"loss": …, "mse": …}``.
-    """
-    return problem.evaluate(theta, x, y, task=task)
-
-
-def to_numpy(theta: Any) -> np.ndarray:
-    """Copy a flat θ to a NumPy array on the host.
-
-    Args:
-        theta: A flat tensor (or a NumPy array, e.g. a θ read back from a file).
-
-    Returns:
-        The values as NumPy (same dtype).
-    """
-    if isinstance(theta, np.ndarray):
-        return theta.copy()
-    return theta.detach().cpu().numpy().copy()
 
 
 def from_numpy(array: np.ndarray, like: Any) -> torch.Tensor:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments.definitions import WD_LAMBDAS, Experiment, get_experiment
 from manifoldwalk.experiments.progress import ProgressBar
@@ -195,8 +196,8 @@ def load_backend(name: str) -> ModuleType:
         name: ``"torch"``, ``"jax"`` or ``"tensorflow"``.
 
     Returns:
-        The module with ``configure``, ``build_net``, ``train``, ``make_problem``,
-        ``evaluate``, ``to_numpy`` and ``from_numpy``.
+        The module with ``configure``, ``build_net``, ``train``, ``make_problem`` and
+        ``from_numpy``.
 
     Raises:
         ValueError: For an unknown name (the valid ones are listed).
@@ -248,7 +249,7 @@ def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[s
     def evaluate(theta: Any) -> dict[str, float]:
         if memo["theta"] is not theta:
             memo["theta"] = theta
-            memo["value"] = backend.evaluate(problem, theta, ds.x_test, ds.y_test, task=task)
+            memo["value"] = problem.evaluate(theta, ds.x_test, ds.y_test, task=task)
         return memo["value"]
 
     key = "accuracy" if task == "classification" else "mse"
@@ -291,7 +292,7 @@ def _phase1(backend, spec, ds, seed, d: Path, stage: _Stage) -> tuple[Any, Any, 
     bar.close()
     problem = backend.make_problem(model, ds.x_train, ds.y_train, task=spec.task)
     theta0 = problem.theta0
-    test = backend.evaluate(problem, theta0, ds.x_test, ds.y_test, task=spec.task)
+    test = problem.evaluate(theta0, ds.x_test, ds.y_test, task=spec.task)
     record = {
         "train_loss": float(problem.loss(theta0)),
         "test_loss": test["loss"],
@@ -299,7 +300,7 @@ def _phase1(backend, spec, ds, seed, d: Path, stage: _Stage) -> tuple[Any, Any, 
         "example_grads": float(n_ex),
         "wall_time": time.perf_counter() - start,
     }
-    rundir.atomic_write_npz(path, theta=backend.to_numpy(theta0), **record)
+    rundir.atomic_write_npz(path, theta=to_numpy(theta0), **record)
     return problem, theta0, record
 
 
@@ -367,7 +368,7 @@ def _walk(config, backend, spec, ds, problem, theta0, seed, d: Path, stage: _Sta
             callback=progress,
             resume_from=prev,
         )
-        traj = np.asarray(backend.to_numpy(result.trajectory), dtype=np.float32)
+        traj = np.asarray(to_numpy(result.trajectory), dtype=np.float32)
         steps = n0 + every * np.arange(len(traj), dtype=np.int64)
         rundir.atomic_write_npz(
             d / "walk" / f"thetas-{result.n_predictor:08d}.npz", steps=steps, theta=traj
@@ -405,7 +406,7 @@ def _wd_run(config, backend, spec, ds, seed, lam, split, fit, val) -> tuple[dict
     )
     problem = backend.make_problem(model, x, y, task=spec.task)
     theta = problem.theta0
-    test = backend.evaluate(problem, theta, ds.x_test, ds.y_test, task=spec.task)
+    test = problem.evaluate(theta, ds.x_test, ds.y_test, task=spec.task)
     record = {
         "lam": float(lam),
         "split": split,
@@ -419,9 +420,9 @@ def _wd_run(config, backend, spec, ds, seed, lam, split, fit, val) -> tuple[dict
         "wall_time": time.perf_counter() - start,
     }
     if split == "val":
-        held = backend.evaluate(problem, theta, ds.x_train[val], ds.y_train[val], task=spec.task)
+        held = problem.evaluate(theta, ds.x_train[val], ds.y_train[val], task=spec.task)
         record["val_loss"], record["val_metric"] = held["loss"], held[spec.metric]
-    return record, backend.to_numpy(theta)
+    return record, to_numpy(theta)
 
 
 def _weight_decay(config, backend, spec, ds, seed, d: Path, stage: _Stage) -> list[dict]:
@@ -527,7 +528,7 @@ def run_seed(
     ds = _load_data(config, spec, seed)
     problem, theta0, p1 = _phase1(backend, spec, ds, seed, d, stage)
     result, walk_time = _walk(config, backend, spec, ds, problem, theta0, seed, d, stage)
-    rundir.atomic_write_npz(d / "final.npz", theta=backend.to_numpy(result.theta))
+    rundir.atomic_write_npz(d / "final.npz", theta=to_numpy(result.theta))
     wd = _weight_decay(config, backend, spec, ds, seed, d, stage)
     h = result.history
     n_train = len(ds.x_train)
