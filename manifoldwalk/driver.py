@@ -17,12 +17,14 @@ from manifoldwalk._array import (
     Array,
     angle_between,
     default_dtype,
+    device_of,
     dot,
     namespace,
     norm,
     reject,
     safe_divide,
     to_host,
+    to_numpy,
     zero_count,
 )
 from manifoldwalk.correctors import Corrector
@@ -267,8 +269,7 @@ def _restore_state(result: WalkResult, like: Array) -> WalkState:
 
 
 def _to_like(xp, value, like, dtype):
-    from manifoldwalk._array import device_of, to_numpy
-
+    """``value`` (any array) copied into ``like``'s namespace and device, in ``dtype``."""
     host = to_numpy(value)
     if dtype is None:
         dtype = xp.bool if host.dtype == np.dtype(bool) else default_dtype(xp, "integral")
