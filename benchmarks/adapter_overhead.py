@@ -10,7 +10,9 @@ In one run, interleaved repetition by repetition so that machine noise hits all 
 - ``loss_and_grad``: the adapter's ``problem.loss_and_grad(θ)`` (flat θ in, flat gradient out);
 - ``step``: one step of the engine's pure walk step (``manifoldwalk.make_step``, default
   scheme, minimise ‖θ‖²): one loss-and-gradient plus the predictor/corrector vector algebra;
-  for JAX also the same step under ``jax.jit``;
+  for JAX also the same step under ``jax.jit``, for PyTorch the step of a problem built with
+  ``compile=True`` (``torch.compile`` of the whole step) and, for reference only, a
+  ``torch.compile``-d ``torch.func.grad_and_value`` of the model (not the baseline);
 
 and prints the medians, their ratio to ``raw`` (the target for ``step`` is ≤ 1.10 on CPU),
 and the number of repetitions. Frameworks that are not installed are reported as skipped.
@@ -67,7 +69,7 @@ def walk_step(problem: Any) -> tuple[Callable[[Any], Any], Any]:
     return mw.make_step(problem, direction, scheme), state
 
 
-def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 3):
+def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 5):
     """Run each function ``warmup`` times, then ``reps`` rounds of one call each; per-call times."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -107,12 +109,32 @@ def torch_fns(layers, x, y) -> dict[str, Callable[[], Any]]:
     problem = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt))
     step, state = walk_step(problem)
     theta = problem.theta0
-    box = [state]
+    # the same problem with compile=True: what walk() runs for it (compile_step hook)
+    compiled_problem = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt), compile=True)
+    cstep = compiled_problem.compile_step(walk_step(compiled_problem)[0])
+    # the fastest compiled raw value-and-gradient, for reference (not the baseline)
+    craw = torch.compile(
+        torch.func.grad_and_value(
+            lambda p: loss_fn(torch.func.functional_call(model, p, (xt,)), yt)
+        ),
+        fullgraph=True,
+    )
+    named = {k: v.detach() for k, v in model.named_parameters()}
+    box = {"eager": state, "compiled": state}
 
     def one_step():
-        box[0] = step(box[0])
+        box["eager"] = step(box["eager"])
 
-    return {"raw": raw, "loss_and_grad": lambda: problem.loss_and_grad(theta), "step": one_step}
+    def one_compiled_step():
+        box["compiled"] = cstep(box["compiled"])
+
+    return {
+        "raw": raw,
+        "loss_and_grad": lambda: problem.loss_and_grad(theta),
+        "step": one_step,
+        "step (compiled)": one_compiled_step,
+        "raw (compiled)": lambda: craw(named),
+    }
 
 
 def jax_fns(layers, x, y) -> dict[str, Callable[[], Any]]:

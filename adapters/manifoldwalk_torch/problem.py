@@ -21,6 +21,7 @@ from torch.func import functional_call
 
 from manifoldwalk.adapter_checks import EVAL_TASKS, check_eval_task, eval_metrics
 from manifoldwalk.problem import ProblemError
+from manifoldwalk_torch._compile import check_compile, compiled, functional_loss_and_grad
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RegFn = Callable[[torch.Tensor], torch.Tensor]
@@ -56,6 +57,7 @@ class TorchProblem:
         *,
         reg: str | RegFn = "l2",
         batch_size: int | None = None,
+        compile: bool | str = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -73,6 +75,13 @@ class TorchProblem:
         self.n_params: int = sum(self._sizes)
         self._data = _Data.build(data, self.dtype, self.device, batch_size)
         self._reg, self._reg_grad = self._make_reg(reg)
+        self._compile_mode = check_compile(compile)
+        if self._compile_mode is not None and self._data.is_loader:
+            raise ProblemError(
+                "compile needs the training data as (x, y) tensors (optionally with "
+                "batch_size), not a DataLoader: the compiled step bakes the batches in."
+            )
+        self._traced_loss_and_grad = None
         _warn_if_stochastic(model)
 
     # --- θ and the model ------------------------------------------------------------------
@@ -131,6 +140,8 @@ class TorchProblem:
         Raises:
             ValueError: the loss function returns a non-scalar.
         """
+        if torch.compiler.is_compiling():  # inside compile_step's graph: the traceable path
+            return self._traced_loss_and_grad(theta)
         leaf = theta.detach().requires_grad_(True)
         params = self.unflatten(leaf)
         total, grad, n = None, None, 0
@@ -146,6 +157,24 @@ class TorchProblem:
                 grad = g * m if grad is None else grad + g * m
                 n += m
         return total / n, grad / n
+
+    def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """The walk's pure step, compiled whole with ``torch.compile`` if ``compile`` was asked.
+
+        ``manifoldwalk.walk`` calls this (unless ``compile_step=False``). Without
+        ``from_model(..., compile=...)`` the step is returned as it is (eager). With it, the
+        loss and gradient are taken through :mod:`torch.func` inside one graph with the
+        engine's vector algebra; ``"reduce-overhead"`` replays it as a CUDA graph on a GPU.
+        The first call compiles (tens of seconds).
+        """
+        if self._compile_mode is None:
+            return step
+        if self._traced_loss_and_grad is None:
+            self._traced_loss_and_grad = functional_loss_and_grad(
+                lambda t, x, y: self._batch_loss(self.unflatten(t), x, y),
+                list(self._data.batches()),
+            )
+        return compiled(step, self._compile_mode, lambda: _eval_mode(self.model))
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean training loss L(θ) as a 0-d tensor (forward passes only)."""
@@ -276,6 +305,7 @@ def from_model(
     *,
     reg: str | RegFn = "l2",
     batch_size: int | None = None,
+    compile: bool | str = False,
 ) -> TorchProblem:
     """Wrap a PyTorch model, a loss function and training data as a manifoldwalk Problem.
 
@@ -303,6 +333,12 @@ def from_model(
             tensor (its gradient is taken with autograd).
         batch_size: for ``(x, y)`` data, evaluate the loss in batches of this many examples
             (to bound memory); the full-batch mean is accumulated exactly.
+        compile: compile the walk step whole with ``torch.compile`` (see
+            :meth:`TorchProblem.compile_step`): ``True`` (mode ``"default"``), a mode name
+            (``"reduce-overhead"`` adds CUDA graphs on a GPU), or ``False`` (eager; the
+            default). Worth it for long walks: the first step compiles for tens of seconds,
+            then each step costs about one fused loss-and-gradient
+            (``benchmarks/adapter_overhead.py``). Needs ``(x, y)`` data, not a DataLoader.
 
     Returns:
         A :class:`TorchProblem`.
@@ -318,7 +354,7 @@ def from_model(
         UserWarning: the model holds dropout or batch-norm layers; the problem evaluates the
             model in eval mode (dropout off, batch norm on its running statistics).
     """
-    return TorchProblem(model, loss_fn, data, reg=reg, batch_size=batch_size)
+    return TorchProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -412,6 +448,8 @@ def _callable_reg(fn: RegFn) -> tuple[RegFn, RegFn]:
             return _reg_value(fn, theta)
 
     def reg_grad(theta: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # autograd.grad does not trace; torch.func does
+            return torch.func.grad(fn)(theta)
         leaf = theta.detach().requires_grad_(True)
         with torch.enable_grad():
             value = _reg_value(fn, leaf)
@@ -469,6 +507,7 @@ class _Data:
         self._loader = loader
         self._dtype, self._device = dtype, device
         self.single = loader is None and batch_size is None
+        self.is_loader = loader is not None
 
     @classmethod
     def build(
