@@ -176,14 +176,19 @@ def test_a_directory_of_other_options_is_refused(tmp_path):
         run_seed(other, 0, show_progress=False)
 
 
-def test_jax_backend_runs_iris(tmp_path):
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_other_backends_run_iris(tmp_path, backend):
     config = RunConfig(
-        "iris-ff", out=str(tmp_path), backend="jax", dtype="float32", max_steps=100, **TINY
+        "iris-ff", out=str(tmp_path), backend=backend, dtype="float32", max_steps=100, **TINY
     )
     summary = run_seed(config, 0, show_progress=False)
     walk = summary["walk"]
     assert walk["n_predictor"] == 100 and abs(walk["train_loss"] - walk["level"]) <= 1e-5
+    with open(seed_dir(tmp_path, "iris-ff", 0) / "metrics.csv") as f:
+        start = next(csv.DictReader(f))
+    assert walk["reg"] < float(start["reg"])  # the walk lowered R = ‖θ‖²
     assert 0.0 <= summary["walk"]["test_metric"] <= 1.0
+    assert is_finished(seed_dir(tmp_path, "iris-ff", 0))
 
 
 @pytest.mark.parametrize(
