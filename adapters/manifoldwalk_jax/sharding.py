@@ -1,0 +1,273 @@
+"""A full-batch loss and gradient with the training data sharded over several JAX devices.
+
+The training set is split along its example axis over a one-axis device mesh
+(``NamedSharding(mesh, P("batch"))``) and θ is replicated on every device, so one jitted
+loss-and-gradient runs as a single SPMD program: each device computes its shard's part and XLA
+adds the parts with an all-reduce of P + 1 numbers. The result is the exact full-batch mean.
+When the number of examples is not a multiple of the number of devices, the largest multiple
+is sharded and the few examples left over (fewer than the devices) are replicated; the two
+means are combined weighted by their example counts.
+
+    problem = manifoldwalk_jax.sharding.from_apply(apply_fn, params, loss_fn, (x, y))
+    result = manifoldwalk.walk(problem, problem.theta0)
+
+The walk's step is compiled with the sharded data as arguments of the compiled function
+(never as constants baked into it), so each device holds only its shard. See
+``docs/distributed.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from manifoldwalk.adapter_checks import check_examples, check_pair
+from manifoldwalk.problem import ProblemError
+from manifoldwalk_jax._flat import PyTree
+from manifoldwalk_jax._reg import RegFn, make_reg
+from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
+
+AXIS = "batch"
+"""The name of the mesh axis the examples are split over."""
+
+
+class ShardedJaxProblem:
+    """A JAX model's training loss with the data sharded over devices, θ replicated.
+
+    Build it with :func:`from_apply`, which documents the arguments. It is a manifoldwalk
+    Problem (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) with
+    ``compile_step`` (the walk's step jitted with the data as arguments) and, like
+    :class:`~manifoldwalk_jax.JaxProblem`, ``theta0``, ``n_params``, ``unflatten``,
+    ``flatten``, ``assign`` and ``evaluate``.
+
+    Attributes:
+        mesh: the one-axis device mesh (axis ``"batch"``).
+        theta0: the trainable parameters as one flat ``jax.Array``, replicated on the mesh.
+        n_params: the length of θ.
+        n_examples: the number of training examples.
+        n_sharded: how many of them are split over the devices (a multiple of their number);
+            the other ``n_examples - n_sharded`` are replicated.
+        data_sharding: the sharding of the training inputs and targets (over ``"batch"``).
+        replicated: the sharding of θ (a full copy on every device).
+        base: the single-device :class:`~manifoldwalk_jax.JaxProblem` this one is built on
+            (used for evaluation and the θ ↔ pytree conversions).
+    """
+
+    def __init__(
+        self,
+        apply_fn: ApplyFn,
+        params: PyTree,
+        loss_fn: LossFn,
+        data: tuple[Any, Any],
+        *,
+        devices: Sequence[Any] | None = None,
+        reg: str | RegFn = "l2",
+        trainable: PyTree | None = None,
+    ) -> None:
+        check_pair(data, "data")
+        x, y = (np.asarray(a) if not isinstance(a, jax.Array) else a for a in data)
+        check_examples("data", x.shape, y.shape)
+        devices = _check_devices(devices)
+        # the single-device problem checks the model, the loss and the parameters; it holds
+        # one example only, so that the training set is never copied whole onto one device
+        self.base = JaxProblem(apply_fn, params, loss_fn, (x[:1], y[:1]), trainable=trainable)
+        self.mesh = Mesh(np.asarray(devices, dtype=object), (AXIS,))
+        self.data_sharding = NamedSharding(self.mesh, P(AXIS))
+        self.replicated = NamedSharding(self.mesh, P())
+        self.n_examples = int(x.shape[0])
+        self.n_sharded = self.n_examples - self.n_examples % len(devices)
+        self.n_params = self.base.n_params
+        self.theta0: jax.Array = jax.device_put(self.base.theta0, self.replicated)
+        self._args = self._place(x, y)
+        weight_mask = jax.device_put(self.base._flat.weight_mask, self.replicated)
+        self._reg, self._reg_grad = make_reg(reg, self.theta0, weight_mask)
+        self._loss_and_grad = jax.jit(jax.value_and_grad(self._loss_at))
+        self._loss = jax.jit(self._loss_at)
+
+    # --- the Problem protocol -------------------------------------------------------------
+
+    def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The full-batch mean loss and gradient: one SPMD program over the mesh.
+
+        Args:
+            theta: flat θ, replicated on the mesh (``problem.theta0``, or
+                ``problem.replicate(θ)``); a numpy array is placed automatically.
+
+        Returns:
+            ``(L, ∇L)``: a 0-d array and an array like θ, both replicated.
+
+        Raises:
+            ProblemError: θ is a ``jax.Array`` committed to other devices than the mesh's.
+        """
+        return self._loss_and_grad(self._check_theta(theta), *self._args)
+
+    def loss(self, theta: jax.Array) -> jax.Array:
+        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""
+        return self._loss(self._check_theta(theta), *self._args)
+
+    def grad(self, theta: jax.Array) -> jax.Array:
+        """The gradient ∇L(θ), an array like θ."""
+        return self.loss_and_grad(theta)[1]
+
+    def reg(self, theta: jax.Array) -> jax.Array:
+        """The regulariser R(θ) as a 0-d array."""
+        return self._reg(theta)
+
+    def reg_grad(self, theta: jax.Array) -> jax.Array:
+        """The gradient ∇R(θ), an array like θ."""
+        return self._reg_grad(theta)
+
+    def compile_step(self, step: Callable[..., Any]) -> Callable[..., Any]:
+        """The walk's pure step jitted with the training data as arguments (see :meth:`jit`)."""
+        return self.jit(step)
+
+    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``jax.jit(fn)``, with this problem's sharded data passed in as arguments.
+
+        A function that calls this problem's ``loss`` or ``loss_and_grad`` would, jitted
+        as it is, capture the training data as constants of the compiled program: a full copy
+        on every device. Jitted through this method the data (and any frozen parameters)
+        enter as arguments instead, each device holding its shard. Use it for any compiled
+        driver built on this problem.
+
+        Args:
+            fn: a function of jax arrays and pytrees (e.g. the walk's step ``state -> state``).
+
+        Returns:
+            A function with ``fn``'s signature; its ``lower(*args)`` lowers the compiled
+            program (data arguments included) for inspection, as ``jax.jit(...).lower`` does.
+        """
+
+        def with_args(args: tuple[Any, ...], *inner: Any) -> Any:
+            saved, self._args = self._args, args
+            try:
+                return fn(*inner)
+            finally:
+                self._args = saved
+
+        compiled = jax.jit(with_args)
+
+        def call(*inner: Any) -> Any:
+            return compiled(self._args, *inner)
+
+        call.lower = lambda *inner: compiled.lower(self._args, *inner)
+        return call
+
+    # --- θ, the pytree and evaluation -----------------------------------------------------
+
+    def replicate(self, theta: Any) -> jax.Array:
+        """θ (any array of length ``n_params``) as a ``jax.Array`` replicated on the mesh."""
+        return jax.device_put(jnp.asarray(theta), self.replicated)
+
+    def unflatten(self, theta: jax.Array) -> PyTree:
+        """The parameter pytree for a flat θ (see :meth:`JaxProblem.unflatten`)."""
+        return self.base.unflatten(theta)
+
+    def assign(self, theta: jax.Array) -> PyTree:
+        """The parameter pytree for θ (see :meth:`JaxProblem.assign`)."""
+        return self.base.assign(theta)
+
+    def flatten(self, params: PyTree) -> jax.Array:
+        """The flat θ of a parameter pytree, replicated on the mesh (inverse of ``unflatten``)."""
+        return self.replicate(self.base.flatten(params))
+
+    def evaluate(
+        self,
+        theta: jax.Array,
+        x: Any,
+        y: Any,
+        *,
+        task: str = "classification",
+        batch_size: int = 1024,
+    ) -> dict[str, float]:
+        """Held-out loss and accuracy (or MSE) of θ, on the mesh's first device, in batches.
+
+        See :meth:`JaxProblem.evaluate` for the arguments, result and errors.
+        """
+        local = jax.device_put(jnp.asarray(theta), self.base._device)
+        return self.base.evaluate(local, x, y, task=task, batch_size=batch_size)
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _place(self, x: Any, y: Any) -> tuple[Any, ...]:
+        """``(frozen, x_sharded, y_sharded, x_rest, y_rest)`` on the mesh."""
+        cut = self.n_sharded
+        frozen = jax.device_put(self.base._frozen, self.replicated)
+        sharded = [jax.device_put(a[:cut], self.data_sharding) for a in (x, y)]
+        rest = [jax.device_put(a[cut:], self.replicated) for a in (x, y)]
+        return (frozen, *sharded, *rest)
+
+    def _loss_at(
+        self, theta: jax.Array, frozen: Any, xs: Any, ys: Any, x_rest: Any, y_rest: Any
+    ) -> jax.Array:
+        """The exact mean loss over all examples: the sharded part and the rest (traced)."""
+        loss = self.base._loss_at(theta, frozen, xs, ys)
+        n_rest = x_rest.shape[0]
+        if n_rest == 0:
+            return loss
+        rest = self.base._loss_at(theta, frozen, x_rest, y_rest)
+        return (loss * xs.shape[0] + rest * n_rest) / self.n_examples
+
+    def _check_theta(self, theta: Any) -> Any:
+        if isinstance(theta, jax.Array) and not isinstance(theta, jax.core.Tracer):
+            if theta.committed and theta.sharding.device_set != self.replicated.device_set:
+                raise ProblemError(
+                    f"θ lives on {sorted(map(str, theta.sharding.device_set))} but the problem "
+                    f"is sharded over {sorted(map(str, self.replicated.device_set))}: start "
+                    "from problem.theta0, or pass problem.replicate(theta)."
+                )
+        return theta
+
+
+def from_apply(
+    apply_fn: ApplyFn,
+    params: PyTree,
+    loss_fn: LossFn,
+    data: tuple[Any, Any],
+    *,
+    devices: Sequence[Any] | None = None,
+    reg: str | RegFn = "l2",
+    trainable: PyTree | None = None,
+) -> ShardedJaxProblem:
+    """Wrap a JAX model, its loss and its training data sharded over devices as a Problem.
+
+    The arguments are those of :func:`manifoldwalk_jax.from_apply` (without ``batch_size``:
+    each device holds ``len(x) / len(devices)`` examples), plus ``devices``.
+
+    Args:
+        apply_fn: ``apply_fn(params, x) -> outputs``, a pure JAX function.
+        params: the parameter pytree; its trainable leaves, flattened, are θ.
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss over the batch.
+        data: ``(x, y)``, the whole training set (numpy arrays, or jax arrays), split over
+            the devices along the first axis.
+        devices: the devices to shard over (default: ``jax.devices()``, all devices of the
+            default backend). One device is allowed (then nothing is split).
+        reg: ``"l2"``, ``"l2-weights"`` or a function of the flat θ (as in ``from_apply``).
+        trainable: the frozen-parameter mask, as in ``from_apply``.
+
+    Returns:
+        A :class:`ShardedJaxProblem`; walk it with ``manifoldwalk.walk(problem, problem.theta0)``.
+
+    Raises:
+        ProblemError: as :func:`manifoldwalk_jax.from_apply`, or an empty or repeated
+            device list.
+        TypeError: as :func:`manifoldwalk_jax.from_apply`.
+    """
+    return ShardedJaxProblem(
+        apply_fn, params, loss_fn, data, devices=devices, reg=reg, trainable=trainable
+    )
+
+
+def _check_devices(devices: Sequence[Any] | None) -> list[Any]:
+    chosen = list(jax.devices() if devices is None else devices)
+    if not chosen:
+        raise ProblemError("devices is empty: give at least one device to shard over.")
+    if len(set(chosen)) != len(chosen):
+        raise ProblemError(f"devices lists a device more than once: {chosen}.")
+    return chosen

@@ -1,0 +1,448 @@
+"""A full-batch loss and gradient spread over ``torch.distributed`` processes.
+
+Each process (rank) holds a slice of the training set. A loss-and-gradient evaluation computes
+the rank's *sum* of example losses and gradients, packs them into one flat buffer of P + 1
+numbers and sums the buffers over the ranks with a single ``all_reduce``; dividing by the
+global example count gives the exact full-batch mean on every rank. Every rank then holds the
+same loss and gradient, bit for bit, so with the same θ0 every rank walks the same path: run
+``manifoldwalk.walk`` on every rank with the same arguments.
+
+Launch with ``torchrun`` (gloo on CPUs, NCCL on GPUs)::
+
+    torchrun --nproc_per_node 2 examples/distributed_torch.py
+
+and in the script::
+
+    torch.distributed.init_process_group("gloo")
+    problem = manifoldwalk_torch.distributed.from_model(model, nn.CrossEntropyLoss(), (x, y))
+    result = manifoldwalk.walk(problem, problem.theta0)
+
+See ``docs/distributed.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from manifoldwalk.adapter_checks import check_eval_task
+from manifoldwalk.problem import ProblemError
+from manifoldwalk_torch.problem import LossFn, RegFn, TorchProblem, _check_batch_size
+
+SHARDINGS = ("contiguous", "strided", "local")
+"""How :func:`from_model` splits the training set over the ranks (see its ``shard`` argument)."""
+
+
+class DistributedTorchProblem:
+    """A :class:`~manifoldwalk_torch.TorchProblem` on this rank's shard, all-reduced to the full batch.
+
+    Build it with :func:`from_model`, which documents the arguments. It is a manifoldwalk
+    Problem (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) whose loss
+    and gradient are the exact mean over the examples of *all* ranks; it also has ``theta0``,
+    ``n_params``, ``unflatten``, ``assign``, ``evaluate`` and :meth:`check_replicated`.
+
+    Every call of ``loss``, ``loss_and_grad``, ``grad``, ``evaluate`` and ``check_replicated``
+    is a collective: all ranks must make it, in the same order (they do when every rank runs
+    the same walk with the same options; a callback or metric that acts on one rank only must
+    not call these).
+
+    Attributes:
+        local: the :class:`~manifoldwalk_torch.TorchProblem` on this rank's examples.
+        rank, world_size: this process's rank and the number of processes in ``group``.
+        n_local: the number of training examples on this rank.
+        n_total: the number of training examples over all ranks.
+        n_params, dtype, device, model, names: as for the local problem.
+    """
+
+    def __init__(
+        self, local: TorchProblem, n_local: int, *, group: Any = None, check_theta0: bool = True
+    ) -> None:
+        _check_initialised()
+        if not isinstance(local, TorchProblem):
+            raise TypeError(f"local must be a TorchProblem, got {type(local).__name__}.")
+        self.local = local
+        self.group = group
+        self.rank: int = dist.get_rank(group)
+        self.world_size: int = dist.get_world_size(group)
+        self.model: nn.Module = local.model
+        self.names = local.names
+        self.n_params: int = local.n_params
+        self.dtype: torch.dtype = local.dtype
+        self.device: torch.device = local.device
+        _check_backend_device(self.device, group)
+        counts = _gather_counts(n_local, self.device, group)
+        self.n_local: int = int(n_local)
+        self.n_counts: tuple[int, ...] = tuple(counts)
+        self.n_total: int = sum(counts)
+        self._scale = torch.tensor(float(self.n_local), dtype=self.dtype, device=self.device)
+        self._check_pending = check_theta0
+
+    # --- θ --------------------------------------------------------------------------------
+
+    @property
+    def theta0(self) -> torch.Tensor:
+        """The model's trainable parameters as one flat tensor (the same on every rank)."""
+        return self.local.theta0
+
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The trainable parameters for θ, name ↦ tensor (views into θ, no copy)."""
+        return self.local.unflatten(theta)
+
+    def assign(self, theta: torch.Tensor) -> nn.Module:
+        """Write θ into this rank's model (see :meth:`TorchProblem.assign`); returns the model."""
+        return self.local.assign(theta)
+
+    def broadcast(self, theta: torch.Tensor, src: int = 0) -> torch.Tensor:
+        """θ as rank ``src`` holds it, on every rank (a collective: one broadcast of P numbers).
+
+        Args:
+            theta: flat θ on this rank (its values are ignored on ranks other than ``src``).
+            src: the rank whose θ is kept (a rank of the group).
+
+        Returns:
+            A new flat tensor holding ``src``'s θ.
+        """
+        self.local._check_theta(theta)
+        out = theta.detach().clone()
+        dist.broadcast(out, _global_rank(src, self.group), group=self.group)
+        return out
+
+    def check_replicated(self, theta: torch.Tensor) -> None:
+        """Check that θ is bit-for-bit the same on every rank (a collective).
+
+        Rank 0's θ is broadcast and compared with each rank's; the verdict is then agreed
+        by all ranks, so that they all raise or all return (none is left waiting).
+
+        Raises:
+            ProblemError: on every rank, if θ differs on some rank; the message names them.
+        """
+        reference = self.broadcast(theta, 0)
+        differs = torch.zeros(self.world_size, dtype=torch.float64, device=self.device)
+        differs[self.rank] = float(not torch.equal(reference, theta.detach()))
+        dist.all_reduce(differs, group=self.group)
+        bad = [r for r, d in enumerate(differs.tolist()) if d]
+        if bad:
+            raise ProblemError(
+                f"θ differs between rank 0 and ranks {bad}: every rank must walk from the same "
+                "θ0. Start from problem.theta0 (broadcast from rank 0 when the problem was "
+                "built) or pass problem.broadcast(theta0)."
+            )
+
+    # --- the Problem protocol -------------------------------------------------------------
+
+    def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The full-batch mean loss and gradient over all ranks' examples.
+
+        One forward and backward pass over this rank's examples, then one ``all_reduce`` of
+        P + 1 numbers (the loss and gradient sums packed together).
+
+        Args:
+            theta: flat θ, the same on every rank.
+
+        Returns:
+            ``(L, ∇L)``: a 0-d tensor and a flat tensor like θ, identical on every rank.
+        """
+        self._check_once(theta)
+        loss, grad = self.local.loss_and_grad(theta)
+        buffer = torch.empty(self.n_params + 1, dtype=self.dtype, device=self.device)
+        torch.mul(grad, self._scale, out=buffer[1:])
+        torch.mul(loss, self._scale, out=buffer[0])
+        dist.all_reduce(buffer, group=self.group)
+        buffer /= self.n_total
+        return buffer[0], buffer[1:]
+
+    def loss(self, theta: torch.Tensor) -> torch.Tensor:
+        """The full-batch mean loss over all ranks' examples (forward passes, one all_reduce)."""
+        self._check_once(theta)
+        total = self.local.loss(theta) * self._scale
+        dist.all_reduce(total, group=self.group)
+        return total / self.n_total
+
+    def grad(self, theta: torch.Tensor) -> torch.Tensor:
+        """The full-batch gradient over all ranks' examples, a flat tensor like θ."""
+        return self.loss_and_grad(theta)[1]
+
+    def reg(self, theta: torch.Tensor) -> torch.Tensor:
+        """The regulariser R(θ), computed on this rank (θ is the same everywhere)."""
+        return self.local.reg(theta)
+
+    def reg_grad(self, theta: torch.Tensor) -> torch.Tensor:
+        """The gradient ∇R(θ), computed on this rank."""
+        return self.local.reg_grad(theta)
+
+    # --- evaluation -----------------------------------------------------------------------
+
+    def evaluate(
+        self,
+        theta: torch.Tensor,
+        x: Any,
+        y: Any,
+        *,
+        task: str = "classification",
+        batch_size: int = 1024,
+        shard: bool = True,
+    ) -> dict[str, float]:
+        """The mean loss and accuracy (or MSE) of θ on held-out ``(x, y)``, the same on every rank.
+
+        With ``shard`` (the default) every rank passes the whole held-out set, evaluates its
+        contiguous slice of it and one ``all_reduce`` combines the slices, weighted by their
+        sizes; without, every rank evaluates all of it (no communication).
+
+        Args:
+            theta: flat θ, the same on every rank.
+            x, y: the held-out inputs and targets, the same on every rank.
+            task: ``"classification"`` or ``"regression"`` (see :meth:`TorchProblem.evaluate`).
+            batch_size: examples per forward pass.
+            shard: split the evaluation over the ranks.
+
+        Returns:
+            ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "mse": float}``.
+
+        Raises:
+            ValueError: an unknown task, a bad batch size, or ``x`` and ``y`` of different
+                lengths.
+        """
+        check_eval_task(task)
+        _check_batch_size(batch_size)
+        if not shard:
+            return self.local.evaluate(theta, x, y, task=task, batch_size=batch_size)
+        n = _length(x, "x")
+        if _length(y, "y") != n:
+            raise ProblemError(
+                f"evaluate: inputs and targets must have the same number of examples, got {n} "
+                f"inputs and {_length(y, 'y')} targets."
+            )
+        start, stop = shard_bounds(n, self.rank, self.world_size)
+        keys = ("loss", "accuracy" if task == "classification" else "mse")
+        sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
+        if stop > start:
+            part = self.local.evaluate(
+                theta, x[start:stop], y[start:stop], task=task, batch_size=batch_size
+            )
+            sums += torch.tensor(
+                [part[k] * (stop - start) for k in keys], dtype=torch.float64, device=self.device
+            )
+        dist.all_reduce(sums, group=self.group)
+        return {k: v / n for k, v in zip(keys, sums.tolist(), strict=True)}
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _check_once(self, theta: torch.Tensor) -> None:
+        """Check θ is replicated the first time the loss is asked for (the walk's θ0)."""
+        if self._check_pending:
+            self._check_pending = False
+            self.check_replicated(theta)
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous slice ``[start, stop)`` of ``n`` examples that ``rank`` holds.
+
+    The first ``n % world_size`` ranks hold one example more than the others, so shard sizes
+    differ by at most one (as ``numpy.array_split``).
+
+    Args:
+        n: the number of examples (≥ 0).
+        rank: this rank, ``0 <= rank < world_size``.
+        world_size: the number of ranks (≥ 1).
+
+    Returns:
+        ``(start, stop)``.
+
+    Raises:
+        ValueError: a negative ``n``, a ``world_size`` below 1 or a rank out of range.
+    """
+    if n < 0 or world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"shard_bounds needs n >= 0 and 0 <= rank < world_size, got n={n}, rank={rank}, "
+            f"world_size={world_size}."
+        )
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def from_model(
+    model: nn.Module,
+    loss_fn: LossFn,
+    data: Any,
+    *,
+    reg: str | RegFn = "l2",
+    batch_size: int | None = None,
+    shard: str = "contiguous",
+    group: Any = None,
+    sync_model: bool = True,
+) -> DistributedTorchProblem:
+    """Wrap a model, a loss and training data spread over ``torch.distributed`` ranks.
+
+    Call it on every rank, after ``torch.distributed.init_process_group`` and with the same
+    arguments. The loss and gradient it gives are the exact mean over all ranks' examples
+    (weighted by example counts, so shards of unequal size are fine); walk it on every rank
+    with ``manifoldwalk.walk(problem, problem.theta0, ...)``.
+
+    Args:
+        model: an ``nn.Module`` (see :func:`manifoldwalk_torch.from_model`); on a GPU with
+            NCCL, on this rank's GPU (``cuda:LOCAL_RANK``).
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss over a batch.
+        data: with ``shard="contiguous"`` or ``"strided"``, the whole training set ``(x, y)``,
+            the same on every rank, of which each rank keeps its slice (only the slice is moved
+            to the model's device); with ``shard="local"``, this rank's own examples, ``(x, y)``
+            or a DataLoader that visits each of them exactly once (not a
+            ``DistributedSampler``, which pads shards with repeated examples).
+        reg: the regulariser, as for :func:`manifoldwalk_torch.from_model`.
+        batch_size: evaluate this rank's loss in batches of this many examples.
+        shard: ``"contiguous"`` (rank r keeps a block of consecutive examples, sizes differing
+            by at most one: :func:`shard_bounds`), ``"strided"`` (rank r keeps examples
+            r, r + W, r + 2W, …) or ``"local"`` (``data`` is already this rank's share).
+        group: the process group (None: the default group).
+        sync_model: broadcast rank 0's parameters into every rank's model first, so that
+            ``theta0`` is the same everywhere (turn off only if the models are already equal:
+            the first loss evaluation checks it either way).
+
+    Returns:
+        A :class:`DistributedTorchProblem`.
+
+    Raises:
+        RuntimeError: ``torch.distributed`` is not initialised.
+        ValueError: an unknown ``shard``, a rank left without examples, or any error of
+            :func:`manifoldwalk_torch.from_model`.
+        TypeError: as for :func:`manifoldwalk_torch.from_model`.
+    """
+    _check_initialised()
+    if shard not in SHARDINGS:
+        raise ValueError(f"shard must be one of {SHARDINGS}, got {shard!r}.")
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    if shard == "local":
+        _refuse_distributed_sampler(data)
+        local_data, n_local = data, _count_examples(data)
+    else:
+        local_data, n_local = _take_shard(data, rank, world, shard)
+    # every rank learns the shard sizes (and raises together if one is empty) before any
+    # rank can fail alone building its local problem
+    _gather_counts(n_local, _model_device(model), group)
+    local = TorchProblem(model, loss_fn, local_data, reg=reg, batch_size=batch_size)
+    if sync_model:
+        _check_backend_device(local.device, group)
+        local.assign(_broadcast_flat(local.theta0, group))
+    return DistributedTorchProblem(local, n_local, group=group)
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _check_initialised() -> None:
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError(
+            "torch.distributed is not initialised: launch with torchrun and call "
+            'torch.distributed.init_process_group("gloo") (CPU) or ("nccl") (GPU) before '
+            "building a distributed problem."
+        )
+
+
+def _check_backend_device(device: torch.device, group: Any) -> None:
+    backend = dist.get_backend(group)
+    if backend == "nccl" and device.type != "cuda":
+        raise ProblemError(
+            f"the NCCL backend needs the model on a GPU, but it is on {device}: move it with "
+            'model.to(f"cuda:{local_rank}"), or use the gloo backend on the CPU.'
+        )
+
+
+def _global_rank(rank: int, group: Any) -> int:
+    return rank if group is None else dist.get_global_rank(group, rank)
+
+
+def _broadcast_flat(theta: torch.Tensor, group: Any) -> torch.Tensor:
+    out = theta.detach().clone()
+    dist.broadcast(out, _global_rank(0, group), group=group)
+    return out
+
+
+def _length(a: Any, name: str) -> int:
+    shape = getattr(a, "shape", None)
+    if shape is None or len(shape) == 0:
+        raise TypeError(f"{name} must be an array or tensor with a leading example axis.")
+    return int(shape[0])
+
+
+def _take_shard(data: Any, rank: int, world: int, shard: str) -> tuple[tuple[Any, Any], int]:
+    """This rank's slice of the whole training set ``(x, y)``, and its size."""
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(
+            f'shard="{shard}" needs the whole training set as (x, y) arrays on every rank, got '
+            f'{type(data).__name__}; for a DataLoader of this rank\'s own examples use shard="local".'
+        )
+    x, y = data
+    n = _length(x, "x")
+    if _length(y, "y") != n:
+        raise ProblemError(
+            f"inputs and targets must have the same number of examples, got {n} inputs and "
+            f"{_length(y, 'y')} targets."
+        )
+    if shard == "contiguous":
+        start, stop = shard_bounds(n, rank, world)
+        return (x[start:stop], y[start:stop]), stop - start
+    # a strided slice is copied into contiguous memory (so is what from_model moves to a device)
+    part = tuple(_contiguous(a[rank::world]) for a in (x, y))
+    return part, len(range(rank, n, world))
+
+
+def _contiguous(a: Any) -> Any:
+    return a.contiguous() if isinstance(a, torch.Tensor) else np.ascontiguousarray(a)
+
+
+def _model_device(model: Any) -> torch.device:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+    first = next(model.parameters(), None)
+    return torch.device("cpu") if first is None else first.device
+
+
+def _gather_counts(n_local: int, device: torch.device, group: Any) -> list[int]:
+    """Every rank's example count, in rank order (one all_reduce), checked to be non-zero.
+
+    Raises:
+        ProblemError: on every rank, if some rank holds no examples.
+    """
+    world, rank = dist.get_world_size(group), dist.get_rank(group)
+    slots = torch.zeros(world, dtype=torch.float64, device=device)
+    slots[rank] = float(n_local)
+    dist.all_reduce(slots, group=group)
+    counts = [int(v) for v in slots.tolist()]
+    if min(counts) < 1:
+        empty = [r for r, c in enumerate(counts) if c < 1]
+        raise ProblemError(
+            f"ranks {empty} hold no training examples (counts per rank: {counts}); every rank "
+            "needs at least one: use fewer processes or give each rank some data."
+        )
+    return counts
+
+
+def _refuse_distributed_sampler(data: Any) -> None:
+    sampler = getattr(data, "sampler", None)
+    if isinstance(sampler, torch.utils.data.DistributedSampler):
+        raise ProblemError(
+            "the DataLoader uses a DistributedSampler, which pads the shards with repeated "
+            "examples (so the mean would not be the full-batch mean); give each rank a "
+            "DataLoader over a torch.utils.data.Subset of its own examples instead."
+        )
+
+
+def _count_examples(data: Any) -> int:
+    """The number of examples in this rank's ``(x, y)`` or DataLoader (one pass if needed)."""
+    if isinstance(data, tuple | list) and len(data) == 2:
+        n = _length(data[0], "x")
+        if _length(data[1], "y") != n:
+            raise ProblemError(
+                f"inputs and targets must have the same number of examples, got {n} inputs "
+                f"and {_length(data[1], 'y')} targets."
+            )
+        return n
+    sampler = getattr(data, "sampler", None)
+    whole = (torch.utils.data.SequentialSampler, torch.utils.data.RandomSampler)
+    if isinstance(sampler, whole) and not getattr(sampler, "replacement", False):
+        return len(sampler)
+    return sum(int(batch[0].shape[0]) for batch in data)
