@@ -132,13 +132,17 @@ def main(argv: list[str] | None = None) -> None:
         result, metrics = run(args.steps, args.shard, True, args.train_steps)
         name = "single"
     else:
-        backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
-        dist.init_process_group(backend)
+        owner = not dist.is_initialized()  # a caller may have set up the group already
+        if owner:
+            dist.init_process_group(
+                args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
+            )
         try:
             result, metrics = run(args.steps, args.shard, False, args.train_steps)
             name = f"rank{dist.get_rank()}"
         finally:
-            dist.destroy_process_group()
+            if owner:
+                dist.destroy_process_group()
     result.save(args.out / f"{name}.npz")
     (args.out / f"{name}.json").write_text(json.dumps(metrics))
     print(f"{name}: {result}")
