@@ -1,8 +1,10 @@
 """``walk``: the driver that runs the pure step, records history and checks stops.
 
-The driver is the only place that synchronises with the device: once per step it
-copies a handful of scalars to the host (one transfer) to decide whether to
-record or stop. Everything else stays in θ0's array type and device.
+The driver is the only place that synchronises with the device. The eager driver copies a
+handful of scalars to the host once per step (one transfer) to decide whether to record or
+stop; with ``steps_per_sync=K`` a problem's ``compile_loop`` hook runs up to K steps per
+synchronisation on the device (:mod:`manifoldwalk.chunked`). Both decide with the same stop
+rules (:mod:`manifoldwalk.stops`). Everything else stays in θ0's array type and device.
 """
 
 from __future__ import annotations
@@ -13,51 +15,27 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk._array import (
-    DEG,
     Array,
-    angle_between,
     default_dtype,
     device_of,
-    dot,
     namespace,
-    norm,
-    reject,
     safe_divide,
     to_host,
     to_numpy,
     zero_count,
 )
+from manifoldwalk.chunked import ChunkHost, DeviceLoop
 from manifoldwalk.correctors import Corrector
 from manifoldwalk.directions import Direction, as_direction
+from manifoldwalk.history import HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import Scheme, get_scheme
-from manifoldwalk.step import (
-    PointData,
-    WalkState,
-    as_scalar,
-    init_state,
-    make_evaluate,
-    make_step,
-)
+from manifoldwalk.step import PointData, WalkState, init_state, make_evaluate, make_step
 from manifoldwalk.step_sizes import StepRule
+from manifoldwalk.stops import BEFORE_CALLBACK, StopRules
 
-HISTORY_COLUMNS = (
-    "step",
-    "n_predictor",
-    "n_corrector",
-    "n_grad_evals",
-    "loss",
-    "deviation",
-    "reg",
-    "angle",
-    "lam",
-    "kkt",
-    "eta_p",
-    "eta_c",
-    "turn",
-)
-"""Columns of :attr:`WalkResult.history`, before any caller-supplied metrics."""
+__all__ = ["HISTORY_COLUMNS", "PreparedWalk", "describe", "prepare_walk", "walk"]
 
 
 def walk(
@@ -86,6 +64,7 @@ def walk(
     callback: Callable[[dict[str, float]], bool | None] | None = None,
     resume_from: WalkResult | None = None,
     compile_step: bool = True,
+    steps_per_sync: int | None = None,
 ) -> WalkResult:
     """Walk the level set {θ : L(θ) = L0} of ``problem`` from ``theta0``.
 
@@ -130,6 +109,12 @@ def walk(
         compile_step: let the problem compile the step where it offers to (a Problem's
             optional ``compile_step(step) -> step``; the JAX adapter jit-compiles it). Skipped
             for directions that are not traceable (``RandomWalk`` with its host sampler).
+        steps_per_sync: None (default): the eager driver, one host synchronisation per step.
+            K ≥ 1: the compiled driver, up to K steps per synchronisation, through the
+            problem's ``compile_loop`` hook (JAX problems of ``manifoldwalk_jax``; wrap an
+            analytic problem on jax arrays with ``manifoldwalk_jax.compiled``). Same path,
+            history, stop reasons and result as the eager driver; with ``metrics`` or a
+            ``callback`` a chunk also ends at each record-due point, so they run on the host.
 
     Returns:
         A :class:`~manifoldwalk.WalkResult`.
@@ -137,7 +122,81 @@ def walk(
     Raises:
         ProblemError: a bad θ0 or Problem, a start where ∇L vanishes, or a level that
             cannot be reached from θ0.
-        ValueError: an unknown scheme or corrector name, or a bad option.
+        ValueError: an unknown scheme or corrector name, or a bad option; ``steps_per_sync``
+            for a problem without a ``compile_loop`` hook or a direction that cannot be traced.
+    """
+    run = prepare_walk(
+        problem,
+        theta0,
+        scheme=scheme,
+        corrector=corrector,
+        direction=direction,
+        predictor_step=predictor_step,
+        eta_min=eta_min,
+        eta_max=eta_max,
+        eta_c=eta_c,
+        level=level,
+        tau=tau,
+        tau_relative=tau_relative,
+        max_steps=max_steps,
+        max_total_steps=max_total_steps,
+        kkt_tol=kkt_tol,
+        stall_patience=stall_patience,
+        max_corrector_steps=max_corrector_steps,
+        singular_tol=singular_tol,
+        record_every=record_every,
+        trajectory_every=trajectory_every,
+        metrics=metrics,
+        callback=callback,
+        resume_from=resume_from,
+        compile_step=compile_step,
+    )
+    if steps_per_sync is None:
+        return run.until_stop()
+    return run.run_chunked(steps_per_sync)
+
+
+def prepare_walk(
+    problem: Problem,
+    theta0: Array,
+    *,
+    scheme: str | Scheme = "default",
+    corrector: str | Corrector | None = None,
+    direction: Direction | Callable[[Array], Array] | None = None,
+    predictor_step: StepRule | None = None,
+    eta_min: float | None = None,
+    eta_max: float | None = None,
+    eta_c: float | None = None,
+    level: float | None = None,
+    tau: float = 1e-10,
+    tau_relative: bool = False,
+    max_steps: int = 20_000,
+    max_total_steps: int | None = None,
+    kkt_tol: float = 1e-6,
+    stall_patience: int = 100,
+    max_corrector_steps: int | None = None,
+    singular_tol: float = 1e-12,
+    record_every: int = 1,
+    trajectory_every: int | None = None,
+    metrics: Mapping[str, Callable[[Array], float]] | None = None,
+    callback: Callable[[dict[str, float]], bool | None] | None = None,
+    resume_from: WalkResult | None = None,
+    compile_step: bool = True,
+) -> PreparedWalk:
+    """Check the options, evaluate the start and build a walk without running it.
+
+    :func:`walk` is ``prepare_walk(...)`` followed by :meth:`PreparedWalk.until_stop` (or
+    :meth:`PreparedWalk.run_chunked`); drivers that run several walks together (e.g.
+    ``manifoldwalk_jax.walk_batch``) prepare each and drive their :meth:`PreparedWalk.host`.
+
+    Args:
+        problem, theta0, scheme, ...: as for :func:`walk`.
+
+    Returns:
+        A :class:`PreparedWalk`.
+
+    Raises:
+        ProblemError, ValueError: as :func:`walk`.
     """
     _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol)
     scheme = get_scheme(
@@ -174,18 +233,17 @@ def walk(
     recorder = _Recorder(problem, record_every, trajectory_every, metrics or {}, callback)
     if resume_from is not None:
         recorder.extend(resume_from)
-    run = _Run(
-        step=_compiled(make_step(problem, direction, scheme), problem, direction, compile_step),
-        direction=direction,
-        scheme=scheme,
-        recorder=recorder,
-        max_steps=max_steps,
-        max_total_steps=max_total_steps,
+    rules = StopRules(
+        optimises=bool(direction.optimises),
+        has_reached=callable(getattr(direction, "reached", None)),
         kkt_tol=kkt_tol,
         stall_patience=stall_patience,
+        max_steps=max_steps,
+        max_total_steps=max_total_steps,
+        max_corrector_steps=scheme.max_corrector_steps,
         singular_tol=singular_tol,
     )
-    return run.until_stop(state, options)
+    return PreparedWalk(problem, direction, scheme, rules, recorder, state, options, compile_step)
 
 
 def _compiled(step, problem: Problem, direction: Direction, wanted: bool):
@@ -340,139 +398,144 @@ class _Recorder:
         return xp.stack(rows)
 
 
-def describe(problem: Problem, state: WalkState) -> dict[str, float]:
-    """The history record of a state.
+class PreparedWalk:
+    """A walk ready to run: its pieces, stop rules, recorder and starting state.
 
-    Counts, L, |L − L0|, R, the angle between ∇L and ∇R (degrees), λ, the KKT
-    residual, the step sizes, and ``turn``: the angle (degrees) between the predictor
-    direction about to be taken and the previous one (0 before the first).
+    Built by :func:`prepare_walk`. Run it once, eagerly (:meth:`until_stop`) or in compiled
+    chunks (:meth:`run_chunked`, or :meth:`host` for a driver that runs the chunks itself).
+
+    Attributes:
+        problem, direction, scheme: the walk's pieces.
+        rules: the :class:`~manifoldwalk.stops.StopRules`.
+        recorder: keeps the history and trajectory, calls metrics and the callback.
+        state: the starting :class:`~manifoldwalk.WalkState`.
+        options: the JSON-able options recorded in the result.
     """
-    g, gr = state.grad, state.reg_grad
-    xp = namespace(g)
-    lam = -safe_divide(xp, dot(xp, gr, g), state.grad_sq)
-    kkt = safe_divide(xp, norm(xp, reject(xp, gr, g, state.grad_sq)), norm(xp, gr))
-    values = to_host(
-        state.n_predictor + state.n_corrector,
-        state.n_predictor,
-        state.n_corrector,
-        state.n_evals,
-        state.loss,
-        namespace(g).abs(state.loss - state.level),
-        as_scalar(problem.reg(state.theta), state.loss),
-        angle_between(xp, g, gr) * DEG,
-        lam,
-        kkt,
-        state.eta_p,
-        state.eta_c,
-        xp.where(state.has_p, angle_between(xp, state.pred, state.dir_p) * DEG, 0.0),
-    )
-    row = dict(zip(HISTORY_COLUMNS, values, strict=True))
-    for k in ("step", "n_predictor", "n_corrector", "n_grad_evals"):
-        row[k] = int(round(row[k]))
-    return row
-
-
-class _Run:
-    """One walk's loop: step, look (one host sync), record, decide."""
 
     def __init__(
         self,
-        step,
-        direction,
-        scheme,
-        recorder,
-        max_steps,
-        max_total_steps,
-        kkt_tol,
-        stall_patience,
-        singular_tol,
-    ):
-        self.step = step
+        problem: Problem,
+        direction: Direction,
+        scheme: Scheme,
+        rules: StopRules,
+        recorder: _Recorder,
+        state: WalkState,
+        options: dict[str, Any],
+        compile_step: bool,
+    ) -> None:
+        self.problem = problem
         self.direction = direction
         self.scheme = scheme
+        self.rules = rules
         self.recorder = recorder
-        self.max_steps = max_steps
-        self.max_total_steps = max_total_steps
-        self.kkt_tol = kkt_tol
-        self.stall_patience = stall_patience
-        self.singular_tol = singular_tol
+        self.state = state
+        self.options = options
+        self.compile_step = compile_step
 
-    def look(self, s: WalkState) -> dict[str, float]:
-        """The scalars the driver decides on, copied to the host in one transfer."""
-        xp = namespace(s.theta)
-        dev = s.loss - s.level
-        reached = getattr(self.direction, "reached", None)
-        values = to_host(
-            dev * dev <= s.tau,
-            xp.isfinite(s.loss) & xp.isfinite(s.grad_sq),
-            xp.sqrt(s.grad_sq),
-            s.stationarity,
-            s.n_stall,
-            s.n_consec_corr,
-            s.n_predictor,
-            s.n_corrector,
-            reached(s.theta) if reached is not None else xp.zeros_like(s.has_p),
+    def until_stop(self) -> WalkResult:
+        """Run the eager driver (one host synchronisation per step) to a stop.
+
+        Returns:
+            The :class:`~manifoldwalk.WalkResult`.
+        """
+        step = _compiled(
+            make_step(self.problem, self.direction, self.scheme),
+            self.problem,
+            self.direction,
+            self.compile_step,
         )
-        keys = (
-            "on",
-            "finite",
-            "gnorm",
-            "stat",
-            "n_stall",
-            "n_consec",
-            "n_pred",
-            "n_corr",
-            "reached",
-        )
-        return dict(zip(keys, values, strict=True))
-
-    def decide_on_level(self, s: WalkState, v: dict[str, float]) -> str | None:
-        """Record, keep θ, and check the stops that apply at on-level points."""
-        n_pred = int(v["n_pred"])
-        rec = self.recorder
-        row = rec.record(s) if rec.due(n_pred) else None
-        rec.keep(s, n_pred)
-        if v["gnorm"] <= self.singular_tol:
-            return "singular"
-        if row is not None and rec.callback is not None and rec.callback(row):
-            return "callback"
-        if v["reached"]:
-            return "reached_target"
-        if self.direction.optimises and v["stat"] <= self.kkt_tol:
-            return "stationary"
-        if self.direction.optimises and v["n_stall"] >= self.stall_patience:
-            return "stalled"
-        if n_pred >= self.max_steps:
-            return "max_steps"
-        return None
-
-    def decide_anywhere(self, v: dict[str, float]) -> str | None:
-        """The stops that apply at every point."""
-        if self.max_total_steps is not None and v["n_pred"] + v["n_corr"] >= self.max_total_steps:
-            return "max_total_steps"
-        if v["n_consec"] >= self.scheme.max_corrector_steps:
-            return "corrector_failed"
-        return None
-
-    def until_stop(self, state: WalkState, options: dict[str, Any]) -> WalkResult:
-        good = state
+        rec, rules = self.recorder, self.rules
+        state = good = self.state
         while True:
-            v = self.look(state)
-            if not v["finite"]:
-                reason = "non_finite"
-                break
-            if v["on"]:
+            v = rules.host_look(state, self.direction)
+            reason = rules.reason(v)
+            if v["on"] and not v["nonfinite"]:
                 good = state
-                reason = self.decide_on_level(state, v)
-                if reason:
-                    break
-            reason = self.decide_anywhere(v)
+                n_pred = int(v["n_pred"])
+                row = rec.record(state) if rec.due(n_pred) else None
+                rec.keep(state, n_pred)
+                if row is not None and rec.callback is not None and reason not in BEFORE_CALLBACK:
+                    if rec.callback(row):
+                        reason = "callback"
             if reason:
-                break
-            state = self.step(state)
-        return self.result(good, state, reason, v, options)
+                return self.result(good, state, reason, v)
+            state = step(state)
 
-    def result(self, good: WalkState, last: WalkState, reason: str, v, options) -> WalkResult:
+    def host(self, steps_per_sync: int, problem: Problem | None = None) -> ChunkHost:
+        """The host side of a chunked run of this walk, and its device loop.
+
+        Args:
+            steps_per_sync: K, the most steps per chunk (a positive integer).
+            problem: the problem the device loop evaluates (default: this walk's; a batched
+                driver passes one bound to traced data).
+
+        Returns:
+            A :class:`~manifoldwalk.chunked.ChunkHost` whose ``loop`` is the
+            :class:`~manifoldwalk.chunked.DeviceLoop` to compile.
+
+        Raises:
+            ValueError: a bad ``steps_per_sync``, or a direction that cannot be traced.
+        """
+        if not (isinstance(steps_per_sync, int | np.integer) and steps_per_sync >= 1):
+            raise ValueError(
+                f"steps_per_sync must be None or a positive integer, got {steps_per_sync!r}."
+            )
+        if not getattr(self.direction, "traceable", True):
+            raise ValueError(
+                f"steps_per_sync: the direction {type(self.direction).__name__} draws on the "
+                "host and cannot run inside a compiled loop; give RandomWalk a device sampler "
+                "(sampler=...) or leave steps_per_sync=None."
+            )
+        rec = self.recorder
+        loop = DeviceLoop(
+            self.problem if problem is None else problem,
+            self.direction,
+            self.scheme,
+            self.rules,
+            rec.record_every,
+            rec.trajectory_every,
+            bool(rec.metrics) or rec.callback is not None,
+            int(steps_per_sync),
+        )
+        return ChunkHost(self, loop)
+
+    def run_chunked(self, steps_per_sync: int) -> WalkResult:
+        """Run to a stop with up to K steps per host synchronisation (the compiled driver).
+
+        Args:
+            steps_per_sync: K.
+
+        Returns:
+            The :class:`~manifoldwalk.WalkResult`, the same as :meth:`until_stop` gives.
+
+        Raises:
+            ValueError: the problem has no ``compile_loop`` hook, or as :meth:`host`.
+        """
+        compile_loop = getattr(self.problem, "compile_loop", None)
+        if not callable(compile_loop):
+            raise ValueError(
+                f"steps_per_sync={steps_per_sync!r} needs a problem with a compile_loop hook, "
+                f"and {type(self.problem).__name__} has none: use a manifoldwalk_jax problem "
+                "(wrap an analytic problem on jax arrays with manifoldwalk_jax.compiled(...)), "
+                "or leave steps_per_sync=None for the eager driver."
+            )
+        host = self.host(steps_per_sync)
+        return host.drive(compile_loop(host.loop))
+
+    def result(
+        self, good: WalkState, last: WalkState, reason: str, v: dict[str, Any]
+    ) -> WalkResult:
+        """Assemble the result: θ is ``good`` (the last on-level state), ``last`` is kept to resume.
+
+        Args:
+            good: the last state on the level set.
+            last: the state the walk stopped at.
+            reason: the stop reason.
+            v: the stop rules' host look at ``last``.
+
+        Returns:
+            The :class:`~manifoldwalk.WalkResult`.
+        """
         rec = self.recorder
         if rec.last_recorded != int(to_host(good.n_predictor)[0]) or not rec.rows:
             rec.record(good)
@@ -480,7 +543,7 @@ class _Run:
         n_pred, n_corr, n_evals, max_dev, max_step = to_host(
             last.n_predictor, last.n_corrector, last.n_evals, last.max_dev, last.max_step
         )
-        message = STOP_REASONS[reason] + _details(reason, final, v, self)
+        message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
         return WalkResult(
             theta=good.theta,
             level=float(to_host(good.level)[0]),
@@ -499,13 +562,13 @@ class _Run:
             history=rec.history(),
             trajectory=rec.trajectory(good.theta),
             state=last,
-            options=options,
+            options=self.options,
         )
 
 
-def _details(reason: str, final: dict[str, float], v: dict[str, float], run: _Run) -> str:
+def _details(reason: str, final: dict[str, float], v: dict[str, Any], rules: StopRules) -> str:
     if reason == "stationary":
-        return f" ({final['kkt']:.3g} ≤ {run.kkt_tol:g})"
+        return f" ({final['kkt']:.3g} ≤ {rules.kkt_tol:g})"
     if reason == "corrector_failed":
         return f" ({int(v['n_consec'])} steps); θ is the last point on the level set"
     if reason == "non_finite":

@@ -1,0 +1,268 @@
+"""Many walk steps per host synchronisation: the loop body a compiled driver runs on the device.
+
+A *chunk* runs up to K steps without looking at the host. :class:`DeviceLoop` gives its pieces
+as pure, branch-free array functions: ``examine`` (the stop rules of
+:class:`~manifoldwalk.stops.StopRules`, the last on-level state, history rows and trajectory
+points written into preallocated buffers) and the loop's ``cond`` and ``body``. The engine never
+imports a framework, so the loop itself is run by a problem's ``compile_loop(loop)`` hook, which
+calls :meth:`DeviceLoop.run` with its framework's ``while_loop`` and a row-writing primitive
+(``manifoldwalk_jax`` jit-compiles it around ``jax.lax.while_loop``). :class:`ChunkHost` is the
+host's side: it builds each chunk's input, reads what came back (one copy per chunk), calls the
+metrics and the callback, and ends the walk with the same result as the eager driver.
+
+Host-side ``metrics`` and ``callback`` cannot run on the device: when either is given, a chunk
+also ends at every point where a history record is due, the host records it there (metrics
+included) and calls the callback, and the next chunk goes on from that point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
+from manifoldwalk.directions import Direction
+from manifoldwalk.history import describe_vector, row_of
+from manifoldwalk.problem import Problem
+from manifoldwalk.schemes import Scheme
+from manifoldwalk.step import WalkState, make_step
+from manifoldwalk.stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
+
+Put = Callable[[Array, Array, Array], Array]
+"""``put(buffer, i, row) -> buffer`` with row ``i`` (a 0-d integer array) replaced by ``row``."""
+
+WhileLoop = Callable[[Callable[[Any], Array], Callable[[Any], Any], Any], Any]
+"""``while_loop(cond, body, init) -> final`` (the signature of ``jax.lax.while_loop``)."""
+
+
+class Carry(NamedTuple):
+    """What a chunk carries on the device; all fields are arrays (``points`` may be None).
+
+    Attributes:
+        state: the current walk state.
+        good: the last state that was on the level set and finite.
+        code: the stop code at ``state`` (0: go on; see :meth:`StopRules.code`).
+        pause: ``state`` is a record-due point where the host must record (metrics, callback).
+        n_done: steps taken in this chunk.
+        last_rec: n_predictor of the last history record (−1: none).
+        last_kept: n_predictor of the last trajectory point (−1: none).
+        rows: history rows written in this chunk, ``(capacity, len(HISTORY_COLUMNS))``.
+        n_rows: rows written.
+        points: trajectory points written in this chunk, ``(capacity, n)``, or None.
+        n_points: points written.
+        look: the stop rules' values at ``state`` in :data:`~manifoldwalk.stops.LOOK_KEYS`
+            order, in θ's dtype.
+    """
+
+    state: WalkState
+    good: WalkState
+    code: Array
+    pause: Array
+    n_done: Array
+    last_rec: Array
+    last_kept: Array
+    rows: Array
+    n_rows: Array
+    points: Array | None
+    n_points: Array
+    look: Array
+
+
+class DeviceLoop:
+    """The pure pieces of one chunk of at most ``steps`` walk steps.
+
+    Args:
+        problem: the problem (traceable by the framework that runs the loop).
+        direction: the direction of interest (traceable).
+        scheme: the walk's scheme.
+        rules: the stop rules.
+        record_every: record history every this many predictor steps (on-level points).
+        trajectory_every: keep every this-many-th on-level θ (None: none).
+        host_records: the host records (metrics or a callback): pause at record-due points
+            instead of writing rows on the device.
+        steps: K, the most steps per chunk.
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        direction: Direction,
+        scheme: Scheme,
+        rules: StopRules,
+        record_every: int,
+        trajectory_every: int | None,
+        host_records: bool,
+        steps: int,
+    ) -> None:
+        self.problem = problem
+        self.direction = direction
+        self.rules = rules
+        self.record_every = record_every
+        self.trajectory_every = trajectory_every
+        self.host_records = host_records
+        self.steps = steps
+        self.step = make_step(problem, direction, scheme)
+
+    @property
+    def row_capacity(self) -> int:
+        """Buffer rows a chunk may write: one per distinct due n_predictor, plus a spare slot."""
+        return self.steps // self.record_every + 2
+
+    @property
+    def point_capacity(self) -> int:
+        """Buffer rows for trajectory points a chunk may write (0 without a trajectory)."""
+        return self.steps // self.trajectory_every + 2 if self.trajectory_every else 0
+
+    def examine(self, c: Carry, put: Put) -> Carry:
+        """Look at ``c.state``: stop code, last good state, due history row and trajectory point."""
+        s = c.state
+        xp = namespace(s.theta)
+        values = self.rules.look(s, self.direction)
+        v = dict(zip(LOOK_KEYS, values, strict=True))
+        code = self.rules.code(v)
+        good_here = v["on"] & ~v["nonfinite"]
+        good = WalkState(*(xp.where(good_here, a, b) for a, b in zip(s, c.good, strict=True)))
+        n = s.n_predictor
+        due = good_here & (n % self.record_every == 0) & (n != c.last_rec)
+        rows, n_rows, last_rec, pause = c.rows, c.n_rows, c.last_rec, xp.zeros_like(c.pause)
+        if self.host_records:
+            pause = due
+        else:
+            rows = put(rows, n_rows, describe_vector(self.problem, s))
+            n_rows = n_rows + xp.astype(due, n_rows.dtype)
+            last_rec = xp.where(due, n, last_rec)
+        points, n_points, last_kept = c.points, c.n_points, c.last_kept
+        if self.trajectory_every:
+            keep = good_here & (n % self.trajectory_every == 0) & (n != last_kept)
+            points = put(points, n_points, s.theta)
+            n_points = n_points + xp.astype(keep, n_points.dtype)
+            last_kept = xp.where(keep, n, last_kept)
+        look = xp.stack([xp.astype(a, s.theta.dtype) for a in values])
+        return c._replace(
+            good=good,
+            code=code,
+            pause=pause,
+            last_rec=last_rec,
+            rows=rows,
+            n_rows=n_rows,
+            points=points,
+            n_points=n_points,
+            last_kept=last_kept,
+            look=look,
+        )
+
+    def cond(self, c: Carry) -> Array:
+        """Go on while no stop fired, the host is not needed and fewer than K steps were taken."""
+        return (c.code == 0) & ~c.pause & (c.n_done < self.steps)
+
+    def body(self, c: Carry, put: Put) -> Carry:
+        """One walk step, then :meth:`examine` the new state."""
+        return self.examine(c._replace(state=self.step(c.state), n_done=c.n_done + 1), put)
+
+    def run(self, c: Carry, put: Put, while_loop: WhileLoop) -> Carry:
+        """The whole chunk: examine the entry state, then step while :meth:`cond` holds.
+
+        Examining the entry state again is harmless: rows and points already taken there are
+        not taken twice (``last_rec``/``last_kept``), so a chunk may start where one ended.
+        """
+        c = self.examine(c, put)
+        return while_loop(self.cond, lambda c: self.body(c, put), c)
+
+
+class ChunkHost:
+    """The host's side of a chunked walk: chunk inputs, reading results back, the end.
+
+    Args:
+        run: the prepared walk (:class:`manifoldwalk.driver.PreparedWalk`): its recorder,
+            stop rules and result assembly.
+        loop: the device loop for this walk.
+    """
+
+    def __init__(self, run: Any, loop: DeviceLoop) -> None:
+        self.run = run
+        self.loop = loop
+        self.done = False
+        self.result = None
+        state = run.state
+        xp = namespace(state.theta)
+        rec = run.recorder
+        count = state.n_predictor
+        n_cols = len(describe_vector(loop.problem, state))
+        n_theta = state.theta.shape[0]
+        dtype = state.theta.dtype
+        zeros = _zeros_maker(xp, state.theta)
+        self.carry = Carry(
+            state=state,
+            good=state,
+            code=xp.zeros_like(count),
+            pause=xp.zeros_like(state.has_p),
+            n_done=xp.zeros_like(count),
+            last_rec=xp.zeros_like(count) + rec.last_recorded,
+            last_kept=xp.zeros_like(count) + rec.last_kept,
+            rows=zeros((loop.row_capacity, n_cols), dtype),
+            n_rows=xp.zeros_like(count),
+            points=zeros((loop.point_capacity, n_theta), dtype) if loop.trajectory_every else None,
+            n_points=xp.zeros_like(count),
+            look=zeros((len(LOOK_KEYS),), dtype),
+        )
+
+    def absorb(self, out: Carry) -> bool:
+        """Take a chunk's output: rows, points, host records, the stop. True when the walk ended.
+
+        Args:
+            out: the carry the chunk returned.
+
+        Returns:
+            Whether the walk has ended (then :attr:`result` holds its WalkResult).
+        """
+        rec = self.run.recorder
+        head = to_host(
+            out.code, out.n_rows, out.n_points, out.last_rec, out.last_kept, *_unstack(out.look)
+        )
+        code, n_rows, n_points, last_rec, last_kept = (int(round(h)) for h in head[:5])
+        v = host_values(head[5:])
+        if n_rows:
+            rec.rows.extend(row_of(r) for r in to_numpy(out.rows[:n_rows]).tolist())
+            rec.last_recorded = last_rec
+        if n_points:
+            rec.points.extend(out.points[i] for i in range(n_points))
+            rec.last_kept = last_kept
+        reason = reason_of(code)
+        state = out.state
+        n_pred = int(v["n_pred"])
+        if self.loop.host_records and v["on"] and not v["nonfinite"] and rec.due(n_pred):
+            row = rec.record(state)
+            if rec.callback is not None and reason not in BEFORE_CALLBACK and rec.callback(row):
+                reason = "callback"
+        if reason is not None:
+            self.done = True
+            self.result = self.run.result(out.good, state, reason, v)
+            return True
+        xp = namespace(state.theta)
+        zero = xp.zeros_like(out.n_done)
+        self.carry = out._replace(
+            pause=xp.zeros_like(out.pause),
+            n_done=zero,
+            n_rows=zero,
+            n_points=zero,
+            last_rec=zero + rec.last_recorded,
+        )
+        return False
+
+    def drive(self, chunk: Callable[[Carry], Carry]) -> Any:
+        """Run chunks until the walk ends; returns its :class:`~manifoldwalk.WalkResult`."""
+        while not self.absorb(chunk(self.carry)):
+            pass
+        return self.result
+
+
+def _unstack(a: Array) -> list[Array]:
+    return [a[i] for i in range(a.shape[0])]
+
+
+def _zeros_maker(xp: Any, like: Array) -> Callable[[tuple[int, ...], Any], Array]:
+    """``zeros(shape, dtype)`` on ``like``'s device."""
+    dev = device_of(like)
+    if dev is None:
+        return lambda shape, dtype: xp.zeros(shape, dtype=dtype)
+    return lambda shape, dtype: xp.zeros(shape, dtype=dtype, device=dev)

@@ -1,0 +1,163 @@
+"""The walk's stop rules, written once for the host and for a compiled loop.
+
+Every stop rule is a scalar test on a handful of values of the current state (its *look*):
+whether it is on the level set, finite, ‖∇L‖, the stationarity, the counters. :class:`StopRules`
+lists the tests in priority order as conditions built from comparisons and ``&`` only, so the
+same list is evaluated on host floats (the eager driver: :meth:`StopRules.reason`) and on 0-d
+device arrays inside a compiled loop (:meth:`StopRules.code`, a branch-free ``where`` chain).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from manifoldwalk._array import Array, namespace, to_host
+from manifoldwalk.step import WalkState
+
+STOP_ORDER = (
+    "non_finite",
+    "singular",
+    "reached_target",
+    "stationary",
+    "stalled",
+    "max_steps",
+    "max_total_steps",
+    "corrector_failed",
+)
+"""The stop reasons a state can trigger, highest priority first; code ``i + 1`` is entry ``i``.
+
+A ``"callback"`` stop (the host's callable) ranks after ``"singular"``: see
+:data:`BEFORE_CALLBACK`.
+"""
+
+BEFORE_CALLBACK = frozenset({"non_finite", "singular"})
+"""Stop reasons that win over a callback's request (the callback is not even called)."""
+
+LOOK_KEYS = (
+    "on",
+    "nonfinite",
+    "gnorm",
+    "stat",
+    "n_stall",
+    "n_consec",
+    "n_pred",
+    "n_corr",
+    "reached",
+)
+"""The values of a state that the stop rules read, in the order :meth:`StopRules.look` gives."""
+
+_FLAGS = ("on", "nonfinite", "reached")
+
+
+@dataclass(frozen=True)
+class StopRules:
+    """The walk's stop rules (see :func:`manifoldwalk.walk` for each option's meaning).
+
+    Attributes:
+        optimises: whether the direction optimises (stationarity and stall stops apply).
+        has_reached: whether the direction has a ``reached(θ)`` test.
+        kkt_tol: stationarity tolerance.
+        stall_patience: predictor reversals at the step floor before a stall stop.
+        max_steps: predictor-step budget.
+        max_total_steps: predictor-plus-corrector budget, or None.
+        max_corrector_steps: consecutive corrector steps before a failure stop.
+        singular_tol: ‖∇L‖ at or below which the level set counts as singular.
+    """
+
+    optimises: bool
+    has_reached: bool
+    kkt_tol: float
+    stall_patience: int
+    max_steps: int
+    max_total_steps: int | None
+    max_corrector_steps: int
+    singular_tol: float
+
+    def look(self, s: WalkState, direction: Any) -> tuple[Array, ...]:
+        """The values of :data:`LOOK_KEYS` at ``s`` as 0-d arrays on θ's device (no host copy).
+
+        Args:
+            s: the state.
+            direction: the walk's direction (its ``reached`` test is used if it has one).
+
+        Returns:
+            A tuple of 0-d arrays in the order of :data:`LOOK_KEYS`.
+        """
+        xp = namespace(s.theta)
+        dev = s.loss - s.level
+        finite = xp.isfinite(s.loss) & xp.isfinite(s.grad_sq)
+        reached = direction.reached(s.theta) if self.has_reached else xp.zeros_like(s.has_p)
+        return (
+            dev * dev <= s.tau,
+            ~finite,
+            xp.sqrt(s.grad_sq),
+            s.stationarity,
+            s.n_stall,
+            s.n_consec_corr,
+            s.n_predictor,
+            s.n_corrector,
+            reached,
+        )
+
+    def host_look(self, s: WalkState, direction: Any) -> dict[str, Any]:
+        """:meth:`look` copied to the host in one transfer, flags as bools, the rest as floats."""
+        return host_values(to_host(*self.look(s, direction)))
+
+    def tests(self, v: Mapping[str, Any]) -> list[tuple[str, Any]]:
+        """The stop conditions at a look ``v``, highest priority first.
+
+        Args:
+            v: the look, as host values (bools and floats) or as 0-d arrays.
+
+        Returns:
+            ``(reason, condition)`` pairs; a condition is a bool or a 0-d bool array.
+        """
+        on = v["on"]
+        tests = [
+            ("non_finite", v["nonfinite"]),
+            ("singular", on & (v["gnorm"] <= self.singular_tol)),
+        ]
+        if self.has_reached:
+            tests.append(("reached_target", on & v["reached"]))
+        if self.optimises:
+            tests.append(("stationary", on & (v["stat"] <= self.kkt_tol)))
+            tests.append(("stalled", on & (v["n_stall"] >= self.stall_patience)))
+        tests.append(("max_steps", on & (v["n_pred"] >= self.max_steps)))
+        if self.max_total_steps is not None:
+            total = v["n_pred"] + v["n_corr"]
+            tests.append(("max_total_steps", total >= self.max_total_steps))
+        tests.append(("corrector_failed", v["n_consec"] >= self.max_corrector_steps))
+        return tests
+
+    def reason(self, v: Mapping[str, Any]) -> str | None:
+        """The stop reason at a host look ``v`` (see :meth:`host_look`), or None to go on."""
+        for reason, condition in self.tests(v):
+            if condition:
+                return reason
+        return None
+
+    def code(self, v: Mapping[str, Array]) -> Array:
+        """The stop code at a device look: 0 to go on, else 1 + the index in :data:`STOP_ORDER`.
+
+        Branch-free (a ``where`` chain from the lowest priority up), for compiled loops.
+        """
+        xp = namespace(v["gnorm"])
+        code = xp.zeros_like(v["n_pred"])
+        for reason, condition in reversed(self.tests(v)):
+            code = xp.where(condition, STOP_ORDER.index(reason) + 1, code)
+        return code
+
+
+def host_values(values: list[float]) -> dict[str, Any]:
+    """A look copied to the host (floats in :data:`LOOK_KEYS` order) as a dict, flags as bools."""
+    v = dict(zip(LOOK_KEYS, values, strict=True))
+    for k in _FLAGS:
+        v[k] = bool(v[k])
+    return v
+
+
+def reason_of(code: int) -> str | None:
+    """The stop reason of a stop code (see :meth:`StopRules.code`), or None for 0."""
+    return STOP_ORDER[code - 1] if code else None
