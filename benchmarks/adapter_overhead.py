@@ -213,12 +213,25 @@ def tf_fns(layers, x, y) -> dict[str, Callable[[], Any]]:
     problem = manifoldwalk_tf.from_model(model, loss_fn, (x, y))
     step, state = walk_step(problem)
     theta = problem.theta0
-    box = [state]
+    # compile=True: the step on tf.Tensor, XLA-compiled whole (what walk() runs for it)
+    compiled_problem = manifoldwalk_tf.from_model(model, loss_fn, (x, y), compile=True)
+    cstep, cstate = walk_step(compiled_problem)
+    cstep = compiled_problem.compile_step(cstep)
+    box = {"eager": state, "compiled": cstate}
 
     def one_step():
-        box[0] = step(box[0])
+        box["eager"] = step(box["eager"])
 
-    return {"raw": vg, "loss_and_grad": lambda: problem.loss_and_grad(theta), "step": one_step}
+    def one_compiled_step():  # a host read of one scalar: the walk's one sync per step
+        box["compiled"] = cstep(box["compiled"])
+        box["compiled"].loss.numpy()
+
+    return {
+        "raw": vg,
+        "loss_and_grad": lambda: problem.loss_and_grad(theta),
+        "step": one_step,
+        "step (compiled)": one_compiled_step,
+    }
 
 
 FRAMEWORKS = {

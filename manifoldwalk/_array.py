@@ -19,8 +19,30 @@ Array = Any
 """Any array-API array (numpy.ndarray, torch.Tensor, jax.Array)."""
 
 
+_EXTRA_NAMESPACES: list[tuple[type | tuple[type, ...], Any]] = []
+"""``(array types, namespace)`` pairs registered by adapters for arrays array-api-compat lacks."""
+
+
+def register_namespace(types: type | tuple[type, ...], xp: Any) -> None:
+    """Teach :func:`namespace` an array type that ``array-api-compat`` does not know.
+
+    Adapters call this (the TensorFlow adapter registers ``tf.Tensor``); the core itself never
+    imports a framework. Types, not a predicate, so that tracers (``torch.compile``) can
+    follow the lookup.
+
+    Args:
+        types: the array class (or classes) ``xp`` handles, for an ``isinstance`` check.
+        xp: an object with the array-API functions the engine uses on those arrays.
+    """
+    if all(known != types for known, _ in _EXTRA_NAMESPACES):
+        _EXTRA_NAMESPACES.append((types, xp))
+
+
 def namespace(*arrays: Array) -> Any:
     """Return the array-API namespace of ``arrays`` (e.g. ``array_api_compat.torch``)."""
+    for types, xp in _EXTRA_NAMESPACES:
+        if isinstance(arrays[0], types):
+            return xp
     return array_api_compat.array_namespace(*arrays)
 
 

@@ -108,3 +108,18 @@ def test_the_step_runs_compiled_under_jax_and_takes_the_same_steps():
     assert np.array_equal(np.asarray(n_pred_compiled), n_pred_eager)
     assert int(final.n_corrector) > 0 and int(final.n_predictor) > 0  # both kinds ran
     assert np.allclose(np.asarray(final.theta), eager.theta, atol=1e-12)
+
+
+def test_registered_namespaces_answer_for_their_types_only(monkeypatch):
+    from manifoldwalk import _array
+
+    class Wrapped(np.ndarray):
+        pass
+
+    marker = object()
+    monkeypatch.setattr(_array, "_EXTRA_NAMESPACES", [])
+    _array.register_namespace(Wrapped, marker)
+    _array.register_namespace(Wrapped, marker)  # registering twice keeps one entry
+    assert len(_array._EXTRA_NAMESPACES) == 1
+    assert _array.namespace(np.zeros(3).view(Wrapped)) is marker
+    assert _array.namespace(np.zeros(3)) is not marker

@@ -1,8 +1,9 @@
 """The regulariser R(θ) and its gradient for the TensorFlow adapter.
 
-θ is a numpy array (the adapter's seam), so the named regularisers are computed in numpy
-with no conversion; a user's callable is a TensorFlow function of the flat θ, run with its
-gradient inside one ``tf.function``.
+θ is a numpy array at the adapter's eager seam, so the named regularisers are computed in
+numpy with no conversion there; inside a compiled step (``from_model(..., compile=True)``) θ is
+a ``tf.Tensor`` and they are TensorFlow ops. A user's callable is a TensorFlow function of the
+flat θ, run with its gradient inside one ``tf.function``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ REG_NAMES = ("l2", "l2-weights")
 def make_reg(
     reg: str | Callable[[tf.Tensor], tf.Tensor], n: int, dtype: Any, weight_mask: np.ndarray
 ) -> tuple[NumpyFn, NumpyFn]:
-    """``(R, ∇R)`` as functions of a numpy θ, returning numpy values in θ's dtype.
+    """``(R, ∇R)`` as functions of θ, returning values of θ's kind (numpy or ``tf.Tensor``).
 
     Args:
         reg: ``"l2"`` (θᵀθ), ``"l2-weights"`` (θᵀθ over entries where ``weight_mask`` is 1),
@@ -41,9 +42,16 @@ def make_reg(
     """
     if isinstance(reg, str):
         if reg == "l2":
-            return (lambda t: np.asarray(t @ t)), (lambda t: 2 * t)
+            return _either(lambda t: np.asarray(t @ t), lambda t: tf.tensordot(t, t, 1)), (
+                lambda t: 2 * t
+            )
         if reg == "l2-weights":
-            return (lambda t: np.asarray((weight_mask * t) @ t)), (lambda t: 2 * weight_mask * t)
+            mask = tf.constant(weight_mask, dtype=tf.as_dtype(dtype))
+            value = _either(
+                lambda t: np.asarray((weight_mask * t) @ t),
+                lambda t: tf.tensordot(mask * t, t, 1),
+            )
+            return value, _either(lambda t: 2 * weight_mask * t, lambda t: 2 * mask * t)
         raise ValueError(f"reg must be one of {REG_NAMES} or a callable, got {reg!r}.")
     if not callable(reg):
         raise TypeError(f"reg must be one of {REG_NAMES} or a callable, got {type(reg).__name__}.")
@@ -60,10 +68,11 @@ def make_reg(
     if shape != ():
         raise ProblemError(f"reg(θ) must return a scalar, got shape {shape}.")
 
-    def value(theta: np.ndarray) -> np.ndarray:
-        return value_and_grad(theta)[0].numpy()
-
-    def grad(theta: np.ndarray) -> np.ndarray:
-        return value_and_grad(theta)[1].numpy()
-
+    value = _either(lambda t: value_and_grad(t)[0].numpy(), lambda t: value_and_grad(t)[0])
+    grad = _either(lambda t: value_and_grad(t)[1].numpy(), lambda t: value_and_grad(t)[1])
     return value, grad
+
+
+def _either(on_numpy: NumpyFn, on_tensor: Callable[[tf.Tensor], tf.Tensor]) -> NumpyFn:
+    """One function of θ that dispatches on θ's kind: numpy at the seam, TensorFlow traced."""
+    return lambda theta: on_tensor(theta) if tf.is_tensor(theta) else on_numpy(theta)

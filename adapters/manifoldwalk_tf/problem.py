@@ -6,9 +6,12 @@ tensors shaped like the model's trainable variables, runs the model functionally
 loss (over the data in batches, in a ``tf.while_loop``, when ``batch_size`` is given) and
 returns the gradient with respect to the flat θ, the flattening included.
 
-The seam: the engine cannot compute on ``tf.Tensor`` through the array API, so θ, the loss
-and the gradient cross it as numpy arrays on the host (one copy of θ in, one of the gradient
-out, per step); ``docs/adapters.md`` gives the measured cost.
+Two seams. Eager (the default): the engine computes on numpy, so θ, the loss and the gradient
+cross as numpy arrays on the host (one copy of θ in, one of the gradient out, per step).
+Compiled (``from_model(..., compile=True)``): the adapter registers an array-API namespace
+over TensorFlow (``_namespace.py``), θ is a ``tf.Tensor``, and :meth:`TFProblem.compile_step`
+traces the engine's whole step, the loss and gradient included, into one XLA-compiled
+``tf.function``. ``docs/performance.md`` gives the measured cost of each.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from manifoldwalk.adapter_checks import (
 )
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_tf._flat import FlatVariables
+from manifoldwalk_tf._namespace import register as register_namespace
 from manifoldwalk_tf._reg import make_reg
 
 LossFn = Callable[[Any, Any], Any]
@@ -62,8 +66,11 @@ class TFProblem:
         *,
         reg: str | Callable[[tf.Tensor], tf.Tensor] = "l2",
         batch_size: int | None = None,
+        compile: bool = False,
     ) -> None:
         _check_backend()
+        if not isinstance(compile, bool):
+            raise TypeError(f"compile must be True or False, got {compile!r}.")
         if not isinstance(model, keras.layers.Layer):
             raise TypeError(f"model must be a Keras 3 model, got {type(model).__name__}.")
         if not callable(loss_fn):
@@ -75,7 +82,11 @@ class TFProblem:
         self._flat = FlatVariables(model.trainable_variables)
         self.dtype: np.dtype = np.dtype(self._flat.dtype)
         self.n_params: int = self._flat.n
-        self.theta0: np.ndarray = self._flat.read()
+        self.compiled = compile
+        self.theta0: np.ndarray | tf.Tensor = self._flat.read()
+        if compile:  # the walk runs on tf.Tensor from its first step
+            register_namespace()
+            self.theta0 = tf.constant(self.theta0)
         self._non_trainable = list(model.non_trainable_variables)
         self._call_kwargs = {"training": False} if _takes_training(model) else {}
         self._loss_fn = _in_our_order(loss_fn)
@@ -104,11 +115,27 @@ class TFProblem:
         Raises:
             ProblemError: θ of the wrong length.
         """
+        if tf.is_tensor(theta):  # the compiled seam: stay in TensorFlow
+            return self._tf_loss_and_grad(theta)
         loss, grad = self._tf_loss_and_grad(self._flat.check(theta))
         return np.asarray(loss.numpy()), grad.numpy()
 
+    def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """The walk's pure step as one XLA-compiled ``tf.function``, if ``compile`` was asked.
+
+        ``manifoldwalk.walk`` calls this (unless ``compile_step=False``). Without
+        ``from_model(..., compile=True)`` the step is returned as it is (eager, numpy seam).
+        With it, the step runs on ``tf.Tensor`` and fuses the engine's vector algebra with the
+        loss and gradient; the first call traces and compiles (seconds).
+        """
+        if not self.compiled:
+            return step
+        return tf.function(step, jit_compile=True)
+
     def loss(self, theta: np.ndarray) -> np.ndarray:
-        """The full-batch mean training loss L(θ) as a 0-d numpy array (forward pass only)."""
+        """The full-batch mean training loss L(θ) as a 0-d array of θ's kind (forward pass only)."""
+        if tf.is_tensor(theta):
+            return self._tf_loss(theta)
         return np.asarray(self._tf_loss(self._flat.check(theta)).numpy())
 
     def grad(self, theta: np.ndarray) -> np.ndarray:
@@ -116,12 +143,12 @@ class TFProblem:
         return self.loss_and_grad(theta)[1]
 
     def reg(self, theta: np.ndarray) -> np.ndarray:
-        """The regulariser R(θ) as a 0-d numpy array."""
-        return self._reg(self._flat.check(theta))
+        """The regulariser R(θ) as a 0-d array of θ's kind (numpy, or ``tf.Tensor``)."""
+        return self._reg(theta if tf.is_tensor(theta) else self._flat.check(theta))
 
     def reg_grad(self, theta: np.ndarray) -> np.ndarray:
-        """The gradient ∇R(θ), a numpy array like θ."""
-        return self._reg_grad(self._flat.check(theta))
+        """The gradient ∇R(θ), an array like θ (numpy, or ``tf.Tensor``)."""
+        return self._reg_grad(theta if tf.is_tensor(theta) else self._flat.check(theta))
 
     # --- between θ and the model ----------------------------------------------------------
 
@@ -293,6 +320,7 @@ def from_model(
     *,
     reg: str | Callable[[tf.Tensor], tf.Tensor] = "l2",
     batch_size: int | None = None,
+    compile: bool = False,
 ) -> TFProblem:
     """Wrap a Keras 3 model (TensorFlow backend), its loss and training data as a Problem.
 
@@ -321,6 +349,10 @@ def from_model(
         batch_size: None for one full batch; else the loss and gradient are accumulated over
             batches of this size inside the one ``tf.function``, giving exactly the full-batch
             mean, with the memory of one batch.
+        compile: run the walk on ``tf.Tensor`` with the whole step (loss and gradient
+            included) compiled into one XLA ``tf.function`` (see
+            :meth:`TFProblem.compile_step`); ``theta0`` and the walk's θ are then
+            ``tf.Tensor``. False (the default): the eager numpy seam, θ a numpy array.
 
     Returns:
         A :class:`TFProblem`; walk it with ``manifoldwalk.walk(problem, problem.theta0)`` and
@@ -334,7 +366,7 @@ def from_model(
         TypeError: ``model`` is not a Keras model, or ``loss_fn`` is not callable.
         ValueError: an unknown ``reg`` name or a bad ``batch_size``.
     """
-    return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size)
+    return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
 
 
 def _check_backend() -> None:

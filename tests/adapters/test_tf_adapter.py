@@ -15,7 +15,13 @@ import manifoldwalk_tf  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from backend_suite import SIZES, BackendSuite, init_layers, small_data  # noqa: E402
+from backend_suite import (  # noqa: E402
+    SIZES,
+    BackendSuite,
+    assert_same_walk,
+    init_layers,
+    small_data,
+)
 
 from manifoldwalk.problem import ProblemError  # noqa: E402
 
@@ -300,3 +306,41 @@ def test_evaluate_checks_its_arguments_and_reads_one_hot(small):
     by_one_hot = one_hot.evaluate(problem.theta0, x, np.eye(SIZES[-1])[y], batch_size=6)
     assert by_one_hot["accuracy"] == by_label["accuracy"]
     assert by_one_hot["loss"] == pytest.approx(by_label["loss"], rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# compile=True: the step on tf.Tensor, compiled whole
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reg", "batch_size"), [("l2", None), ("l2-weights", 7)])
+def test_compiled_walk_takes_the_eager_path(small, reg, batch_size):
+    """A float64 walk compiled with XLA: the same steps, stop and θ as the eager numpy seam."""
+    import manifoldwalk as mw
+
+    model, x, y = small
+    kwargs = {"reg": reg, "batch_size": batch_size}
+    eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), **kwargs)
+    fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True, **kwargs)
+    assert tf.is_tensor(fast.theta0)
+    a = mw.walk(eager, eager.theta0, max_steps=120)
+    b = mw.walk(fast, fast.theta0, max_steps=120)
+    assert tf.is_tensor(b.theta) and isinstance(a.theta, np.ndarray)
+    assert_same_walk(a, b, a.theta, b.theta.numpy())
+    assert eager.evaluate(b.theta, x, y) == pytest.approx(eager.evaluate(a.theta, x, y))
+
+
+def test_compile_must_be_a_bool(small):
+    model, x, y = small
+    with pytest.raises(TypeError, match="compile"):
+        manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile="xla")
+
+
+def test_eager_problems_hand_the_step_back_unchanged(small):
+    model, x, y = small
+    problem = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
+
+    def step(state):
+        return state
+
+    assert problem.compile_step(step) is step

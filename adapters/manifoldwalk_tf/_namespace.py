@@ -1,0 +1,93 @@
+"""An array-API namespace over TensorFlow, so the engine's step can run on ``tf.Tensor``.
+
+The engine computes through array-API namespaces (``array_api_compat``), which do not cover
+TensorFlow. The walk step uses a small set of functions (elementwise arithmetic, ``where``,
+``matmul`` of vectors, reductions, dtype handling); this module provides exactly those on
+top of ``tf.experimental.numpy`` so that :meth:`TFProblem.compile_step` can trace the whole
+step, the loss and gradient included, into one ``tf.function`` (XLA-compiled). It is
+registered with the core by :func:`register`; nothing else in the core changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
+
+from manifoldwalk._array import register_namespace
+
+
+class _Info:
+    """What ``__array_namespace_info__()`` answers for TensorFlow."""
+
+    def default_dtypes(self) -> dict[str, tf.DType]:
+        return {"integral": tf.int64, "real floating": tf.float32, "bool": tf.bool}
+
+
+_KINDS = {
+    "real floating": lambda d: d.is_floating,
+    "integral": lambda d: d.is_integer,
+    "bool": lambda d: d == tf.bool,
+}
+
+
+class TensorFlowNamespace:
+    """The array-API functions the engine uses, for ``tf.Tensor`` (see the module doc)."""
+
+    bool = tf.bool
+    float32 = tf.float32
+    float64 = tf.float64
+    int64 = tf.int64
+
+    # one-to-one with tf.experimental.numpy
+    where = staticmethod(tnp.where)
+    sqrt = staticmethod(tnp.sqrt)
+    abs = staticmethod(tnp.abs)
+    maximum = staticmethod(tnp.maximum)
+    minimum = staticmethod(tnp.minimum)
+    sign = staticmethod(tnp.sign)
+    isfinite = staticmethod(tnp.isfinite)
+    zeros_like = staticmethod(tnp.zeros_like)
+    ones_like = staticmethod(tnp.ones_like)
+    reshape = staticmethod(tnp.reshape)
+    stack = staticmethod(tnp.stack)
+    matmul = staticmethod(tnp.matmul)
+    sum = staticmethod(tnp.sum)
+    all = staticmethod(tnp.all)
+    finfo = staticmethod(tnp.finfo)
+    atan = staticmethod(tnp.arctan)
+    atan2 = staticmethod(tnp.arctan2)
+
+    @staticmethod
+    def asarray(value: Any, dtype: Any = None, device: Any = None) -> tf.Tensor:
+        """``value`` as a tensor of ``dtype`` (``device`` is ignored: TensorFlow places it)."""
+        return tf.convert_to_tensor(value, dtype=dtype)
+
+    @staticmethod
+    def astype(x: tf.Tensor, dtype: Any) -> tf.Tensor:
+        """``x`` cast to ``dtype``."""
+        return tf.cast(x, dtype)
+
+    @staticmethod
+    def full_like(x: tf.Tensor, fill_value: Any, dtype: Any = None) -> tf.Tensor:
+        """A tensor shaped like ``x`` filled with ``fill_value``."""
+        return tf.fill(tf.shape(x), tf.cast(fill_value, dtype or x.dtype))
+
+    @staticmethod
+    def isdtype(dtype: tf.DType, kind: str) -> bool:
+        """Whether ``dtype`` is of ``kind`` (``"real floating"``, ``"integral"``, ``"bool"``)."""
+        return _KINDS[kind](tf.as_dtype(dtype))
+
+    @staticmethod
+    def __array_namespace_info__() -> _Info:
+        return _Info()
+
+
+NAMESPACE = TensorFlowNamespace()
+"""The namespace instance the core returns for ``tf.Tensor`` arrays."""
+
+
+def register() -> None:
+    """Make the core's ``namespace(x)`` answer :data:`NAMESPACE` for TensorFlow tensors."""
+    register_namespace(tf.Tensor, NAMESPACE)
