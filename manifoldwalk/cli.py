@@ -150,6 +150,51 @@ def _add_reproduce(sub) -> None:
     rep.set_defaults(run=_reproduce)
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from manifoldwalk.plots import PlotOptions, plot_runs
+
+    options = PlotOptions(
+        fmt=args.format,
+        grid=args.grid,
+        surfaces=tuple(s.strip() for s in args.surfaces.split(",") if s.strip()),
+        pca_every=args.pca_every,
+        device=args.device,
+        chunk=args.chunk,
+        endpoints=not args.no_endpoints,
+        show_progress=not args.quiet,
+    )
+    for result in plot_runs(args.directory, args.out, options):
+        print(f"{result.experiment}: wrote {len(result.files)} files in {result.directory}")
+        for path in result.files:
+            print(f"  {path.name}")
+        if result.endpoints_table:
+            print(f"endpoint averaging ({result.experiment}):\n{result.endpoints_table}")
+    return 0
+
+
+def _add_plot(sub) -> None:
+    plot = sub.add_parser(
+        "plot",
+        help="draw the figures and report of run directories",
+        description="Draw the phase-2 curves, compute against performance, the PCA of the "
+        "trajectories and the loss surfaces, evaluate endpoint averaging and write report.md / "
+        "report.html for every experiment with finished runs under DIRECTORY.",
+    )
+    plot.add_argument("directory", help="an output root, experiment or seed directory")
+    plot.add_argument("--out", default="plots", help="output root (default ./plots)")
+    plot.add_argument("--format", choices=["png", "pdf", "svg"], default="png", help="file format")
+    plot.add_argument("--grid", type=int, default=100, help="loss-surface grid per axis (100)")
+    plot.add_argument(
+        "--surfaces", default="1,3,all", help="walks per loss surface, e.g. 1,3,all (default)"
+    )
+    plot.add_argument("--pca-every", type=int, default=1, help="use every k-th saved point (1)")
+    plot.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="loss device")
+    plot.add_argument("--chunk", type=int, help="weight vectors evaluated together")
+    plot.add_argument("--no-endpoints", action="store_true", help="skip endpoint averaging")
+    plot.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    plot.set_defaults(run=_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``manifoldwalk`` command."""
     parser = _Parser(prog="manifoldwalk", description="Walk the level sets of a training loss.")
@@ -168,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     table = sub.add_parser("table", help="rebuild Table I from run directories")
     table.add_argument("directory", help="an output root, experiment or seed directory")
     table.set_defaults(run=_table)
+    _add_plot(sub)
     return parser
 
 

@@ -5,7 +5,9 @@ Every backend module (``manifoldwalk_torch.experiment``, ``manifoldwalk_jax.expe
 ``manifoldwalk_tf.experiment``) offers the same functions: :func:`configure`, :func:`build_net`,
 :func:`train`, :func:`make_problem` and :func:`from_numpy`. A *model* is whatever the framework
 trains (here an ``nn.Module``); θ is the adapter's flat array, evaluated with the problem's own
-``evaluate`` and copied to the host with ``manifoldwalk._array.to_numpy``.
+``evaluate`` and copied to the host with ``manifoldwalk._array.to_numpy``. This one also has
+:func:`plane_losses`, the batched loss over many weight vectors that the loss-surface figures
+use (with a backend that lacks it, they evaluate one ``problem.loss`` per point).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call, vmap
 
 from manifoldwalk_torch import nets, training
 from manifoldwalk_torch.problem import TorchProblem, from_model
@@ -26,6 +29,7 @@ __all__ = [
     "configure",
     "from_numpy",
     "make_problem",
+    "plane_losses",
     "train",
 ]
 
@@ -173,3 +177,75 @@ def from_numpy(array: np.ndarray, like: Any) -> torch.Tensor:
         A tensor like ``like``.
     """
     return torch.as_tensor(np.asarray(array), dtype=like.dtype, device=like.device).clone()
+
+
+def plane_losses(
+    problem: TorchProblem,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    task: str,
+    origin: np.ndarray,
+    basis: np.ndarray,
+    coords: np.ndarray,
+    chunk: int = 256,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """The mean loss on ``(x, y)`` at ``origin + c · basis`` for every row ``c`` of ``coords``.
+
+    The weight vectors are built on the problem's device, ``chunk`` at a time, and evaluated
+    together with :func:`torch.func.vmap` over the model's functional call (eval mode, no
+    autograd); the data go to the device once.
+
+    Args:
+        problem: From :func:`make_problem` (its model, dtype and device are used).
+        x, y: The examples (e.g. the training set).
+        task: ``"classification"`` (cross-entropy) or ``"regression"`` (MSE).
+        origin: ``(P,)`` the origin of the plane (e.g. the PCA mean).
+        basis: ``(k, P)`` the directions (e.g. the top-2 principal components).
+        coords: ``(m, k)`` the points' coordinates.
+        chunk: Weight vectors per vmapped call (lower it when the device runs out of memory).
+        progress: Called as ``progress(done, m)`` after every chunk.
+
+    Returns:
+        ``(m,)`` float64 losses.
+
+    Raises:
+        ValueError: For mismatched shapes or a chunk below 1.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    origin, basis = np.asarray(origin), np.atleast_2d(np.asarray(basis))
+    coords = np.atleast_2d(np.asarray(coords))
+    if origin.shape != (problem.n_params,) or basis.shape[1:] != (problem.n_params,):
+        raise ValueError(
+            f"origin {origin.shape} and basis {basis.shape} must have {problem.n_params} columns"
+        )
+    if coords.shape[1] != basis.shape[0]:
+        raise ValueError(f"coords have {coords.shape[1]} columns for {basis.shape[0]} directions")
+    dev, dt = problem.device, problem.dtype
+    xt = torch.as_tensor(np.asarray(x), device=dev)
+    xt = xt.to(dt) if xt.is_floating_point() else xt
+    yt = torch.as_tensor(np.asarray(y), device=dev)
+    yt = yt.to(dt) if yt.is_floating_point() else yt.long()
+    o = torch.as_tensor(origin, dtype=dt, device=dev)
+    b = torch.as_tensor(basis, dtype=dt, device=dev)
+    c = torch.as_tensor(coords, dtype=dt, device=dev)
+    loss_fn, model = _loss_fn(task), problem.model
+
+    def one(theta: torch.Tensor) -> torch.Tensor:
+        return loss_fn(functional_call(model, problem.unflatten(theta), (xt,)), yt)
+
+    batched = vmap(one)
+    out, m = [], coords.shape[0]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, m, chunk):
+                out.append(batched(o + c[start : start + chunk] @ b))
+                if progress is not None:
+                    progress(min(start + chunk, m), m)
+    finally:
+        model.train(was_training)
+    return torch.cat(out).to(torch.float64).cpu().numpy() if out else np.zeros(0)
