@@ -9,7 +9,8 @@ predictor and corrector steps as the single process (step counts per record, sto
 gradient evaluations), the largest difference in the final θ (absolute and relative to
 max|θ|), whether the ranks agree bit for bit, and the walks' milliseconds per gradient
 evaluation (on 2 processes sharing a small net, communication dominates: this is a check of
-exactness, not of speed).
+exactness, not of speed). Last, it times one gloo all_reduce of P + 1 float32 numbers, the
+communication a distributed evaluation adds, for the example's P and the paper's nets.
 
     python benchmarks/distributed_agreement.py [--steps 150] [--nprocs 2]
 
@@ -109,6 +110,39 @@ def agreement(
     }
 
 
+_ALLREDUCE_SCRIPT = """
+import json, statistics, sys, time
+import torch, torch.distributed as dist
+torch.set_num_threads(1)
+dist.init_process_group("gloo")
+size, reps, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+buffer = torch.ones(size, dtype=torch.float32)
+times = []
+for _ in range(reps + 5):
+    dist.barrier()
+    start = time.perf_counter()
+    dist.all_reduce(buffer)
+    times.append(time.perf_counter() - start)
+if dist.get_rank() == 0:
+    open(out, "w").write(json.dumps(statistics.median(times[5:])))
+dist.destroy_process_group()
+"""
+
+
+def allreduce_ms(n_floats: int, nprocs: int = 2, reps: int = 50, timeout: float = 300.0) -> float:
+    """The median time of one gloo all_reduce of ``n_floats`` float32 numbers, in ms.
+
+    Each repetition starts after a barrier, so this is the collective's own latency on this
+    machine (loopback TCP between processes), as a walk step pays it once.
+    """
+    example = _example()
+    with tempfile.TemporaryDirectory() as tmp:
+        script, out = Path(tmp) / "allreduce.py", Path(tmp) / "ms.json"
+        script.write_text(_ALLREDUCE_SCRIPT)
+        example.launch(script, [str(n_floats), str(reps), str(out)], nprocs=nprocs, timeout=timeout)
+        return 1e3 * json.loads(out.read_text())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the agreement for contiguous and strided shards."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -127,6 +161,10 @@ def main(argv: list[str] | None = None) -> None:
             f"{a['max_rel_theta_diff']:>9.2e} {a['n_predictor']:>4}+{a['n_corrector']:<4} "
             f"{a['ms_per_eval_single']:>10.3f} {a['ms_per_eval_distributed']:>10.3f}"
         )
+    print("\none gloo all_reduce of P + 1 float32 numbers, median over 50 (loopback):")
+    for name, n_params in (("example MLP", 131), ("MNIST-FF", 99_710), ("CIFAR10-CNV", 685_450)):
+        ms = allreduce_ms(n_params + 1, args.nprocs)
+        print(f"  {name:<12} P = {n_params:>7,}: {ms:8.3f} ms")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 Every rank holds a slice of the training set; each loss-and-gradient is one all_reduce of the
 slices' sums, so every rank walks the same path as one process holding all the data would.
 
-    # two processes on this machine (gloo on the CPU; NCCL, one GPU per rank, if CUDA is there)
+    # two processes on this machine, gloo on the CPU
     torchrun --nproc_per_node 2 examples/distributed_torch.py --out /tmp/dist
+    # one process per GPU, NCCL
+    torchrun --nproc_per_node 4 examples/distributed_torch.py --device cuda --out /tmp/dist
     # the same walk in one process on the whole training set, for comparison
-    python examples/distributed_torch.py --single --out /tmp/dist
+    python examples/distributed_torch.py --single --out /tmp/dist [--device cuda]
 
 Each rank writes its :class:`manifoldwalk.WalkResult` to ``OUT/rank{r}.npz`` and its held-out
-metrics and the walk's wall time to ``OUT/rank{r}.json`` (the single run: ``OUT/single.*``). :func:`launch` runs the
-torchrun command on 127.0.0.1 from Python (the agreement benchmark and the tests use it).
+metrics and the walk's wall time to ``OUT/rank{r}.json`` (the single run: ``OUT/single.*``).
+:func:`launch` runs the torchrun command on 127.0.0.1 from Python (the agreement benchmark and
+the tests use it).
 
 The net is a 4-16-3 tanh MLP in float64 on a synthetic 3-class problem of 301 examples (an odd
 number, so the two shards differ in size). Every rank initialises its model from a different
@@ -84,7 +87,7 @@ def walk_options(steps: int) -> dict[str, Any]:
 
 
 def run(
-    steps: int, shard: str, single: bool, train_steps: int = 300
+    steps: int, shard: str, single: bool, train_steps: int = 300, device: str = "cpu"
 ) -> tuple[manifoldwalk.WalkResult, dict[str, float]]:
     """Train, walk and evaluate, in one process on all the data or as this rank of a group.
 
@@ -93,6 +96,7 @@ def run(
         shard: ``"contiguous"`` or ``"strided"``: how the ranks split the training set.
         single: one process holding the whole training set (no process group).
         train_steps: phase-1 gradient-descent steps before the walk.
+        device: ``"cpu"`` or ``"cuda"`` (each rank on GPU ``LOCAL_RANK`` modulo the count).
 
     Returns:
         The walk's result, and the held-out metrics at its end with the walk's wall time
@@ -102,10 +106,11 @@ def run(
     x_test, y_test = make_data(N_TEST, SEED + 1)
     loss_fn = nn.CrossEntropyLoss()
     if single:
-        problem = manifoldwalk_torch.from_model(make_model(SEED), loss_fn, (x, y))
+        model = make_model(SEED).to(_device(device))
+        problem = manifoldwalk_torch.from_model(model, loss_fn, (x, y))
     else:
         # a different initialisation on every rank: from_model broadcasts rank 0's
-        model = make_model(SEED + dist.get_rank()).to(_device())
+        model = make_model(SEED + dist.get_rank()).to(_device(device))
         problem = distributed.from_model(model, loss_fn, (x, y), shard=shard)
     theta = train(problem, train_steps)
     start = time.perf_counter()
@@ -114,10 +119,10 @@ def run(
     return result, {**problem.evaluate(result.theta, x_test, y_test), "walk_seconds": seconds}
 
 
-def _device() -> torch.device:
-    if dist.get_backend() == "nccl":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+def _device(kind: str) -> torch.device:
+    if kind == "cpu":
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,21 +133,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-steps", type=int, default=300, help="phase-1 steps")
     parser.add_argument("--shard", choices=("contiguous", "strided"), default="contiguous")
     parser.add_argument("--single", action="store_true", help="one process, all the data")
-    parser.add_argument("--backend", default=None, help="gloo or nccl (default: by device)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--backend", default=None, help="gloo or nccl (default: by --device)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.single:
-        result, metrics = run(args.steps, args.shard, True, args.train_steps)
+        result, metrics = run(args.steps, args.shard, True, args.train_steps, args.device)
         name = "single"
     else:
         owner = not dist.is_initialized()  # a caller may have set up the group already
         if owner:
-            dist.init_process_group(
-                args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
-            )
+            dist.init_process_group(args.backend or ("nccl" if args.device == "cuda" else "gloo"))
         try:
-            result, metrics = run(args.steps, args.shard, False, args.train_steps)
+            result, metrics = run(args.steps, args.shard, False, args.train_steps, args.device)
             name = f"rank{dist.get_rank()}"
         finally:
             if owner:
