@@ -6,7 +6,8 @@ For each experiment found under the directory, :func:`plot_experiment` writes in
     phase2.<fmt>        phase-2 curves (angle, R, train loss, test loss, test metric)
     phase2.csv          their bands: step, seeds running, mean and std of each quantity
     compute.<fmt>       test metric against example-wise gradient evaluations
-    compute.csv         the walk's band and weight decay's point
+    compute.csv         the walk's band: gradients, seeds running, mean and std of the metric
+    compute.json        phase 1's gradients and weight decay's point at the best λ
     pca.<fmt>           the walks' points in the top 6 principal components
     pca.json            explained variance, point counts, endpoint coordinates
     surface-<k>.<fmt>   training loss in the top-2 PCA plane, with k = 1, 3, all walks
@@ -224,17 +225,20 @@ def plot_experiment(
         fmt,
     )
     comp = compute_series(exp)
-    rows: list[list[Any]] = [
-        ["walk", float(x), int(c), float(m), float(s)]
-        for x, c, m, s in zip(
-            comp.walk.x, comp.walk.count, comp.walk.mean, comp.walk.std, strict=True
-        )
-    ]
-    rows.append(["weight_decay", comp.wd_grads, n, comp.wd_metric[0], comp.wd_metric[1]])
-    rundir.atomic_write_csv(
-        d / "compute.csv", ["series", "example_grads", "seeds", "mean", "std"], rows
+    _band_csv(d / "compute.csv", "example_grads", {"test_metric": comp.walk})
+    rundir.atomic_write_json(
+        d / "compute.json",
+        {
+            "metric": exp.metric,
+            "phase1_example_grads": comp.phase1_grads,
+            "wd_lambda": comp.lam,
+            "wd_example_grads": comp.wd_grads,
+            "wd_test_metric_mean": comp.wd_metric[0],
+            "wd_test_metric_std": comp.wd_metric[1],
+            "seeds": n,
+        },
     )
-    result.files.append(d / "compute.csv")
+    result.files += [d / "compute.csv", d / "compute.json"]
     _figure(
         result,
         fig_blocks,
