@@ -160,12 +160,11 @@ class DeviceLoop:
         return self.examine(c._replace(state=self.step(c.state), n_done=c.n_done + 1), put)
 
     def run(self, c: Carry, put: Put, while_loop: WhileLoop) -> Carry:
-        """The whole chunk: examine the entry state, then step while :meth:`cond` holds.
+        """The whole chunk: step while :meth:`cond` holds, from an examined carry.
 
-        Examining the entry state again is harmless: rows and points already taken there are
-        not taken twice (``last_rec``/``last_kept``), so a chunk may start where one ended.
+        Every carry a chunk returns is examined at its state; the host examines the first
+        one (:class:`ChunkHost`), so a chunk never looks at its entry state again.
         """
-        c = self.examine(c, put)
         return while_loop(self.cond, lambda c: self.body(c, put), c)
 
 
@@ -205,6 +204,7 @@ class ChunkHost:
             n_points=xp.zeros_like(count),
             look=zeros((len(LOOK_KEYS),), dtype),
         )
+        self.carry = loop.examine(self.carry, put_by_mask)
 
     def absorb(self, out: Carry) -> bool:
         """Take a chunk's output: rows, points, host records, the stop. True when the walk ended.
@@ -254,6 +254,15 @@ class ChunkHost:
         while not self.absorb(chunk(self.carry)):
             pass
         return self.result
+
+
+def put_by_mask(buffer: Array, i: Array, row: Array) -> Array:
+    """A :data:`Put` in array-API operations only (one pass over the buffer; for the host)."""
+    xp = namespace(buffer)
+    dev = device_of(buffer)
+    index = xp.arange(buffer.shape[0]) if dev is None else xp.arange(buffer.shape[0], device=dev)
+    hit = index == i
+    return xp.where(hit[:, None], row[None, :], buffer)
 
 
 def _unstack(a: Array) -> list[Array]:

@@ -15,6 +15,7 @@ try:
 except ImportError as err:  # pragma: no cover - exercised by a test that hides jax
     raise ImportError("manifoldwalk_jax needs JAX: pip install manifoldwalk[jax]") from err
 
+from manifoldwalk_jax.loop import CompiledProblem, compiled
 from manifoldwalk_jax.problem import JaxProblem, from_apply
 
-__all__ = ["JaxProblem", "from_apply"]
+__all__ = ["CompiledProblem", "JaxProblem", "compiled", "from_apply"]

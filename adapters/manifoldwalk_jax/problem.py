@@ -26,9 +26,11 @@ from manifoldwalk.adapter_checks import (
     check_pair,
     eval_metrics,
 )
+from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
+from manifoldwalk_jax.loop import compile_loop
 
 ApplyFn = Callable[[PyTree, jax.Array], Any]
 LossFn = Callable[[Any, jax.Array], jax.Array]
@@ -104,6 +106,14 @@ class JaxProblem:
         fuses the engine's vector algebra with this problem's loss and gradient.
         """
         return jax.jit(step)
+
+    def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
+        """Up to K walk steps per host synchronisation, inside a jitted ``lax.while_loop``.
+
+        ``manifoldwalk.walk(..., steps_per_sync=K)`` calls this; see
+        :func:`manifoldwalk_jax.loop.compile_loop`.
+        """
+        return compile_loop(loop)
 
     def loss(self, theta: jax.Array) -> jax.Array:
         """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""

@@ -1,0 +1,119 @@
+"""The compiled JAX walk driver: K walk steps per host synchronisation in ``lax.while_loop``.
+
+``manifoldwalk.walk(problem, theta0, steps_per_sync=K)`` calls the problem's
+``compile_loop(loop)`` hook with the engine's :class:`~manifoldwalk.chunked.DeviceLoop` (the
+step, the stop rules, the history and trajectory buffers as pure functions);
+:func:`compile_loop` jit-compiles it around ``jax.lax.while_loop``, writing buffer rows with
+``lax.dynamic_update_index_in_dim``. :class:`JaxProblem` has the hook; :func:`compiled` adds it
+(and ``compile_step``) to any problem whose functions JAX can trace, e.g. the analytic problems
+of ``manifoldwalk.problems`` on jax arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+from jax import lax
+
+from manifoldwalk.chunked import Carry, DeviceLoop
+
+
+def put_row(buffer: jax.Array, i: jax.Array, row: jax.Array) -> jax.Array:
+    """``buffer`` with row ``i`` replaced by ``row`` (in place inside a compiled loop)."""
+    return lax.dynamic_update_index_in_dim(buffer, row.astype(buffer.dtype), i, 0)
+
+
+def compile_loop(loop: DeviceLoop) -> Callable[[Carry], Carry]:
+    """One chunk of ``loop`` (at most K steps) as a jitted function ``carry -> carry``.
+
+    Args:
+        loop: the engine's device loop.
+
+    Returns:
+        The compiled chunk; the walk's host side calls it once per synchronisation.
+    """
+    jitted = jax.jit(lambda carry: loop.run(carry, put_row, lax.while_loop))
+
+    def chunk(carry: Carry) -> Carry:
+        return jitted(committed(carry))
+
+    return chunk
+
+
+def committed(tree: Any) -> Any:
+    """``tree``'s arrays committed to θ's device (its first leaf's), so that every call of a
+    compiled chunk sees the same input placement and reuses one compilation."""
+    device = next(iter(jax.tree_util.tree_leaves(tree)[0].devices()))
+    return jax.device_put(tree, device)
+
+
+class CompiledProblem:
+    """A traceable Problem with the JAX hooks: ``compile_step`` and ``compile_loop``.
+
+    Build it with :func:`compiled`. It forwards the Problem protocol to the wrapped problem.
+
+    Attributes:
+        problem: the wrapped problem.
+    """
+
+    def __init__(self, problem: Any) -> None:
+        self.problem = problem
+
+    def loss(self, theta: jax.Array) -> jax.Array:
+        """L(θ) of the wrapped problem."""
+        return self.problem.loss(theta)
+
+    def grad(self, theta: jax.Array) -> jax.Array:
+        """∇L(θ) of the wrapped problem."""
+        return self.problem.grad(theta)
+
+    def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """L(θ) and ∇L(θ) (fused where the wrapped problem has ``loss_and_grad``)."""
+        fused = getattr(self.problem, "loss_and_grad", None)
+        if callable(fused):
+            return fused(theta)
+        return self.problem.loss(theta), self.problem.grad(theta)
+
+    def reg(self, theta: jax.Array) -> jax.Array:
+        """R(θ) of the wrapped problem."""
+        return self.problem.reg(theta)
+
+    def reg_grad(self, theta: jax.Array) -> jax.Array:
+        """∇R(θ) of the wrapped problem."""
+        return self.problem.reg_grad(theta)
+
+    def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``jax.jit(step)`` (the eager driver's step as one XLA computation)."""
+        return jax.jit(step)
+
+    def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
+        """See :func:`compile_loop`."""
+        return compile_loop(loop)
+
+    def __getattr__(self, name: str) -> Any:
+        # the wrapped problem's other attributes (solution(), A, ...), read-only
+        if name == "problem":
+            raise AttributeError(name)
+        return getattr(self.problem, name)
+
+
+def compiled(problem: Any) -> CompiledProblem:
+    """Give a problem written in array-API operations the compiled JAX drivers.
+
+    Args:
+        problem: a Problem whose methods JAX can trace on jax arrays (the analytic problems
+            of ``manifoldwalk.problems``, ``make_problem`` of jax functions, ...).
+
+    Returns:
+        A :class:`CompiledProblem`; walk it with
+        ``manifoldwalk.walk(p, theta0, steps_per_sync=K)`` with a jax θ0.
+
+    Raises:
+        TypeError: ``problem`` lacks ``reg`` or ``reg_grad``.
+    """
+    for name in ("reg", "reg_grad"):
+        if not callable(getattr(problem, name, None)):
+            raise TypeError(f"compiled() needs a Problem; {type(problem).__name__} lacks {name}.")
+    return CompiledProblem(problem)
