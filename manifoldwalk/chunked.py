@@ -96,6 +96,7 @@ class DeviceLoop:
     ) -> None:
         self.problem = problem
         self.direction = direction
+        self.scheme = scheme
         self.rules = rules
         self.record_every = record_every
         self.trajectory_every = trajectory_every
@@ -236,6 +237,7 @@ class ChunkHost:
                 reason = "callback"
         if reason is not None:
             self.done = True
+            self.carry = out  # stopped: a batched loop finds its cond false and leaves it be
             self.result = self.run.result(out.good, state, reason, v)
             return True
         xp = namespace(state.theta)

@@ -15,7 +15,8 @@ try:
 except ImportError as err:  # pragma: no cover - exercised by a test that hides jax
     raise ImportError("manifoldwalk_jax needs JAX: pip install manifoldwalk[jax]") from err
 
+from manifoldwalk_jax.batch import walk_batch
 from manifoldwalk_jax.loop import CompiledProblem, compiled
 from manifoldwalk_jax.problem import JaxProblem, from_apply
 
-__all__ = ["CompiledProblem", "JaxProblem", "compiled", "from_apply"]
+__all__ = ["CompiledProblem", "JaxProblem", "compiled", "from_apply", "walk_batch"]

@@ -1,0 +1,214 @@
+"""Many seeds at once: walks of one model on several datasets and starts, ``vmap``-ed together.
+
+:func:`walk_batch` walks S problems that share a model and a loss and differ in their data
+(of equal shapes), their frozen leaves and their start. Each seed is prepared as
+``manifoldwalk.walk`` would prepare it; then one jitted, ``vmap``-ed ``lax.while_loop`` runs up
+to K steps of every seed per host synchronisation. Each seed stops on its own: a seed whose
+stop rule fired (or that waits for the host to record) is frozen, its state selected unchanged
+by the batched loop, while the others go on; a chunk ends when every seed has stopped or paused
+or K steps have passed. The host then reads each seed's rows back, calls its metrics and
+callback, and ends each seed with the WalkResult it would have had walked alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from manifoldwalk.chunked import DeviceLoop
+from manifoldwalk.driver import prepare_walk
+from manifoldwalk.result import WalkResult
+from manifoldwalk_jax.loop import committed, put_row
+from manifoldwalk_jax.problem import JaxProblem
+
+
+class _Bound:
+    """The template problem's model, loss and R on one seed's (traced) data and frozen leaves."""
+
+    def __init__(self, template: JaxProblem, frozen: list[Any], data: tuple[Any, ...]) -> None:
+        self.template, self.frozen, self.data = template, frozen, data
+
+    def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return self.template._loss_and_grad(theta, self.frozen, *self.data)
+
+    def loss(self, theta: jax.Array) -> jax.Array:
+        return self.template._loss(theta, self.frozen, *self.data)
+
+    def grad(self, theta: jax.Array) -> jax.Array:
+        return self.loss_and_grad(theta)[1]
+
+    def reg(self, theta: jax.Array) -> jax.Array:
+        return self.template.reg(theta)
+
+    def reg_grad(self, theta: jax.Array) -> jax.Array:
+        return self.template.reg_grad(theta)
+
+
+def walk_batch(
+    problems: Sequence[JaxProblem],
+    thetas: Sequence[jax.Array] | None = None,
+    *,
+    steps_per_sync: int = 64,
+    metrics: Mapping[str, Callable] | Sequence[Mapping[str, Callable] | None] | None = None,
+    callback: Callable | Sequence[Callable | None] | None = None,
+    resume_from: Sequence[WalkResult | None] | None = None,
+    **options: Any,
+) -> list[WalkResult]:
+    """Walk several problems of one model at once (one ``vmap``-ed compiled loop).
+
+    Args:
+        problems: S :class:`~manifoldwalk_jax.JaxProblem` of the same model and loss (the
+            first problem's ``apply_fn``, ``loss_fn`` and regulariser are used for all), with
+            data of equal shapes and dtypes (e.g. one per seed).
+        thetas: S starting points (default: each problem's ``theta0``).
+        steps_per_sync: K, the most steps per host synchronisation.
+        metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s
+            ``metrics``; with metrics or callbacks each seed's chunk also ends at its record
+            points, as in ``walk(..., steps_per_sync=K)``.
+        callback: one callable for every seed, or S callables (or None).
+        resume_from: S results (or None) to resume each seed from.
+        **options: any other keyword of ``manifoldwalk.walk`` (scheme, max_steps, tau,
+            record_every, trajectory_every, ...), the same for every seed.
+
+    Returns:
+        S WalkResults, the same (path, history, stop) as walking each problem alone with
+        ``manifoldwalk.walk(problem, theta, steps_per_sync=K, ...)``, within floating-point
+        tolerance.
+
+    Raises:
+        ValueError: no problems, lists of the wrong length, problems of different models,
+            data shapes or dtypes, or a direction that cannot be traced.
+        TypeError: a problem that is not a JaxProblem.
+    """
+    problems = list(problems)
+    n = len(problems)
+    if n == 0:
+        raise ValueError("walk_batch needs at least one problem.")
+    thetas = [p.theta0 for p in problems] if thetas is None else list(thetas)
+    per_seed = {
+        "thetas": thetas,
+        "metrics": _per_seed(metrics, n, "metrics", Mapping),
+        "callback": _per_seed(callback, n, "callback", Callable),
+        "resume_from": [None] * n if resume_from is None else list(resume_from),
+    }
+    for name, values in per_seed.items():
+        if len(values) != n:
+            raise ValueError(f"walk_batch: {name} has {len(values)} entries for {n} problems.")
+    _check_same_model(problems)
+    pairs = zip(per_seed["metrics"], per_seed["callback"], strict=True)
+    host = {bool(m) or c is not None for m, c in pairs}
+    if len(host) > 1:
+        raise ValueError(
+            "walk_batch: give metrics or a callback to every seed or to none (a batched chunk "
+            "pauses at record points for all seeds alike)."
+        )
+    runs = [
+        prepare_walk(
+            p,
+            th,
+            metrics=m,
+            callback=c,
+            resume_from=r,
+            compile_step=False,
+            **options,
+        )
+        for p, th, m, c, r in zip(
+            problems,
+            thetas,
+            per_seed["metrics"],
+            per_seed["callback"],
+            per_seed["resume_from"],
+            strict=True,
+        )
+    ]
+    hosts = [run.host(steps_per_sync) for run in runs]
+    chunk = _batched_chunk(problems[0], hosts[0].loop)
+    frozen = _stack([p._frozen for p in problems])
+    data = _stack([p._data for p in problems])
+    while not all(h.done for h in hosts):
+        out = chunk(_stack([h.carry for h in hosts]), frozen, data)
+        for h, carry in zip(hosts, _unstack(out, n), strict=True):
+            if not h.done:
+                h.absorb(carry)
+    return [h.result for h in hosts]
+
+
+def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]:
+    """The jitted, vmapped chunk: ``(carries, frozen, data) -> carries`` over the seed axis."""
+
+    def one(carry: Any, frozen: list[Any], data: tuple[Any, ...]) -> Any:
+        seed_loop = DeviceLoop(
+            _Bound(template, frozen, data),
+            loop.direction,
+            loop.scheme,
+            loop.rules,
+            loop.record_every,
+            loop.trajectory_every,
+            loop.host_records,
+            loop.steps,
+        )
+        return seed_loop.run(carry, put_row, lax.while_loop)
+
+    jitted = jax.jit(jax.vmap(one))
+
+    def chunk(carries: Any, frozen: Any, data: Any) -> Any:
+        return jitted(committed(carries), frozen, data)
+
+    return chunk
+
+
+def _per_seed(value: Any, n: int, name: str, kind: Any) -> list[Any]:
+    """One value for every seed, or a list of S values."""
+    if value is None or isinstance(value, Mapping) or (callable(value) and kind is Callable):
+        return [value] * n
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    raise ValueError(f"walk_batch: {name} must be one value for every seed or a list of {n}.")
+
+
+def _same_function(f: Any, g: Any) -> bool:
+    """The same callable, or two closures of the same code (one lambda made per seed)."""
+    code = getattr(f, "__code__", None)
+    return f is g or (code is not None and code is getattr(g, "__code__", None))
+
+
+def _check_same_model(problems: list[JaxProblem]) -> None:
+    """Raise unless every problem has the first one's model, loss and data shapes."""
+    first = problems[0]
+    for i, p in enumerate(problems):
+        if not isinstance(p, JaxProblem):
+            raise TypeError(f"walk_batch: problems[{i}] is a {type(p).__name__}, not a JaxProblem.")
+        if not (
+            _same_function(p._apply_fn, first._apply_fn)
+            and _same_function(p._loss_fn, first._loss_fn)
+        ):
+            raise ValueError(
+                f"walk_batch: problems[{i}] has another apply_fn or loss_fn than problems[0]; "
+                "a batch walks one model and loss on several datasets."
+            )
+        shapes = [_avals(x) for x in (p._data, p._frozen, p.theta0)]
+        if shapes != [_avals(x) for x in (first._data, first._frozen, first.theta0)]:
+            raise ValueError(
+                f"walk_batch: problems[{i}] has data, frozen parameters or θ of other shapes or "
+                "dtypes than problems[0]; batch seeds of equal shapes only."
+            )
+
+
+def _avals(tree: Any) -> list[tuple[tuple[int, ...], Any]]:
+    return [(tuple(a.shape), a.dtype) for a in jax.tree_util.tree_leaves(tree)]
+
+
+def _stack(trees: list[Any]) -> Any:
+    """Stack pytrees of equal structure along a new leading (seed) axis."""
+    return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)
+
+
+def _unstack(tree: Any, n: int) -> list[Any]:
+    """The inverse of :func:`_stack`: n pytrees (one split per leaf)."""
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    split = [list(jnp.unstack(leaf)) for leaf in leaves]
+    return [treedef.unflatten([s[i] for s in split]) for i in range(n)]
