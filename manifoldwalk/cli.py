@@ -71,7 +71,9 @@ def _reproduce(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         n_train=args.n_train,
     )
-    run_experiment(config, jobs=args.jobs, show_progress=not args.quiet)
+    run_experiment(
+        config, jobs=args.jobs, show_progress=not args.quiet, batch_seeds=args.batch_seeds
+    )
     from manifoldwalk.experiments.rundir import seed_dir
 
     print(format_table(build_table(seed_dir(config.out, config.spec.name, 0).parent)))
@@ -145,6 +147,11 @@ def _add_reproduce(sub) -> None:
     )
     rep.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="device")
     rep.add_argument("--jobs", type=int, default=1, help="seeds run in parallel (default 1)")
+    rep.add_argument(
+        "--batch-seeds",
+        action="store_true",
+        help="walk all seeds at once on one device (vmap; needs --backend jax)",
+    )
     rep.add_argument("--data-dir", help="directory of the MNIST / Fashion-MNIST / CIFAR10 files")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.set_defaults(run=_reproduce)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from manifoldwalk_jax import nets, training
+from manifoldwalk_jax.batch import walk_batch
 from manifoldwalk_jax.problem import JaxProblem, from_apply
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "from_numpy",
     "make_problem",
     "train",
+    "walk_batch",
 ]
 
 NETS = ("ff", "mnist-cnv", "cifar10-cnv")

@@ -40,6 +40,7 @@ __all__ = [
     "load_backend",
     "run_experiment",
     "run_seed",
+    "run_seeds_batched",
 ]
 
 BACKENDS = ("torch", "jax", "tensorflow")
@@ -326,64 +327,139 @@ def _write_metrics(d: Path, history: dict[str, np.ndarray], n_train: int, metric
     rundir.atomic_write_csv(d / "metrics.csv", list(cols), rows)
 
 
-def _walk(config, backend, spec, ds, problem, theta0, seed, d: Path, stage: _Stage):
-    """Run (or continue) the walk in checkpointed segments; returns the final WalkResult."""
+def _load_checkpoint(d: Path) -> Any:
+    """The walk's last checkpoint in run directory ``d`` (a WalkResult), or None."""
     import manifoldwalk as mw
 
     ckpt = d / "walk" / "checkpoint.npz"
-    prev = None
     if ckpt.exists():
         try:
-            prev = mw.WalkResult.load(ckpt)
+            return mw.WalkResult.load(ckpt)
         except (OSError, ValueError, KeyError):
-            prev = None
+            return None
+    return None
+
+
+def _needs_segment(config: RunConfig, spec: Experiment, prev: Any) -> bool:
+    """Whether the walk has another checkpointed segment to run after ``prev``."""
+    if prev is None:
+        return True
+    if config.budget == "total":
+        return False
+    return prev.stop_reason == "max_steps" and prev.n_predictor < spec.max_steps
+
+
+def _segment_options(config: RunConfig, spec: Experiment, prev: Any) -> dict[str, Any]:
+    """The walk options of the next checkpointed segment after ``prev`` (None: the first)."""
     every = config.save_every
     seg = max(every, (config.checkpoint_every // every) * every)
     total = config.budget == "total"
-    metrics = _metric_fns(backend, problem, ds, spec.task)
-    bar = stage.bar(spec.max_steps, f"seed {seed} walk", "steps")
+    n0 = 0 if prev is None else prev.n_predictor
+    target = spec.max_steps if total else min(spec.max_steps, (n0 // seg + 1) * seg)
+    # the authors' step sizes belong to the gradient-corrector schemes; "default" keeps its own
+    gradient = config.scheme in ("authors", "paper")
+    step_sizes = {"eta_min": spec.eta_min, "eta_c": spec.eta_c} if gradient else {}
+    return dict(
+        scheme=config.scheme,
+        max_steps=10**12 if total else target,
+        max_total_steps=spec.max_steps if total else None,
+        **step_sizes,
+        tau=spec.tau,
+        record_every=spec.record_every,
+        trajectory_every=every,
+    )
+
+
+def _save_segment(d: Path, result: Any, n0: int, every: int, n_train: int, metric: str) -> None:
+    """Write a finished segment: its θs, the checkpoint (trajectory dropped) and metrics.csv."""
+    traj = np.asarray(to_numpy(result.trajectory), dtype=np.float32)
+    steps = n0 + every * np.arange(len(traj), dtype=np.int64)
+    rundir.atomic_write_npz(
+        d / "walk" / f"thetas-{result.n_predictor:08d}.npz", steps=steps, theta=traj
+    )
+    result.trajectory = None
+    ckpt = d / "walk" / "checkpoint.npz"
+    tmp = ckpt.with_name(".checkpoint.tmp.npz")
+    result.save(tmp)
+    os.replace(tmp, ckpt)
+    _write_metrics(d, result.history, n_train, metric)
+
+
+def _progress(bar: ProgressBar, spec: Experiment, total: bool) -> Callable[[dict], None]:
+    """The walk's callback: move the bar at each record."""
 
     def progress(row: dict[str, float]) -> None:
         count = row["step"] if total else row["n_predictor"]
         bar.update(int(count), f"R {row['reg']:.4g} acc/mse {row[f'test_{spec.metric}']:.4g}")
 
-    # the authors' step sizes belong to the gradient-corrector schemes; "default" keeps its own
-    gradient = config.scheme in ("authors", "paper")
-    step_sizes = {"eta_min": spec.eta_min, "eta_c": spec.eta_c} if gradient else {}
+    return progress
+
+
+def _walk(config, backend, spec, ds, problem, theta0, seed, d: Path, stage: _Stage):
+    """Run (or continue) the walk in checkpointed segments; returns the final WalkResult."""
+    import manifoldwalk as mw
+
+    prev = _load_checkpoint(d)
+    metrics = _metric_fns(backend, problem, ds, spec.task)
+    bar = stage.bar(spec.max_steps, f"seed {seed} walk", "steps")
+    progress = _progress(bar, spec, config.budget == "total")
     start = time.perf_counter()
-    while prev is None or (prev.stop_reason == "max_steps" and prev.n_predictor < spec.max_steps):
+    while _needs_segment(config, spec, prev):
         n0 = 0 if prev is None else prev.n_predictor
-        target = spec.max_steps if total else min(spec.max_steps, (n0 // seg + 1) * seg)
         result = mw.walk(
             problem,
             theta0,
-            scheme=config.scheme,
-            max_steps=10**12 if total else target,
-            max_total_steps=spec.max_steps if total else None,
-            **step_sizes,
-            tau=spec.tau,
-            record_every=spec.record_every,
-            trajectory_every=every,
+            **_segment_options(config, spec, prev),
             metrics=metrics,
             callback=progress,
             resume_from=prev,
         )
-        traj = np.asarray(to_numpy(result.trajectory), dtype=np.float32)
-        steps = n0 + every * np.arange(len(traj), dtype=np.int64)
-        rundir.atomic_write_npz(
-            d / "walk" / f"thetas-{result.n_predictor:08d}.npz", steps=steps, theta=traj
-        )
-        result.trajectory = None
-        tmp = ckpt.with_name(".checkpoint.tmp.npz")
-        result.save(tmp)
-        os.replace(tmp, ckpt)
-        _write_metrics(d, result.history, len(ds.x_train), spec.metric)
+        _save_segment(d, result, n0, config.save_every, len(ds.x_train), spec.metric)
         prev = result
-        if total:
-            break
     _write_metrics(d, prev.history, len(ds.x_train), spec.metric)  # also when nothing was left
     bar.close()
     return prev, time.perf_counter() - start
+
+
+def _walk_batch(config, backend, spec, seeds: list[_Seed], stage: _Stage) -> list[Any]:
+    """The walks of several seeds in checkpointed segments, batched by the backend.
+
+    Every seed's segments, files and results are those of :func:`_walk`; seeds whose next
+    segment has the same options run together in one ``backend.walk_batch`` call.
+    """
+    prevs = [_load_checkpoint(s.d) for s in seeds]
+    metrics = [_metric_fns(backend, s.problem, s.ds, spec.task) for s in seeds]
+    bars = [stage.bar(spec.max_steps, f"seed {s.seed} walk", "steps") for s in seeds]
+    progress = [_progress(bar, spec, config.budget == "total") for bar in bars]
+    start = time.perf_counter()
+    while True:
+        groups: dict[str, list[int]] = {}
+        for i in range(len(seeds)):
+            if _needs_segment(config, spec, prevs[i]):
+                key = json.dumps(_segment_options(config, spec, prevs[i]), sort_keys=True)
+                groups.setdefault(key, []).append(i)
+        if not groups:
+            break
+        for key, idx in groups.items():
+            results = backend.walk_batch(
+                [seeds[i].problem for i in idx],
+                [seeds[i].theta0 for i in idx],
+                metrics=[metrics[i] for i in idx],
+                callback=[progress[i] for i in idx],
+                resume_from=[prevs[i] for i in idx],
+                steps_per_sync=spec.record_every,
+                **json.loads(key),
+            )
+            for i, result in zip(idx, results, strict=True):
+                n0 = 0 if prevs[i] is None else prevs[i].n_predictor
+                s = seeds[i]
+                _save_segment(s.d, result, n0, config.save_every, len(s.ds.x_train), spec.metric)
+                prevs[i] = result
+    elapsed = time.perf_counter() - start
+    for s, prev, bar in zip(seeds, prevs, bars, strict=True):
+        _write_metrics(s.d, prev.history, len(s.ds.x_train), spec.metric)
+        bar.close()
+    return [(prev, elapsed) for prev in prevs]
 
 
 def _wd_run(config, backend, spec, ds, seed, lam, split, fit, val) -> tuple[dict, np.ndarray]:
@@ -519,17 +595,43 @@ def run_seed(
     d = rundir.seed_dir(config.out, spec.name, seed)
     if rundir.is_finished(d):
         return rundir.read_json(d / "summary.json")
+    s = _start_seed(config, seed, d, _Stage(show_progress, plain), threads)
+    result, walk_time = _walk(config, s.backend, spec, s.ds, s.problem, s.theta0, seed, d, s.stage)
+    return _finish_seed(config, s, result, walk_time)
+
+
+@dataclass
+class _Seed:
+    """One seed between its phase 1 and its walk (what the walk and the rest need)."""
+
+    seed: int
+    d: Path
+    backend: ModuleType
+    stage: _Stage
+    ds: Any
+    problem: Any
+    theta0: Any
+    p1: dict[str, Any]
+
+
+def _start_seed(config: RunConfig, seed: int, d: Path, stage: _Stage, threads) -> _Seed:
+    """Prepare seed ``seed``'s run directory, load its data and run (or reload) phase 1."""
+    spec = config.spec
     d.mkdir(parents=True, exist_ok=True)
     (d / rundir.DONE).unlink(missing_ok=True)
     _check_config(d, config.for_seed(seed))
     backend = load_backend(config.backend)
     backend.configure(device=config.device, threads=threads or 1)
-    stage = _Stage(show_progress, plain)
     ds = _load_data(config, spec, seed)
     problem, theta0, p1 = _phase1(backend, spec, ds, seed, d, stage)
-    result, walk_time = _walk(config, backend, spec, ds, problem, theta0, seed, d, stage)
+    return _Seed(seed, d, backend, stage, ds, problem, theta0, p1)
+
+
+def _finish_seed(config: RunConfig, s: _Seed, result: Any, walk_time: float) -> dict[str, Any]:
+    """After the walk: the final θ, the weight-decay sweep and the summary (then DONE)."""
+    spec, d, ds, p1, seed = config.spec, s.d, s.ds, s.p1, s.seed
     rundir.atomic_write_npz(d / "final.npz", theta=to_numpy(result.theta))
-    wd = _weight_decay(config, backend, spec, ds, seed, d, stage)
+    wd = _weight_decay(config, s.backend, spec, ds, seed, d, s.stage)
     h = result.history
     n_train = len(ds.x_train)
     summary = {
@@ -538,7 +640,7 @@ def run_seed(
         "metric": spec.metric,
         "n_train": n_train,
         "n_test": len(ds.x_test),
-        "n_params": int(problem.n_params),
+        "n_params": int(s.problem.n_params),
         "phase1": {k: v for k, v in p1.items() if k != "wall_time"},
         "walk": {
             "stop_reason": result.stop_reason,
@@ -567,12 +669,65 @@ def run_seed(
     return summary
 
 
+def run_seeds_batched(
+    config: RunConfig,
+    seeds: list[int],
+    *,
+    show_progress: bool = True,
+    threads: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run several seeds with their walks batched on one device (``--batch-seeds``).
+
+    Phase 1 and the weight-decay sweep run per seed, as in :func:`run_seed`; the walks of all
+    seeds run together through the backend's ``walk_batch`` (JAX: one ``vmap``-ed compiled
+    loop). Every seed's run directory ends as :func:`run_seed` leaves it (same files, same
+    summary up to floating-point tolerance and timings).
+
+    Args:
+        config: The configuration.
+        seeds: The seeds (finished ones are read back, not run).
+        show_progress: Draw progress bars on stderr.
+        threads: CPU threads for the framework (None: one).
+
+    Returns:
+        The seeds' summaries, in the order of ``seeds``.
+
+    Raises:
+        ValueError: The backend cannot batch walks (only ``jax`` can), or as :func:`run_seed`.
+    """
+    spec = config.spec
+    backend = load_backend(config.backend)
+    if not callable(getattr(backend, "walk_batch", None)):
+        raise ValueError(
+            f"--batch-seeds needs --backend jax; the {config.backend} backend walks one seed "
+            "at a time"
+        )
+    summaries: dict[int, dict[str, Any]] = {}
+    started = []
+    for seed in seeds:
+        d = rundir.seed_dir(config.out, spec.name, seed)
+        if rundir.is_finished(d):
+            summaries[seed] = rundir.read_json(d / "summary.json")
+        else:
+            started.append(_start_seed(config, seed, d, _Stage(show_progress, False), threads))
+    if started:
+        walked = _walk_batch(config, backend, spec, started, started[0].stage)
+        for s, (result, walk_time) in zip(started, walked, strict=True):
+            summaries[s.seed] = _finish_seed(config, s, result, walk_time)
+    return [summaries[seed] for seed in seeds]
+
+
 def _worker(config: RunConfig, seed: int, threads: int | None) -> dict[str, Any]:
     return run_seed(config, seed, show_progress=True, plain=True, threads=threads)
 
 
 def run_experiment(
-    config: RunConfig, *, jobs: int = 1, show_progress: bool = True, threads: int | None = None
+    config: RunConfig,
+    *,
+    jobs: int = 1,
+    show_progress: bool = True,
+    threads: int | None = None,
+    batch_seeds: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every seed of ``config`` (finished seeds are skipped), ``jobs`` at a time.
 
@@ -581,15 +736,24 @@ def run_experiment(
         jobs: Seeds run in parallel worker processes (1: in this process).
         show_progress: Draw progress on stderr.
         threads: CPU threads per seed for the framework (None: one).
+        batch_seeds: Walk all unfinished seeds together on one device (see
+            :func:`run_seeds_batched`; needs the ``jax`` backend and ``jobs == 1``).
 
     Returns:
         The seeds' summaries, in seed order.
 
     Raises:
-        ValueError: For ``jobs < 1`` or a problem in a seed (re-raised from the worker).
+        ValueError: For ``jobs < 1``, ``batch_seeds`` with ``jobs > 1`` or a backend that
+            cannot batch, or a problem in a seed (re-raised from the worker).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if batch_seeds:
+        if jobs != 1:
+            raise ValueError("--batch-seeds walks every seed in one process; leave --jobs at 1")
+        return run_seeds_batched(
+            config, list(config.seeds), show_progress=show_progress, threads=threads
+        )
     spec = config.spec
     todo = [
         s for s in config.seeds if not rundir.is_finished(rundir.seed_dir(config.out, spec.name, s))
