@@ -1,0 +1,421 @@
+"""Gradient evaluations to a given reduction of R = ‖θ‖² on the paper's nets (not a timed test).
+
+For ``iris-ff``, ``mpg-ff`` and ``fashion-ff`` (PyTorch backend, the experiment's dtype: float64
+for Iris and Auto-MPG, float32 for Fashion-MNIST; one intra-op thread per process) and a few
+seeds, it starts from the phase-1 net of that seed and:
+
+1. walks with the paper's scheme (``scheme="paper"`` with the experiment's ``eta_min``,
+   ``eta_c`` and ``tau``, as ``manifoldwalk reproduce --scheme paper`` runs it) for the
+   experiment's full predictor budget, recording every step. From R0 (the start) and the
+   lowest R it reaches on the level set, R_best, it sets the target
+   R* = R0 − f·(R0 − R_best) (``--fraction f [f ...]``, default ½: half the paper's
+   reduction; several fractions share the one full run) and
+   counts the loss-and-gradient evaluations the paper's scheme spent until it first stood on
+   the level set with R ≤ R*;
+2. runs every setting (the paper's scheme again, so that its row carries a time and a test
+   metric and shows the run repeats itself; the authors' scheme; the paper's scheme with the
+   Newton corrector; the library's default; variants of the default's step rule) from the
+   same start, at the same τ, with a callback that stops the walk at the first on-level point
+   with R ≤ R*, and at most ``--max-factor`` times the paper's evaluations.
+
+It prints one line per (experiment, seed, setting) and then the table: median evaluations over
+the seeds, the ratio of the paper's median to the setting's (and the smallest per-seed ratio),
+the largest |L − L0| at an on-level point (every on-level point has (L − L0)² ≤ τ), the largest
+|L − L0| anywhere (the predictor's excursions off the level set, corrector steps included),
+the R reached, the test metric there and the wall time of one run (median over seeds).
+
+    python benchmarks/grad_evals.py [--runs runs | --train] [--experiments iris-ff mpg-ff]
+        [--seeds 3] [--fraction 0.5 0.9] [--settings default paper+newton] [--jobs 2] [--csv F]
+
+Phase-1 nets come from ``<runs>/<experiment>/seed-<k>/phase1.npz`` (written by
+``manifoldwalk reproduce``); ``--train`` trains phase 1 instead, in a temporary directory.
+Run with ``PYTHONPATH=.:adapters``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import manifoldwalk as mw
+from manifoldwalk.experiments import runner
+from manifoldwalk.experiments.definitions import Experiment, get_experiment
+
+EXPERIMENTS = ("iris-ff", "mpg-ff", "fashion-ff")
+"""The experiments measured by default."""
+
+REFERENCE = "paper"
+"""The setting the others are measured against."""
+
+
+def settings(spec: Experiment) -> dict[str, dict[str, Any]]:
+    """The settings compared, as ``mw.walk`` keyword arguments, for one experiment.
+
+    The gradient-corrector schemes get the experiment's step floor and corrector step (as the
+    experiment runner passes them); the Newton schemes keep their own step sizes.
+
+    Args:
+        spec: The experiment.
+
+    Returns:
+        Setting name ↦ keyword arguments of :func:`manifoldwalk.walk` (besides ``tau``).
+    """
+
+    def newton_rule(thr: float, grow: float, shrink: float, eta_max: float) -> mw.AngleRule:
+        return mw.AngleRule(thr, grow, shrink, eta_init=1e-3, eta_min=1e-8, eta_max=eta_max)
+
+    return {
+        "paper": {"scheme": "paper", "eta_min": spec.eta_min, "eta_c": spec.eta_c},
+        "authors": {"scheme": "authors", "eta_min": spec.eta_min, "eta_c": spec.eta_c},
+        "paper+newton": {"scheme": "paper", "corrector": "newton", "eta_min": spec.eta_min},
+        "default": {"scheme": "default"},
+        "default eta_max=0.1": {"scheme": "default", "eta_max": 0.1},
+        "default eta_max=10": {"scheme": "default", "eta_max": 10.0},
+        "newton 5° x1.5/x0.5": {
+            "scheme": "default",
+            "predictor_step": newton_rule(5.0, 1.5, 0.5, 1.0),
+        },
+        "newton 30° x2/x0.5": {
+            "scheme": "default",
+            "predictor_step": newton_rule(30.0, 2.0, 0.5, 1.0),
+        },
+    }
+
+
+def start_point(name: str, seed: int, runs: str | None) -> tuple[Any, Any, Any, Experiment]:
+    """The problem, θ0 (phase 1's net), the dataset and the experiment for one seed.
+
+    Args:
+        name: The experiment.
+        seed: The seed (of the data split or subset and of the net's initialisation).
+        runs: The output root of ``manifoldwalk reproduce``; None trains phase 1 in a
+            temporary directory.
+
+    Returns:
+        ``(problem, theta0, dataset, experiment)``.
+
+    Raises:
+        FileNotFoundError: ``runs`` has no ``phase1.npz`` for this seed.
+        ValueError: The saved θ does not fit the experiment's net.
+    """
+    config = runner.RunConfig(experiment=name)
+    spec = config.spec
+    backend = runner.load_backend("torch")
+    backend.configure(device="cpu", threads=1)
+    ds = runner._load_data(config, spec, seed)
+    stage = runner._Stage(False, True)
+    if runs is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            problem, theta0, _ = runner._phase1(backend, spec, ds, seed, Path(tmp), stage)
+        return problem, theta0, ds, spec
+    d = Path(runs) / name / f"seed-{seed:03d}"
+    path = d / "phase1.npz"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: run `manifoldwalk reproduce {name} --out {runs}` first, or pass "
+            "--train to train phase 1 here."
+        )
+    with np.load(path, allow_pickle=False) as f:
+        n_saved = f["theta"].shape[0]
+    problem, theta0, _ = runner._phase1(backend, spec, ds, seed, d, stage)
+    if n_saved != problem.n_params:
+        raise ValueError(
+            f"{path} holds {n_saved} parameters but the {name} net has {problem.n_params}: "
+            "that directory was made with other options."
+        )
+    return problem, theta0, ds, spec
+
+
+def evals_to_target(history: dict[str, np.ndarray], r_star: float) -> int | None:
+    """Evaluations spent at the first recorded (on-level) point with R ≤ ``r_star``.
+
+    Args:
+        history: A walk's history recorded every predictor step.
+        r_star: The target.
+
+    Returns:
+        The ``n_grad_evals`` of that point, or None if no point reached it.
+    """
+    hit = np.flatnonzero(history["reg"] <= r_star)
+    return int(history["n_grad_evals"][hit[0]]) if hit.size else None
+
+
+def test_metric(problem: Any, theta: Any, ds: Any, spec: Experiment) -> float:
+    """The experiment's test metric (accuracy or MSE) at ``theta``."""
+    return float(problem.evaluate(theta, ds.x_test, ds.y_test, task=spec.task)[spec.metric])
+
+
+def run_seed(
+    name: str,
+    seed: int,
+    runs: str | None,
+    fractions: list[float],
+    chosen: list[str],
+    max_factor: float,
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """Measure every chosen setting on one seed of one experiment, for every target fraction.
+
+    Args:
+        name: The experiment.
+        seed: The seed.
+        runs: The run-directory root (None: train phase 1).
+        fractions: The shares f of the paper's reduction of R that set the targets.
+        chosen: The settings to run (the reference is always run first).
+        max_factor: Each setting may spend at most this many times the paper's evaluations.
+        budget: The paper's predictor-step budget (None: the experiment's).
+
+    Returns:
+        ``{"references": [...], "rows": [...]}``: the paper's full run's figures for each
+        fraction, and one row per (fraction, setting).
+    """
+    problem, theta0, ds, spec = start_point(name, seed, runs)
+    table = settings(spec)
+    start = time.perf_counter()
+    max_steps = spec.max_steps if budget is None else budget
+    ref = mw.walk(
+        problem, theta0, tau=spec.tau, max_steps=max_steps, record_every=1, **table[REFERENCE]
+    )
+    ref_time = time.perf_counter() - start
+    r0 = float(ref.history["reg"][0])
+    r_best = float(np.min(ref.history["reg"]))
+    start_metric = test_metric(problem, theta0, ds, spec)
+    references, rows = [], []
+    for fraction in fractions:
+        r_star = r0 - fraction * (r0 - r_best)
+        ref_evals = evals_to_target(ref.history, r_star)
+        cap = max(2, int(math.ceil(max_factor * ref_evals)))
+        references.append(
+            {
+                "experiment": name,
+                "seed": seed,
+                "fraction": fraction,
+                "R0": r0,
+                "R_best": r_best,
+                "R_star": r_star,
+                "evals": ref_evals,
+                "full_evals": ref.n_grad_evals,
+                "full_time_s": ref_time,
+                "stop_reason": ref.stop_reason,
+                "test_metric_start": start_metric,
+            }
+        )
+        for setting in [REFERENCE] + [s for s in chosen if s != REFERENCE]:
+            start = time.perf_counter()
+            res = mw.walk(
+                problem,
+                theta0,
+                tau=spec.tau,
+                max_steps=10**9,
+                max_total_steps=cap - 1,
+                record_every=1,
+                callback=lambda row, r_star=r_star: row["reg"] <= r_star,
+                **table[setting],
+            )
+            elapsed = time.perf_counter() - start
+            rows.append(
+                {
+                    "experiment": name,
+                    "seed": seed,
+                    "fraction": fraction,
+                    "setting": setting,
+                    "reached": res.stop_reason == "callback",
+                    "evals": res.n_grad_evals,
+                    "n_predictor": res.n_predictor,
+                    "n_corrector": res.n_corrector,
+                    "reg": res.reg,
+                    "dev_on_level": float(np.max(res.history["deviation"])),
+                    "excursion": float(res.max_deviation),
+                    "test_metric": test_metric(problem, res.theta, ds, spec),
+                    "time_s": elapsed,
+                    "stop_reason": res.stop_reason,
+                }
+            )
+    return {"references": references, "rows": rows}
+
+
+def _job(args: tuple) -> dict[str, Any]:
+    out = run_seed(*args)
+    for ref in out["references"]:
+        print(
+            f"{ref['experiment']} seed {ref['seed']}: paper's full run {ref['full_evals']} evals "
+            f"({ref['stop_reason']}, {ref['full_time_s']:.1f} s), R {ref['R0']:.4g} → "
+            f"{ref['R_best']:.4g}; fraction {ref['fraction']:g}: R* = {ref['R_star']:.4g} after "
+            f"{ref['evals']} evals",
+            flush=True,
+        )
+        for r in out["rows"]:
+            if r["fraction"] != ref["fraction"]:
+                continue
+            print(
+                f"  {r['setting']:<22} evals {r['evals']:>6} ({r['n_predictor']} pred, "
+                f"{r['n_corrector']} corr) {'reached' if r['reached'] else r['stop_reason']:<15} "
+                f"R {r['reg']:.5g}  max|L-L0| on {r['dev_on_level']:.2e} "
+                f"any {r['excursion']:.2e}  test {r['test_metric']:.4g}  {r['time_s']:.2f} s",
+                flush=True,
+            )
+    return out
+
+
+def summarise(results: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """One summary line per (experiment, fraction, setting): medians over seeds and ratios.
+
+    A setting that did not reach the target on a seed counts with the evaluations it was
+    allowed (a lower bound), and ``reached`` says on how many seeds it did.
+
+    Args:
+        results: :func:`run_seed` outputs.
+        order: The settings in the order to show.
+
+    Returns:
+        Dicts with the table's columns.
+    """
+    refs = [ref for r in results for ref in r["references"]]
+    rows = [row for r in results for row in r["rows"]]
+    lines = []
+    for name, fraction in dict.fromkeys((x["experiment"], x["fraction"]) for x in refs):
+        paper = {
+            x["seed"]: x["evals"]
+            for x in refs
+            if x["experiment"] == name and x["fraction"] == fraction
+        }
+        paper_median = statistics.median(paper.values())
+        for setting in order:
+            mine = [
+                row
+                for row in rows
+                if (row["experiment"], row["fraction"], row["setting"]) == (name, fraction, setting)
+            ]
+            if not mine:
+                continue
+            evals = [row["evals"] for row in mine]
+            lines.append(
+                {
+                    "experiment": name,
+                    "fraction": fraction,
+                    "setting": setting,
+                    "seeds": len(mine),
+                    "reached": sum(row["reached"] for row in mine),
+                    "median_evals": statistics.median(evals),
+                    "ratio": paper_median / statistics.median(evals),
+                    "min_ratio": min(paper[row["seed"]] / row["evals"] for row in mine),
+                    "dev_on_level": max(row["dev_on_level"] for row in mine),
+                    "excursion": max(row["excursion"] for row in mine),
+                    "reg": statistics.median(row["reg"] for row in mine),
+                    "test_metric": statistics.median(row["test_metric"] for row in mine),
+                    "time_s": statistics.median(row["time_s"] for row in mine),
+                }
+            )
+    return lines
+
+
+def markdown(lines: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
+    """The summary as a Markdown table, preceded by each experiment's targets."""
+    refs = [ref for r in results for ref in r["references"]]
+    out = []
+    for name, fraction in dict.fromkeys((x["experiment"], x["fraction"]) for x in refs):
+        mine = [x for x in refs if x["experiment"] == name and x["fraction"] == fraction]
+        out.append(
+            f"- {name}, fraction {fraction:g}: R0 {statistics.median(x['R0'] for x in mine):.4g}, "
+            f"the paper's full budget reaches {statistics.median(x['R_best'] for x in mine):.4g}, "
+            f"target R* {statistics.median(x['R_star'] for x in mine):.4g} (medians over "
+            f"{len(mine)} seeds); test metric at the start "
+            f"{statistics.median(x['test_metric_start'] for x in mine):.4g}; the paper's full "
+            f"run: {statistics.median(x['full_evals'] for x in mine):.0f} evals, "
+            f"{statistics.median(x['full_time_s'] for x in mine):.0f} s"
+        )
+    out.append("")
+    out.append(
+        "| experiment | f | setting | reached | median evals | ratio to paper (worst seed) | "
+        "max on-level abs(L−L0) | max abs(L−L0) anywhere | R reached | test metric | time s |"
+    )
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    for ln in lines:
+        out.append(
+            f"| {ln['experiment']} | {ln['fraction']:g} | {ln['setting']} | "
+            f"{ln['reached']}/{ln['seeds']} | {ln['median_evals']:,.0f} | "
+            f"{ln['ratio']:.1f}× ({ln['min_ratio']:.1f}×) | {ln['dev_on_level']:.1e} | "
+            f"{ln['excursion']:.1e} | {ln['reg']:.4g} | {ln['test_metric']:.4g} | "
+            f"{ln['time_s']:.2f} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the options, run every (experiment, seed) and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS))
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--runs", default="runs", help="root of the run directories")
+    parser.add_argument("--train", action="store_true", help="train phase 1 instead of loading")
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        nargs="+",
+        default=[0.5],
+        help="shares of the paper's reduction of R that set the targets (default 0.5)",
+    )
+    parser.add_argument("--settings", nargs="+", help="settings to run (default: all)")
+    parser.add_argument(
+        "--max-factor",
+        type=float,
+        default=1.0,
+        help="a setting may spend at most this many times the paper's evaluations (default 1)",
+    )
+    parser.add_argument(
+        "--budget", type=int, help="the paper's predictor-step budget (default: the experiment's)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="(experiment, seed) pairs at once")
+    parser.add_argument("--csv", help="also write the per-seed rows to this CSV file")
+    args = parser.parse_args(argv)
+    for f in args.fraction:
+        if not 0.0 < f <= 1.0:
+            parser.error(f"--fraction must lie in (0, 1], got {f}")
+    names = [get_experiment(n).name for n in args.experiments]
+    known = list(settings(get_experiment(names[0])))
+    chosen = args.settings or known
+    unknown = [s for s in chosen if s not in known]
+    if unknown:
+        parser.error(f"unknown settings {unknown}; choose from {known}")
+    runs = None if args.train else args.runs
+    jobs = [
+        (n, s, runs, list(args.fraction), chosen, args.max_factor, args.budget)
+        for n in names
+        for s in range(args.seeds)
+    ]
+    if args.jobs > 1:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_job, jobs))
+    else:
+        results = [_job(j) for j in jobs]
+    order = [REFERENCE] + [s for s in chosen if s != REFERENCE]
+    print()
+    print(
+        f"targets: fractions {', '.join(f'{f:g}' for f in args.fraction)} of the paper's "
+        f"reduction of R; evaluations capped at {args.max_factor:g}× the paper's; "
+        f"{args.seeds} seeds; PyTorch CPU, 1 thread per process"
+    )
+    print(markdown(summarise(results, order), results))
+    if args.csv:
+        rows = [row for r in results for row in r["rows"]]
+        with open(args.csv, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
