@@ -24,13 +24,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from manifoldwalk.adapter_checks import check_examples, check_pair
+from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
+from manifoldwalk_jax.loop import put_row
 from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 
 AXIS = "batch"
@@ -42,7 +45,8 @@ class ShardedJaxProblem:
 
     Build it with :func:`from_apply`, which documents the arguments. It is a manifoldwalk
     Problem (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) with
-    ``compile_step`` (the walk's step jitted with the data as arguments) and, like
+    ``compile_step`` and ``compile_loop`` (the walk's step, or the compiled driver's chunk,
+    jitted with the data as arguments) and, like
     :class:`~manifoldwalk_jax.JaxProblem`, ``theta0``, ``n_params``, ``unflatten``,
     ``flatten``, ``assign`` and ``evaluate``.
 
@@ -126,6 +130,25 @@ class ShardedJaxProblem:
     def compile_step(self, step: Callable[..., Any]) -> Callable[..., Any]:
         """The walk's pure step jitted with the training data as arguments (see :meth:`jit`)."""
         return self.jit(step)
+
+    def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
+        """The compiled driver's chunk (``walk(..., steps_per_sync=K)``), data as arguments.
+
+        As :func:`manifoldwalk_jax.loop.compile_loop`, compiled with :meth:`jit`; the carry
+        is placed replicated on the mesh before each call.
+
+        Args:
+            loop: the engine's device loop.
+
+        Returns:
+            The compiled chunk ``carry -> carry``.
+        """
+        run = self.jit(lambda carry: loop.run(carry, put_row, lax.while_loop))
+
+        def chunk(carry: Carry) -> Carry:
+            return run(jax.device_put(carry, self.replicated))
+
+        return chunk
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``jax.jit(fn)``, with this problem's sharded data passed in as arguments.

@@ -2,9 +2,9 @@
 
 ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` must be set before JAX is imported, so
 the test runs this file in a subprocess and asserts on the JSON it prints: a small tanh MLP on
-101 examples (100 sharded over the 2 devices, 1 replicated) walked with the data sharded and
-unsharded, the shardings of the data, θ and the compiled step's inputs, and the number of
-all-reduces in the compiled step.
+101 examples (100 sharded over the 2 devices, 1 replicated) walked with the data sharded (by the
+eager and by the compiled driver) and unsharded, the shardings of the data, θ and the compiled
+step's inputs, and the number of all-reduces in the compiled step.
 """
 
 from __future__ import annotations
@@ -87,11 +87,12 @@ def main(steps: int) -> dict:
     out["numpy_theta_loss_diff"] = abs(float(sharded.loss(np.asarray(theta))) - float(loss_p))
 
     options = {"max_steps": steps, "record_every": 1}
-    for name, problem, start in (
-        ("sharded", sharded, sharded.replicate(theta)),
-        ("plain", plain, theta),
+    for name, problem, start, extra in (
+        ("sharded", sharded, sharded.replicate(theta), {}),
+        ("sharded_compiled", sharded, sharded.replicate(theta), {"steps_per_sync": 16}),
+        ("plain", plain, theta, {}),
     ):
-        result = manifoldwalk.walk(problem, start, **options)
+        result = manifoldwalk.walk(problem, start, **options, **extra)
         out[name] = {
             "stop_reason": result.stop_reason,
             "n_predictor": result.n_predictor,

@@ -75,8 +75,11 @@ def test_sharded_loss_and_gradient_are_the_full_batch_values(figures):
     assert figures["numpy_theta_loss_diff"] <= 1e-14
 
 
-def test_the_sharded_walk_takes_the_unsharded_path(figures):
-    sharded, plain = figures["sharded"], figures["plain"]
+@pytest.mark.parametrize("driver", ["sharded", "sharded_compiled"])
+def test_the_sharded_walk_takes_the_unsharded_path(figures, driver):
+    """Eager driver, and the compiled one (16 steps per host sync), against the eager walk on
+    one device."""
+    sharded, plain = figures[driver], figures["plain"]
     assert plain["n_predictor"] == STEPS and plain["n_corrector"] > 5, "too short to compare"
     for key in ("stop_reason", "n_predictor", "n_corrector", "n_grad_evals"):
         assert sharded[key] == plain[key], key
