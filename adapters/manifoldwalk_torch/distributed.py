@@ -40,7 +40,8 @@ SHARDINGS = ("contiguous", "strided", "local")
 class DistributedTorchProblem:
     """A :class:`~manifoldwalk_torch.TorchProblem` on this rank's shard, all-reduced to the full batch.
 
-    Build it with :func:`from_model`, which documents the arguments. It is a manifoldwalk
+    Build it with :func:`from_model` (which shards the data and synchronises the models), or
+    directly from a problem on this rank's examples. It is a manifoldwalk
     Problem (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) whose loss
     and gradient are the exact mean over the examples of *all* ranks; it also has ``theta0``,
     ``n_params``, ``unflatten``, ``assign``, ``evaluate`` and :meth:`check_replicated`.
@@ -54,8 +55,20 @@ class DistributedTorchProblem:
         local: the :class:`~manifoldwalk_torch.TorchProblem` on this rank's examples.
         rank, world_size: this process's rank and the number of processes in ``group``.
         n_local: the number of training examples on this rank.
+        n_counts: every rank's number of examples, in rank order.
         n_total: the number of training examples over all ranks.
         n_params, dtype, device, model, names: as for the local problem.
+
+    Args:
+        local: the problem on this rank's examples (its loss is their mean).
+        n_local: how many examples ``local`` holds.
+        group: the process group (None: the default group).
+        check_theta0: check, at the first loss evaluation, that θ is the same on every rank.
+
+    Raises:
+        RuntimeError: ``torch.distributed`` is not initialised.
+        TypeError: ``local`` is not a :class:`~manifoldwalk_torch.TorchProblem`.
+        ProblemError: NCCL with a model off the GPU, or a rank without examples (on every rank).
     """
 
     def __init__(
