@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from manifoldwalk_jax import compiled, from_apply
+from manifoldwalk_jax import compiled, from_apply, walk_batch
 
 import manifoldwalk as mw
 from manifoldwalk.problems import Circle, Quadric, QuadricDistance
@@ -210,3 +210,41 @@ def test_host_sampled_random_walk_cannot_be_compiled():
             max_steps=5,
             steps_per_sync=8,
         )
+
+
+def _seed_problems(n: int) -> list:
+    """n problems of one tiny net on n random datasets of equal shapes."""
+    problems = []
+    for seed in range(n):
+        rng = np.random.default_rng(seed)
+        x, y = rng.normal(size=(40, 4)), rng.integers(0, 3, size=40)
+        problems.append(from_apply(_apply, _mlp(4, 8, 3, 10 + seed), _xent, (x, y)))
+    return problems
+
+
+def test_walk_batch_gives_each_seed_its_own_walk():
+    problems = _seed_problems(3)
+    stops = (30, 70, 10**9)  # seed i's callback stops it at its own step; the last runs out
+
+    def stopper(at: int):
+        return lambda row: row["n_predictor"] >= at
+
+    options = dict(scheme="paper", max_steps=120, record_every=10, trajectory_every=40)
+    batch = walk_batch(problems, steps_per_sync=32, callback=[stopper(a) for a in stops], **options)
+    for p, at, got in zip(problems, stops, batch, strict=True):
+        alone = mw.walk(p, p.theta0, callback=stopper(at), **options)
+        assert_same_walk(got, alone)
+    assert [r.stop_reason for r in batch] == ["callback", "callback", "max_steps"]
+    assert [r.n_predictor for r in batch] == [30, 70, 120]
+
+
+def test_walk_batch_refuses_problems_of_other_shapes():
+    a, b = _seed_problems(2)
+    rng = np.random.default_rng(5)
+    other = from_apply(
+        _apply, _mlp(4, 8, 3, 1), _xent, (rng.normal(size=(41, 4)), np.zeros(41, int))
+    )
+    with pytest.raises(ValueError, match="other shapes"):
+        walk_batch([a, other], max_steps=3)
+    with pytest.raises(ValueError, match="3 entries for 2 problems"):
+        walk_batch([a, b], thetas=[a.theta0] * 3, max_steps=3)
