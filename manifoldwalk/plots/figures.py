@@ -365,7 +365,7 @@ def surface_figure(
     ax = fig.subplots()
     loss = np.asarray(surface.loss)
     finite = loss[np.isfinite(loss)]
-    log = finite.size and finite.min() > 0 and finite.max() / finite.min() > 20
+    log = finite.size and finite.min() > 0 and finite.max() / finite.min() > 3
     if log:
         lo, hi = np.log10(finite.min()), np.log10(finite.max())
         levels = np.logspace(lo, hi, 25)

@@ -245,7 +245,7 @@ def plot_experiment(
         figs.compute_figure(exp.name, comp, n_seeds=n),
         "compute",
         "Compute against performance",
-        f"{metric_name.capitalize()} against example-wise gradient evaluations (phase 1's "
+        f"{metric_name[0].upper() + metric_name[1:]} against example-wise gradient evaluations (phase 1's "
         f"{comp.phase1_grads:,.0f} included), mean ± 1 std over {n} seeds. Weight decay at "
         f"λ = {figs.format_lambda(lam)}: its final test metric after {comp.wd_grads:,.0f} "
         "example-wise gradients (the runs record only their end).",
@@ -344,7 +344,8 @@ def plot_experiment(
             f"Loss surface, {k} walk{'s' if k > 1 else ''}",
             f"Training loss (seed {surf.seed}'s training set) over a {options.grid}×"
             f"{options.grid} grid in the plane of the top two principal components of the "
-            f"points of seeds {', '.join(map(str, seeds))}, mapped back to weight space as "
+            f"points of seed{'s' if k > 1 else ''} {', '.join(map(str, seeds))}, mapped back to "
+            "weight space as "
             f"mean + a·PC1 + b·PC2; the walks projected on top. The plane explains "
             f"{100 * sub.explained_variance_ratio[:2].sum():.1f}% of these points' variance.",
             fmt,
@@ -373,7 +374,16 @@ def plot_experiment(
 
     blocks = _report_blocks(exp, result, fig_blocks, options)
     result.files += list(write_report(d, exp.name, blocks))
+    _readable(result.files)
     return result
+
+
+def _readable(paths: list[Path]) -> None:
+    """Give the written files the usual permissions (the atomic writes create them 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in paths:
+        os.chmod(p, 0o666 & ~umask)
 
 
 def _report_blocks(
