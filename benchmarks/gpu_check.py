@@ -1,0 +1,250 @@
+"""One prepared GPU run: correctness and per-step cost of the compiled drivers (not a test).
+
+For the paper's MNIST-FF net (784-100-100-100-10 tanh) and CIFAR10-CNV, on 1000 random
+examples in float32 on the GPU, it measures, in one run, medians of per-step times:
+
+- PyTorch: the eager value-and-gradient (the floor of the eager walk) and an eager walk; the
+  ``torch.compile``-d value-and-gradient in ``"reduce-overhead"`` mode (CUDA graphs; the floor
+  of the compiled walk) and a walk of a problem built with ``compile="reduce-overhead"``;
+- JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
+  driver) and ``walk(..., steps_per_sync=K)``; S seeds through ``walk_batch`` (per-step time of
+  the batch);
+
+and checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
+walk take the same path as the eager engine (steps, stop, largest θ difference).
+
+    python benchmarks/gpu_check.py [--steps 300] [--nets ff cifar10-cnv] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+
+DEVICE = "cuda"
+"""Where the torch runs go (``--device``)."""
+
+SHAPES = {"ff": (784,), "mnist-cnv": (28, 28, 1), "cifar10-cnv": (32, 32, 3)}
+
+
+def data(net: str, n: int = 1000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Random inputs in [0, 1] shaped for ``net`` and random labels 0–9."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(n, *SHAPES[net])).astype(np.float32)
+    return x, rng.integers(0, 10, size=n).astype(np.int64)
+
+
+def sync() -> None:
+    """Wait for the GPU (nothing to wait for on the CPU)."""
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def per_call(fn, reps: int = 50, warmup: int = 5) -> float:
+    """Median seconds of one call of ``fn`` (which synchronises itself)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def per_walk_step(walk_for) -> float:
+    """Seconds per step in steady state: ``walk_for(n)`` for n and 3n steps, the difference of
+    their wall times over the difference of their step counts (start-up and compilation, paid
+    by both, cancel)."""
+    n = walk_for.steps
+    walk_for(n)  # warm: the first walk compiles and fills the caches
+    times, counts = [], []
+    for max_steps in (n, 3 * n):
+        start = time.perf_counter()
+        result = walk_for(max_steps)
+        times.append(time.perf_counter() - start)
+        counts.append(result.n_predictor + result.n_corrector)
+    return (times[1] - times[0]) / max(counts[1] - counts[0], 1)
+
+
+def walker(steps: int, fn):
+    """``fn(max_steps)`` tagged with the base step count for :func:`per_walk_step`."""
+    fn.steps = steps
+    return fn
+
+
+def torch_rows(net: str, steps: int) -> dict[str, float]:
+    import manifoldwalk_torch
+    import manifoldwalk_torch.experiment as tx
+    import torch
+
+    import manifoldwalk as mw
+
+    x, y = data(net)
+    model = tx.build_net(net, SHAPES[net], 10, seed=0).to(DEVICE)
+    xt, yt = torch.as_tensor(x).to(DEVICE), torch.as_tensor(y).to(DEVICE)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    params = list(model.parameters())
+
+    def raw():
+        torch.autograd.grad(loss_fn(model(xt), yt), params)
+        sync()
+
+    gv = torch.compile(
+        torch.func.grad_and_value(
+            lambda p: loss_fn(torch.func.functional_call(model, p, (xt,)), yt)
+        ),
+        mode="reduce-overhead",
+        fullgraph=True,
+    )
+    named = {k: v.detach() for k, v in model.named_parameters()}
+
+    def raw_compiled():
+        gv(named)
+        sync()
+
+    eager = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt))
+    fast = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt), compile="reduce-overhead")
+    kw = {"scheme": "paper", "record_every": 50}
+    t_eager = per_walk_step(
+        walker(steps, lambda n: mw.walk(eager, eager.theta0, max_steps=n, **kw))
+    )
+    t_fast = per_walk_step(walker(steps, lambda n: mw.walk(fast, fast.theta0, max_steps=n, **kw)))
+    floor, floor_c = per_call(raw), per_call(raw_compiled)
+    return {
+        "torch eager value+grad ms": floor * 1e3,
+        "torch eager walk step ms": t_eager * 1e3,
+        "torch eager step / floor": t_eager / floor,
+        "torch compiled (CUDA graph) value+grad ms": floor_c * 1e3,
+        "torch compiled walk step ms": t_fast * 1e3,
+        "torch compiled step / compiled floor": t_fast / floor_c,
+    }
+
+
+def jax_rows(net: str, steps: int, seeds: int, k: int) -> dict[str, float]:
+    import jax
+    import manifoldwalk_jax
+    import manifoldwalk_jax.experiment as jx
+
+    import manifoldwalk as mw
+
+    x, y = data(net)
+    problems = [
+        jx.make_problem(jx.build_net(net, SHAPES[net], 10, seed=s), x, y, task="classification")
+        for s in range(seeds)
+    ]
+    p = problems[0]
+    theta = p.theta0
+
+    @jax.jit
+    def floor_loop(t):
+        def body(_, t):
+            _, g = p.loss_and_grad(t)
+            return t + 1e-30 * g  # depends on g: nothing can be hoisted out of the loop
+
+        return jax.lax.fori_loop(0, k, body, t)
+
+    floor = per_call(lambda: floor_loop(theta).block_until_ready(), reps=20) / k
+    kw = {"scheme": "paper", "record_every": 50}
+    t_walk = per_walk_step(
+        walker(steps, lambda n: mw.walk(p, theta, steps_per_sync=k, max_steps=n, **kw))
+    )
+
+    def batch(n):
+        return manifoldwalk_jax.walk_batch(problems, steps_per_sync=k, max_steps=n, **kw)[0]
+
+    t_batch = per_walk_step(walker(steps, batch))
+    return {
+        "jax value+grad in fori_loop ms": floor * 1e3,
+        "jax driver walk step ms": t_walk * 1e3,
+        "jax driver step / floor": t_walk / floor,
+        f"jax {seeds} seeds batched, per batch step ms": t_batch * 1e3,
+        "jax batched speed-up (S sequential / batch)": seeds * t_walk / t_batch,
+    }
+
+
+def agreement(steps: int) -> dict[str, Any]:
+    """float64 MNIST-FF: compiled torch and chunked JAX walks against their eager walks."""
+    import jax
+    import manifoldwalk_jax.experiment as jx
+    import manifoldwalk_torch
+    import manifoldwalk_torch.experiment as tx
+    import torch
+
+    import manifoldwalk as mw
+
+    jax.config.update("jax_enable_x64", True)
+    x, y = data("ff", n=500)
+    x = x.astype(np.float64)
+    kw = {"max_steps": steps}
+    model = tx.build_net("ff", (784,), 10, seed=0, dtype="float64").to(DEVICE)
+    xt, yt = torch.as_tensor(x).to(DEVICE), torch.as_tensor(y).to(DEVICE)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    a = mw.walk(p := manifoldwalk_torch.from_model(model, loss_fn, (xt, yt)), p.theta0, **kw)
+    q = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt), compile="reduce-overhead")
+    b = mw.walk(q, q.theta0, **kw)
+    jp = jx.make_problem(
+        jx.build_net("ff", (784,), 10, seed=0, dtype="float64"), x, y, task="classification"
+    )
+    c = mw.walk(jp, jp.theta0, **kw)
+    d = mw.walk(jp, jp.theta0, steps_per_sync=64, **kw)
+    return {
+        "torch eager steps": [a.n_predictor, a.n_corrector, a.stop_reason],
+        "torch compiled steps": [b.n_predictor, b.n_corrector, b.stop_reason],
+        "torch max |dθ|": float((a.theta - b.theta).abs().max()),
+        "jax eager steps": [c.n_predictor, c.n_corrector, c.stop_reason],
+        "jax chunked steps": [d.n_predictor, d.n_corrector, d.stop_reason],
+        "jax max |dθ|": float(np.abs(np.asarray(c.theta) - np.asarray(d.theta)).max()),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every section, printing as it goes; a failing section is reported, not fatal."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--k", type=int, default=100, help="steps per host sync (JAX)")
+    parser.add_argument("--nets", nargs="+", default=["ff", "cifar10-cnv"])
+    parser.add_argument("--agree-steps", type=int, default=150)
+    parser.add_argument("--json", default=None)
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    args = parser.parse_args(argv)
+    global DEVICE
+    DEVICE = args.device
+    import torch
+
+    name = torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu"
+    out: dict[str, Any] = {"device": name, "torch": torch.__version__}
+    import jax
+
+    out["jax"] = jax.__version__
+    print(out, flush=True)
+    sections = [("agreement", lambda: agreement(args.agree_steps))]
+    for net in args.nets:
+        sections.append((f"{net} torch", lambda net=net: torch_rows(net, args.steps)))
+        sections.append(
+            (f"{net} jax", lambda net=net: jax_rows(net, args.steps, args.seeds, args.k))
+        )
+    for name, run in sections:
+        start = time.perf_counter()
+        try:
+            out[name] = run()
+        except Exception as err:  # report and go on: one GPU run has to say everything
+            out[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+        out[name]["wall s"] = time.perf_counter() - start
+        print(name, json.dumps(out[name], default=str), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(out, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
