@@ -28,8 +28,10 @@ from manifoldwalk.schemes import Scheme
 from manifoldwalk.step import WalkState, make_step
 from manifoldwalk.stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
 
-Put = Callable[[Array, Array, Array], Array]
-"""``put(buffer, i, row) -> buffer`` with row ``i`` (a 0-d integer array) replaced by ``row``."""
+Put = Callable[[Array, Array, Array, Callable[[], Array]], Array]
+"""``put(buffer, i, due, make_row) -> buffer``: where the 0-d bool ``due`` holds, ``buffer``
+with row ``i`` (a 0-d integer array) replaced by ``make_row()``, else ``buffer`` unchanged.
+A compiled loop computes the row only when it is due (``lax.cond`` in JAX)."""
 
 WhileLoop = Callable[[Callable[[Any], Array], Callable[[Any], Any], Any], Any]
 """``while_loop(cond, body, init) -> final`` (the signature of ``jax.lax.while_loop``)."""
@@ -129,13 +131,13 @@ class DeviceLoop:
         if self.host_records:
             pause = due
         else:
-            rows = put(rows, n_rows, describe_vector(self.problem, s))
+            rows = put(rows, n_rows, due, lambda: describe_vector(self.problem, s))
             n_rows = n_rows + xp.astype(due, n_rows.dtype)
             last_rec = xp.where(due, n, last_rec)
         points, n_points, last_kept = c.points, c.n_points, c.last_kept
         if self.trajectory_every:
             keep = good_here & (n % self.trajectory_every == 0) & (n != last_kept)
-            points = put(points, n_points, s.theta)
+            points = put(points, n_points, keep, lambda: s.theta)
             n_points = n_points + xp.astype(keep, n_points.dtype)
             last_kept = xp.where(keep, n, last_kept)
         look = xp.stack([xp.astype(a, s.theta.dtype) for a in values])
@@ -258,13 +260,13 @@ class ChunkHost:
         return self.result
 
 
-def put_by_mask(buffer: Array, i: Array, row: Array) -> Array:
+def put_by_mask(buffer: Array, i: Array, due: Array, make_row: Callable[[], Array]) -> Array:
     """A :data:`Put` in array-API operations only (one pass over the buffer; for the host)."""
     xp = namespace(buffer)
     dev = device_of(buffer)
     index = xp.arange(buffer.shape[0]) if dev is None else xp.arange(buffer.shape[0], device=dev)
-    hit = index == i
-    return xp.where(hit[:, None], row[None, :], buffer)
+    hit = (index == i) & due
+    return xp.where(hit[:, None], xp.astype(make_row(), buffer.dtype)[None, :], buffer)
 
 
 def _unstack(a: Array) -> list[Array]:

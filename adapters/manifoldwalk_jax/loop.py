@@ -20,9 +20,16 @@ from jax import lax
 from manifoldwalk.chunked import Carry, DeviceLoop
 
 
-def put_row(buffer: jax.Array, i: jax.Array, row: jax.Array) -> jax.Array:
-    """``buffer`` with row ``i`` replaced by ``row`` (in place inside a compiled loop)."""
-    return lax.dynamic_update_index_in_dim(buffer, row.astype(buffer.dtype), i, 0)
+def put_row(
+    buffer: jax.Array, i: jax.Array, due: jax.Array, make_row: Callable[[], jax.Array]
+) -> jax.Array:
+    """``buffer`` with row ``i`` replaced by ``make_row()`` where ``due`` holds (in place, and
+    the row computed only then, inside a compiled loop; both sides under ``vmap``)."""
+
+    def write(b: jax.Array) -> jax.Array:
+        return lax.dynamic_update_index_in_dim(b, make_row().astype(b.dtype), i, 0)
+
+    return lax.cond(due, write, lambda b: b, buffer)
 
 
 def compile_loop(loop: DeviceLoop) -> Callable[[Carry], Carry]:

@@ -1,0 +1,393 @@
+"""Walk speed against its floor, per backend and net, and the batched-seeds speed-up (not a test).
+
+For each backend and net (the paper's nets on 1000 random examples, float32) it times, in one
+run, interleaved repetition by repetition (so machine noise hits all alike), and prints medians:
+
+JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
+
+- ``floor``: K value-and-gradient evaluations inside one jitted ``lax.while_loop`` with no walk
+  logic (θ ← θ − c·∇L with a run-time c = 0, so nothing is folded away), per evaluation;
+- ``walk <scheme>``: one chunk of the compiled driver (K walk steps: the step, the stop rules,
+  the history and trajectory buffers), per step, for ``scheme="paper"`` and the default;
+- ``eager driver``: the eager driver's step (the jitted step plus its per-step host look);
+- ``S seeds batched``: one chunk of ``walk_batch``'s vmapped loop over S seeds, per step, and
+  the speed-up over S walks one after the other (S × the single walk's step time).
+
+PyTorch (the eager driver): ``floor`` is one eager value-and-gradient (the adapter's
+``loss_and_grad``), ``walk <scheme>`` one eager step plus the driver's per-step host look.
+
+Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX).
+Steps per second are 1 / step time. Rows for the PyTorch compiled driver and the distributed
+agreement have their marked places below (``TORCH_COMPILED_ROWS``, ``--distributed``).
+
+    python benchmarks/perf.py [--nets ff mnist-cnv cifar10-cnv] [--backends jax torch]
+        [--device cpu|gpu] [--threads 1] [--reps 20] [--k 50] [--seeds 4]
+        [--out table.md | table.json] [--distributed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
+
+NETS = {
+    "ff": ("mnist-ff", "ff", (784,)),
+    "mnist-cnv": ("mnist-cnv", "mnist-cnv", (28, 28, 1)),
+    "cifar10-cnv": ("cifar10-cnv", "cifar10-cnv", (32, 32, 3)),
+}
+"""``--nets`` choices: (label, experiment-backend net name, input shape)."""
+
+N_EXAMPLES = 1000
+SCHEMES = ("paper", "default")
+
+
+@dataclass
+class Row:
+    """One line of the table (times in milliseconds per step)."""
+
+    backend: str
+    net: str
+    params: int
+    what: str
+    ms: float
+    floor_ms: float | None
+    reps: int
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """Time over the floor."""
+        return None if self.floor_ms is None else self.ms / self.floor_ms
+
+
+def random_data(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """1000 random inputs in [0, 1] of ``shape`` (float32) and random labels 0–9."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(size=(N_EXAMPLES, *shape)).astype(np.float32)
+    return x, rng.integers(0, 10, size=N_EXAMPLES).astype(np.int64)
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 2):
+    """Warm each function up, then ``reps`` rounds of one call each; per-call times (s)."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+# --- JAX: the compiled driver ----------------------------------------------------------------
+
+
+def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
+    """The JAX rows of one net: floor, compiled walk chunks, eager driver, batched seeds."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax.batch import _batched_chunk, _stack
+
+    from manifoldwalk.driver import prepare_walk
+    from manifoldwalk.step import make_step
+
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype int64")
+    label, name, shape = NETS[net]
+    problems = []
+    for seed in range(max(1, n_seeds)):
+        model = backend.build_net(name, shape, 10, seed=seed, dtype="float32")
+        x, y = random_data(shape, seed)
+        problems.append(backend.make_problem(model, x, y, task="classification"))
+    p = problems[0]
+    n = int(p.n_params)
+    lg = p._loss_and_grad
+
+    @jax.jit
+    def floor_chunk(theta, c):
+        def body(i_theta):
+            i, th = i_theta
+            _, g = lg(th, p._frozen, *p._data)
+            return i + 1, th - c * g
+
+        return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
+
+    zero = jnp.zeros((), p.theta0.dtype)
+    fns: dict[str, Callable[[], Any]] = {
+        "floor": lambda: floor_chunk(p.theta0, zero).block_until_ready()
+    }
+    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    for scheme in SCHEMES:
+        run = prepare_walk(p, p.theta0, scheme=scheme, **options)
+        host = run.host(k)
+        chunk = p.compile_loop(host.loop)
+        fns[f"walk {scheme}"] = _chunk_timer(chunk, host.carry)
+    # the eager driver's step: jitted step, then the one host look it takes per step
+    run = prepare_walk(p, p.theta0, **options)
+    step = jax.jit(make_step(p, run.direction, run.scheme))
+    box = {"s": run.state}
+
+    def eager_step():
+        box["s"] = step(box["s"])
+        run.rules.host_look(box["s"], run.direction)
+
+    fns["eager driver (per-step sync)"] = eager_step
+    if n_seeds > 1:
+        runs = [prepare_walk(q, q.theta0, **options) for q in problems]
+        hosts = [r.host(k) for r in runs]
+        batched = _batched_chunk(p, hosts[0].loop)
+        carries = _stack([h.carry for h in hosts])
+        frozen = _stack([q._frozen for q in problems])
+        data = _stack([q._data for q in problems])
+
+        def batch_chunk():
+            out = batched(carries, frozen, data)
+            jax.block_until_ready(out.state.theta)
+
+        fns[f"{n_seeds} seeds batched"] = batch_chunk
+    times = time_interleaved(fns, reps)
+    per_step = {
+        key: statistics.median(t) / (1 if key.startswith("eager") else k)
+        for key, t in times.items()
+    }
+    floor = per_step["floor"] * 1e3
+    rows = [
+        Row("jax", label, n, f"floor: value+grad in lax.while_loop (K={k})", floor, floor, reps)
+    ]
+    for scheme in SCHEMES:
+        rows.append(
+            Row(
+                "jax",
+                label,
+                n,
+                f"compiled walk, scheme={scheme} (K={k})",
+                per_step[f"walk {scheme}"] * 1e3,
+                floor,
+                reps,
+            )
+        )
+    rows.append(
+        Row(
+            "jax",
+            label,
+            n,
+            "eager driver, default (jitted step + host sync per step)",
+            per_step["eager driver (per-step sync)"] * 1e3,
+            floor,
+            reps,
+        )
+    )
+    if n_seeds > 1:
+        single = per_step["walk default"]
+        batch = per_step[f"{n_seeds} seeds batched"]
+        rows.append(
+            Row(
+                "jax",
+                label,
+                n,
+                f"{n_seeds} seeds batched (vmap), default, per step of all",
+                batch * 1e3,
+                floor,
+                reps,
+                note=f"speed-up over {n_seeds} walks one after another: "
+                f"{n_seeds * single / batch:.2f}x",
+            )
+        )
+    return rows
+
+
+def _chunk_timer(chunk: Callable[[Any], Any], carry: Any) -> Callable[[], None]:
+    """Time one chunk from the same start each call (its output is waited for)."""
+    import jax
+
+    def run() -> None:
+        out = chunk(carry)
+        jax.block_until_ready(out.state.theta)
+
+    return run
+
+
+# --- PyTorch: the eager driver ---------------------------------------------------------------
+
+
+def torch_rows(net: str, reps: int, device: str) -> list[Row]:
+    """The eager PyTorch rows of one net: eager value+grad (the floor) and eager walk steps."""
+    import torch
+    from manifoldwalk_torch import experiment as backend
+
+    from manifoldwalk.driver import prepare_walk
+    from manifoldwalk.step import make_step
+
+    label, name, shape = NETS[net]
+    backend.configure(device="cuda" if device == "gpu" else "cpu", threads=torch.get_num_threads())
+    model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
+    x, y = random_data(shape, 0)
+    p = backend.make_problem(model, x, y, task="classification")
+    n = int(p.n_params)
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+
+    def floor() -> None:
+        p.loss_and_grad(p.theta0)
+        sync()
+
+    fns: dict[str, Callable[[], Any]] = {"floor": floor}
+    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    for scheme in SCHEMES:
+        run = prepare_walk(p, p.theta0, scheme=scheme, **options)
+        step = make_step(p, run.direction, run.scheme)
+        box = {"s": run.state}
+
+        def one(run=run, step=step, box=box) -> None:
+            box["s"] = step(box["s"])
+            run.rules.host_look(box["s"], run.direction)
+
+        fns[f"walk {scheme}"] = one
+    times = time_interleaved(fns, reps)
+    med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+    rows = [Row("torch", label, n, "floor: eager value+grad", med["floor"], med["floor"], reps)]
+    for scheme in SCHEMES:
+        rows.append(
+            Row(
+                "torch",
+                label,
+                n,
+                f"eager walk, scheme={scheme} (step + host sync)",
+                med[f"walk {scheme}"],
+                med["floor"],
+                reps,
+            )
+        )
+    return rows
+
+
+# --- place for the PyTorch compiled driver's rows (issue 6, item 1, torch half) -------------
+# Its author adds a function ``(net, reps, device) -> list[Row]`` here: floor = the same
+# value-and-gradient run the same way (graphed for a graphed driver), walk step per step.
+TORCH_COMPILED_ROWS: list[Callable[[str, int, str], list[Row]]] = []
+
+
+# --- the distributed agreement (benchmarks/distributed_agreement.py) ------------------------
+
+
+def distributed_rows(steps: int = 150) -> list[Row]:
+    """The distributed walk on 2 gloo processes against one process (agreement, not speed)."""
+    from distributed_agreement import agreement
+
+    a = agreement(steps=steps)
+    note = (
+        f"same steps: {a['steps_match']}, ranks bit-identical: {a['ranks_identical']}, "
+        f"max |Δθ| {a['max_abs_theta_diff']:.2g} (rel {a['max_rel_theta_diff']:.2g})"
+    )
+    return [
+        Row(
+            "torch (gloo x2)",
+            "4-16-3 MLP",
+            0,
+            "distributed walk, ms per gradient evaluation",
+            a["ms_per_eval_distributed"],
+            a["ms_per_eval_single"],
+            1,
+            note,
+        )
+    ]
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def markdown(rows: list[Row], header: str) -> str:
+    """The table as markdown."""
+    lines = [
+        header,
+        "",
+        "| backend | net | params | what | ms/step | steps/s | / floor | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ratio = "" if r.ratio is None else f"{r.ratio:.3f}"
+        lines.append(
+            f"| {r.backend} | {r.net} | {r.params:,} | {r.what} | {r.ms:.3f} | "
+            f"{1e3 / r.ms:,.0f} | {ratio} | {r.note} |"
+        )
+    return "\n".join(lines)
+
+
+def _machine(device: str) -> str:
+    import jax
+
+    if device == "gpu":
+        names = {d.device_kind for d in jax.devices()}
+        return f"{', '.join(sorted(names))}, JAX {jax.__version__}"
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), JAX {jax.__version__}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the options, run the benchmarks, print (and optionally write) the table."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nets", nargs="+", choices=list(NETS), default=["ff"])
+    ap.add_argument("--backends", nargs="+", choices=["jax", "torch"], default=["jax", "torch"])
+    ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    ap.add_argument("--threads", type=int, help="intra-op threads (set before import)")
+    ap.add_argument("--reps", type=int, default=20, help="interleaved repetitions")
+    ap.add_argument("--k", type=int, default=50, help="steps per compiled chunk (K)")
+    ap.add_argument("--seeds", type=int, default=4, help="seeds of the batched walk (S)")
+    ap.add_argument("--out", help="also write the table to this .md or .json file")
+    ap.add_argument("--distributed", action="store_true", help="add the distributed agreement")
+    args = ap.parse_args(argv)
+    if args.threads:
+        t = str(args.threads)
+        eigen = "true" if args.threads > 1 else "false"
+        flags = f"--xla_cpu_multi_thread_eigen={eigen}"
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {flags}").strip()
+        os.environ["OMP_NUM_THREADS"] = t
+    if args.device == "cpu":
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    rows: list[Row] = []
+    for net in args.nets:
+        if "jax" in args.backends:
+            rows += jax_rows(net, args.k, args.seeds, args.reps)
+            print(markdown(rows[-5:], f"## jax {net}"), flush=True)
+        if "torch" in args.backends:
+            if args.threads:
+                import torch
+
+                torch.set_num_threads(args.threads)
+            rows += torch_rows(net, args.reps, args.device)
+            for extra in TORCH_COMPILED_ROWS:
+                rows += extra(net, args.reps, args.device)
+    if args.distributed:
+        rows += distributed_rows()
+    header = f"# manifoldwalk perf: {_machine(args.device)}, {N_EXAMPLES} examples, float32"
+    table = markdown(rows, header)
+    print("\n" + table)
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".json":
+            data = [dict(asdict(r), ratio=r.ratio) for r in rows]
+            out.write_text(json.dumps({"machine": _machine(args.device), "rows": data}, indent=1))
+        else:
+            out.write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
