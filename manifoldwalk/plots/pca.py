@@ -141,9 +141,12 @@ class PointSet:
         Returns:
             The block.
         """
-        return np.concatenate(
-            [np.asarray(a[r, start:stop], dtype=np.float64) for a, r in self.parts], axis=0
-        )
+        out = np.empty((self.n_points, stop - start), dtype=np.float64)
+        row = 0
+        for a, r in self.parts:
+            out[row : row + len(r)] = a[r, start:stop]
+            row += len(r)
+        return out
 
     def column_blocks(self, block: int | None = None) -> list[tuple[int, int]]:
         """The ``(start, stop)`` column ranges that cover ``P`` in blocks of ``block``.
@@ -249,21 +252,26 @@ def pca_from_gram(
     n = len(idx)
     if n < 2:
         raise ValueError(f"PCA needs at least 2 points, got {n}")
-    g = gram[np.ix_(idx, idx)]
+    everything = n == n_all and np.array_equal(idx, np.arange(n_all))
+    g = gram if everything else gram[np.ix_(idx, idx)]
+    scale = max(float(g.max()), -float(g.min()))
     row_mean = g.mean(axis=1)
-    gc = g - row_mean[:, None] - row_mean[None, :] + row_mean.mean()
-    gc = (gc + gc.T) / 2
+    gc = g - row_mean[:, None]  # Gc = J G J, built in place in one n×n array
+    gc -= row_mean[None, :]
+    gc += row_mean.mean()
+    del g
     total = float(np.trace(gc))
     k = min(n_components, n - 1, points.n_params)
-    values, vectors = scipy.linalg.eigh(gc, subset_by_index=[n - k, n - 1])
+    # eigh reads one triangle of the (symmetric) matrix and may overwrite it
+    values, vectors = scipy.linalg.eigh(gc, subset_by_index=[n - k, n - 1], overwrite_a=True)
+    del gc
     values, vectors = values[::-1], vectors[:, ::-1]
     # eigenvalues below the rounding error of the centred Gram matrix are zero variance
-    tol = max(1e-10 * max(values[0], 0.0), 64 * np.finfo(float).eps * n * np.abs(g).max())
+    tol = max(1e-10 * max(values[0], 0.0), 64 * np.finfo(float).eps * n * scale)
     keep = values > tol
     values, vectors = values[keep], vectors[:, keep]
     s = np.sqrt(values)
     # Vᵀ = S⁻¹ Uᵀ Xc, one block of parameters at a time
-    everything = n == n_all and np.array_equal(idx, np.arange(n_all))
     weights = (vectors / s).T  # (k, n)
     mean = np.empty(points.n_params)
     components = np.empty((len(s), points.n_params))
@@ -272,7 +280,8 @@ def pca_from_gram(
         if not everything:
             xb = xb[idx]
         mean[start:stop] = xb.mean(axis=0)
-        components[:, start:stop] = weights @ (xb - mean[start:stop])
+        xb -= mean[start:stop]
+        components[:, start:stop] = weights @ xb
     scores = vectors * s
     # scikit-learn's sign convention: the largest-magnitude entry of each component is positive
     signs = np.sign(components[np.arange(len(s)), np.argmax(np.abs(components), axis=1)])
