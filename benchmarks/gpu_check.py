@@ -107,6 +107,7 @@ def torch_rows(net: str, steps: int) -> dict[str, float]:
     named = {k: v.detach() for k, v in model.named_parameters()}
 
     def raw_compiled():
+        torch.compiler.cudagraph_mark_step_begin()
         gv(named)
         sync()
 
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--k", type=int, default=100, help="steps per host sync (JAX)")
     parser.add_argument("--nets", nargs="+", default=["ff", "cifar10-cnv"])
+    parser.add_argument(
+        "--only", nargs="+", default=["agreement", "torch", "jax"], help="sections to run"
+    )
     parser.add_argument("--agree-steps", type=int, default=150)
     parser.add_argument("--json", default=None)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -226,18 +230,25 @@ def main(argv: list[str] | None = None) -> int:
 
     out["jax"] = jax.__version__
     print(out, flush=True)
-    sections = [("agreement", lambda: agreement(args.agree_steps))]
+    sections = []
+    if "agreement" in args.only:
+        sections.append(("agreement", lambda: agreement(args.agree_steps)))
     for net in args.nets:
-        sections.append((f"{net} torch", lambda net=net: torch_rows(net, args.steps)))
-        sections.append(
-            (f"{net} jax", lambda net=net: jax_rows(net, args.steps, args.seeds, args.k))
-        )
+        if "torch" in args.only:
+            sections.append((f"{net} torch", lambda net=net: torch_rows(net, args.steps)))
+        if "jax" in args.only:
+            sections.append(
+                (f"{net} jax", lambda net=net: jax_rows(net, args.steps, args.seeds, args.k))
+            )
     for name, run in sections:
         start = time.perf_counter()
         try:
             out[name] = run()
         except Exception as err:  # report and go on: one GPU run has to say everything
-            out[name] = {"error": f"{type(err).__name__}: {err}"[:500]}
+            import traceback
+
+            trace = traceback.format_exc().splitlines()[-12:]
+            out[name] = {"error": f"{type(err).__name__}: {err}"[:500], "trace": trace}
         out[name]["wall s"] = time.perf_counter() - start
         print(name, json.dumps(out[name], default=str), flush=True)
         if args.json:
