@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from manifoldwalk.chunked import Carry, DeviceLoop, put_by_mask
+
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """The ``torch.compile`` modes ``from_model(compile=...)`` accepts (``True`` is ``"default"``)."""
 
@@ -95,6 +97,55 @@ def compiled(step: Callable[[Any], Any], mode: str, around: Callable[[], Any]) -
             # keeps the last on-level state while it tries the next: copy the outputs out
             # (a few vectors, cheap next to the graph) and mark each replay as a new step.
             torch.compiler.cudagraph_mark_step_begin()
-            return type(state)(*(t.clone() for t in fast(state)))
+            return _map(torch.clone, fast(state))
 
     return run
+
+
+def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) -> Callable:
+    """One chunk of ``loop`` (K steps, no host synchronisation) as a function ``carry -> carry``.
+
+    PyTorch has no device-side ``while_loop`` that a CUDA graph can hold, so the chunk runs K
+    masked steps: each step's result is kept only while the loop's condition holds (``where``
+    on a 0-d device bool), so the path is exactly the eager driver's, and the host reads the
+    carry once per chunk. Eagerly (``mode`` None) the K steps are queued on the device without
+    a sync; compiled, they are one graph (unrolled: compilation time grows with K, so keep K
+    in the tens), replayed as one CUDA graph in ``"reduce-overhead"`` mode.
+
+    Args:
+        loop: the engine's device loop (``manifoldwalk.chunked.DeviceLoop``).
+        mode: a ``torch.compile`` mode, or None for eager.
+        around: a context-manager factory entered around every call (the model's eval mode).
+
+    Returns:
+        The chunk; the walk's host side calls it once per synchronisation.
+    """
+
+    def masked_while(cond: Callable, body: Callable, carry: Carry) -> Carry:
+        for _ in range(loop.steps):
+            go = cond(carry)
+            carry = _map(lambda new, old, go=go: torch.where(go, new, old), body(carry), carry)
+        return carry
+
+    def run(carry: Carry) -> Carry:
+        return loop.run(carry, put_by_mask, masked_while)
+
+    if mode is None:
+
+        def eager(carry: Carry) -> Carry:
+            with around():
+                return run(carry)
+
+        return eager
+    return compiled(run, mode, around)
+
+
+def _map(fn: Callable, *trees: Any) -> Any:
+    """``fn`` over the tensors of equal nested tuples (NamedTuples kept; None stays None)."""
+    first = trees[0]
+    if first is None:
+        return None
+    if isinstance(first, tuple):
+        parts = [_map(fn, *parts) for parts in zip(*trees, strict=True)]
+        return type(first)(*parts) if hasattr(first, "_fields") else type(first)(parts)
+    return fn(*trees)

@@ -20,8 +20,14 @@ from torch import nn
 from torch.func import functional_call
 
 from manifoldwalk.adapter_checks import EVAL_TASKS, check_eval_task, eval_metrics
+from manifoldwalk.chunked import DeviceLoop
 from manifoldwalk.problem import ProblemError
-from manifoldwalk_torch._compile import check_compile, compiled, functional_loss_and_grad
+from manifoldwalk_torch._compile import (
+    check_compile,
+    chunk_runner,
+    compiled,
+    functional_loss_and_grad,
+)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RegFn = Callable[[torch.Tensor], torch.Tensor]
@@ -169,12 +175,20 @@ class TorchProblem:
         """
         if self._compile_mode is None:
             return step
-        if self._traced_loss_and_grad is None:
-            self._traced_loss_and_grad = functional_loss_and_grad(
-                lambda t, x, y: self._batch_loss(self.unflatten(t), x, y),
-                list(self._data.batches()),
-            )
+        self._trace_loss_and_grad()
         return compiled(step, self._compile_mode, lambda: _eval_mode(self.model))
+
+    def compile_loop(self, loop: DeviceLoop) -> Callable[[Any], Any]:
+        """Up to K walk steps per host synchronisation (``walk(..., steps_per_sync=K)``).
+
+        The K steps run masked (each kept only while no stop rule fired), queued on the device
+        without a sync when eager, or as one compiled graph (a CUDA graph in
+        ``"reduce-overhead"`` mode) with ``from_model(..., compile=...)``; see
+        ``manifoldwalk_torch._compile.chunk_runner``. The path is the eager driver's.
+        """
+        if self._compile_mode is not None:
+            self._trace_loss_and_grad()
+        return chunk_runner(loop, self._compile_mode, lambda: _eval_mode(self.model))
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean training loss L(θ) as a 0-d tensor (forward passes only)."""
@@ -254,6 +268,14 @@ class TorchProblem:
         return eval_metrics(task, loss_sum, second_sum, n, size)
 
     # --- internals ------------------------------------------------------------------------
+
+    def _trace_loss_and_grad(self) -> None:
+        """Build the :mod:`torch.func` loss and gradient a compiled graph calls (once)."""
+        if self._traced_loss_and_grad is None:
+            self._traced_loss_and_grad = functional_loss_and_grad(
+                lambda t, x, y: self._batch_loss(self.unflatten(t), x, y),
+                list(self._data.batches()),
+            )
 
     def _batch_loss(
         self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor

@@ -287,6 +287,22 @@ def test_compiled_walk_takes_the_eager_path():
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
 
 
+@pytest.mark.parametrize(("compile", "k"), [(False, 1), (False, 7), (True, 3)])
+def test_chunked_walk_takes_the_eager_path(compile, k):
+    """K masked steps per host sync (eager, or one compiled graph): the eager driver's path,
+    history and trajectory."""
+    import manifoldwalk as mw
+
+    eager, _ = small_problem()
+    chunked, _ = small_problem(compile=compile)
+    kw = {"max_steps": 150, "trajectory_every": 10, "record_every": 5}
+    a = mw.walk(eager, eager.theta0, **kw)
+    b = mw.walk(chunked, chunked.theta0, steps_per_sync=k, **kw)
+    assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
+    assert list(b.history["step"]) == list(a.history["step"])
+    torch.testing.assert_close(b.trajectory, a.trajectory, rtol=1e-9, atol=1e-11)
+
+
 def test_eager_problems_hand_the_step_back_unchanged():
     problem, _ = small_problem()
     step = make_step(problem, MinimiseReg(), get_scheme("default"))
