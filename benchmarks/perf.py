@@ -28,6 +28,7 @@ agreement have their marked places below (``TORCH_COMPILED_ROWS``, ``--distribut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -281,7 +282,75 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
 # --- place for the PyTorch compiled driver's rows (issue 6, item 1, torch half) -------------
 # Its author adds a function ``(net, reps, device) -> list[Row]`` here: floor = the same
 # value-and-gradient run the same way (graphed for a graphed driver), walk step per step.
-TORCH_COMPILED_ROWS: list[Callable[[str, int, str], list[Row]]] = []
+
+
+def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
+    """The compiled PyTorch rows: ``from_model(..., compile=...)`` against its own floor.
+
+    The floor is the same loss-and-gradient (``torch.func`` through ``torch.compile``, in the
+    same mode: ``"default"`` on a CPU, ``"reduce-overhead"``, i.e. CUDA graphs, on a GPU) called
+    alone; the walk row is the compiled step plus the eager driver's host look.
+    """
+    import manifoldwalk_torch
+    import torch
+    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch._compile import compiled
+
+    from manifoldwalk.driver import prepare_walk
+    from manifoldwalk.step import make_step
+
+    label, name, shape = NETS[net]
+    mode = "reduce-overhead" if device == "gpu" else "default"
+    backend.configure(device="cuda" if device == "gpu" else "cpu", threads=torch.get_num_threads())
+    model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
+    x, y = random_data(shape, 0)
+    eager = backend.make_problem(model, x, y, task="classification")
+    dev = eager.theta0.device
+    data = (torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev))
+    p = manifoldwalk_torch.from_model(model, torch.nn.CrossEntropyLoss(), data, compile=mode)
+    n = int(p.n_params)
+    sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
+    p._trace_loss_and_grad()
+    floor_fn = compiled(p._traced_loss_and_grad, mode, contextlib.nullcontext)
+    theta = p.theta0
+    run = prepare_walk(p, theta, scheme="paper", max_steps=10**9, record_every=10**9)
+    step = p.compile_step(make_step(p, run.direction, run.scheme))
+    box = {"s": run.state}
+
+    def floor() -> None:
+        floor_fn(theta)
+        sync()
+
+    def one() -> None:
+        box["s"] = step(box["s"])
+        run.rules.host_look(box["s"], run.direction)
+
+    times = time_interleaved({"floor": floor, "walk": one}, reps)
+    med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+    what = f"torch.compile mode={mode}"
+    return [
+        Row(
+            "torch",
+            label,
+            n,
+            f"floor: compiled value+grad ({what})",
+            med["floor"],
+            med["floor"],
+            reps,
+        ),
+        Row(
+            "torch",
+            label,
+            n,
+            f"compiled walk, scheme=paper ({what}; + host sync)",
+            med["walk"],
+            med["floor"],
+            reps,
+        ),
+    ]
+
+
+TORCH_COMPILED_ROWS: list[Callable[[str, int, str], list[Row]]] = [torch_compiled_rows]
 
 
 # --- the distributed agreement (benchmarks/distributed_agreement.py) ------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -210,9 +211,25 @@ def launch(
         str(script),
         *args,
     ]
-    return subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=timeout, check=True
-    )
+    # torchrun's ranks are its children: run it in a session of its own so that a timeout
+    # kills the whole group (killing torchrun alone would leave the ranks running).
+    with subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            raise subprocess.TimeoutExpired(command, timeout, out, err) from None
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, command, out, err)
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
 if __name__ == "__main__":
