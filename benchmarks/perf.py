@@ -34,7 +34,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -85,16 +84,9 @@ def random_data(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarr
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 2):
     """Warm each function up, then ``reps`` rounds of one call each; per-call times (s)."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
+    from adapter_overhead import time_interleaved as interleaved  # benchmarks/ is on sys.path
+
+    return interleaved(fns, reps, warmup=warmup)
 
 
 # --- JAX: the compiled driver ----------------------------------------------------------------
