@@ -313,6 +313,13 @@ def _fmt(value: float) -> str:
     return "–" if math.isnan(value) else f"{value:.4g}"
 
 
+def _ratio(line: dict[str, Any]) -> str:
+    """The ratio column; none where a seed missed the target (its count is only a bound)."""
+    if line["reached"] < line["seeds"]:
+        return "– (target missed)"
+    return f"{line['ratio']:.1f}× ({line['min_ratio']:.1f}×)"
+
+
 def summarise(results: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
     """One summary line per (experiment, fraction, setting): medians over seeds and ratios.
 
@@ -390,7 +397,7 @@ def markdown(lines: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
         out.append(
             f"| {ln['experiment']} | {ln['fraction']:g} | {ln['setting']} | "
             f"{ln['reached']}/{ln['seeds']} | {ln['median_evals']:,.0f} | "
-            f"{ln['ratio']:.1f}× ({ln['min_ratio']:.1f}×) | {ln['dev_on_level']:.1e} | "
+            f"{_ratio(ln)} | {ln['dev_on_level']:.1e} | "
             f"{ln['excursion']:.1e} | {ln['reg']:.4g} | {_fmt(ln['test_metric'])} | "
             f"{ln['time_s']:.2f} |"
         )
