@@ -19,6 +19,11 @@ and the number of repetitions. Frameworks that are not installed are reported as
 
     python benchmarks/adapter_overhead.py [--reps 50] [--threads N] [--frameworks torch jax]
 
+``walk K=...`` rows are one chunk of ``walk(..., steps_per_sync=K)`` (K steps per host sync;
+JAX: ``lax.while_loop``; PyTorch with ``compile=True``: K masked steps in one compiled graph;
+TensorFlow with ``compile=True``: ``tf.while_loop`` in one XLA ``tf.function``)
+reported per step.
+
 ``--threads N`` sets every framework's intra-op thread count (before it is imported); on a
 busy machine with few cores one thread gives far steadier figures.
 """
@@ -67,6 +72,24 @@ def walk_step(problem: Any) -> tuple[Callable[[Any], Any], Any]:
     scheme, direction = mw.get_scheme("default"), mw.MinimiseReg()
     state = mw.init_state(problem, direction, scheme, problem.theta0)
     return mw.make_step(problem, direction, scheme), state
+
+
+def chunked_walk(problem: Any, k: int) -> Callable[[], Any]:
+    """One chunk of ``walk(problem, θ0, steps_per_sync=k)`` (k steps, one host sync), timed
+    from the same start each call; the function's ``steps`` attribute is k, so that its time
+    is reported per step."""
+    from manifoldwalk.driver import prepare_walk
+
+    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    host = prepare_walk(problem, problem.theta0, **options).host(k)
+    chunk = problem.compile_loop(host.loop)
+
+    def run() -> Any:
+        out = chunk(host.carry)
+        return float(out.look[0])  # the host's one read per chunk
+
+    run.steps = k
+    return run
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 5):
@@ -133,6 +156,7 @@ def torch_fns(layers, x, y) -> dict[str, Callable[[], Any]]:
         "loss_and_grad": lambda: problem.loss_and_grad(theta),
         "step": one_step,
         "step (compiled)": one_compiled_step,
+        "walk K=4 (compiled)": chunked_walk(compiled_problem, 4),
         "raw (compiled)": lambda: craw(named),
     }
 
@@ -179,6 +203,7 @@ def jax_fns(layers, x, y) -> dict[str, Callable[[], Any]]:
         "loss_and_grad": lambda: jax.block_until_ready(problem.loss_and_grad(theta)),
         "step": one_step,
         "step (jit)": one_jit_step,
+        "walk K=50": chunked_walk(problem, 50),
     }
 
 
@@ -231,6 +256,7 @@ def tf_fns(layers, x, y) -> dict[str, Callable[[], Any]]:
         "loss_and_grad": lambda: problem.loss_and_grad(theta),
         "step": one_step,
         "step (compiled)": one_compiled_step,
+        "walk K=50 (compiled)": chunked_walk(compiled_problem, 50),
     }
 
 
@@ -293,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{name}: skipped ({err})")
             continue
         times = time_interleaved(fns, args.reps)
-        medians = {k: statistics.median(v) for k, v in times.items()}
+        # chunked walks run several steps per call: report them per step
+        medians = {k: statistics.median(v) / getattr(fns[k], "steps", 1) for k, v in times.items()}
         raw = medians["raw"]
         print(f"\n{name} ({describe_threads(name)})")
         for key, med in medians.items():

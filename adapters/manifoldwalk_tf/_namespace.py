@@ -65,6 +65,16 @@ class TensorFlowNamespace:
         return tf.convert_to_tensor(value, dtype=dtype)
 
     @staticmethod
+    def zeros(shape: Any, dtype: Any = None, device: Any = None) -> tf.Tensor:
+        """Zeros of ``shape`` and ``dtype`` (``device`` is ignored: TensorFlow places it)."""
+        return tf.zeros(shape, dtype=dtype or tf.float32)
+
+    @staticmethod
+    def arange(stop: int, dtype: Any = None, device: Any = None) -> tf.Tensor:
+        """``0, 1, …, stop − 1`` (``device`` is ignored: TensorFlow places it)."""
+        return tf.range(stop, dtype=dtype or tf.int64)
+
+    @staticmethod
     def astype(x: tf.Tensor, dtype: Any) -> tf.Tensor:
         """``x`` cast to ``dtype``."""
         return tf.cast(x, dtype)

@@ -33,8 +33,10 @@ from manifoldwalk.adapter_checks import (
     check_pair,
     eval_metrics,
 )
+from manifoldwalk.chunked import DeviceLoop
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_tf._flat import FlatVariables
+from manifoldwalk_tf._loop import chunk_runner
 from manifoldwalk_tf._namespace import register as register_namespace
 from manifoldwalk_tf._reg import make_reg
 
@@ -130,7 +132,24 @@ class TFProblem:
         """
         if not self.compiled:
             return step
-        return tf.function(step, jit_compile=True)
+        return tf.function(step, jit_compile=True, autograph=False)  # the step is branch-free
+
+    def compile_loop(self, loop: DeviceLoop) -> Callable[[Any], Any]:
+        """Up to K walk steps per host synchronisation (``walk(..., steps_per_sync=K)``).
+
+        One XLA-compiled ``tf.function`` runs the engine's chunk in a ``tf.while_loop``: the
+        step, the stop rules and the history buffers, with one call (and one host read) per K
+        steps. Needs ``from_model(..., compile=True)`` (θ as a ``tf.Tensor``).
+
+        Raises:
+            ProblemError: the problem was built without ``compile=True``.
+        """
+        if not self.compiled:
+            raise ProblemError(
+                "steps_per_sync needs the walk on tf.Tensor: build the problem with "
+                "manifoldwalk_tf.from_model(..., compile=True)."
+            )
+        return chunk_runner(loop)
 
     def loss(self, theta: np.ndarray) -> np.ndarray:
         """The full-batch mean training loss L(θ) as a 0-d array of θ's kind (forward pass only)."""

@@ -344,3 +344,30 @@ def test_eager_problems_hand_the_step_back_unchanged(small):
         return state
 
     assert problem.compile_step(step) is step
+
+
+@pytest.mark.parametrize(("k", "trajectory_every"), [(1, None), (16, 10)])
+def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every):
+    """K steps per host sync in one XLA tf.while_loop: the eager walk's path, history and
+    trajectory."""
+    import manifoldwalk as mw
+
+    model, x, y = small
+    eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
+    fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
+    kw = {"max_steps": 120, "record_every": 5, "trajectory_every": trajectory_every}
+    a = mw.walk(eager, eager.theta0, **kw)
+    b = mw.walk(fast, fast.theta0, steps_per_sync=k, **kw)
+    assert_same_walk(a, b, a.theta, b.theta.numpy())
+    assert list(b.history["step"]) == list(a.history["step"])
+    if trajectory_every:
+        np.testing.assert_allclose(np.asarray(b.trajectory), a.trajectory, rtol=1e-9, atol=1e-12)
+
+
+def test_chunked_walk_needs_compile(small):
+    import manifoldwalk as mw
+
+    model, x, y = small
+    problem = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
+    with pytest.raises(ProblemError, match="compile=True"):
+        mw.walk(problem, problem.theta0, max_steps=5, steps_per_sync=4)
