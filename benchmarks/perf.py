@@ -276,6 +276,10 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
 # value-and-gradient run the same way (graphed for a graphed driver), walk step per step.
 
 
+TORCH_K = 4
+"""Steps per host sync of the compiled PyTorch chunk (unrolled in the graph: small K)."""
+
+
 def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     """The compiled PyTorch rows: ``from_model(..., compile=...)`` against its own floor.
 
@@ -317,8 +321,12 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
         box["s"] = step(box["s"])
         run.rules.host_look(box["s"], run.direction)
 
-    times = time_interleaved({"floor": floor, "walk": one}, reps)
+    from adapter_overhead import chunked_walk
+
+    chunk = chunked_walk(p, TORCH_K)
+    times = time_interleaved({"floor": floor, "walk": one, "chunk": chunk}, reps)
     med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
+    med["chunk"] /= TORCH_K
     what = f"torch.compile mode={mode}"
     return [
         Row(
@@ -336,6 +344,15 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
             n,
             f"compiled walk, scheme=paper ({what}; + host sync)",
             med["walk"],
+            med["floor"],
+            reps,
+        ),
+        Row(
+            "torch",
+            label,
+            n,
+            f"compiled walk, default, K={TORCH_K} masked steps per sync ({what})",
+            med["chunk"],
             med["floor"],
             reps,
         ),
