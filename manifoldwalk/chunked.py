@@ -38,7 +38,7 @@ WhileLoop = Callable[[Callable[[Any], Array], Callable[[Any], Any], Any], Any]
 
 
 class Carry(NamedTuple):
-    """What a chunk carries on the device; all fields are arrays (``points`` may be None).
+    """What a chunk carries on the device; all fields are arrays.
 
     Attributes:
         state: the current walk state.
@@ -50,7 +50,8 @@ class Carry(NamedTuple):
         last_kept: n_predictor of the last trajectory point (−1: none).
         rows: history rows written in this chunk, ``(capacity, len(HISTORY_COLUMNS))``.
         n_rows: rows written.
-        points: trajectory points written in this chunk, ``(capacity, n)``, or None.
+        points: trajectory points written in this chunk, ``(capacity, n)`` (0 rows when the
+            walk keeps no trajectory).
         n_points: points written.
         look: the stop rules' values at ``state`` in :data:`~manifoldwalk.stops.LOOK_KEYS`
             order, in θ's dtype.
@@ -65,7 +66,7 @@ class Carry(NamedTuple):
     last_kept: Array
     rows: Array
     n_rows: Array
-    points: Array | None
+    points: Array
     n_points: Array
     look: Array
 
@@ -203,7 +204,7 @@ class ChunkHost:
             last_kept=xp.zeros_like(count) + rec.last_kept,
             rows=zeros((loop.row_capacity, n_cols), dtype),
             n_rows=xp.zeros_like(count),
-            points=zeros((loop.point_capacity, n_theta), dtype) if loop.trajectory_every else None,
+            points=zeros((loop.point_capacity, n_theta), dtype),  # 0 rows without a trajectory
             n_points=xp.zeros_like(count),
             look=zeros((len(LOOK_KEYS),), dtype),
         )

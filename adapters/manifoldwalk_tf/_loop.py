@@ -34,10 +34,4 @@ def chunk_runner(loop: DeviceLoop) -> Callable[[Carry], Carry]:
     def chunk(carry: Carry) -> Carry:
         return loop.run(carry, put_by_mask, while_loop)
 
-    def run(carry: Carry) -> Carry:
-        # None is no tensor: pass the chunk a carry without it and put it back after
-        if carry.points is None:
-            return chunk(carry._replace(points=()))._replace(points=None)
-        return chunk(carry)
-
-    return run
+    return chunk

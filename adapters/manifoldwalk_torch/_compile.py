@@ -141,10 +141,8 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
 
 
 def _map(fn: Callable, *trees: Any) -> Any:
-    """``fn`` over the tensors of equal nested tuples (NamedTuples kept; None stays None)."""
+    """``fn`` over the tensors of equal nested tuples (NamedTuples kept)."""
     first = trees[0]
-    if first is None:
-        return None
     if isinstance(first, tuple):
         parts = [_map(fn, *parts) for parts in zip(*trees, strict=True)]
         return type(first)(*parts) if hasattr(first, "_fields") else type(first)(parts)
