@@ -80,11 +80,6 @@ class Experiment:
         """``"accuracy"`` for classification, ``"mse"`` for regression."""
         return "accuracy" if self.task == "classification" else "mse"
 
-    @property
-    def higher_is_better(self) -> bool:
-        """True when a larger test metric is better (accuracy), False for MSE."""
-        return self.task == "classification"
-
     def to_dict(self) -> dict[str, Any]:
         """The definition as a JSON-serialisable dict (tuples become lists)."""
         return asdict(self)
