@@ -155,6 +155,30 @@ def make_problem(
     )
 
 
+def held_out(problem: JaxProblem, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, ...]:
+    """The held-out set as jax arrays on θ's device (floating data in θ's dtype), made once.
+
+    Evaluating these at every history record then copies nothing; numpy arrays would be
+    converted again at each call.
+
+    Args:
+        problem: The problem from :func:`make_problem`.
+        x, y: The held-out inputs and targets.
+
+    Returns:
+        ``(x, y)``.
+    """
+
+    theta = problem.theta0
+    device = next(iter(theta.devices()))
+
+    def put(a: np.ndarray) -> jax.Array:
+        floating = np.issubdtype(np.asarray(a).dtype, np.floating)
+        return jax.device_put(jnp.asarray(a, dtype=theta.dtype if floating else None), device)
+
+    return put(x), put(y)
+
+
 def from_numpy(array: np.ndarray, like: Any) -> jax.Array:
     """Turn a NumPy vector into a flat θ of ``like``'s dtype.
 

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import tensorflow as tf
 
 from manifoldwalk_tf import nets, training
 from manifoldwalk_tf.problem import TFProblem, from_model
@@ -136,6 +137,27 @@ def make_problem(
         A :class:`~manifoldwalk_tf.TFProblem`.
     """
     return from_model(model, lambda out, t: training.data_loss(out, t, task), (x, y), reg=reg)
+
+
+def held_out(problem: TFProblem, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, ...]:
+    """The held-out set as tensors (floating data in θ's dtype), made once.
+
+    Evaluating these at every history record then copies nothing; numpy arrays would be
+    converted again at each call.
+
+    Args:
+        problem: The problem from :func:`make_problem`.
+        x, y: The held-out inputs and targets.
+
+    Returns:
+        ``(x, y)``.
+    """
+
+    def put(a: np.ndarray) -> tf.Tensor:
+        t = tf.convert_to_tensor(a)
+        return tf.cast(t, problem.dtype) if t.dtype.is_floating else t
+
+    return put(x), put(y)
 
 
 def from_numpy(array: np.ndarray, like: Any) -> np.ndarray:

@@ -166,6 +166,27 @@ def make_problem(
     return from_model(model, _loss_fn(task), (x, y), reg=reg)
 
 
+def held_out(problem: TorchProblem, x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """The held-out set as tensors on the problem's device (floating data in θ's dtype), made once.
+
+    Evaluating these at every history record then copies nothing; numpy arrays would be
+    converted again at each call.
+
+    Args:
+        problem: The problem from :func:`make_problem`.
+        x, y: The held-out inputs and targets.
+
+    Returns:
+        ``(x, y)``.
+    """
+
+    def put(a: np.ndarray) -> torch.Tensor:
+        t = torch.as_tensor(a, device=problem.device)
+        return t.to(problem.dtype) if t.is_floating_point() else t
+
+    return put(x), put(y)
+
+
 def from_numpy(array: np.ndarray, like: Any) -> torch.Tensor:
     """Turn a NumPy vector into a flat θ with the dtype and device of ``like``.
 

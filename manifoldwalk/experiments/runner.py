@@ -197,8 +197,8 @@ def load_backend(name: str) -> ModuleType:
         name: ``"torch"``, ``"jax"`` or ``"tensorflow"``.
 
     Returns:
-        The module with ``configure``, ``build_net``, ``train``, ``make_problem`` and
-        ``from_numpy``.
+        The module with ``configure``, ``build_net``, ``train``, ``make_problem``,
+        ``held_out`` and ``from_numpy``.
 
     Raises:
         ValueError: For an unknown name (the valid ones are listed).
@@ -244,13 +244,18 @@ class _Stage:
 
 
 def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[str, Callable]:
-    """``test_loss`` and ``test_<metric>`` callables sharing one evaluation per θ."""
+    """``test_loss`` and ``test_<metric>`` callables sharing one evaluation per θ.
+
+    The test set is moved into the framework (and onto the device) once, here, not at every
+    record.
+    """
     memo: dict[str, Any] = {"theta": None, "value": None}
+    x_test, y_test = backend.held_out(problem, ds.x_test, ds.y_test)
 
     def evaluate(theta: Any) -> dict[str, float]:
         if memo["theta"] is not theta:
             memo["theta"] = theta
-            memo["value"] = problem.evaluate(theta, ds.x_test, ds.y_test, task=task)
+            memo["value"] = problem.evaluate(theta, x_test, y_test, task=task)
         return memo["value"]
 
     key = "accuracy" if task == "classification" else "mse"

@@ -217,3 +217,20 @@ def test_unknown_names_in_the_python_api_list_the_valid_ones():
         RunConfig("iris-ff", backend="mxnet")
     with pytest.raises(ValueError, match="l2, l2-weights"):
         RunConfig("iris-ff", wd_reg="l1")
+
+
+@pytest.mark.parametrize("name", ["torch", "jax", "tensorflow"])
+def test_held_out_data_evaluate_like_numpy(name):
+    """The runner moves the test set into the framework once; evaluating it there gives what
+    the numpy arrays give."""
+    backend = runner_mod.load_backend(name)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, size=40)
+    model = backend.build_net("ff", (4,), 3, hidden=(5,), seed=0, dtype="float32")
+    problem = backend.make_problem(model, x, y, task="classification")
+    x_held, y_held = backend.held_out(problem, x, y)
+    assert not isinstance(x_held, np.ndarray)  # in the framework, not numpy
+    theta = problem.theta0
+    assert problem.evaluate(theta, x_held, y_held) == pytest.approx(
+        problem.evaluate(theta, x, y), rel=1e-6
+    )
