@@ -96,6 +96,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
     """The JAX rows of one net: floor, compiled walk chunks, eager driver, batched seeds."""
     import jax
     import jax.numpy as jnp
+    from adapter_overhead import chunked_walk
     from jax import lax
     from manifoldwalk_jax import experiment as backend
     from manifoldwalk_jax.batch import _batched_chunk, _stack
@@ -129,10 +130,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
     }
     options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
     for scheme in SCHEMES:
-        run = prepare_walk(p, p.theta0, scheme=scheme, **options)
-        host = run.host(k)
-        chunk = p.compile_loop(host.loop)
-        fns[f"walk {scheme}"] = _chunk_timer(chunk, host.carry)
+        fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
     # the eager driver's step: jitted step, then the one host look it takes per step
     run = prepare_walk(p, p.theta0, **options)
     step = jax.jit(make_step(p, run.direction, run.scheme))
@@ -205,17 +203,6 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
             )
         )
     return rows
-
-
-def _chunk_timer(chunk: Callable[[Any], Any], carry: Any) -> Callable[[], None]:
-    """Time one chunk from the same start each call (its output is waited for)."""
-    import jax
-
-    def run() -> None:
-        out = chunk(carry)
-        jax.block_until_ready(out.state.theta)
-
-    return run
 
 
 # --- PyTorch: the eager driver ---------------------------------------------------------------
