@@ -91,7 +91,7 @@ def main() -> None:
         "--candidates", action="store_true", help="also run the default's search grid"
     )
     args = parser.parse_args()
-    configs = {name: {"scheme": name} for name in ("default", "paper", "authors")}
+    configs = {name: {"scheme": name} for name in ("default", "compensated", "paper", "authors")}
     configs["paper + newton corrector"] = {"scheme": "paper", "corrector": "newton"}
     if args.candidates:
         configs.update(candidates())

@@ -90,6 +90,13 @@ def settings(spec: Experiment) -> dict[str, dict[str, Any]]:
             "scheme": "default",
             "predictor_step": newton_rule(30.0, 2.0, 0.5, 1.0),
         },
+        "compensated": {"scheme": "compensated"},
+        "compensated eta_max=1": {"scheme": "compensated", "eta_max": 1.0},
+        "compensated 30° eta_max=0.1": {
+            "scheme": "compensated",
+            "predictor_step": newton_rule(30.0, 1.5, 0.5, 0.1),
+        },
+        "default + drift": {"scheme": mw.get_scheme("default").replace(drift_gain=0.5)},
     }
 
 
@@ -156,37 +163,19 @@ def test_metric(problem: Any, theta: Any, ds: Any, spec: Experiment) -> float:
     return float(problem.evaluate(theta, ds.x_test, ds.y_test, task=spec.task)[spec.metric])
 
 
-def run_seed(
+def _reference_run(
+    problem: Any,
+    theta0: Any,
+    ds: Any,
+    spec: Experiment,
     name: str,
     seed: int,
-    runs: str | None,
     fractions: list[float],
-    chosen: list[str],
-    max_factor: float,
-    budget: int | None = None,
-    replay_reference: bool = False,
-) -> dict[str, Any]:
-    """Measure every chosen setting on one seed of one experiment, for every target fraction.
-
-    Args:
-        name: The experiment.
-        seed: The seed.
-        runs: The run-directory root (None: train phase 1).
-        fractions: The shares f of the paper's reduction of R that set the targets.
-        chosen: The settings to run (the reference is always run first).
-        max_factor: Each setting may spend at most this many times the paper's evaluations.
-        budget: The paper's predictor-step budget (None: the experiment's).
-        replay_reference: Run the paper's scheme again to each target (for its test metric
-            there and its own time and excursion); otherwise its row is read off the full
-            run (time from the history's time stamps, the excursion of the whole run, the test
-            metric only where the target is the run's last point).
-
-    Returns:
-        ``{"references": [...], "rows": [...]}``: the paper's full run's figures for each
-        fraction, and one row per (fraction, setting).
-    """
-    problem, theta0, ds, spec = start_point(name, seed, runs)
-    table = settings(spec)
+    budget: int | None,
+    replay_reference: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The paper's full run: its targets for each fraction and (unless it is to be replayed)
+    its own rows, read off the run (see :func:`run_seed`)."""
     stamps: list[float] = []  # the time of every history record of the paper's full run
     start = time.perf_counter()
     max_steps = spec.max_steps if budget is None else budget
@@ -197,7 +186,7 @@ def run_seed(
         max_steps=max_steps,
         record_every=1,
         callback=lambda row: stamps.append(time.perf_counter() - start),
-        **table[REFERENCE],
+        **settings(spec)[REFERENCE],
     )
     ref_time = time.perf_counter() - start
     h = ref.history
@@ -208,7 +197,6 @@ def run_seed(
     for fraction in fractions:
         r_star = max(r0 - fraction * (r0 - r_best), r_best)  # f = 1: R_best, not a rounding below
         ref_evals = evals_to_target(h, r_star)
-        cap = max(2, int(math.ceil(max_factor * ref_evals)))
         references.append(
             {
                 "experiment": name,
@@ -245,6 +233,53 @@ def run_seed(
                     "stop_reason": "callback",
                 }
             )
+    return references, rows
+
+
+def run_seed(
+    name: str,
+    seed: int,
+    runs: str | None,
+    fractions: list[float],
+    chosen: list[str],
+    max_factor: float,
+    budget: int | None = None,
+    replay_reference: bool = False,
+    saved: dict[tuple[str, int, float], tuple[dict, dict]] | None = None,
+) -> dict[str, Any]:
+    """Measure every chosen setting on one seed of one experiment, for every target fraction.
+
+    Args:
+        name: The experiment.
+        seed: The seed.
+        runs: The run-directory root (None: train phase 1).
+        fractions: The shares f of the paper's reduction of R that set the targets.
+        chosen: The settings to run (the reference is always run first).
+        max_factor: Each setting may spend at most this many times the paper's evaluations.
+        budget: The paper's predictor-step budget (None: the experiment's).
+        replay_reference: Run the paper's scheme again to each target (for its test metric
+            there and its own time and excursion); otherwise its row is read off the full
+            run (time from the history's time stamps, the excursion of the whole run, the test
+            metric only where the target is the run's last point).
+        saved: (experiment, seed, fraction) ↦ (reference, paper's row) from an earlier run's
+            ``--json`` (``--references``): the paper's full run is not repeated.
+
+    Returns:
+        ``{"references": [...], "rows": [...]}``: the paper's full run's figures for each
+        fraction, and one row per (fraction, setting).
+    """
+    problem, theta0, ds, spec = start_point(name, seed, runs)
+    table = settings(spec)
+    if saved is None:
+        references, rows = _reference_run(
+            problem, theta0, ds, spec, name, seed, fractions, budget, replay_reference
+        )
+    else:  # the paper's figures from an earlier run of this benchmark
+        references = [saved[(name, seed, f)][0] for f in fractions]
+        rows = [saved[(name, seed, f)][1] for f in fractions]
+    for ref in references:
+        fraction, r_star = ref["fraction"], ref["R_star"]
+        cap = max(2, int(math.ceil(max_factor * ref["evals"])))
         todo = [s for s in chosen if s != REFERENCE]
         for setting in [REFERENCE] + todo if replay_reference else todo:
             start = time.perf_counter()
@@ -278,6 +313,32 @@ def run_seed(
                 }
             )
     return {"references": references, "rows": rows}
+
+
+def load_references(paths: list[str]) -> dict[tuple[str, int, float], tuple[dict, dict]]:
+    """The paper's references and rows saved by earlier ``--json`` runs.
+
+    Returns:
+        (experiment, seed, fraction) ↦ (reference, the paper's row).
+
+    Raises:
+        ValueError: a file holds a reference without the paper's row (a ``--replay-paper``
+            run keeps the row, too; any run does).
+    """
+    out = {}
+    for path in paths:
+        for result in json.loads(Path(path).read_text()):
+            for ref in result["references"]:
+                key = (ref["experiment"], ref["seed"], ref["fraction"])
+                row = [
+                    r
+                    for r in result["rows"]
+                    if r["setting"] == REFERENCE and r["fraction"] == ref["fraction"]
+                ]
+                if not row:
+                    raise ValueError(f"{path}: no {REFERENCE!r} row for {key}")
+                out[key] = (ref, row[0])
+    return out
 
 
 def _job(args: tuple) -> dict[str, Any]:
@@ -465,7 +526,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--from-json", nargs="+", help="print the table from saved --json files, running nothing"
     )
+    parser.add_argument(
+        "--references",
+        nargs="+",
+        help="take the paper's full runs (targets and its rows) from saved --json files instead "
+        "of repeating them",
+    )
     args = parser.parse_args(argv)
+    saved = load_references(args.references) if args.references else None
+    if saved is not None and args.replay_paper:
+        parser.error("--references and --replay-paper exclude each other")
     for f in args.fraction:
         if not 0.0 < f <= 1.0:
             parser.error(f"--fraction must lie in (0, 1], got {f}")
@@ -478,9 +548,14 @@ def main(argv: list[str] | None = None) -> None:
     runs = None if args.train else args.runs
     jobs = [
         (n, s, runs, list(args.fraction), chosen, args.max_factor, args.budget, args.replay_paper)
+        + (saved,)
         for n in names
         for s in range(args.seeds)
     ]
+    if saved is not None:
+        missing = sorted({(n, s, f) for n, s, _, fs, *_ in jobs for f in fs} - set(saved))
+        if missing:
+            parser.error(f"--references has no paper run for {missing[:3]}...")
     if args.from_json:
         results = [r for path in args.from_json for r in json.loads(Path(path).read_text())]
     else:

@@ -31,7 +31,14 @@ from manifoldwalk.history import HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import Scheme, get_scheme
-from manifoldwalk.step import PointData, WalkState, init_state, make_evaluate, make_step
+from manifoldwalk.step import (
+    PointData,
+    WalkState,
+    fit_drift,
+    init_state,
+    make_evaluate,
+    make_step,
+)
 from manifoldwalk.step_sizes import StepRule
 from manifoldwalk.stops import BEFORE_CALLBACK, StopRules
 
@@ -223,11 +230,13 @@ def prepare_walk(
         "kkt_tol": kkt_tol,
         "stall_patience": stall_patience,
         "max_corrector_steps": scheme.max_corrector_steps,
+        "drift_gain": scheme.drift_gain,
+        "drift_cap": scheme.drift_cap,
         "record_every": record_every,
         "trajectory_every": trajectory_every,
     }
     if resume_from is not None:
-        state = _restore_state(resume_from, theta0)
+        state = fit_drift(_restore_state(resume_from, theta0), scheme)
     else:
         state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
     recorder = _Recorder(problem, record_every, trajectory_every, metrics or {}, callback)

@@ -114,6 +114,9 @@ class WalkResult:
             meta = json.loads(str(data["meta"]))
             history = {k[8:]: data[k] for k in data.files if k.startswith("history/")}
             state_items = {k[6:]: data[k] for k in data.files if k.startswith("state/")}
+            if state_items:  # files from before drift compensation lack its two fields
+                state_items.setdefault("drift", np.zeros(()))
+                state_items.setdefault("eta_sq_sum", np.zeros(()))
             state = WalkState(**state_items) if state_items else None
             trajectory = data["trajectory"] if "trajectory" in data.files else None
             theta = data["theta"]

@@ -36,7 +36,11 @@ class WalkState(NamedTuple):
     ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
     and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
     reversals at the step floor so far), ``max_dev`` (largest |L − L0| seen) and
-    ``max_step`` (longest predictor step taken).
+    ``max_step`` (longest predictor step taken). Drift compensation (schemes with
+    ``drift_gain > 0``, see :class:`~manifoldwalk.schemes.Scheme`): ``drift`` is the learnt
+    displacement per unit η_p² added to every predictor step (a 0-d zero when the scheme does
+    not compensate, so other schemes carry no extra vector), ``eta_sq_sum`` the sum of η_p²
+    over the predictor steps since the last corrector step.
     """
 
     theta: Array
@@ -62,6 +66,8 @@ class WalkState(NamedTuple):
     n_stall: Array
     max_dev: Array
     max_step: Array
+    drift: Array
+    eta_sq_sum: Array
 
 
 class PointData(NamedTuple):
@@ -150,7 +156,21 @@ def init_state(
         n_stall=zero_i,
         max_dev=xp.abs(point.loss - level),
         max_step=xp.zeros_like(point.loss),
+        drift=xp.zeros_like(theta) if scheme.drift_gain > 0 else xp.zeros_like(point.loss),
+        eta_sq_sum=xp.zeros_like(point.loss),
     )
+
+
+def fit_drift(state: WalkState, scheme: Scheme) -> WalkState:
+    """``state`` with its drift shaped for ``scheme``: a vector (zeros where the state had
+    none) when the scheme compensates drift, a 0-d zero otherwise (a state resumed under
+    another scheme than the one that saved it)."""
+    xp = namespace(state.theta)
+    wanted = scheme.drift_gain > 0
+    if wanted == (state.drift.ndim == 1 and state.drift.shape == state.theta.shape):
+        return state
+    drift = xp.zeros_like(state.theta) if wanted else xp.zeros_like(state.loss)
+    return state._replace(drift=drift)
 
 
 def make_step(
@@ -179,7 +199,11 @@ def make_step(
         cos_p = dot(xp, s.pred, s.dir_p) * inv_norm
         eta_p = rule.update(s.eta_p, cos_p, s.has_p)
         corr = corrector(dev, s.grad, s.grad_sq, s.dir_p, s.eta_c, s.dir_c, s.has_c)
-        theta = s.theta + xp.where(on, (eta_p * inv_norm) * s.pred, corr.delta)
+        if compensate:
+            predictor, drift, eta_sq_sum = _compensated(xp, s, on, eta_p, inv_norm, corr.delta)
+        else:
+            predictor, drift, eta_sq_sum = (eta_p * inv_norm) * s.pred, s.drift, s.eta_sq_sum
+        theta = s.theta + xp.where(on, predictor, corr.delta)
 
         is_p = xp.astype(on, s.n_predictor.dtype)
         n_predictor = s.n_predictor + is_p
@@ -213,6 +237,29 @@ def make_step(
             n_stall=xp.where(on, stall, s.n_stall),
             max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
             max_step=xp.where(on, xp.maximum(s.max_step, eta_p), s.max_step),
+            drift=drift,
+            eta_sq_sum=eta_sq_sum,
         )
+
+    compensate = scheme.drift_gain > 0
+    gain, cap = scheme.drift_gain, scheme.drift_cap
+
+    def _compensated(xp, s: WalkState, on, eta_p, inv_norm, delta):
+        # The predictor's excursion off the level set comes back step after step (the level
+        # set curves the same way for a while), and the corrector steps that undo it point
+        # the same way series after series. So each predictor step adds η_p²·drift, the
+        # correction learnt so far per unit η_p², at most cap·η_p long (a stale drift must
+        # not swamp the tangent step), and each corrector step δ teaches the drift
+        # gain·δ / Ση_p² over the predictor steps it is undoing (an integral controller:
+        # gain < 1 keeps it from ringing).
+        eta_sq = eta_p * eta_p
+        drift_norm = xp.sqrt(dot(xp, s.drift, s.drift))
+        scale = xp.minimum(eta_sq, safe_divide(xp, cap * eta_p, drift_norm))
+        predictor = (eta_p * inv_norm) * s.pred + scale * s.drift
+        after_corrector = s.n_consec_corr > 0
+        sum_p = xp.where(after_corrector, xp.zeros_like(eta_sq), s.eta_sq_sum) + eta_sq
+        learnt = s.drift + safe_divide(xp, gain, s.eta_sq_sum) * delta
+        drift = xp.where(on, s.drift, learnt)
+        return predictor, drift, xp.where(on, sum_p, s.eta_sq_sum)
 
     return step

@@ -23,7 +23,7 @@ TO_TORCH = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
 TO_JAX = lambda a: jnp.asarray(a, dtype=jnp.float64)  # noqa: E731
 
 
-@pytest.mark.parametrize("scheme", ["default", "paper"])
+@pytest.mark.parametrize("scheme", ["default", "paper", "compensated"])
 @settings(max_examples=5)
 @given(case=ellipsoid_cases(max_dim=8))
 def test_short_walks_take_the_same_steps_in_every_array_type(scheme, case):
@@ -68,7 +68,7 @@ class OpRecorder(TorchDispatchMode):
         return out
 
 
-@pytest.mark.parametrize("scheme", ["default", "paper"])
+@pytest.mark.parametrize("scheme", ["default", "paper", "compensated"])
 def test_a_torch_step_never_syncs_with_the_host_or_leaves_the_device(scheme):
     problem = Circle()
     scheme_ = mw.get_scheme(scheme)

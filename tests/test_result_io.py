@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import manifoldwalk as mw
 from manifoldwalk.problems import Circle
@@ -24,10 +25,12 @@ def test_save_and_load_round_trip(tmp_path):
         assert all(data[k].dtype != object for k in data.files)
 
 
-def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path):
-    options = {"scheme": "paper", "trajectory_every": 25}
+@pytest.mark.parametrize(("scheme", "split"), [("paper", 150), ("compensated", 20)])
+def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path, scheme, split):
+    options = {"scheme": scheme, "trajectory_every": 5}
     whole = mw.walk(Circle(), TOP.copy(), max_steps=400, **options)
-    first = mw.walk(Circle(), TOP.copy(), max_steps=150, **options)
+    first = mw.walk(Circle(), TOP.copy(), max_steps=split, **options)
+    assert first.stop_reason == "max_steps" and whole.n_predictor > split
     first.save(tmp_path / "part.npz")
     rest = mw.walk(
         Circle(),

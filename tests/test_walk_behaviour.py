@@ -12,7 +12,7 @@ TOP = np.array([0.0, 1.0])
 CORNER = -np.ones(2) / np.sqrt(2)
 
 
-@pytest.mark.parametrize("scheme", ["default", "paper"])
+@pytest.mark.parametrize("scheme", ["default", "paper", "compensated"])
 def test_circle_reaches_the_papers_answer(scheme):
     r = mw.walk(Circle(), TOP.copy(), scheme=scheme)
     assert r.converged, r.message

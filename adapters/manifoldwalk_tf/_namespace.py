@@ -82,7 +82,15 @@ class TensorFlowNamespace:
     @staticmethod
     def full_like(x: tf.Tensor, fill_value: Any, dtype: Any = None) -> tf.Tensor:
         """A tensor shaped like ``x`` filled with ``fill_value``."""
-        return tf.fill(tf.shape(x), tf.cast(fill_value, dtype or x.dtype))
+        dtype = dtype or x.dtype
+        # A Python float goes straight to ``dtype``: tf.cast would make it float32 first
+        # (0.2 → 0.20000000298 in float64, a 1.5e-8 error an eta_max of 0.2 exposed).
+        value = (
+            tf.cast(fill_value, dtype)
+            if tf.is_tensor(fill_value)
+            else tf.constant(fill_value, dtype)
+        )
+        return tf.fill(tf.shape(x), value)
 
     @staticmethod
     def isdtype(dtype: tf.DType, kind: str) -> bool:

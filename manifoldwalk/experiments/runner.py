@@ -46,8 +46,9 @@ __all__ = [
 BACKENDS = ("torch", "jax", "tensorflow")
 """Backend names accepted by :func:`load_backend` and ``--backend``."""
 
-SCHEMES = ("authors", "paper", "default")
-"""Walk schemes: the authors' code (Table I), the paper as written, the library's default."""
+SCHEMES = ("authors", "paper", "default", "compensated")
+"""Walk schemes: the authors' code (Table I), the paper as written, the library's default,
+and the default with drift compensation (the fewest gradient evaluations, docs/schemes.md)."""
 
 WD_REGS = ("l2", "l2-weights")
 """Weight-decay regularisers: all parameters (as the walk) or kernels only (the authors' Keras)."""
@@ -361,7 +362,8 @@ def _segment_options(config: RunConfig, spec: Experiment, prev: Any) -> dict[str
     total = config.budget == "total"
     n0 = 0 if prev is None else prev.n_predictor
     target = spec.max_steps if total else min(spec.max_steps, (n0 // seg + 1) * seg)
-    # the authors' step sizes belong to the gradient-corrector schemes; "default" keeps its own
+    # the authors' step sizes belong to the gradient-corrector schemes; the Newton ones keep
+    # their own
     gradient = config.scheme in ("authors", "paper")
     step_sizes = {"eta_min": spec.eta_min, "eta_c": spec.eta_c} if gradient else {}
     return dict(

@@ -12,22 +12,36 @@ from manifoldwalk._array import to_numpy
 from manifoldwalk.result import WalkResult
 
 
-def level_bound(result: WalkResult, hessian_norm: float) -> float:
+def level_bound(result: WalkResult, hessian_norm: float, grad_norm: float | None = None) -> float:
     """The documented bound on |L − L0| over every point a walk visits.
 
     √τ (the on-level tolerance) plus the second-order excursion of the longest
     predictor step taken, ½·η_max²·‖∇²L‖, where ``hessian_norm`` bounds the
-    loss Hessian's spectral norm along the path.
+    loss Hessian's spectral norm along the path. With drift compensation
+    (``drift_gain > 0``) a predictor step also moves by up to ``drift_cap``·η off the
+    tangent plane, so the step is up to (1 + cap)·η long and its first-order change
+    of L is up to cap·η·``grad_norm`` (a bound on ‖∇L‖ at on-level points).
+
+    Raises:
+        ValueError: a drift-compensated walk without ``grad_norm``.
     """
     tau = result.options["tau"]
     if result.options.get("tau_relative"):
         tau *= result.level**2
-    return math.sqrt(tau) + 0.5 * result.max_predictor_step**2 * hessian_norm
+    eta = result.max_predictor_step
+    if not result.options.get("drift_gain"):
+        return math.sqrt(tau) + 0.5 * eta**2 * hessian_norm
+    if grad_norm is None:
+        raise ValueError("a drift-compensated walk's level bound needs grad_norm.")
+    cap = result.options["drift_cap"]
+    return math.sqrt(tau) + cap * eta * grad_norm + 0.5 * ((1 + cap) * eta) ** 2 * hessian_norm
 
 
-def check_level_kept(result: WalkResult, hessian_norm: float) -> None:
+def check_level_kept(
+    result: WalkResult, hessian_norm: float, grad_norm: float | None = None
+) -> None:
     """|L − L0| stayed within :func:`level_bound` at every point, and the end is on level."""
-    bound = level_bound(result, hessian_norm)
+    bound = level_bound(result, hessian_norm, grad_norm)
     assert result.max_deviation <= bound, (
         f"max |L - L0| = {result.max_deviation:.3g} exceeds the bound {bound:.3g} "
         f"(longest predictor step {result.max_predictor_step:.3g})"

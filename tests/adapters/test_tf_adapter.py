@@ -346,8 +346,11 @@ def test_eager_problems_hand_the_step_back_unchanged(small):
     assert problem.compile_step(step) is step
 
 
-@pytest.mark.parametrize(("k", "trajectory_every"), [(1, None), (16, 10)])
-def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every):
+@pytest.mark.parametrize(
+    ("k", "trajectory_every", "scheme"),
+    [(1, None, "default"), (16, 10, "default"), (16, None, "compensated")],
+)
+def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every, scheme):
     """K steps per host sync in one XLA tf.while_loop: the eager walk's path, history and
     trajectory."""
     import manifoldwalk as mw
@@ -356,6 +359,7 @@ def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every):
     eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
     kw = {"max_steps": 120, "record_every": 5, "trajectory_every": trajectory_every}
+    kw["scheme"] = scheme
     a = mw.walk(eager, eager.theta0, **kw)
     b = mw.walk(fast, fast.theta0, steps_per_sync=k, **kw)
     assert_same_walk(a, b, a.theta, b.theta.numpy())
@@ -371,3 +375,12 @@ def test_chunked_walk_needs_compile(small):
     problem = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
     with pytest.raises(ProblemError, match="compile=True"):
         mw.walk(problem, problem.theta0, max_steps=5, steps_per_sync=4)
+
+
+def test_namespace_fills_float64_without_a_float32_detour():
+    from manifoldwalk_tf._namespace import TensorFlowNamespace as xp
+
+    like = tf.zeros(3, dtype=tf.float64)
+    assert xp.full_like(like, 0.2).numpy().tolist() == [0.2, 0.2, 0.2]
+    assert xp.full_like(like, tf.constant(0.2, tf.float64)).numpy()[0] == 0.2
+    assert xp.full_like(like, 2, dtype=tf.int64).dtype == tf.int64

@@ -287,15 +287,18 @@ def test_compiled_walk_takes_the_eager_path():
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
 
 
-@pytest.mark.parametrize(("compile", "k"), [(False, 1), (False, 7), (True, 3)])
-def test_chunked_walk_takes_the_eager_path(compile, k):
+@pytest.mark.parametrize(
+    ("compile", "k", "scheme"),
+    [(False, 1, "default"), (False, 7, "default"), (True, 3, "default"), (True, 3, "compensated")],
+)
+def test_chunked_walk_takes_the_eager_path(compile, k, scheme):
     """K masked steps per host sync (eager, or one compiled graph): the eager driver's path,
     history and trajectory."""
     import manifoldwalk as mw
 
     eager, _ = small_problem()
     chunked, _ = small_problem(compile=compile)
-    kw = {"max_steps": 150, "trajectory_every": 10, "record_every": 5}
+    kw = {"max_steps": 150, "trajectory_every": 10, "record_every": 5, "scheme": scheme}
     a = mw.walk(eager, eager.theta0, **kw)
     b = mw.walk(chunked, chunked.theta0, steps_per_sync=k, **kw)
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
