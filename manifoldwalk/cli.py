@@ -204,15 +204,17 @@ def _add_plot(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``manifoldwalk`` command."""
+    from manifoldwalk.schemes import SCHEMES
+
     parser = _Parser(prog="manifoldwalk", description="Walk the level sets of a training loss.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     circle = sub.add_parser("circle", help="the paper's Fig. 1 example, as a table")
     circle.add_argument(
         "--schemes",
         nargs="+",
-        default=["default", "paper", "authors"],
-        choices=["default", "paper", "authors"],
-        help="walk schemes to compare (default: all three)",
+        default=list(SCHEMES),
+        choices=list(SCHEMES),
+        help="walk schemes to compare (default: all)",
     )
     circle.set_defaults(run=_circle)
     sub.add_parser("list", help="list the paper's experiments").set_defaults(run=_list)

@@ -15,7 +15,7 @@ START = np.array([0.0, 1.0])
 
 
 def run_circle(
-    schemes: tuple[str, ...] = ("default", "paper", "authors"),
+    schemes: tuple[str, ...] = ("default", "compensated", "paper", "authors"),
 ) -> list[tuple[str, WalkResult, float]]:
     """Walk the circle with each scheme; return (scheme, result, seconds) rows."""
     rows = []
@@ -28,15 +28,16 @@ def run_circle(
 
 def format_table(rows: list[tuple[str, WalkResult, float]]) -> str:
     """The rows as a plain-text table, with the exact answer underneath."""
+    width = max([len("scheme")] + [len(name) for name, _, _ in rows])
     head = (
-        f"{'scheme':<8} {'x':>9} {'y':>9} {'angle°':>9} {'kkt':>8} {'pred':>6} "
+        f"{'scheme':<{width}} {'x':>9} {'y':>9} {'angle°':>9} {'kkt':>8} {'pred':>6} "
         f"{'corr':>6} {'evals':>6} {'max|L-L0|':>9} {'time s':>6}  stop reason"
     )
     lines = [head, "-" * len(head)]
     for name, r, seconds in rows:
         x, y = np.asarray(r.theta).tolist()
         lines.append(
-            f"{name:<8} {x:>9.5f} {y:>9.5f} {r.angle:>9.4f} {r.kkt:>8.1e} {r.n_predictor:>6d} "
+            f"{name:<{width}} {x:>9.5f} {y:>9.5f} {r.angle:>9.4f} {r.kkt:>8.1e} {r.n_predictor:>6d} "
             f"{r.n_corrector:>6d} {r.n_grad_evals:>6d} {r.max_deviation:>9.1e} {seconds:>6.2f}  "
             f"{r.stop_reason}"
         )
