@@ -7,13 +7,13 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
   ``torch.compile``-d value-and-gradient in ``"reduce-overhead"`` mode (CUDA graphs; the floor
   of the compiled walk) and a walk of a problem built with ``compile="reduce-overhead"``;
 - JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
-  driver) and ``walk(..., steps_per_sync=K)``; S seeds through ``walk_batch`` (per-step time of
-  the batch);
+  driver) and ``walk(..., steps_per_sync=K)`` (also with ``steps_per_iteration=M`` for each
+  ``--m``); S seeds through ``walk_batch`` (per-step time of the batch);
 
 and checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
 walk take the same path as the eager engine (steps, stop, largest θ difference).
 
-    python benchmarks/gpu_check.py [--steps 300] [--nets ff cifar10-cnv] [--json out.json]
+    python benchmarks/gpu_check.py [--steps 300] [--nets ff cifar10-cnv] [--m 4 8] [--json out.json]
 """
 
 from __future__ import annotations
@@ -129,7 +129,9 @@ def torch_rows(net: str, steps: int) -> dict[str, float]:
     }
 
 
-def jax_rows(net: str, steps: int, seeds: int, k: int) -> dict[str, float]:
+def jax_rows(
+    net: str, steps: int, seeds: int, k: int, ms: tuple[int, ...] = ()
+) -> dict[str, float]:
     import jax
     import manifoldwalk_jax
     import manifoldwalk_jax.experiment as jx
@@ -158,6 +160,19 @@ def jax_rows(net: str, steps: int, seeds: int, k: int) -> dict[str, float]:
         walker(steps, lambda n: mw.walk(p, theta, steps_per_sync=k, max_steps=n, **kw))
     )
 
+    by_m = {}
+    for m in ms:  # M masked steps per while iteration (take K a multiple of M)
+        t_m = per_walk_step(
+            walker(
+                steps,
+                lambda n, m=m: mw.walk(
+                    p, theta, steps_per_sync=k, steps_per_iteration=m, max_steps=n, **kw
+                ),
+            )
+        )
+        by_m[f"jax driver walk step ms, M={m}"] = t_m * 1e3
+        by_m[f"jax driver step / floor, M={m}"] = t_m / floor
+
     def batch(n):
         return manifoldwalk_jax.walk_batch(problems, steps_per_sync=k, max_steps=n, **kw)[0]
 
@@ -166,6 +181,7 @@ def jax_rows(net: str, steps: int, seeds: int, k: int) -> dict[str, float]:
         "jax value+grad in fori_loop ms": floor * 1e3,
         "jax driver walk step ms": t_walk * 1e3,
         "jax driver step / floor": t_walk / floor,
+        **by_m,
         f"jax {seeds} seeds batched, per batch step ms": t_batch * 1e3,
         "jax batched speed-up (S sequential / batch)": seeds * t_walk / t_batch,
     }
@@ -214,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=100, help="steps per host sync (JAX)")
     parser.add_argument("--nets", nargs="+", default=["ff", "cifar10-cnv"])
     parser.add_argument(
+        "--m", type=int, nargs="*", default=[], help="JAX steps per while iteration to time too"
+    )
+    parser.add_argument(
         "--only", nargs="+", default=["agreement", "torch", "jax"], help="sections to run"
     )
     parser.add_argument("--agree-steps", type=int, default=150)
@@ -238,7 +257,10 @@ def main(argv: list[str] | None = None) -> int:
             sections.append((f"{net} torch", lambda net=net: torch_rows(net, args.steps)))
         if "jax" in args.only:
             sections.append(
-                (f"{net} jax", lambda net=net: jax_rows(net, args.steps, args.seeds, args.k))
+                (
+                    f"{net} jax",
+                    lambda net=net: jax_rows(net, args.steps, args.seeds, args.k, tuple(args.m)),
+                )
             )
     for name, run in sections:
         start = time.perf_counter()

@@ -9,6 +9,8 @@ JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
   logic (θ ← θ − c·∇L with a run-time c = 0, so nothing is folded away), per evaluation;
 - ``walk <scheme>``: one chunk of the compiled driver (K walk steps: the step, the stop rules,
   the history and trajectory buffers), per step, for ``scheme="paper"`` and the default;
+- ``walk default, M=m`` (``--m``): the same with ``steps_per_iteration=m`` (m masked steps per
+  ``while`` iteration; take K a multiple of m, else the last iteration's masked steps count);
 - ``eager driver``: the eager driver's step (the jitted step plus its per-step host look);
 - ``S seeds batched``: one chunk of ``walk_batch``'s vmapped loop over S seeds, per step, and
   the speed-up over S walks one after the other (S × the single walk's step time).
@@ -21,7 +23,7 @@ Steps per second are 1 / step time. Rows for the PyTorch compiled driver and the
 agreement have their marked places below (``TORCH_COMPILED_ROWS``, ``--distributed``).
 
     python benchmarks/perf.py [--nets ff mnist-cnv cifar10-cnv] [--backends jax torch]
-        [--device cpu|gpu] [--threads 1] [--reps 20] [--k 50] [--seeds 4]
+        [--device cpu|gpu] [--threads 1] [--reps 20] [--k 50] [--m 1 4 8] [--seeds 4]
         [--out table.md | table.json] [--distributed]
 """
 
@@ -92,8 +94,9 @@ def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int =
 # --- JAX: the compiled driver ----------------------------------------------------------------
 
 
-def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
-    """The JAX rows of one net: floor, compiled walk chunks, eager driver, batched seeds."""
+def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1,)) -> list[Row]:
+    """The JAX rows of one net: floor, compiled walk chunks (the default scheme also with M
+    masked steps per iteration for each M in ``ms`` other than 1), eager driver, batched."""
     import jax
     import jax.numpy as jnp
     from adapter_overhead import chunked_walk
@@ -131,6 +134,9 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
     options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
+    extra_ms = [m for m in ms if m != 1]
+    for m in extra_ms:
+        fns[f"walk default M={m}"] = chunked_walk(p, k, "default", m)
     # the eager driver's step: jitted step, then the one host look it takes per step
     run = prepare_walk(p, p.theta0, **options)
     step = jax.jit(make_step(p, run.direction, run.scheme))
@@ -171,6 +177,18 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int) -> list[Row]:
                 n,
                 f"compiled walk, scheme={scheme} (K={k})",
                 per_step[f"walk {scheme}"] * 1e3,
+                floor,
+                reps,
+            )
+        )
+    for m in extra_ms:
+        rows.append(
+            Row(
+                "jax",
+                label,
+                n,
+                f"compiled walk, scheme=default (K={k}, M={m} masked steps per iteration)",
+                per_step[f"walk default M={m}"] * 1e3,
                 floor,
                 reps,
             )
@@ -413,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="intra-op threads (set before import)")
     ap.add_argument("--reps", type=int, default=20, help="interleaved repetitions")
     ap.add_argument("--k", type=int, default=50, help="steps per compiled chunk (K)")
+    ap.add_argument(
+        "--m", type=int, nargs="+", default=[1], help="steps per while iteration (M) to time"
+    )
     ap.add_argument("--seeds", type=int, default=4, help="seeds of the batched walk (S)")
     ap.add_argument("--out", help="also write the table to this .md or .json file")
     ap.add_argument("--distributed", action="store_true", help="add the distributed agreement")
@@ -429,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[Row] = []
     for net in args.nets:
         if "jax" in args.backends:
-            rows += jax_rows(net, args.k, args.seeds, args.reps)
-            print(markdown(rows[-5:], f"## jax {net}"), flush=True)
+            new = jax_rows(net, args.k, args.seeds, args.reps, tuple(args.m))
+            rows += new
+            print(markdown(new, f"## jax {net}"), flush=True)
         if "torch" in args.backends:
             if args.threads:
                 import torch

@@ -13,11 +13,17 @@ metrics and the callback, and ends the walk with the same result as the eager dr
 Host-side ``metrics`` and ``callback`` cannot run on the device: when either is given, a chunk
 also ends at every point where a history record is due, the host records it there (metrics
 included) and calls the callback, and the next chunk goes on from that point.
+
+With ``steps_per_iteration=M > 1`` each iteration of the ``while_loop`` runs M steps, all but
+the first *masked* (:meth:`DeviceLoop.masked_body`: a step where :meth:`DeviceLoop.cond` is
+false leaves the carry as it was), so the loop's predicate is read once per M steps; the path is
+the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
@@ -84,6 +90,8 @@ class DeviceLoop:
         host_records: the host records (metrics or a callback): pause at record-due points
             instead of writing rows on the device.
         steps: K, the most steps per chunk.
+        steps_per_iteration: M, the steps one iteration of the ``while_loop`` runs, each
+            masked by :meth:`cond` (1: one plain step per iteration).
     """
 
     def __init__(
@@ -96,6 +104,7 @@ class DeviceLoop:
         trajectory_every: int | None,
         host_records: bool,
         steps: int,
+        steps_per_iteration: int = 1,
     ) -> None:
         self.problem = problem
         self.direction = direction
@@ -105,6 +114,7 @@ class DeviceLoop:
         self.trajectory_every = trajectory_every
         self.host_records = host_records
         self.steps = steps
+        self.steps_per_iteration = steps_per_iteration
         self.step = make_step(problem, direction, scheme)
 
     @property
@@ -163,13 +173,73 @@ class DeviceLoop:
         """One walk step, then :meth:`examine` the new state."""
         return self.examine(c._replace(state=self.step(c.state), n_done=c.n_done + 1), put)
 
+    def masked_body(self, c: Carry, put: Put) -> Carry:
+        """:meth:`body` where :meth:`cond` holds at ``c``; else ``c``'s values, unchanged.
+
+        Branch-free: the step is computed either way and its result selected with ``where``;
+        the buffers are not selected (a masked step writes no row: ``put`` sees ``due`` false).
+        """
+        go = self.cond(c)
+        xp = namespace(c.n_done)
+
+        def gated(buffer: Array, i: Array, due: Array, make_row: Callable[[], Array]) -> Array:
+            return put(buffer, i, due & go, make_row)
+
+        new = self.body(c, gated)
+        return Carry(
+            *(
+                n if name in ("rows", "points") else _select(xp, go, n, o)
+                for name, n, o in zip(Carry._fields, new, c, strict=True)
+            )
+        )
+
+    def iteration(self, c: Carry, put: Put) -> Carry:
+        """One iteration of the chunk's ``while_loop``: :meth:`body`, then M − 1 masked steps.
+
+        A loop enters an iteration only where :meth:`cond` holds (a batched loop keeps the old
+        carry of a lane where it does not), so the first step needs no mask.
+        """
+        c = self.body(c, put)
+        for _ in range(self.steps_per_iteration - 1):
+            c = self.masked_body(c, put)
+        return c
+
     def run(self, c: Carry, put: Put, while_loop: WhileLoop) -> Carry:
-        """The whole chunk: step while :meth:`cond` holds, from an examined carry.
+        """The whole chunk: iterate while :meth:`cond` holds, from an examined carry.
 
         Every carry a chunk returns is examined at its state; the host examines the first
         one (:class:`ChunkHost`), so a chunk never looks at its entry state again.
         """
-        return while_loop(self.cond, lambda c: self.body(c, put), c)
+        return while_loop(self.cond, lambda c: self.iteration(c, put), c)
+
+    def cache_key(self) -> Hashable | None:
+        """A hashable description of everything a traced chunk of this loop closes over.
+
+        Two loops with equal keys trace to the same computation (for carries of the same
+        shapes and dtypes), so an adapter may reuse one compiled chunk for both. The problem
+        counts by identity (a problem must not change once walked); the scheme, direction and
+        stop rules by value, field by field, with the type of every number (``1`` and ``1.0``
+        differ) and arrays by dtype, shape and bytes; other callables by identity.
+
+        Returns:
+            The key, or None where some piece cannot be hashed (then do not cache).
+        """
+        try:
+            key = (
+                id(self.problem),
+                _key(self.scheme),
+                _key(self.direction),
+                _key(self.rules),
+                self.record_every,
+                self.trajectory_every,
+                self.host_records,
+                self.steps,
+                self.steps_per_iteration,
+            )
+            hash(key)
+        except TypeError:
+            return None
+        return key
 
 
 class ChunkHost:
@@ -268,6 +338,31 @@ def put_by_mask(buffer: Array, i: Array, due: Array, make_row: Callable[[], Arra
     index = xp.arange(buffer.shape[0]) if dev is None else xp.arange(buffer.shape[0], device=dev)
     hit = (index == i) & due
     return xp.where(hit[:, None], xp.astype(make_row(), buffer.dtype)[None, :], buffer)
+
+
+def _select(xp: Any, go: Array, new: Any, old: Any) -> Any:
+    """``where(go, new, old)`` over an array or a NamedTuple of arrays (a WalkState)."""
+    if isinstance(new, tuple):
+        return type(new)(*(_select(xp, go, a, b) for a, b in zip(new, old, strict=True)))
+    return xp.where(go, new, old)
+
+
+def _key(obj: Any) -> Hashable:
+    """A hashable value-key of a (frozen dataclass) piece; raises TypeError if there is none."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = dataclasses.fields(obj)
+        return (type(obj), tuple((f.name, _key(getattr(obj, f.name))) for f in fields))
+    if isinstance(obj, float):
+        return (float, repr(obj))  # -0.0 and 0.0 differ; nan equals nan
+    if obj is None or isinstance(obj, bool | int | str):
+        return (type(obj), obj)
+    if isinstance(obj, tuple | list):
+        return (type(obj), tuple(_key(o) for o in obj))
+    if hasattr(obj, "__array_namespace__") or hasattr(obj, "__array__"):
+        a = to_numpy(obj)
+        return (type(obj), str(a.dtype), a.shape, a.tobytes())
+    hash(obj)  # functions, samplers, other objects: by their own hash (identity by default)
+    return obj
 
 
 def _unstack(a: Array) -> list[Array]:

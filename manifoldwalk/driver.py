@@ -72,6 +72,7 @@ def walk(
     resume_from: WalkResult | None = None,
     compile_step: bool = True,
     steps_per_sync: int | None = None,
+    steps_per_iteration: int = 1,
 ) -> WalkResult:
     """Walk the level set {θ : L(θ) = L0} of ``problem`` from ``theta0``.
 
@@ -122,6 +123,12 @@ def walk(
             analytic problem on jax arrays with ``manifoldwalk_jax.compiled``). Same path,
             history, stop reasons and result as the eager driver; with ``metrics`` or a
             ``callback`` a chunk also ends at each record-due point, so they run on the host.
+        steps_per_iteration: M ≥ 1, with ``steps_per_sync``: each iteration of the compiled
+            loop runs M masked steps (a step after a stop, a record pause or the chunk's K
+            steps leaves the state as it was), so the loop's predicate is read once per M
+            steps; the same path. Meant for small nets on a GPU (where XLA reads a while
+            predicate on the host); 1 (default) is one step per iteration. The PyTorch
+            chunk masks every step already and takes M as the same K steps.
 
     Returns:
         A :class:`~manifoldwalk.WalkResult`.
@@ -130,8 +137,15 @@ def walk(
         ProblemError: a bad θ0 or Problem, a start where ∇L vanishes, or a level that
             cannot be reached from θ0.
         ValueError: an unknown scheme or corrector name, or a bad option; ``steps_per_sync``
-            for a problem without a ``compile_loop`` hook or a direction that cannot be traced.
+            for a problem without a ``compile_loop`` hook or a direction that cannot be traced;
+            ``steps_per_iteration`` other than 1 without ``steps_per_sync``.
     """
+    _check_steps_per_iteration(steps_per_iteration)
+    if steps_per_sync is None and steps_per_iteration != 1:
+        raise ValueError(
+            f"steps_per_iteration={steps_per_iteration!r} needs steps_per_sync (the compiled "
+            "driver); the eager driver takes one step per host synchronisation."
+        )
     run = prepare_walk(
         problem,
         theta0,
@@ -160,7 +174,7 @@ def walk(
     )
     if steps_per_sync is None:
         return run.until_stop()
-    return run.run_chunked(steps_per_sync)
+    return run.run_chunked(steps_per_sync, steps_per_iteration)
 
 
 def prepare_walk(
@@ -261,6 +275,11 @@ def _compiled(step, problem: Problem, direction: Direction, wanted: bool):
     if wanted and callable(compile_) and getattr(direction, "traceable", True):
         return compile_(step)
     return step
+
+
+def _check_steps_per_iteration(m: Any) -> None:
+    if not (isinstance(m, int | np.integer) and not isinstance(m, bool) and m >= 1):
+        raise ValueError(f"steps_per_iteration must be a positive integer, got {m!r}.")
 
 
 def _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol):
@@ -470,21 +489,26 @@ class PreparedWalk:
                 return self.result(good, state, reason, v)
             state = step(state)
 
-    def host(self, steps_per_sync: int, problem: Problem | None = None) -> ChunkHost:
+    def host(
+        self, steps_per_sync: int, problem: Problem | None = None, steps_per_iteration: int = 1
+    ) -> ChunkHost:
         """The host side of a chunked run of this walk, and its device loop.
 
         Args:
             steps_per_sync: K, the most steps per chunk (a positive integer).
             problem: the problem the device loop evaluates (default: this walk's; a batched
                 driver passes one bound to traced data).
+            steps_per_iteration: M, masked steps per iteration of the device loop.
 
         Returns:
             A :class:`~manifoldwalk.chunked.ChunkHost` whose ``loop`` is the
             :class:`~manifoldwalk.chunked.DeviceLoop` to compile.
 
         Raises:
-            ValueError: a bad ``steps_per_sync``, or a direction that cannot be traced.
+            ValueError: a bad ``steps_per_sync`` or ``steps_per_iteration``, or a direction
+                that cannot be traced.
         """
+        _check_steps_per_iteration(steps_per_iteration)
         if not (isinstance(steps_per_sync, int | np.integer) and steps_per_sync >= 1):
             raise ValueError(
                 f"steps_per_sync must be None or a positive integer, got {steps_per_sync!r}."
@@ -505,14 +529,16 @@ class PreparedWalk:
             rec.trajectory_every,
             bool(rec.metrics) or rec.callback is not None,
             int(steps_per_sync),
+            int(steps_per_iteration),
         )
         return ChunkHost(self, loop)
 
-    def run_chunked(self, steps_per_sync: int) -> WalkResult:
+    def run_chunked(self, steps_per_sync: int, steps_per_iteration: int = 1) -> WalkResult:
         """Run to a stop with up to K steps per host synchronisation (the compiled driver).
 
         Args:
             steps_per_sync: K.
+            steps_per_iteration: M, masked steps per iteration of the device loop.
 
         Returns:
             The :class:`~manifoldwalk.WalkResult`, the same as :meth:`until_stop` gives.
@@ -528,7 +554,7 @@ class PreparedWalk:
                 "(wrap an analytic problem on jax arrays with manifoldwalk_jax.compiled(...)), "
                 "or leave steps_per_sync=None for the eager driver."
             )
-        host = self.host(steps_per_sync)
+        host = self.host(steps_per_sync, steps_per_iteration=steps_per_iteration)
         return host.drive(compile_loop(host.loop))
 
     def result(

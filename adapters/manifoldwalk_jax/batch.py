@@ -3,7 +3,8 @@
 :func:`walk_batch` walks S problems that share a model and a loss and differ in their data
 (of equal shapes), their frozen leaves and their start. Each seed is prepared as
 ``manifoldwalk.walk`` would prepare it; then one jitted, ``vmap``-ed ``lax.while_loop`` runs up
-to K steps of every seed per host synchronisation. Each seed stops on its own: a seed whose
+to K steps of every seed per host synchronisation (compiled once per template problem and
+options: a later batch of the same shapes reuses it). Each seed stops on its own: a seed whose
 stop rule fired (or that waits for the host to record) is frozen, its state selected unchanged
 by the batched loop, while the others go on; a chunk ends when every seed has stopped or paused
 or K steps have passed. The host then reads each seed's rows back, calls its metrics and
@@ -17,12 +18,11 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from manifoldwalk.chunked import DeviceLoop
 from manifoldwalk.driver import prepare_walk
 from manifoldwalk.result import WalkResult
-from manifoldwalk_jax.loop import committed, put_row
+from manifoldwalk_jax.loop import committed, run_chunk
 from manifoldwalk_jax.problem import JaxProblem
 
 
@@ -53,6 +53,7 @@ def walk_batch(
     thetas: Sequence[jax.Array] | None = None,
     *,
     steps_per_sync: int = 64,
+    steps_per_iteration: int = 1,
     metrics: Mapping[str, Callable] | Sequence[Mapping[str, Callable] | None] | None = None,
     callback: Callable | Sequence[Callable | None] | None = None,
     resume_from: Sequence[WalkResult | None] | None = None,
@@ -66,6 +67,8 @@ def walk_batch(
             data of equal shapes and dtypes (e.g. one per seed).
         thetas: S starting points (default: each problem's ``theta0``).
         steps_per_sync: K, the most steps per host synchronisation.
+        steps_per_iteration: M, masked steps per iteration of the batched ``while_loop``
+            (as ``manifoldwalk.walk``'s).
         metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s
             ``metrics``; with metrics or callbacks each seed's chunk also ends at its record
             points, as in ``walk(..., steps_per_sync=K)``.
@@ -125,8 +128,9 @@ def walk_batch(
             strict=True,
         )
     ]
-    hosts = [run.host(steps_per_sync) for run in runs]
-    chunk = _batched_chunk(problems[0], hosts[0].loop)
+    hosts = [run.host(steps_per_sync, steps_per_iteration=steps_per_iteration) for run in runs]
+    template, loop = problems[0], hosts[0].loop
+    chunk = template.loop_cache.get(loop, lambda: _batched_chunk(template, loop), kind="batch")
     frozen = _stack([p._frozen for p in problems])
     data = _stack([p._data for p in problems])
     while not all(h.done for h in hosts):
@@ -150,8 +154,9 @@ def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]
             loop.trajectory_every,
             loop.host_records,
             loop.steps,
+            loop.steps_per_iteration,
         )
-        return seed_loop.run(carry, put_row, lax.while_loop)
+        return run_chunk(seed_loop, carry)
 
     jitted = jax.jit(jax.vmap(one))
 

@@ -7,14 +7,23 @@ step, the stop rules, the history and trajectory buffers as pure functions);
 ``lax.dynamic_update_index_in_dim``. :class:`JaxProblem` has the hook; :func:`compiled` adds it
 (and ``compile_step``) to any problem whose functions JAX can trace, e.g. the analytic problems
 of ``manifoldwalk.problems`` on jax arrays.
+
+Compiled chunks are kept in a small per-problem :class:`LoopCache`, keyed by
+:meth:`DeviceLoop.cache_key`, so a second walk of the same problem with the same options
+(another start, a resumed walk) reuses the compiled chunk instead of tracing and compiling it
+again. With ``walk(..., steps_per_iteration=M)``, M > 1, each ``while`` iteration runs M masked
+steps and writes rows with a select instead of ``lax.cond``: no branch inside the iteration, so
+on a GPU the host reads a loop predicate once per M steps instead of at every step.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 from manifoldwalk.chunked import Carry, DeviceLoop
@@ -32,21 +41,93 @@ def put_row(
     return lax.cond(due, write, lambda b: b, buffer)
 
 
-def compile_loop(loop: DeviceLoop) -> Callable[[Carry], Carry]:
+def put_select(
+    buffer: jax.Array, i: jax.Array, due: jax.Array, make_row: Callable[[], jax.Array]
+) -> jax.Array:
+    """As :func:`put_row`, branch-free: row ``i`` becomes ``where(due, make_row(), row i)``.
+
+    The row is computed at every call (the history record: a few passes over θ); no
+    ``lax.cond``, whose predicate a GPU reads on the host.
+    """
+    old = lax.dynamic_index_in_dim(buffer, i, 0, keepdims=False)
+    row = jnp.where(due, make_row().astype(buffer.dtype), old)
+    return lax.dynamic_update_index_in_dim(buffer, row, i, 0)
+
+
+def run_chunk(loop: DeviceLoop, carry: Carry) -> Carry:
+    """``loop.run`` in ``lax.while_loop``: rows by :func:`put_row` (M = 1) or :func:`put_select`."""
+    put = put_row if loop.steps_per_iteration == 1 else put_select
+    return loop.run(carry, put, lax.while_loop)
+
+
+class LoopCache:
+    """A small least-recently-used cache of compiled chunks, one per problem.
+
+    The key is :meth:`DeviceLoop.cache_key` (the scheme, direction, stop rules, record and
+    trajectory spacing, K and M; the problem by identity); ``jax.jit`` itself keeps one
+    compilation per shape and dtype of θ under each entry. A compiled chunk may hold the
+    problem's training data as constants on the device, so the cache is small.
+
+    Args:
+        maxsize: the most chunks kept; the least recently used goes first.
+    """
+
+    def __init__(self, maxsize: int = 4) -> None:
+        self.maxsize = maxsize
+        self._chunks: OrderedDict[Hashable, Callable[..., Any]] = OrderedDict()
+
+    def get(
+        self, loop: DeviceLoop, build: Callable[[], Callable[..., Any]], kind: str = "chunk"
+    ) -> Callable[..., Any]:
+        """The cached chunk for ``loop``, or ``build()``'s, cached (uncached if no key).
+
+        Args:
+            loop: the device loop the chunk runs.
+            build: makes the chunk (not called on a hit).
+            kind: what ``build`` makes, part of the key (``walk_batch`` keeps its batched
+                chunks as ``"batch"``).
+        """
+        key = loop.cache_key()
+        if key is None:
+            return build()
+        key = (kind, key)
+        if key in self._chunks:
+            self._chunks.move_to_end(key)
+            return self._chunks[key]
+        chunk = self._chunks[key] = build()
+        while len(self._chunks) > self.maxsize:
+            self._chunks.popitem(last=False)
+        return chunk
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def clear(self) -> None:
+        """Drop every compiled chunk (and the device memory it holds)."""
+        self._chunks.clear()
+
+
+def compile_loop(loop: DeviceLoop, cache: LoopCache | None = None) -> Callable[[Carry], Carry]:
     """One chunk of ``loop`` (at most K steps) as a jitted function ``carry -> carry``.
 
     Args:
         loop: the engine's device loop.
+        cache: where to keep the compiled chunk for later walks of the same problem with the
+            same options (None: compile anew).
 
     Returns:
         The compiled chunk; the walk's host side calls it once per synchronisation.
     """
-    jitted = jax.jit(lambda carry: loop.run(carry, put_row, lax.while_loop))
 
-    def chunk(carry: Carry) -> Carry:
-        return jitted(committed(carry))
+    def build() -> Callable[[Carry], Carry]:
+        jitted = jax.jit(lambda carry: run_chunk(loop, carry))
 
-    return chunk
+        def chunk(carry: Carry) -> Carry:
+            return jitted(committed(carry))
+
+        return chunk
+
+    return build() if cache is None else cache.get(loop, build)
 
 
 def committed(tree: Any) -> Any:
@@ -63,10 +144,12 @@ class CompiledProblem:
 
     Attributes:
         problem: the wrapped problem.
+        loop_cache: the compiled chunks of earlier walks (:class:`LoopCache`).
     """
 
     def __init__(self, problem: Any) -> None:
         self.problem = problem
+        self.loop_cache = LoopCache()
 
     def loss(self, theta: jax.Array) -> jax.Array:
         """L(θ) of the wrapped problem."""
@@ -96,12 +179,12 @@ class CompiledProblem:
         return jax.jit(step)
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
-        """See :func:`compile_loop`."""
-        return compile_loop(loop)
+        """See :func:`compile_loop` (cached in :attr:`loop_cache`)."""
+        return compile_loop(loop, self.loop_cache)
 
     def __getattr__(self, name: str) -> Any:
         # the wrapped problem's other attributes (solution(), A, ...), read-only
-        if name == "problem":
+        if name in ("problem", "loop_cache"):
             raise AttributeError(name)
         return getattr(self.problem, name)
 

@@ -30,7 +30,7 @@ from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
-from manifoldwalk_jax.loop import compile_loop
+from manifoldwalk_jax.loop import LoopCache, compile_loop
 
 ApplyFn = Callable[[PyTree, jax.Array], Any]
 LossFn = Callable[[Any, jax.Array], jax.Array]
@@ -49,6 +49,8 @@ class JaxProblem:
     Attributes:
         theta0: the trainable parameters as one flat ``jax.Array``.
         n_params: the length of θ.
+        loop_cache: the compiled driver's chunks of earlier walks of this problem
+            (:class:`~manifoldwalk_jax.loop.LoopCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class JaxProblem:
             self._loss = jax.jit(_batched(self._loss_at, n))
         self._reg, self._reg_grad = make_reg(reg, self.theta0, self._flat.weight_mask)
         self._eval_batch = jax.jit(self._eval_sums, static_argnames="task")
+        self.loop_cache = LoopCache()
 
     # --- the Problem protocol -------------------------------------------------------------
 
@@ -111,9 +114,10 @@ class JaxProblem:
         """Up to K walk steps per host synchronisation, inside a jitted ``lax.while_loop``.
 
         ``manifoldwalk.walk(..., steps_per_sync=K)`` calls this; see
-        :func:`manifoldwalk_jax.loop.compile_loop`.
+        :func:`manifoldwalk_jax.loop.compile_loop`. The compiled chunk is kept in
+        :attr:`loop_cache`: a later walk with the same options does not compile again.
         """
-        return compile_loop(loop)
+        return compile_loop(loop, self.loop_cache)
 
     def loss(self, theta: jax.Array) -> jax.Array:
         """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""

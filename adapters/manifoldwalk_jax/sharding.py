@@ -24,7 +24,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -33,7 +32,7 @@ from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
-from manifoldwalk_jax.loop import put_row
+from manifoldwalk_jax.loop import LoopCache, run_chunk
 from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 
 AXIS = "batch"
@@ -61,6 +60,8 @@ class ShardedJaxProblem:
         replicated: the sharding of θ (a full copy on every device).
         base: the single-device :class:`~manifoldwalk_jax.JaxProblem` this one is built on
             (used for evaluation and the θ ↔ pytree conversions).
+        loop_cache: the compiled driver's chunks of earlier walks
+            (:class:`~manifoldwalk_jax.loop.LoopCache`).
     """
 
     def __init__(
@@ -93,6 +94,7 @@ class ShardedJaxProblem:
         self._reg, self._reg_grad = make_reg(reg, self.theta0, weight_mask)
         self._loss_and_grad = jax.jit(jax.value_and_grad(self._loss_at))
         self._loss = jax.jit(self._loss_at)
+        self.loop_cache = LoopCache()
 
     # --- the Problem protocol -------------------------------------------------------------
 
@@ -134,8 +136,8 @@ class ShardedJaxProblem:
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
         """The compiled driver's chunk (``walk(..., steps_per_sync=K)``), data as arguments.
 
-        As :func:`manifoldwalk_jax.loop.compile_loop`, compiled with :meth:`jit`; the carry
-        is placed replicated on the mesh before each call.
+        As :func:`manifoldwalk_jax.loop.compile_loop`, compiled with :meth:`jit` and kept in
+        :attr:`loop_cache`; the carry is placed replicated on the mesh before each call.
 
         Args:
             loop: the engine's device loop.
@@ -143,12 +145,16 @@ class ShardedJaxProblem:
         Returns:
             The compiled chunk ``carry -> carry``.
         """
-        run = self.jit(lambda carry: loop.run(carry, put_row, lax.while_loop))
 
-        def chunk(carry: Carry) -> Carry:
-            return run(jax.device_put(carry, self.replicated))
+        def build() -> Callable[[Carry], Carry]:
+            run = self.jit(lambda carry: run_chunk(loop, carry))
 
-        return chunk
+            def chunk(carry: Carry) -> Carry:
+                return run(jax.device_put(carry, self.replicated))
+
+            return chunk
+
+        return self.loop_cache.get(loop, build)
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``jax.jit(fn)``, with this problem's sharded data passed in as arguments.

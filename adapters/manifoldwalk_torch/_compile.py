@@ -122,7 +122,8 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
     """
 
     def masked_while(cond: Callable, body: Callable, carry: Carry) -> Carry:
-        for _ in range(loop.steps):
+        # body is one step, or M masked steps (``steps_per_iteration``): K steps in all
+        for _ in range(-(-loop.steps // loop.steps_per_iteration)):
             go = cond(carry)
             carry = _map(lambda new, old, go=go: torch.where(go, new, old), body(carry), carry)
         return carry

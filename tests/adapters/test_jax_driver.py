@@ -248,3 +248,280 @@ def test_walk_batch_refuses_problems_of_other_shapes():
         walk_batch([a, other], max_steps=3)
     with pytest.raises(ValueError, match="3 entries for 2 problems"):
         walk_batch([a, b], thetas=[a.theta0] * 3, max_steps=3)
+
+
+# --- several masked steps per while-loop iteration (steps_per_iteration=M) --------------------
+
+
+def stops_mid_iteration(r: mw.WalkResult, k: int, m: int) -> bool:
+    """Whether a walk of full K-step chunks (no host pauses) stopped inside an M-step iteration,
+    before its chunk's K-th step (so that masked steps follow the stop)."""
+    return (r.n_predictor + r.n_corrector) % k % m != 0
+
+
+@pytest.mark.parametrize("m", [1, 3, 8])
+def test_masked_iterations_take_the_eager_path(m):
+    """K = 13 is not a multiple of 3 or 8; the budget stop fires inside an iteration."""
+    eager = mw.walk(
+        compiled(Circle()),
+        top(),
+        scheme="paper",
+        max_steps=300,
+        record_every=3,
+        trajectory_every=25,
+    )
+    chunked = mw.walk(
+        compiled(Circle()),
+        top(),
+        scheme="paper",
+        max_steps=300,
+        record_every=3,
+        trajectory_every=25,
+        steps_per_sync=13,
+        steps_per_iteration=m,
+    )
+    assert_same_walk(chunked, eager)
+    assert eager.stop_reason == "max_steps" and eager.n_corrector > 0
+    assert m == 1 or stops_mid_iteration(eager, 13, m)
+
+
+@pytest.mark.parametrize("m", [3])
+def test_masked_iterations_stationary_and_non_finite_stops(m):
+    q = Quadric(np.diag([1.0, 2.0, 3.0]), c=np.array([1.0, -1.0, 0.5]))
+    start = jnp.asarray(q.point_on_level(np.array([0.3, 1.0, 1.0])))
+    eager = mw.walk(compiled(q), start, max_steps=400)
+    chunked = mw.walk(compiled(q), start, max_steps=400, steps_per_sync=13, steps_per_iteration=m)
+    assert_same_walk(chunked, eager)
+    assert eager.stop_reason == "stationary"
+    assert m == 1 or stops_mid_iteration(eager, 13, m)
+    p = compiled(_nan_left_of(-0.3))
+    eager = mw.walk(p, top(), max_steps=300)
+    assert_same_walk(
+        mw.walk(p, top(), max_steps=300, steps_per_sync=64, steps_per_iteration=m), eager
+    )
+    assert eager.stop_reason == "non_finite"
+    assert m == 1 or stops_mid_iteration(eager, 64, m)
+
+
+@pytest.mark.parametrize("m", [3])
+def test_masked_iterations_pause_for_host_records_mid_iteration(m):
+    """record_every=5 with metrics and a callback: chunks end at pauses inside iterations of M
+    steps; the host records there and the next chunk goes on."""
+    seen: dict[str, list[int]] = {"eager": [], "chunked": []}
+
+    def callback(tag: str):
+        def stop(row: dict[str, float]) -> bool:
+            seen[tag].append(row["n_predictor"])
+            return row["n_predictor"] >= 45
+
+        return stop
+
+    options = dict(scheme="paper", record_every=5, trajectory_every=10)
+    options["metrics"] = {"x_plus_y": lambda th: float(jnp.sum(th))}
+    eager = mw.walk(compiled(Circle()), top(), callback=callback("eager"), **options)
+    chunked = mw.walk(
+        compiled(Circle()),
+        top(),
+        callback=callback("chunked"),
+        steps_per_sync=64,
+        steps_per_iteration=m,
+        **options,
+    )
+    assert_same_walk(chunked, eager)
+    assert chunked.stop_reason == "callback" and chunked.n_predictor == 45
+    assert seen["chunked"] == seen["eager"] == list(range(0, 50, 5))
+    steps = chunked.history["step"]  # the pauses: where each chunk ended
+    assert any(int(n) % m for n in np.diff(steps))
+
+
+@pytest.mark.parametrize("m", [1, 3, 8])
+def test_masked_iterations_small_net(m):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4))
+    y = rng.integers(0, 3, size=40)
+    problem = from_apply(_apply, _mlp(4, 8, 3, 1), _xent, (x, y))
+    options = dict(scheme="paper", max_steps=150, record_every=10, trajectory_every=20)
+    eager = mw.walk(problem, problem.theta0, **options)
+    chunked = mw.walk(problem, problem.theta0, steps_per_sync=7, steps_per_iteration=m, **options)
+    assert_same_walk(chunked, eager)
+    assert m == 1 or stops_mid_iteration(eager, 7, m)
+
+
+def test_walk_batch_with_masked_iterations():
+    problems = _seed_problems(2)
+    options = dict(scheme="paper", max_steps=60, record_every=10)
+    batch = walk_batch(problems, steps_per_sync=16, steps_per_iteration=2, **options)
+    for p, got in zip(problems, batch, strict=True):
+        assert_same_walk(got, mw.walk(p, p.theta0, **options))
+
+
+def test_a_masked_step_changes_nothing():
+    """Where the loop's condition is false (here: a host pause), a masked step returns the carry
+    as it was, buffers included, though the discarded step lands on a record point."""
+    from manifoldwalk_jax.loop import put_row, put_select
+
+    from manifoldwalk.chunked import Carry
+    from manifoldwalk.driver import prepare_walk
+
+    run = prepare_walk(compiled(Circle()), top(), scheme="paper", trajectory_every=1)
+    host = run.host(8, steps_per_iteration=2)
+    paused = host.carry._replace(pause=jnp.asarray(True))
+    assert int(paused.n_rows) == 1 and int(paused.n_points) == 1
+    for put in (put_row, put_select):
+        out = host.loop.masked_body(paused, put)
+        for name, a, b in zip(Carry._fields, out, paused, strict=True):
+            for x, y in zip(
+                jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=True
+            ):
+                np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=name)
+    stepped = host.loop.masked_body(host.carry, put_select)  # not paused: one step, one row
+    assert int(stepped.n_done) == 1 and int(stepped.n_rows) == 2
+
+
+@pytest.mark.parametrize("m", [0, -1, 2.0, True])
+def test_bad_steps_per_iteration(m):
+    with pytest.raises(ValueError, match="steps_per_iteration must be a positive integer"):
+        mw.walk(compiled(Circle()), top(), max_steps=5, steps_per_sync=8, steps_per_iteration=m)
+
+
+def test_steps_per_iteration_needs_the_compiled_driver():
+    with pytest.raises(ValueError, match="steps_per_iteration=4 needs steps_per_sync"):
+        mw.walk(compiled(Circle()), top(), max_steps=5, steps_per_iteration=4)
+
+
+# --- the compiled chunk is cached on the problem ---------------------------------------------
+
+
+def _traced_circle() -> tuple[Any, dict[str, int]]:
+    """Circle's L and R under compiled(); ``count["traces"]`` counts evaluations of L while
+    JAX traces (the eager start's evaluations do not count)."""
+    count = {"traces": 0}
+    circle = Circle()
+
+    def loss_and_grad(x):
+        if isinstance(x, jax.core.Tracer):
+            count["traces"] += 1
+        return circle.loss(x), circle.grad(x)
+
+    p = mw.make_problem(loss_and_grad=loss_and_grad, reg=circle.reg, reg_grad=circle.reg_grad)
+    return compiled(p), count
+
+
+def test_a_second_walk_reuses_the_compiled_chunk():
+    p, count = _traced_circle()
+    options = dict(scheme="paper", max_steps=120, record_every=3, trajectory_every=20)
+    first = mw.walk(p, top(), steps_per_sync=16, **options)
+    traced = count["traces"]
+    assert traced > 0 and len(p.loop_cache) == 1
+    again = mw.walk(p, top(), steps_per_sync=16, **options)
+    assert count["traces"] == traced  # not traced again
+    assert_same_walk(again, first)
+    # another start of the same shape: the same chunk, and the eager walk from there
+    other = jnp.asarray([1.0, 0.0])
+    got = mw.walk(p, other, steps_per_sync=16, **options)
+    assert count["traces"] == traced
+    assert_same_walk(got, mw.walk(p, other, **options))
+    # a resumed walk with the original options: the same chunk again
+    half = mw.walk(p, top(), steps_per_sync=16, **options | {"max_steps": 51})
+    traced = count["traces"]
+    rest = mw.walk(p, top(), steps_per_sync=16, resume_from=half, **options)
+    assert count["traces"] == traced
+    assert_same_walk(rest, first)
+
+
+def test_the_cache_never_serves_a_wrong_chunk():
+    p, count = _traced_circle()
+    base = dict(scheme="paper", max_steps=120, record_every=3)
+    mw.walk(p, top(), steps_per_sync=16, **base)
+    traced = count["traces"]
+    # τ lives in the walk state, not in the traced chunk: no new trace, and the eager result
+    tau = base | {"tau": 1e-6}
+    got = mw.walk(p, top(), steps_per_sync=16, **tau)
+    assert count["traces"] == traced
+    assert_same_walk(got, mw.walk(p, top(), **tau))  # (the eager walk's jitted step traces)
+    # another scheme, another stop rule, another K or M, another dtype: traced anew, and right
+    changed = [
+        (base | {"scheme": "default"}, 16, 1),
+        (base | {"eta_max": 0.05}, 16, 1),  # the scheme's step rule alone
+        (base | {"max_steps": 80}, 16, 1),
+        (base | {"trajectory_every": 10}, 16, 1),
+        (base, 9, 1),
+        (base, 16, 2),
+    ]
+    for options, k, m in changed:
+        before = count["traces"]
+        got = mw.walk(p, top(), steps_per_sync=k, steps_per_iteration=m, **options)
+        assert count["traces"] > before, (options, k, m)
+        assert_same_walk(got, mw.walk(p, top(), **options))
+    assert len(p.loop_cache) == p.loop_cache.maxsize == 4  # bounded: the oldest went first
+    before = count["traces"]
+    mw.walk(p, top(), steps_per_sync=16, **base)  # the first chunk was the oldest: evicted
+    assert count["traces"] > before
+    before = count["traces"]
+    r32 = mw.walk(p, top().astype(jnp.float32), steps_per_sync=9, **base)
+    assert count["traces"] > before and r32.theta.dtype == jnp.float32
+
+
+def test_directions_are_keyed_by_value():
+    p, count = _traced_circle()
+    traces = []
+    for target in ([1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]):
+        d = mw.TowardTarget(jnp.asarray(target), tol=1e-3)
+        before = count["traces"]
+        got = mw.walk(p, top(), direction=d, steps_per_sync=7)
+        traces.append(count["traces"] - before)
+        assert_same_walk(got, mw.walk(p, top(), direction=d))
+        assert got.stop_reason == "reached_target"
+    assert traces[0] > 0 and traces[1] > 0 and traces[2] == 0  # the third: the first's chunk
+    assert len(p.loop_cache) == 2
+
+
+def test_unhashable_pieces_are_compiled_each_time():
+    class Toward:
+        """A direction that defines __eq__ and no __hash__ (so it cannot be a key)."""
+
+        optimises = True
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Toward)
+
+        def __call__(self, theta, reg_grad, n_predictor):
+            return -reg_grad
+
+    p, count = _traced_circle()
+    eager = mw.walk(p, top(), direction=Toward(), max_steps=50)
+    for _ in range(2):
+        assert_same_walk(
+            mw.walk(p, top(), direction=Toward(), max_steps=50, steps_per_sync=8), eager
+        )
+    assert len(p.loop_cache) == 0
+
+
+def test_cache_key_tells_ints_from_floats():
+    from manifoldwalk.chunked import _key
+
+    assert _key(1) != _key(1.0) and _key(True) != _key(1) and _key(-0.0) != _key(0.0)
+    assert _key(mw.get_scheme("paper")) == _key(mw.get_scheme("paper"))
+    assert _key(mw.get_scheme("paper")) != _key(mw.get_scheme("paper", eta_max=0.2))
+
+
+def test_walk_batch_reuses_its_compiled_chunk(monkeypatch):
+    import manifoldwalk_jax.batch as batch
+
+    built: list[int] = []
+    make = batch._batched_chunk
+
+    def counting(*args: Any) -> Any:
+        built.append(1)
+        return make(*args)
+
+    monkeypatch.setattr(batch, "_batched_chunk", counting)
+    problems = _seed_problems(2)
+    options = dict(scheme="paper", max_steps=40, record_every=10, steps_per_sync=16)
+    first = walk_batch(problems, **options)
+    second = walk_batch(problems, **options)
+    assert len(built) == 1 and len(problems[0].loop_cache) == 1
+    for a, b in zip(first, second, strict=True):
+        assert_same_walk(a, b)
+    walk_batch(problems, **options | {"max_steps": 30})
+    assert len(built) == 2
