@@ -100,14 +100,11 @@ def compensated_scheme() -> Scheme:
     predictor step also makes the correction the corrector keeps having to make (see
     :class:`Scheme`'s ``drift_gain``), so longer predictor steps stay near the level set.
     """
-    return Scheme(
+    return default_scheme().replace(
         name="compensated",
-        corrector=NewtonCorrector(),
         predictor_step=AngleRule(
             threshold_deg=45.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=0.2
         ),
-        reset_after_corrector=False,
-        max_corrector_steps=100,
         drift_gain=0.5,
         drift_cap=0.5,
     )

@@ -262,23 +262,10 @@ def stops_mid_iteration(r: mw.WalkResult, k: int, m: int) -> bool:
 @pytest.mark.parametrize("m", [1, 3, 8])
 def test_masked_iterations_take_the_eager_path(m):
     """K = 13 is not a multiple of 3 or 8; the budget stop fires inside an iteration."""
-    eager = mw.walk(
-        compiled(Circle()),
-        top(),
-        scheme="paper",
-        max_steps=300,
-        record_every=3,
-        trajectory_every=25,
-    )
+    options = {"scheme": "paper", "max_steps": 300, "record_every": 3, "trajectory_every": 25}
+    eager = mw.walk(compiled(Circle()), top(), **options)
     chunked = mw.walk(
-        compiled(Circle()),
-        top(),
-        scheme="paper",
-        max_steps=300,
-        record_every=3,
-        trajectory_every=25,
-        steps_per_sync=13,
-        steps_per_iteration=m,
+        compiled(Circle()), top(), steps_per_sync=13, steps_per_iteration=m, **options
     )
     assert_same_walk(chunked, eager)
     assert eager.stop_reason == "max_steps" and eager.n_corrector > 0
