@@ -188,6 +188,27 @@ def make_step(
     corrector = scheme.corrector
     floor = rule.eta_min * (1.0 + 1e-6)
 
+    compensate = scheme.drift_gain > 0
+    gain, cap = scheme.drift_gain, scheme.drift_cap
+
+    def _compensated(xp, s: WalkState, on, eta_p, inv_norm, delta):
+        # The predictor's excursion off the level set comes back step after step (the level
+        # set curves the same way for a while), and the corrector steps that undo it point
+        # the same way series after series. So each predictor step adds η_p²·drift, the
+        # correction learnt so far per unit η_p², at most cap·η_p long (a stale drift must
+        # not swamp the tangent step), and each corrector step δ teaches the drift
+        # gain·δ / Ση_p² over the predictor steps it is undoing (an integral controller:
+        # gain < 1 keeps it from ringing).
+        eta_sq = eta_p * eta_p
+        drift_norm = xp.sqrt(dot(xp, s.drift, s.drift))
+        scale = xp.minimum(eta_sq, safe_divide(xp, cap * eta_p, drift_norm))
+        predictor = (eta_p * inv_norm) * s.pred + scale * s.drift
+        after_corrector = s.n_consec_corr > 0
+        sum_p = xp.where(after_corrector, xp.zeros_like(eta_sq), s.eta_sq_sum) + eta_sq
+        learnt = s.drift + safe_divide(xp, gain, s.eta_sq_sum) * delta
+        drift = xp.where(on, s.drift, learnt)
+        return predictor, drift, xp.where(on, sum_p, s.eta_sq_sum)
+
     def step(s: WalkState) -> WalkState:
         xp = namespace(s.theta)
         dev = s.loss - s.level
@@ -240,26 +261,5 @@ def make_step(
             drift=drift,
             eta_sq_sum=eta_sq_sum,
         )
-
-    compensate = scheme.drift_gain > 0
-    gain, cap = scheme.drift_gain, scheme.drift_cap
-
-    def _compensated(xp, s: WalkState, on, eta_p, inv_norm, delta):
-        # The predictor's excursion off the level set comes back step after step (the level
-        # set curves the same way for a while), and the corrector steps that undo it point
-        # the same way series after series. So each predictor step adds η_p²·drift, the
-        # correction learnt so far per unit η_p², at most cap·η_p long (a stale drift must
-        # not swamp the tangent step), and each corrector step δ teaches the drift
-        # gain·δ / Ση_p² over the predictor steps it is undoing (an integral controller:
-        # gain < 1 keeps it from ringing).
-        eta_sq = eta_p * eta_p
-        drift_norm = xp.sqrt(dot(xp, s.drift, s.drift))
-        scale = xp.minimum(eta_sq, safe_divide(xp, cap * eta_p, drift_norm))
-        predictor = (eta_p * inv_norm) * s.pred + scale * s.drift
-        after_corrector = s.n_consec_corr > 0
-        sum_p = xp.where(after_corrector, xp.zeros_like(eta_sq), s.eta_sq_sum) + eta_sq
-        learnt = s.drift + safe_divide(xp, gain, s.eta_sq_sum) * delta
-        drift = xp.where(on, s.drift, learnt)
-        return predictor, drift, xp.where(on, sum_p, s.eta_sq_sum)
 
     return step
