@@ -334,12 +334,15 @@ def test_masked_iterations_small_net(m):
     assert m == 1 or stops_mid_iteration(eager, 7, m)
 
 
-def test_walk_batch_with_masked_iterations():
+@pytest.mark.parametrize("scheme", ["paper", "compensated"])
+def test_walk_batch_with_masked_iterations(scheme):
     problems = _seed_problems(2)
-    options = dict(scheme="paper", max_steps=60, record_every=10)
+    options = dict(scheme=scheme, max_steps=60, record_every=10)
     batch = walk_batch(problems, steps_per_sync=16, steps_per_iteration=2, **options)
     for p, got in zip(problems, batch, strict=True):
         assert_same_walk(got, mw.walk(p, p.theta0, **options))
+        # the compensated walk corrects, so it learns (and batches) a drift
+        assert scheme == "paper" or got.n_corrector > 0
 
 
 def test_a_masked_step_changes_nothing():
