@@ -84,8 +84,10 @@ def walk(
         problem: a :class:`~manifoldwalk.Problem` (``make_problem`` builds one from callables).
         theta0: the start, a finite 1-D float array (numpy, torch or jax); the walk
             keeps its array type, dtype and device.
-        scheme: ``"default"`` (Newton corrector, fast step rule), ``"paper"`` (the paper's
-            scheme as written) or ``"authors"`` (the authors' code: constant corrector step).
+        scheme: ``"default"`` (Newton corrector, fast step rule), ``"compensated"`` (the
+            default with a drift-compensated predictor: the fewest evaluations on trained
+            nets), ``"paper"`` (the paper's scheme as written), ``"authors"`` (the authors'
+            code: constant corrector step) or a :class:`~manifoldwalk.Scheme`.
         corrector: override the scheme's corrector: ``"paper"``, ``"authors"``, ``"newton"``
             or a Corrector object.
         direction: the direction of interest: None (minimise R), ``RandomWalk(seed)``,

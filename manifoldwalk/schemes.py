@@ -2,8 +2,10 @@
 
 ``"paper"`` is the paper's scheme as written, ``"authors"`` what the authors'
 code does, ``"default"`` the library's fastest combination on the analytic
-suite (``benchmarks/analytic_schemes.py`` measures all three; docs/schemes.md
-records the figures and how the default differs from the paper).
+suite, ``"compensated"`` the default with a drift-compensated predictor, the
+fewest gradient evaluations on the paper's nets (``benchmarks/analytic_schemes.py``
+and ``benchmarks/grad_evals.py`` measure them; docs/schemes.md records the
+figures and how each differs from the paper).
 """
 
 from __future__ import annotations
@@ -132,7 +134,8 @@ def get_scheme(
     """Look up a scheme by name and apply the caller's overrides.
 
     Args:
-        name: ``"default"``, ``"paper"``, ``"authors"`` or a :class:`Scheme`.
+        name: ``"default"``, ``"compensated"``, ``"paper"``, ``"authors"`` or a
+            :class:`Scheme`.
         corrector: a corrector name (``"paper"``, ``"authors"``, ``"newton"``) or object.
         predictor_step: a step-size rule for the predictor.
         eta_min, eta_max: the predictor's step floor and ceiling (angle rules only).
