@@ -8,7 +8,8 @@ JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
 - ``floor``: K value-and-gradient evaluations inside one jitted ``lax.while_loop`` with no walk
   logic (θ ← θ − c·∇L with a run-time c = 0, so nothing is folded away), per evaluation;
 - ``walk <scheme>``: one chunk of the compiled driver (K walk steps: the step, the stop rules,
-  the history and trajectory buffers), per step, for ``scheme="paper"`` and the default;
+  the history and trajectory buffers), per step, for ``scheme="paper"``, the default and
+  ``"compensated"``;
 - ``walk default, M=m`` (``--m``): the same with ``steps_per_iteration=m`` (m masked steps per
   ``while`` iteration; take K a multiple of m, else the last iteration's masked steps count);
 - ``eager driver``: the eager driver's step (the jitted step plus its per-step host look);
@@ -55,7 +56,7 @@ NETS = {
 """``--nets`` choices: (label, experiment-backend net name, input shape)."""
 
 N_EXAMPLES = 1000
-SCHEMES = ("paper", "default")
+SCHEMES = ("paper", "default", "compensated")
 
 
 @dataclass
