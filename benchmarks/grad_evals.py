@@ -13,7 +13,8 @@ seeds, it starts from the phase-1 net of that seed and:
    counts the loss-and-gradient evaluations the paper's scheme spent until it first stood on
    the level set with R ≤ R*;
 2. runs every other setting (the authors' scheme; the paper's scheme with the Newton
-   corrector; the library's default; variants of the default's step rule; and, with
+   corrector; the library's default; variants of the default's step rule; the
+   ``"compensated"`` scheme and variants of it (drift compensation); and, with
    ``--replay-paper``, the paper's scheme again, for its test metric at the target) from the
    same start, at the same τ, with a callback that stops the walk at the first on-level point
    with R ≤ R*, and at most ``--max-factor`` times the paper's evaluations.
@@ -26,6 +27,11 @@ the R reached, the test metric there and the wall time of one run (median over s
 
     python benchmarks/grad_evals.py [--runs runs | --train] [--experiments iris-ff mpg-ff]
         [--seeds 3] [--fraction 0.5 0.9] [--settings default paper+newton] [--jobs 2] [--csv F]
+        [--json F] [--references F [F ...]] [--from-json F [F ...]]
+
+``--references`` takes the paper's full runs (targets and its rows) from earlier ``--json``
+files instead of repeating them (the costliest part: minutes per seed); ``--from-json`` prints
+the table of saved results without running anything.
 
 Phase-1 nets come from ``<runs>/<experiment>/seed-<k>/phase1.npz`` (written by
 ``manifoldwalk reproduce``); ``--train`` trains phase 1 instead, in a temporary directory.
