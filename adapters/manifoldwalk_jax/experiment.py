@@ -158,9 +158,6 @@ def make_problem(
 def held_out(problem: JaxProblem, x: np.ndarray, y: np.ndarray) -> tuple[jax.Array, ...]:
     """The held-out set as jax arrays on θ's device (floating data in θ's dtype), made once.
 
-    Evaluating these at every history record then copies nothing; numpy arrays would be
-    converted again at each call.
-
     Args:
         problem: The problem from :func:`make_problem`.
         x, y: The held-out inputs and targets.

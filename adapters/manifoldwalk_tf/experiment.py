@@ -142,15 +142,11 @@ def make_problem(
 def held_out(problem: TFProblem, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tensor, ...]:
     """The held-out set as tensors (floating data in θ's dtype), made once.
 
-    Evaluating these at every history record then copies nothing; numpy arrays would be
-    converted again at each call.
-
     Args:
-        problem: The problem from :func:`make_problem`.
-        x, y: The held-out inputs and targets.
+        problem: The problem from :func:`make_problem`; x, y: the held-out inputs and targets.
 
     Returns:
-        ``(x, y)``.
+        ``(x, y)``, for every history record's evaluation (``runner._metric_fns``).
     """
 
     def put(a: np.ndarray) -> tf.Tensor:
