@@ -16,7 +16,7 @@ import numpy as np
 
 from manifoldwalk_jax import nets, training
 from manifoldwalk_jax.batch import walk_batch
-from manifoldwalk_jax.problem import JaxProblem, from_apply
+from manifoldwalk_jax.problem import JaxProblem, _as_data, from_apply
 
 __all__ = [
     "NETS",
@@ -165,15 +165,9 @@ def held_out(problem: JaxProblem, x: np.ndarray, y: np.ndarray) -> tuple[jax.Arr
     Returns:
         ``(x, y)``.
     """
-
-    theta = problem.theta0
-    device = next(iter(theta.devices()))
-
-    def put(a: np.ndarray) -> jax.Array:
-        floating = np.issubdtype(np.asarray(a).dtype, np.floating)
-        return jax.device_put(jnp.asarray(a, dtype=theta.dtype if floating else None), device)
-
-    return put(x), put(y)
+    dtype = problem.theta0.dtype
+    data = _as_data((x, y), problem._device, "held_out")
+    return tuple(a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in data)
 
 
 def from_numpy(array: np.ndarray, like: Any) -> jax.Array:

@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from manifoldwalk_tf import nets, training
-from manifoldwalk_tf.problem import TFProblem, from_model
+from manifoldwalk_tf.problem import TFProblem, _as_tensors, from_model
 
 __all__ = [
     "NETS",
@@ -149,11 +149,7 @@ def held_out(problem: TFProblem, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tenso
         ``(x, y)``, for every history record's evaluation (``runner._metric_fns``).
     """
 
-    def put(a: np.ndarray) -> tf.Tensor:
-        t = tf.convert_to_tensor(a)
-        return tf.cast(t, problem.dtype) if t.dtype.is_floating else t
-
-    return put(x), put(y)
+    return tuple(problem._cast(t) for t in _as_tensors((x, y), "held_out"))
 
 
 def from_numpy(array: np.ndarray, like: Any) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from manifoldwalk_torch import nets, training
-from manifoldwalk_torch.problem import TorchProblem, from_model
+from manifoldwalk_torch.problem import TorchProblem, _as_tensor, from_model
 
 __all__ = [
     "NETS",
@@ -175,12 +175,7 @@ def held_out(problem: TorchProblem, x: np.ndarray, y: np.ndarray) -> tuple[torch
     Returns:
         ``(x, y)``, for every history record's evaluation (``runner._metric_fns``).
     """
-
-    def put(a: np.ndarray) -> torch.Tensor:
-        t = torch.as_tensor(a, device=problem.device)
-        return t.to(problem.dtype) if t.is_floating_point() else t
-
-    return put(x), put(y)
+    return tuple(_as_tensor(a, problem.dtype, problem.device, "held_out") for a in (x, y))
 
 
 def from_numpy(array: np.ndarray, like: Any) -> torch.Tensor:
