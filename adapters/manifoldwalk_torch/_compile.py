@@ -121,15 +121,11 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
         The chunk; the walk's host side calls it once per synchronisation.
     """
 
-    def masked_while(cond: Callable, body: Callable, carry: Carry) -> Carry:
-        # body is one step, or M masked steps (``steps_per_iteration``): K steps in all
-        for _ in range(-(-loop.steps // loop.steps_per_iteration)):
-            go = cond(carry)
-            carry = _map(lambda new, old, go=go: torch.where(go, new, old), body(carry), carry)
-        return carry
-
     def run(carry: Carry) -> Carry:
-        return loop.run(carry, put_by_mask, masked_while)
+        # K masked steps (the core's masked_body; M, steps_per_iteration, changes nothing here)
+        for _ in range(loop.steps):
+            carry = loop.masked_body(carry, put_by_mask)
+        return carry
 
     if mode is None:
 
