@@ -184,6 +184,7 @@ def _same_function(f: Any, g: Any) -> bool:
 def _check_same_model(problems: list[JaxProblem]) -> None:
     """Raise unless every problem has the first one's model, loss and data shapes."""
     first = problems[0]
+    first_shapes = [_avals(x) for x in (first._data, first._frozen, first.theta0)]
     for i, p in enumerate(problems):
         if not isinstance(p, JaxProblem):
             raise TypeError(f"walk_batch: problems[{i}] is a {type(p).__name__}, not a JaxProblem.")
@@ -195,8 +196,7 @@ def _check_same_model(problems: list[JaxProblem]) -> None:
                 f"walk_batch: problems[{i}] has another apply_fn or loss_fn than problems[0]; "
                 "a batch walks one model and loss on several datasets."
             )
-        shapes = [_avals(x) for x in (p._data, p._frozen, p.theta0)]
-        if shapes != [_avals(x) for x in (first._data, first._frozen, first.theta0)]:
+        if [_avals(x) for x in (p._data, p._frozen, p.theta0)] != first_shapes:
             raise ValueError(
                 f"walk_batch: problems[{i}] has data, frozen parameters or θ of other shapes or "
                 "dtypes than problems[0]; batch seeds of equal shapes only."

@@ -107,23 +107,34 @@ class LoopCache:
         self._chunks.clear()
 
 
-def compile_loop(loop: DeviceLoop, cache: LoopCache | None = None) -> Callable[[Carry], Carry]:
+def compile_loop(
+    loop: DeviceLoop,
+    cache: LoopCache | None = None,
+    *,
+    jit: Callable[..., Any] = jax.jit,
+    place: Callable[[Any], Any] | None = None,
+) -> Callable[[Carry], Carry]:
     """One chunk of ``loop`` (at most K steps) as a jitted function ``carry -> carry``.
 
     Args:
         loop: the engine's device loop.
         cache: where to keep the compiled chunk for later walks of the same problem with the
             same options (None: compile anew).
+        jit: the compiler (a sharded problem passes its own, with the data as arguments).
+        place: puts the carry where the chunk expects it before each call (default:
+            :func:`committed`, on θ's device).
 
     Returns:
         The compiled chunk; the walk's host side calls it once per synchronisation.
     """
 
+    put = place or committed
+
     def build() -> Callable[[Carry], Carry]:
-        jitted = jax.jit(lambda carry: run_chunk(loop, carry))
+        jitted = jit(lambda carry: run_chunk(loop, carry))
 
         def chunk(carry: Carry) -> Carry:
-            return jitted(committed(carry))
+            return jitted(put(carry))
 
         return chunk
 

@@ -32,7 +32,7 @@ from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
-from manifoldwalk_jax.loop import LoopCache, run_chunk
+from manifoldwalk_jax.loop import LoopCache, compile_loop
 from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 
 AXIS = "batch"
@@ -145,16 +145,12 @@ class ShardedJaxProblem:
         Returns:
             The compiled chunk ``carry -> carry``.
         """
-
-        def build() -> Callable[[Carry], Carry]:
-            run = self.jit(lambda carry: run_chunk(loop, carry))
-
-            def chunk(carry: Carry) -> Carry:
-                return run(jax.device_put(carry, self.replicated))
-
-            return chunk
-
-        return self.loop_cache.get(loop, build)
+        return compile_loop(
+            loop,
+            self.loop_cache,
+            jit=self.jit,
+            place=lambda carry: jax.device_put(carry, self.replicated),
+        )
 
     def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """``jax.jit(fn)``, with this problem's sharded data passed in as arguments.
