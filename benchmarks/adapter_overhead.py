@@ -58,10 +58,13 @@ def mnist_ff_weights(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     return layers
 
 
-def random_data(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """1000 random 'images' in [0, 1] (flattened, float32) and random labels 0–9."""
+def random_data(
+    seed: int = 1, shape: tuple[int, ...] = (SIZES[0],)
+) -> tuple[np.ndarray, np.ndarray]:
+    """1000 random inputs in [0, 1] of ``shape`` (float32; default MNIST-FF's flattened
+    'images') and random labels 0–9."""
     rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(N_EXAMPLES, SIZES[0])).astype(np.float32)
+    x = rng.uniform(size=(N_EXAMPLES, *shape)).astype(np.float32)
     return x, rng.integers(0, SIZES[-1], size=N_EXAMPLES).astype(np.int64)
 
 

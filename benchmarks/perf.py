@@ -43,10 +43,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
+
+from adapter_overhead import chunked_walk, random_data, time_interleaved  # noqa: E402
 
 NETS = {
     "ff": ("mnist-ff", "ff", (784,)),
@@ -78,20 +78,6 @@ class Row:
         return None if self.floor_ms is None else self.ms / self.floor_ms
 
 
-def random_data(shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """1000 random inputs in [0, 1] of ``shape`` (float32) and random labels 0–9."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(size=(N_EXAMPLES, *shape)).astype(np.float32)
-    return x, rng.integers(0, 10, size=N_EXAMPLES).astype(np.int64)
-
-
-def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 2):
-    """Warm each function up, then ``reps`` rounds of one call each; per-call times (s)."""
-    from adapter_overhead import time_interleaved as interleaved  # benchmarks/ is on sys.path
-
-    return interleaved(fns, reps, warmup=warmup)
-
-
 # --- JAX: the compiled driver ----------------------------------------------------------------
 
 
@@ -100,7 +86,6 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     masked steps per iteration for each M in ``ms`` other than 1), eager driver, batched."""
     import jax
     import jax.numpy as jnp
-    from adapter_overhead import chunked_walk
     from jax import lax
     from manifoldwalk_jax import experiment as backend
     from manifoldwalk_jax.batch import _batched_chunk, _stack
@@ -113,7 +98,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     problems = []
     for seed in range(max(1, n_seeds)):
         model = backend.build_net(name, shape, 10, seed=seed, dtype="float32")
-        x, y = random_data(shape, seed)
+        x, y = random_data(seed, shape)
         problems.append(backend.make_problem(model, x, y, task="classification"))
     p = problems[0]
     n = int(p.n_params)
@@ -161,7 +146,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
             jax.block_until_ready(out.state.theta)
 
         fns[f"{n_seeds} seeds batched"] = batch_chunk
-    times = time_interleaved(fns, reps)
+    times = time_interleaved(fns, reps, warmup=2)
     per_step = {
         key: statistics.median(t) / (1 if key.startswith("eager") else k)
         for key, t in times.items()
@@ -238,7 +223,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     label, name, shape = NETS[net]
     backend.configure(device="cuda" if device == "gpu" else "cpu", threads=torch.get_num_threads())
     model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
-    x, y = random_data(shape, 0)
+    x, y = random_data(0, shape)
     p = backend.make_problem(model, x, y, task="classification")
     n = int(p.n_params)
     sync = torch.cuda.synchronize if device == "gpu" else (lambda: None)
@@ -259,7 +244,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
             run.rules.host_look(box["s"], run.direction)
 
         fns[f"walk {scheme}"] = one
-    times = time_interleaved(fns, reps)
+    times = time_interleaved(fns, reps, warmup=2)
     med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
     rows = [Row("torch", label, n, "floor: eager value+grad", med["floor"], med["floor"], reps)]
     for scheme in SCHEMES:
@@ -305,7 +290,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     mode = "reduce-overhead" if device == "gpu" else "default"
     backend.configure(device="cuda" if device == "gpu" else "cpu", threads=torch.get_num_threads())
     model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
-    x, y = random_data(shape, 0)
+    x, y = random_data(0, shape)
     eager = backend.make_problem(model, x, y, task="classification")
     dev = eager.theta0.device
     data = (torch.as_tensor(x, device=dev), torch.as_tensor(y, device=dev))
@@ -327,10 +312,8 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
         box["s"] = step(box["s"])
         run.rules.host_look(box["s"], run.direction)
 
-    from adapter_overhead import chunked_walk
-
     chunk = chunked_walk(p, TORCH_K)
-    times = time_interleaved({"floor": floor, "walk": one, "chunk": chunk}, reps)
+    times = time_interleaved({"floor": floor, "walk": one, "chunk": chunk}, reps, warmup=2)
     med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
     med["chunk"] /= TORCH_K
     what = f"torch.compile mode={mode}"
