@@ -48,8 +48,10 @@ def assert_same_walk(chunked: mw.WalkResult, eager: mw.WalkResult, rtol: float =
         np.testing.assert_allclose(
             np.asarray(chunked.trajectory), np.asarray(eager.trajectory), rtol, 1e-12
         )
-    for k in ("loss", "reg", "max_deviation", "max_predictor_step"):
-        np.testing.assert_allclose(float(getattr(chunked, k)), float(getattr(eager, k)), rtol)
+    for k in ("loss", "reg", "angle", "lam", "kkt", "max_deviation", "max_predictor_step"):
+        np.testing.assert_allclose(
+            float(getattr(chunked, k)), float(getattr(eager, k)), rtol, 1e-12, err_msg=k
+        )
 
 
 def both(problem: Any, theta0: Any, ks: tuple[int, ...], **options: Any) -> mw.WalkResult:
