@@ -19,7 +19,9 @@ JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
 PyTorch (the eager driver): ``floor`` is one eager value-and-gradient (the adapter's
 ``loss_and_grad``), ``walk <scheme>`` one eager step plus the driver's per-step host look.
 
-Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX).
+Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX), as the
+ratio of the medians and, "paired", as the median over the repetitions of the step over the floor
+timed just before it in the same round (steadier on a shared machine).
 Steps per second are 1 / step time. Rows for the PyTorch compiled driver and the distributed
 agreement have their marked places below (``TORCH_COMPILED_ROWS``, ``--distributed``).
 
@@ -71,11 +73,29 @@ class Row:
     floor_ms: float | None
     reps: int
     note: str = ""
+    paired: float | None = None
+    """The median over the repetitions of this row's time over the floor's in the same round
+    (robust to the machine's slow drifts; None where not timed interleaved with a floor)."""
 
     @property
     def ratio(self) -> float | None:
-        """Time over the floor."""
+        """Time over the floor (ratio of the medians)."""
         return None if self.floor_ms is None else self.ms / self.floor_ms
+
+
+def paired_ratios(
+    times: dict[str, list[float]], per_call: dict[str, float] | None = None
+) -> dict[str, float]:
+    """For each key, the median over rounds of its time over ``times["floor"]``'s in the same
+    round, each first divided by its ``per_call`` count (steps per call; default 1)."""
+    per_call = per_call or {}
+    floor = [t / per_call.get("floor", 1) for t in times["floor"]]
+    return {
+        key: statistics.median(
+            (t / per_call.get(key, 1)) / f for t, f in zip(ts, floor, strict=True)
+        )
+        for key, ts in times.items()
+    }
 
 
 # --- JAX: the compiled driver ----------------------------------------------------------------
@@ -147,13 +167,22 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
 
         fns[f"{n_seeds} seeds batched"] = batch_chunk
     times = time_interleaved(fns, reps, warmup=2)
-    per_step = {
-        key: statistics.median(t) / (1 if key.startswith("eager") else k)
-        for key, t in times.items()
-    }
+    steps = {key: 1 if key.startswith("eager") else k for key in times}
+    per_step = {key: statistics.median(t) / steps[key] for key, t in times.items()}
+    paired = paired_ratios(times, steps)
     floor = per_step["floor"] * 1e3
     rows = [
-        Row("jax", label, n, f"floor: value+grad in lax.while_loop (K={k})", floor, floor, reps)
+        Row(
+            "jax",
+            label,
+            n,
+            f"floor: value+grad in lax.while_loop (K={k})",
+            floor,
+            floor,
+            reps,
+            "",
+            1.0,
+        )
     ]
     for scheme in SCHEMES:
         rows.append(
@@ -165,6 +194,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
                 per_step[f"walk {scheme}"] * 1e3,
                 floor,
                 reps,
+                paired=paired[f"walk {scheme}"],
             )
         )
     for m in extra_ms:
@@ -177,6 +207,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
                 per_step[f"walk default M={m}"] * 1e3,
                 floor,
                 reps,
+                paired=paired[f"walk default M={m}"],
             )
         )
     rows.append(
@@ -188,6 +219,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
             per_step["eager driver (per-step sync)"] * 1e3,
             floor,
             reps,
+            paired=paired["eager driver (per-step sync)"],
         )
     )
     if n_seeds > 1:
@@ -246,7 +278,10 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
         fns[f"walk {scheme}"] = one
     times = time_interleaved(fns, reps, warmup=2)
     med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
-    rows = [Row("torch", label, n, "floor: eager value+grad", med["floor"], med["floor"], reps)]
+    paired = paired_ratios(times)
+    rows = [
+        Row("torch", label, n, "floor: eager value+grad", med["floor"], med["floor"], reps, "", 1.0)
+    ]
     for scheme in SCHEMES:
         rows.append(
             Row(
@@ -257,6 +292,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
                 med[f"walk {scheme}"],
                 med["floor"],
                 reps,
+                paired=paired[f"walk {scheme}"],
             )
         )
     return rows
@@ -316,6 +352,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     times = time_interleaved({"floor": floor, "walk": one, "chunk": chunk}, reps, warmup=2)
     med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
     med["chunk"] /= TORCH_K
+    paired = paired_ratios(times, {"chunk": TORCH_K})
     what = f"torch.compile mode={mode}"
     return [
         Row(
@@ -326,6 +363,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
             med["floor"],
             med["floor"],
             reps,
+            paired=1.0,
         ),
         Row(
             "torch",
@@ -335,6 +373,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
             med["walk"],
             med["floor"],
             reps,
+            paired=paired["walk"],
         ),
         Row(
             "torch",
@@ -344,6 +383,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
             med["chunk"],
             med["floor"],
             reps,
+            paired=paired["chunk"],
         ),
     ]
 
@@ -385,14 +425,15 @@ def markdown(rows: list[Row], header: str) -> str:
     lines = [
         header,
         "",
-        "| backend | net | params | what | ms/step | steps/s | / floor | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | net | params | what | ms/step | steps/s | / floor | / floor, paired | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ratio = "" if r.ratio is None else f"{r.ratio:.3f}"
+        paired = "" if r.paired is None else f"{r.paired:.3f}"
         lines.append(
             f"| {r.backend} | {r.net} | {r.params:,} | {r.what} | {r.ms:.3f} | "
-            f"{1e3 / r.ms:,.0f} | {ratio} | {r.note} |"
+            f"{1e3 / r.ms:,.0f} | {ratio} | {paired} | {r.note} |"
         )
     return "\n".join(lines)
 
