@@ -22,11 +22,11 @@ the same.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
+from manifoldwalk.compile_cache import value_key
 from manifoldwalk.directions import Direction
 from manifoldwalk.history import describe_vector, row_of
 from manifoldwalk.problem import Problem
@@ -227,9 +227,9 @@ class DeviceLoop:
         try:
             key = (
                 id(self.problem),
-                _key(self.scheme),
-                _key(self.direction),
-                _key(self.rules),
+                value_key(self.scheme),
+                value_key(self.direction),
+                value_key(self.rules),
                 self.record_every,
                 self.trajectory_every,
                 self.host_records,
@@ -370,24 +370,6 @@ def _select(xp: Any, go: Array, new: Any, old: Any) -> Any:
     if isinstance(new, tuple):
         return type(new)(*(_select(xp, go, a, b) for a, b in zip(new, old, strict=True)))
     return xp.where(go, new, old)
-
-
-def _key(obj: Any) -> Hashable:
-    """A hashable value-key of a (frozen dataclass) piece; raises TypeError if there is none."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = dataclasses.fields(obj)
-        return (type(obj), tuple((f.name, _key(getattr(obj, f.name))) for f in fields))
-    if isinstance(obj, float):
-        return (float, repr(obj))  # -0.0 and 0.0 differ; nan equals nan
-    if obj is None or isinstance(obj, bool | int | str):
-        return (type(obj), obj)
-    if isinstance(obj, tuple | list):
-        return (type(obj), tuple(_key(o) for o in obj))
-    if hasattr(obj, "__array_namespace__") or hasattr(obj, "__array__"):
-        a = to_numpy(obj)
-        return (type(obj), str(a.dtype), a.shape, a.tobytes())
-    hash(obj)  # functions, samplers, other objects: by their own hash (identity by default)
-    return obj
 
 
 def _unstack(a: Array) -> list[Array]:

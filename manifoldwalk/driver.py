@@ -25,6 +25,7 @@ from manifoldwalk._array import (
     zero_count,
 )
 from manifoldwalk.chunked import ChunkHost, DeviceLoop
+from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
 from manifoldwalk.directions import Direction, as_direction
 from manifoldwalk.history import HISTORY_COLUMNS, describe
@@ -271,12 +272,17 @@ def prepare_walk(
     return PreparedWalk(problem, direction, scheme, rules, recorder, state, options, compile_step)
 
 
-def _compiled(step, problem: Problem, direction: Direction, wanted: bool):
-    """The step, compiled by the problem's ``compile_step`` hook where it has one."""
+def _compiled(problem: Problem, direction: Direction, scheme: Scheme, wanted: bool):
+    """The walk step, compiled by the problem's ``compile_step`` hook where it has one (and
+    kept in the problem's ``step_cache`` for later walks with the same direction and scheme)."""
+    step = make_step(problem, direction, scheme)
     compile_ = getattr(problem, "compile_step", None)
-    if wanted and callable(compile_) and getattr(direction, "traceable", True):
+    if not (wanted and callable(compile_) and getattr(direction, "traceable", True)):
+        return step
+    cache = step_cache_of(problem)
+    if cache is None:
         return compile_(step)
-    return step
+    return cache.get_by_key(step_key(problem, direction, scheme), lambda: compile_(step))
 
 
 def _check_steps_per_iteration(m: Any) -> None:
@@ -468,12 +474,7 @@ class PreparedWalk:
         Returns:
             The :class:`~manifoldwalk.WalkResult`.
         """
-        step = _compiled(
-            make_step(self.problem, self.direction, self.scheme),
-            self.problem,
-            self.direction,
-            self.compile_step,
-        )
+        step = _compiled(self.problem, self.direction, self.scheme, self.compile_step)
         rec, rules = self.recorder, self.rules
         state = good = self.state
         while True:

@@ -8,7 +8,8 @@ step, the stop rules, the history and trajectory buffers as pure functions);
 (and ``compile_step``) to any problem whose functions JAX can trace, e.g. the analytic problems
 of ``manifoldwalk.problems`` on jax arrays.
 
-Compiled chunks are kept in a small per-problem :class:`LoopCache`, keyed by
+Compiled chunks are kept in a small per-problem
+:class:`~manifoldwalk.compile_cache.CompileCache`, keyed by
 :meth:`DeviceLoop.cache_key`, so a second walk of the same problem with the same options
 (another start, a resumed walk) reuses the compiled chunk instead of tracing and compiling it
 again. With ``walk(..., steps_per_iteration=M)``, M > 1, each ``while`` iteration runs M masked
@@ -18,8 +19,7 @@ on a GPU the host reads a loop predicate once per M steps instead of at every st
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from manifoldwalk.chunked import Carry, DeviceLoop
+from manifoldwalk.compile_cache import CompileCache
 
 
 def put_row(
@@ -60,56 +61,9 @@ def run_chunk(loop: DeviceLoop, carry: Carry) -> Carry:
     return loop.run(carry, put, lax.while_loop)
 
 
-class LoopCache:
-    """A small least-recently-used cache of compiled chunks, one per problem.
-
-    The key is :meth:`DeviceLoop.cache_key` (the scheme, direction, stop rules, record and
-    trajectory spacing, K and M; the problem by identity); ``jax.jit`` itself keeps one
-    compilation per shape and dtype of θ under each entry. A compiled chunk may hold the
-    problem's training data as constants on the device, so the cache is small.
-
-    Args:
-        maxsize: the most chunks kept; the least recently used goes first.
-    """
-
-    def __init__(self, maxsize: int = 4) -> None:
-        self.maxsize = maxsize
-        self._chunks: OrderedDict[Hashable, Callable[..., Any]] = OrderedDict()
-
-    def get(
-        self, loop: DeviceLoop, build: Callable[[], Callable[..., Any]], kind: str = "chunk"
-    ) -> Callable[..., Any]:
-        """The cached chunk for ``loop``, or ``build()``'s, cached (uncached if no key).
-
-        Args:
-            loop: the device loop the chunk runs.
-            build: makes the chunk (not called on a hit).
-            kind: what ``build`` makes, part of the key (``walk_batch`` keeps its batched
-                chunks as ``"batch"``).
-        """
-        key = loop.cache_key()
-        if key is None:
-            return build()
-        key = (kind, key)
-        if key in self._chunks:
-            self._chunks.move_to_end(key)
-            return self._chunks[key]
-        chunk = self._chunks[key] = build()
-        while len(self._chunks) > self.maxsize:
-            self._chunks.popitem(last=False)
-        return chunk
-
-    def __len__(self) -> int:
-        return len(self._chunks)
-
-    def clear(self) -> None:
-        """Drop every compiled chunk (and the device memory it holds)."""
-        self._chunks.clear()
-
-
 def compile_loop(
     loop: DeviceLoop,
-    cache: LoopCache | None = None,
+    cache: CompileCache | None = None,
     *,
     jit: Callable[..., Any] = jax.jit,
     place: Callable[[Any], Any] | None = None,
@@ -155,12 +109,12 @@ class CompiledProblem:
 
     Attributes:
         problem: the wrapped problem.
-        loop_cache: the compiled chunks of earlier walks (:class:`LoopCache`).
+        loop_cache: the compiled chunks of earlier walks (:class:`~manifoldwalk.compile_cache.CompileCache`).
     """
 
     def __init__(self, problem: Any) -> None:
         self.problem = problem
-        self.loop_cache = LoopCache()
+        self.loop_cache = CompileCache()
 
     def loss(self, theta: jax.Array) -> jax.Array:
         """L(θ) of the wrapped problem."""

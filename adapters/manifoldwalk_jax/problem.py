@@ -27,10 +27,11 @@ from manifoldwalk.adapter_checks import (
     eval_metrics,
 )
 from manifoldwalk.chunked import Carry, DeviceLoop
+from manifoldwalk.compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
-from manifoldwalk_jax.loop import LoopCache, compile_loop
+from manifoldwalk_jax.loop import compile_loop
 
 ApplyFn = Callable[[PyTree, jax.Array], Any]
 LossFn = Callable[[Any, jax.Array], jax.Array]
@@ -50,7 +51,7 @@ class JaxProblem:
         theta0: the trainable parameters as one flat ``jax.Array``.
         n_params: the length of θ.
         loop_cache: the compiled driver's chunks of earlier walks of this problem
-            (:class:`~manifoldwalk_jax.loop.LoopCache`; ``loop_cache.clear()`` frees them).
+            (:class:`~manifoldwalk.compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(
@@ -87,7 +88,7 @@ class JaxProblem:
             self._loss = jax.jit(_batched(self._loss_at, n))
         self._reg, self._reg_grad = make_reg(reg, self.theta0, self._flat.weight_mask)
         self._eval_batch = jax.jit(self._eval_sums, static_argnames="task")
-        self.loop_cache = LoopCache()
+        self.loop_cache = CompileCache()
 
     # --- the Problem protocol -------------------------------------------------------------
 

@@ -29,10 +29,11 @@ from jax.sharding import PartitionSpec as P
 
 from manifoldwalk.adapter_checks import check_examples, check_pair
 from manifoldwalk.chunked import Carry, DeviceLoop
+from manifoldwalk.compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
-from manifoldwalk_jax.loop import LoopCache, compile_loop
+from manifoldwalk_jax.loop import compile_loop
 from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 
 AXIS = "batch"
@@ -61,7 +62,7 @@ class ShardedJaxProblem:
         base: the single-device :class:`~manifoldwalk_jax.JaxProblem` this one is built on
             (used for evaluation and the θ ↔ pytree conversions).
         loop_cache: the compiled driver's chunks of earlier walks
-            (:class:`~manifoldwalk_jax.loop.LoopCache`).
+            (:class:`~manifoldwalk.compile_cache.CompileCache`).
     """
 
     def __init__(
@@ -94,7 +95,7 @@ class ShardedJaxProblem:
         self._reg, self._reg_grad = make_reg(reg, self.theta0, weight_mask)
         self._loss_and_grad = jax.jit(jax.value_and_grad(self._loss_at))
         self._loss = jax.jit(self._loss_at)
-        self.loop_cache = LoopCache()
+        self.loop_cache = CompileCache()
 
     # --- the Problem protocol -------------------------------------------------------------
 

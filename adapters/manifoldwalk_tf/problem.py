@@ -34,6 +34,7 @@ from manifoldwalk.adapter_checks import (
     eval_metrics,
 )
 from manifoldwalk.chunked import DeviceLoop
+from manifoldwalk.compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_tf._flat import FlatVariables
 from manifoldwalk_tf._loop import chunk_runner
@@ -58,6 +59,8 @@ class TFProblem:
         theta0: the model's trainable variables at construction, as one flat numpy array.
         n_params: the length of θ.
         dtype: θ's numpy dtype (the variables' dtype).
+        loop_cache: the compiled chunks of earlier walks
+            (:class:`~manifoldwalk.compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class TFProblem:
         self.dtype: np.dtype = np.dtype(self._flat.dtype)
         self.n_params: int = self._flat.n
         self.compiled = compile
+        self.loop_cache = CompileCache()
         self.theta0: np.ndarray | tf.Tensor = self._flat.read()
         if compile:  # the walk runs on tf.Tensor from its first step
             register_namespace()
@@ -139,7 +143,8 @@ class TFProblem:
 
         One XLA-compiled ``tf.function`` runs the engine's chunk in a ``tf.while_loop``: the
         step, the stop rules and the history buffers, with one call (and one host read) per K
-        steps. Needs ``from_model(..., compile=True)`` (θ as a ``tf.Tensor``).
+        steps. Needs ``from_model(..., compile=True)`` (θ as a ``tf.Tensor``). Kept in
+        :attr:`loop_cache`: a later walk with the same options does not trace it again.
 
         Raises:
             ProblemError: the problem was built without ``compile=True``.
@@ -149,7 +154,7 @@ class TFProblem:
                 "steps_per_sync needs the walk on tf.Tensor: build the problem with "
                 "manifoldwalk_tf.from_model(..., compile=True)."
             )
-        return chunk_runner(loop)
+        return self.loop_cache.get(loop, lambda: chunk_runner(loop))
 
     def loss(self, theta: np.ndarray) -> np.ndarray:
         """The full-batch mean training loss L(θ) as a 0-d array of θ's kind (forward pass only)."""

@@ -21,6 +21,7 @@ from torch.func import functional_call
 
 from manifoldwalk.adapter_checks import EVAL_TASKS, check_eval_task, eval_metrics
 from manifoldwalk.chunked import DeviceLoop
+from manifoldwalk.compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_torch._compile import (
     check_compile,
@@ -53,6 +54,8 @@ class TorchProblem:
         names: the trainable parameters' names, in θ's order.
         n_params: the length of θ.
         dtype, device: θ's dtype and device (the model's).
+        loop_cache: the chunks of earlier walks
+            (:class:`~manifoldwalk.compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class TorchProblem:
         self._data = _Data.build(data, self.dtype, self.device, batch_size)
         self._reg, self._reg_grad = self._make_reg(reg)
         self._compile_mode = check_compile(compile)
+        self.loop_cache = CompileCache()
         if self._compile_mode is not None and self._data.is_loader:
             raise ProblemError(
                 "compile needs the training data as (x, y) tensors (optionally with "
@@ -184,11 +188,14 @@ class TorchProblem:
         The K steps run masked (each kept only while no stop rule fired), queued on the device
         without a sync when eager, or as one compiled graph (a CUDA graph in
         ``"reduce-overhead"`` mode) with ``from_model(..., compile=...)``; see
-        ``manifoldwalk_torch._compile.chunk_runner``. The path is the eager driver's.
+        ``manifoldwalk_torch._compile.chunk_runner``. The path is the eager driver's. Kept in
+        :attr:`loop_cache` for later walks with the same options.
         """
         if self._compile_mode is not None:
             self._trace_loss_and_grad()
-        return chunk_runner(loop, self._compile_mode, lambda: _eval_mode(self.model))
+        return self.loop_cache.get(
+            loop, lambda: chunk_runner(loop, self._compile_mode, lambda: _eval_mode(self.model))
+        )
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean training loss L(θ) as a 0-d tensor (forward passes only)."""

@@ -490,7 +490,7 @@ def test_unhashable_pieces_are_compiled_each_time():
 
 
 def test_cache_key_tells_ints_from_floats():
-    from manifoldwalk.chunked import _key
+    from manifoldwalk.compile_cache import value_key as _key
 
     assert _key(1) != _key(1.0) and _key(True) != _key(1) and _key(-0.0) != _key(0.0)
     assert _key(mw.get_scheme("paper")) == _key(mw.get_scheme("paper"))

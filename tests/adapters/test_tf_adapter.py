@@ -368,6 +368,32 @@ def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every, scheme):
         np.testing.assert_allclose(np.asarray(b.trajectory), a.trajectory, rtol=1e-9, atol=1e-12)
 
 
+def test_later_walks_reuse_the_compiled_step_and_chunk(small, monkeypatch):
+    """A second walk with the same options neither traces the chunk nor compiles the step
+    again, and walks the same path."""
+    import manifoldwalk_tf.problem as tf_problem
+
+    import manifoldwalk as mw
+
+    built: list[int] = []
+    make = tf_problem.chunk_runner
+    monkeypatch.setattr(tf_problem, "chunk_runner", lambda loop: built.append(1) or make(loop))
+    model, x, y = small
+    fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
+    kw = {"max_steps": 30, "record_every": 5}
+    a, b = (mw.walk(fast, fast.theta0, steps_per_sync=8, **kw) for _ in range(2))
+    assert len(built) == 1 and len(fast.loop_cache) == 1
+    np.testing.assert_array_equal(b.theta.numpy(), a.theta.numpy())
+    compile_step = fast.compile_step
+    calls: list[int] = []
+    fast.compile_step = lambda step: calls.append(1) or compile_step(step)
+    c, d = (mw.walk(fast, fast.theta0, **kw) for _ in range(2))
+    assert len(calls) == 1 and len(fast.step_cache) == 1
+    np.testing.assert_array_equal(d.theta.numpy(), c.theta.numpy())
+    mw.walk(fast, fast.theta0, steps_per_sync=8, **kw | {"scheme": "paper"})
+    assert len(built) == 2  # another scheme: another chunk
+
+
 def test_chunked_walk_needs_compile(small):
     import manifoldwalk as mw
 

@@ -306,6 +306,24 @@ def test_chunked_walk_takes_the_eager_path(compile, k, scheme):
     torch.testing.assert_close(b.trajectory, a.trajectory, rtol=1e-9, atol=1e-11)
 
 
+def test_later_walks_reuse_the_chunk(monkeypatch):
+    """A second chunked walk with the same options builds no new chunk and walks the same path."""
+    import manifoldwalk_torch.problem as torch_problem
+
+    import manifoldwalk as mw
+
+    built: list[int] = []
+    make = torch_problem.chunk_runner
+    monkeypatch.setattr(torch_problem, "chunk_runner", lambda *args: built.append(1) or make(*args))
+    problem, _ = small_problem()
+    kw = {"max_steps": 30, "record_every": 5}
+    a, b = (mw.walk(problem, problem.theta0, steps_per_sync=4, **kw) for _ in range(2))
+    assert len(built) == 1 and len(problem.loop_cache) == 1
+    torch.testing.assert_close(b.theta, a.theta, rtol=0, atol=0)
+    mw.walk(problem, problem.theta0, steps_per_sync=5, **kw)
+    assert len(built) == 2  # another K: another chunk
+
+
 def test_eager_problems_hand_the_step_back_unchanged():
     problem, _ = small_problem()
     step = make_step(problem, MinimiseReg(), get_scheme("default"))

@@ -1,0 +1,132 @@
+"""The eager driver keeps compiled steps per problem: compiled once per scheme and direction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+import manifoldwalk as mw
+from manifoldwalk.compile_cache import CompileCache, step_cache_of, value_key
+from manifoldwalk.problems import Circle
+
+TOP = np.array([0.0, 1.0])
+
+
+class Counting(Circle):
+    """The circle with a ``compile_step`` hook that counts its calls (and compiles nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.compiled = 0
+
+    def compile_step(self, step: Any) -> Any:
+        self.compiled += 1
+        return step
+
+
+class Slotted:
+    """A problem with a ``compile_step`` hook and no instance dictionary."""
+
+    __slots__ = ("circle", "compiled")
+
+    def __init__(self) -> None:
+        self.circle, self.compiled = Circle(), 0
+
+    def loss(self, theta):
+        return self.circle.loss(theta)
+
+    def grad(self, theta):
+        return self.circle.grad(theta)
+
+    def reg(self, theta):
+        return self.circle.reg(theta)
+
+    def reg_grad(self, theta):
+        return self.circle.reg_grad(theta)
+
+    def compile_step(self, step: Any) -> Any:
+        self.compiled += 1
+        return step
+
+
+def test_a_second_walk_reuses_the_compiled_step():
+    p = Counting()
+    options = dict(scheme="paper", max_steps=40)
+    first = mw.walk(p, TOP, **options)
+    assert p.compiled == 1
+    again = mw.walk(p, TOP, **options)
+    other = mw.walk(p, np.array([1.0, 0.0]), **options | {"tau": 1e-8})  # state, not step
+    half = mw.walk(p, TOP, **options | {"max_steps": 15})
+    resumed = mw.walk(p, TOP, resume_from=half, **options)
+    assert p.compiled == 1 and len(p.step_cache) == 1
+    np.testing.assert_array_equal(again.theta, first.theta)
+    assert other.n_predictor == 40 and resumed.n_predictor == first.n_predictor
+    np.testing.assert_allclose(resumed.theta, first.theta, rtol=1e-12)
+
+
+def test_another_scheme_or_direction_compiles_anew():
+    p = Counting()
+    mw.walk(p, TOP, scheme="paper", max_steps=10)
+    mw.walk(p, TOP, scheme="default", max_steps=10)
+    mw.walk(p, TOP, scheme="paper", eta_max=0.05, max_steps=10)
+    assert p.compiled == 3
+    for target in ([1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]):  # directions by value
+        mw.walk(p, TOP, direction=mw.TowardTarget(np.asarray(target), tol=1e-3), max_steps=10)
+    assert p.compiled == 5
+    mw.walk(p, TOP, scheme="paper", max_steps=10, compile_step=False)
+    assert p.compiled == 5  # not asked to compile: nothing compiled, nothing cached
+    assert len(p.step_cache) == p.step_cache.maxsize == 4  # bounded
+
+
+def test_unkeyable_directions_and_slotted_problems_compile_every_walk():
+    class Toward:
+        """A direction with __eq__ and no __hash__: it cannot be a key."""
+
+        optimises = True
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Toward)
+
+        def __call__(self, theta, reg_grad, n_predictor):
+            return -reg_grad
+
+    p = Counting()
+    for _ in range(2):
+        mw.walk(p, TOP, direction=Toward(), max_steps=10)
+    assert p.compiled == 2 and len(p.step_cache) == 0
+    q = Slotted()
+    assert step_cache_of(q) is None
+    a, b = (mw.walk(q, TOP, scheme="paper", max_steps=10) for _ in range(2))
+    assert q.compiled == 2
+    np.testing.assert_array_equal(a.theta, b.theta)
+
+
+def test_cache_evicts_the_least_recently_used():
+    cache = CompileCache(maxsize=2)
+    built: list[str] = []
+
+    def build(name: str):
+        def make():
+            built.append(name)
+            return name
+
+        return make
+
+    for name in ("a", "b", "a", "c", "b", "a"):
+        assert cache.get_by_key(name, build(name)) == name
+    # a, b built; a hit (a most recent); c built, evicting b; b built, evicting a; a built
+    assert built == ["a", "b", "c", "b", "a"] and len(cache) == 2
+    assert cache.get_by_key(None, build("x")) == "x" and len(cache) == 2  # no key: not kept
+    cache.clear()
+    assert len(cache) == 0
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(1, 1.0), (True, 1), (-0.0, 0.0), (np.zeros(2), np.zeros(3)), (np.zeros(2), np.ones(2))],
+)
+def test_value_key_tells_values_apart(a, b):
+    assert value_key(a) != value_key(b)
+    assert value_key(a) == value_key(a)
