@@ -98,15 +98,20 @@ def chunked_walk(problem: Any, k: int, scheme: str = "default", m: int = 1) -> C
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], reps: int, warmup: int = 5):
-    """Run each function ``warmup`` times, then ``reps`` rounds of one call each; per-call times."""
+    """Run each function ``warmup`` times, then ``reps`` rounds of one call each; per-call times.
+
+    Each round starts one function further along (a rotation), so that no function always
+    runs first after another (on this machine the call after the floor ran a few % slower).
+    """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
+    names = list(fns)
+    for r in range(reps):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
-            fn()
+            fns[name]()
             times[name].append(time.perf_counter() - start)
     return times
 
