@@ -306,6 +306,9 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
 TORCH_K = 4
 """Steps per host sync of the compiled PyTorch chunk (unrolled in the graph: small K)."""
 
+TORCH_LONG_K = 48
+"""Steps per host sync of the long PyTorch chunk: ``TORCH_K``-step graphs called 12 times."""
+
 
 def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     """The compiled PyTorch rows: ``from_model(..., compile=...)`` against its own floor.
@@ -348,11 +351,16 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
         box["s"] = step(box["s"])
         run.rules.host_look(box["s"], run.direction)
 
-    chunk = chunked_walk(p, TORCH_K)
-    times = time_interleaved({"floor": floor, "walk": one, "chunk": chunk}, reps, warmup=2)
-    med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
-    med["chunk"] /= TORCH_K
-    paired = paired_ratios(times, {"chunk": TORCH_K})
+    fns = {
+        "floor": floor,
+        "walk": one,
+        "chunk": chunked_walk(p, TORCH_K),
+        "long": chunked_walk(p, TORCH_LONG_K, "default", TORCH_K),
+    }
+    times = time_interleaved(fns, reps, warmup=2)
+    steps = {"chunk": TORCH_K, "long": TORCH_LONG_K}
+    med = {key: statistics.median(t) * 1e3 / steps.get(key, 1) for key, t in times.items()}
+    paired = paired_ratios(times, steps)
     what = f"torch.compile mode={mode}"
     return [
         Row(
@@ -384,6 +392,16 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
             med["floor"],
             reps,
             paired=paired["chunk"],
+        ),
+        Row(
+            "torch",
+            label,
+            n,
+            f"compiled walk, default, K={TORCH_LONG_K}, M={TORCH_K} steps per graph ({what})",
+            med["long"],
+            med["floor"],
+            reps,
+            paired=paired["long"],
         ),
     ]
 

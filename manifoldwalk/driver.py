@@ -131,7 +131,8 @@ def walk(
             steps leaves the state as it was), so the loop's predicate is read once per M
             steps; the same path. Meant for small nets on a GPU (where XLA reads a while
             predicate on the host); 1 (default) is one step per iteration. The PyTorch
-            chunk masks every step already and takes M as the same K steps.
+            chunk masks every step already; compiled, its graph holds M steps (all K where
+            M = 1), called ⌈K/M⌉ times per chunk: a small M compiles much faster.
 
     Returns:
         A :class:`~manifoldwalk.WalkResult`.

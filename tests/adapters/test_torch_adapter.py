@@ -24,6 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
 from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step
+from manifoldwalk.driver import prepare_walk
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -288,22 +289,31 @@ def test_compiled_walk_takes_the_eager_path():
 
 
 @pytest.mark.parametrize(
-    ("compile", "k", "scheme"),
-    [(False, 1, "default"), (False, 7, "default"), (True, 3, "default"), (True, 3, "compensated")],
+    ("compile", "k", "scheme", "m"),
+    [
+        (False, 1, "default", 1),
+        (False, 7, "default", 1),
+        (True, 3, "default", 1),
+        (True, 3, "compensated", 1),
+        (True, 5, "default", 2),  # 2-step graphs, 3 calls per chunk: the 6th step masked
+    ],
 )
-def test_chunked_walk_takes_the_eager_path(compile, k, scheme):
-    """K masked steps per host sync (eager, or one compiled graph): the eager driver's path,
-    history and trajectory."""
+def test_chunked_walk_takes_the_eager_path(compile, k, scheme, m):
+    """K masked steps per host sync (eager, one compiled graph of K steps, or graphs of M
+    steps called ⌈K/M⌉ times): the eager driver's path, history and trajectory."""
     import manifoldwalk as mw
 
     eager, _ = small_problem()
     chunked, _ = small_problem(compile=compile)
     kw = {"max_steps": 150, "trajectory_every": 10, "record_every": 5, "scheme": scheme}
     a = mw.walk(eager, eager.theta0, **kw)
-    b = mw.walk(chunked, chunked.theta0, steps_per_sync=k, **kw)
+    b = mw.walk(chunked, chunked.theta0, steps_per_sync=k, steps_per_iteration=m, **kw)
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
     assert list(b.history["step"]) == list(a.history["step"])
     torch.testing.assert_close(b.trajectory, a.trajectory, rtol=1e-9, atol=1e-11)
+    # one chunk (the walk's, from the cache) takes exactly K steps
+    host = prepare_walk(chunked, chunked.theta0, **kw).host(k, steps_per_iteration=m)
+    assert int(chunked.compile_loop(host.loop)(host.carry).n_done) == k
 
 
 def test_later_walks_reuse_the_chunk(monkeypatch):
