@@ -5,7 +5,8 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
 
 - PyTorch: the eager value-and-gradient (the floor of the eager walk) and an eager walk; the
   ``torch.compile``-d value-and-gradient in ``"reduce-overhead"`` mode (CUDA graphs; the floor
-  of the compiled walk) and a walk of a problem built with ``compile="reduce-overhead"``;
+  of the compiled walk) and a walk of a problem built with ``compile="reduce-overhead"``, with
+  the eager driver and chunked (``steps_per_sync=K``, graphs of ``--torch-m`` steps);
 - JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
   driver) and ``walk(..., steps_per_sync=K)`` (also with ``steps_per_iteration=M`` for each
   ``--m``); S seeds through ``walk_batch`` (per-step time of the batch);
@@ -13,7 +14,8 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
 and checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
 walk take the same path as the eager engine (steps, stop, largest θ difference).
 
-    python benchmarks/gpu_check.py [--steps 300] [--nets ff cifar10-cnv] [--m 4 8] [--json out.json]
+    python benchmarks/gpu_check.py [--steps 300] [--nets ff cifar10-cnv] [--k 100] [--m 4 8]
+        [--torch-m 4] [--json out.json]
 """
 
 from __future__ import annotations
@@ -80,7 +82,9 @@ def walker(steps: int, fn):
     return fn
 
 
-def torch_rows(net: str, steps: int) -> dict[str, float]:
+def torch_rows(net: str, steps: int, k: int = 100, m: int = 4) -> dict[str, float]:
+    """PyTorch per-step times: eager, the compiled step (host sync per step) and the compiled
+    chunked walk (K steps per sync, graphs of M steps), each against its floor."""
     import manifoldwalk_torch
     import manifoldwalk_torch.experiment as tx
     import torch
@@ -118,6 +122,10 @@ def torch_rows(net: str, steps: int) -> dict[str, float]:
         walker(steps, lambda n: mw.walk(eager, eager.theta0, max_steps=n, **kw))
     )
     t_fast = per_walk_step(walker(steps, lambda n: mw.walk(fast, fast.theta0, max_steps=n, **kw)))
+    chunked = {"steps_per_sync": k, "steps_per_iteration": m}
+    t_chunk = per_walk_step(
+        walker(steps, lambda n: mw.walk(fast, fast.theta0, max_steps=n, **chunked, **kw))
+    )
     floor, floor_c = per_call(raw), per_call(raw_compiled)
     return {
         "torch eager value+grad ms": floor * 1e3,
@@ -126,6 +134,8 @@ def torch_rows(net: str, steps: int) -> dict[str, float]:
         "torch compiled (CUDA graph) value+grad ms": floor_c * 1e3,
         "torch compiled walk step ms": t_fast * 1e3,
         "torch compiled step / compiled floor": t_fast / floor_c,
+        f"torch chunked walk step ms (K={k}, M={m} steps per CUDA graph)": t_chunk * 1e3,
+        "torch chunked step / compiled floor": t_chunk / floor_c,
     }
 
 
@@ -227,7 +237,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--k", type=int, default=100, help="steps per host sync (JAX)")
+    parser.add_argument("--k", type=int, default=100, help="steps per host sync")
+    parser.add_argument(
+        "--torch-m", type=int, default=4, help="steps per CUDA graph of the PyTorch chunk"
+    )
     parser.add_argument("--nets", nargs="+", default=["ff", "cifar10-cnv"])
     parser.add_argument(
         "--m", type=int, nargs="*", default=[], help="JAX steps per while iteration to time too"
@@ -254,7 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(("agreement", lambda: agreement(args.agree_steps)))
     for net in args.nets:
         if "torch" in args.only:
-            sections.append((f"{net} torch", lambda net=net: torch_rows(net, args.steps)))
+            sections.append(
+                (
+                    f"{net} torch",
+                    lambda net=net: torch_rows(net, args.steps, args.k, args.torch_m),
+                )
+            )
         if "jax" in args.only:
             sections.append(
                 (

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
+import numpy as np
+
 from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
 from manifoldwalk.compile_cache import value_key
 from manifoldwalk.directions import Direction
@@ -61,6 +63,8 @@ class Carry(NamedTuple):
         n_points: points written.
         look: the stop rules' values at ``state`` in :data:`~manifoldwalk.stops.LOOK_KEYS`
             order, in θ's dtype.
+        max_steps, max_total_steps: the walk's step budgets, as counts (0 for no
+            ``max_total_steps``): values, not constants of the compiled chunk.
     """
 
     state: WalkState
@@ -75,6 +79,8 @@ class Carry(NamedTuple):
     points: Array
     n_points: Array
     look: Array
+    max_steps: Array
+    max_total_steps: Array
 
 
 class DeviceLoop:
@@ -133,7 +139,8 @@ class DeviceLoop:
         xp = namespace(s.theta)
         values = self.rules.look(s, self.direction)
         v = dict(zip(LOOK_KEYS, values, strict=True))
-        code = self.rules.code(v)
+        budgets = {"max_steps": c.max_steps, "max_total_steps": c.max_total_steps}
+        code = self.rules.code(v | budgets)
         good_here = v["on"] & ~v["nonfinite"]
         good = WalkState(*(xp.where(good_here, a, b) for a, b in zip(thin(s), c.good, strict=True)))
         n = s.n_predictor
@@ -218,7 +225,7 @@ class DeviceLoop:
         Two loops with equal keys trace to the same computation (for carries of the same
         shapes and dtypes), so an adapter may reuse one compiled chunk for both. The problem
         counts by identity (a problem must not change once walked); the scheme, direction and
-        stop rules by value, field by field, with the type of every number (``1`` and ``1.0``
+        stop rules (but their step budgets, which the carry holds) by value, field by field, with the type of every number (``1`` and ``1.0``
         differ) and arrays by dtype, shape and bytes; other callables by identity.
 
         Returns:
@@ -229,7 +236,7 @@ class DeviceLoop:
                 id(self.problem),
                 value_key(self.scheme),
                 value_key(self.direction),
-                value_key(self.rules),
+                value_key(self.rules.without_budgets()),
                 self.record_every,
                 self.trajectory_every,
                 self.host_records,
@@ -277,6 +284,8 @@ class ChunkHost:
             points=zeros((loop.point_capacity, n_theta), dtype),  # 0 rows without a trajectory
             n_points=xp.zeros_like(count),
             look=zeros((len(LOOK_KEYS),), dtype),
+            max_steps=_count_like(count, run.rules.max_steps),
+            max_total_steps=_count_like(count, run.rules.max_total_steps or 0),
         )
         self.carry = loop.examine(self.carry, put_by_mask)
 
@@ -370,6 +379,12 @@ def _select(xp: Any, go: Array, new: Any, old: Any) -> Any:
     if isinstance(new, tuple):
         return type(new)(*(_select(xp, go, a, b) for a, b in zip(new, old, strict=True)))
     return xp.where(go, new, old)
+
+
+def _count_like(count: Array, value: int) -> Array:
+    """``value`` as a count array like ``count`` (capped at its dtype's largest value)."""
+    largest = int(np.iinfo(to_numpy(count).dtype).max)  # (not every namespace has iinfo)
+    return namespace(count).zeros_like(count) + min(int(value), largest)
 
 
 def _unstack(a: Array) -> list[Array]:

@@ -9,6 +9,7 @@ device arrays inside a compiled loop (:meth:`StopRules.code`, a branch-free ``wh
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +110,9 @@ class StopRules:
         """The stop conditions at a look ``v``, highest priority first.
 
         Args:
-            v: the look, as host values (bools and floats) or as 0-d arrays.
+            v: the look, as host values (bools and floats) or as 0-d arrays; a compiled loop
+                adds its run-time budgets ``"max_steps"`` and ``"max_total_steps"`` (else
+                the rules' own are used).
 
         Returns:
             ``(reason, condition)`` pairs; a condition is a bool or a 0-d bool array.
@@ -124,10 +127,14 @@ class StopRules:
         if self.optimises:
             tests.append(("stationary", on & (v["stat"] <= self.kkt_tol)))
             tests.append(("stalled", on & (v["n_stall"] >= self.stall_patience)))
-        tests.append(("max_steps", on & (v["n_pred"] >= self.max_steps)))
+        # A compiled loop passes the budgets in ``v`` (device values of its carry, so that a
+        # walk with another budget reuses the compiled chunk); the host uses its own.
+        max_steps = v.get("max_steps", self.max_steps)
+        tests.append(("max_steps", on & (v["n_pred"] >= max_steps)))
         if self.max_total_steps is not None:
             total = v["n_pred"] + v["n_corr"]
-            tests.append(("max_total_steps", total >= self.max_total_steps))
+            max_total = v.get("max_total_steps", self.max_total_steps)
+            tests.append(("max_total_steps", total >= max_total))
         tests.append(("corrector_failed", v["n_consec"] >= self.max_corrector_steps))
         return tests
 
@@ -137,6 +144,12 @@ class StopRules:
             if condition:
                 return reason
         return None
+
+    def without_budgets(self) -> StopRules:
+        """These rules with the step budgets zeroed: what a compiled chunk closes over (the
+        budgets travel in its carry), so rules that differ only in budgets share a chunk."""
+        total = None if self.max_total_steps is None else 0
+        return dataclasses.replace(self, max_steps=0, max_total_steps=total)
 
     def code(self, v: Mapping[str, Array]) -> Array:
         """The stop code at a device look: 0 to go on, else 1 + the index in :data:`STOP_ORDER`.

@@ -426,16 +426,22 @@ def test_the_cache_never_serves_a_wrong_chunk():
     base = dict(scheme="paper", max_steps=120, record_every=3)
     mw.walk(p, top(), steps_per_sync=16, **base)
     traced = count["traces"]
-    # τ lives in the walk state, not in the traced chunk: no new trace, and the eager result
-    tau = base | {"tau": 1e-6}
-    got = mw.walk(p, top(), steps_per_sync=16, **tau)
-    assert count["traces"] == traced
-    assert_same_walk(got, mw.walk(p, top(), **tau))  # (the eager walk's jitted step traces)
+    # τ lives in the walk state and the step budgets in the carry, not in the traced chunk:
+    # no new trace, and the eager result
+    totals = [{"max_total_steps": 300}, {"max_total_steps": 100, "max_steps": 30}]
+    for same in [{"tau": 1e-6}, {"max_steps": 80}, *totals]:
+        got = mw.walk(p, top(), steps_per_sync=16, **base | same)
+        if same is totals[0]:  # a budget where there was none: a rule more, traced anew
+            assert count["traces"] > traced
+            traced = count["traces"]
+        assert count["traces"] == traced, same
+        assert_same_walk(got, mw.walk(p, top(), **base | same))
+        traced = count["traces"]  # the eager walk's jitted step traced (once: cached after)
     # another scheme, another stop rule, another K or M, another dtype: traced anew, and right
     changed = [
         (base | {"scheme": "default"}, 16, 1),
         (base | {"eta_max": 0.05}, 16, 1),  # the scheme's step rule alone
-        (base | {"max_steps": 80}, 16, 1),
+        (base | {"kkt_tol": 1e-3}, 16, 1),
         (base | {"trajectory_every": 10}, 16, 1),
         (base, 9, 1),
         (base, 16, 2),
@@ -515,5 +521,7 @@ def test_walk_batch_reuses_its_compiled_chunk(monkeypatch):
     assert len(built) == 1 and len(problems[0].loop_cache) == 1
     for a, b in zip(first, second, strict=True):
         assert_same_walk(a, b)
-    walk_batch(problems, **options | {"max_steps": 30})
+    shorter = walk_batch(problems, **options | {"max_steps": 30})  # a budget: the same chunk
+    assert len(built) == 1 and all(r.n_predictor == 30 for r in shorter)
+    walk_batch(problems, **options | {"scheme": "default"})
     assert len(built) == 2
