@@ -1,0 +1,104 @@
+"""What keeping the last good state costs a compiled JAX chunk: thinned against whole (not a test).
+
+A compiled chunk keeps the last on-level state at every step (a select per vector). Since
+2026-11-28 it keeps it thinned (θ, the last predictor direction and the scalars; see
+``manifoldwalk.chunked.thin``); before, it kept all six vectors of the walk state. This times
+both, in one process, interleaved with the while-loop floor (K value-and-gradient evaluations
+with no walk logic), on MNIST-FF (784-100-100-100-10 tanh, 1000 random examples, float32), and
+prints per step the median time and the median over rounds of step / floor of the same round.
+Each variant is compiled twice (two separate chunks), so that their spread shows the noise.
+
+    python benchmarks/good_state.py [--threads 1] [--reps 30] [--k 48] [--scheme default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
+
+from adapter_overhead import random_data, set_threads, time_interleaved  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time the floor and both ways of keeping the good state; print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, help="intra-op threads (set before jax is imported)")
+    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--k", type=int, default=48, help="steps per chunk")
+    ap.add_argument("--scheme", default="default")
+    args = ap.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax.loop import run_chunk
+
+    from manifoldwalk.chunked import DeviceLoop
+    from manifoldwalk.driver import prepare_walk
+    from manifoldwalk.step import WalkState
+
+    k = args.k
+    model = backend.build_net("ff", (784,), 10, seed=0, dtype="float32")
+    x, y = random_data(0, (784,))
+    p = backend.make_problem(model, x, y, task="classification")
+
+    @jax.jit
+    def floor_chunk(theta, c):
+        def body(it):
+            i, th = it
+            _, g = p._loss_and_grad(th, p._frozen, *p._data)
+            return i + 1, th - c * g
+
+        return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
+
+    class WholeGoodState(DeviceLoop):
+        """The loop as it was: the last good state kept whole (a select over every field)."""
+
+        def examine(self, c, put):
+            out = super().examine(c, put)
+            v = self.rules.look(c.state, self.direction)
+            good_here = v[0] & ~v[1]  # "on" and "nonfinite" (LOOK_KEYS order)
+            kept = (jnp.where(good_here, a, b) for a, b in zip(c.state, c.good, strict=True))
+            return out._replace(good=WalkState(*kept))
+
+    zero = jnp.zeros((), p.theta0.dtype)
+    fns = {"floor": lambda: floor_chunk(p.theta0, zero).block_until_ready()}
+    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    for name, cls in (("thinned", DeviceLoop), ("whole", WholeGoodState)):
+        for copy in ("a", "b"):
+            prepared = prepare_walk(p, p.theta0, scheme=args.scheme, **options)
+            host = prepared.host(k)
+            base = host.loop
+            loop = cls(
+                base.problem,
+                base.direction,
+                base.scheme,
+                base.rules,
+                base.record_every,
+                base.trajectory_every,
+                base.host_records,
+                k,
+            )
+            carry = host.carry if cls is DeviceLoop else host.carry._replace(good=prepared.state)
+            chunk = jax.jit(lambda c, loop=loop: run_chunk(loop, c))
+            fns[f"{name} ({copy})"] = lambda chunk=chunk, c=carry: float(chunk(c).look[0])
+    times = time_interleaved(fns, args.reps, warmup=2)
+    floor = times["floor"]
+    print(f"MNIST-FF, scheme={args.scheme}, K={k}, {args.reps} rounds\n")
+    print("| chunk | ms/step | / floor, paired |")
+    print("|---|---|---|")
+    for name, ts in times.items():
+        paired = statistics.median(t / f for t, f in zip(ts, floor, strict=True))
+        print(f"| {name} | {statistics.median(ts) / k * 1e3:.3f} | {paired:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
