@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,21 +81,21 @@ def test_another_scheme_or_direction_compiles_anew():
     assert len(p.step_cache) == p.step_cache.maxsize == 4  # bounded
 
 
+@dataclass(frozen=True)
+class DescendWithNotes:
+    """Descend R; a frozen dataclass whose ``notes`` field (a dict) cannot be part of a key."""
+
+    notes: dict = field(default_factory=dict)
+    optimises = True
+
+    def __call__(self, theta, reg_grad, n_predictor):
+        return -reg_grad
+
+
 def test_unkeyable_directions_and_slotted_problems_compile_every_walk():
-    class Toward:
-        """A direction with __eq__ and no __hash__: it cannot be a key."""
-
-        optimises = True
-
-        def __eq__(self, other: object) -> bool:
-            return isinstance(other, Toward)
-
-        def __call__(self, theta, reg_grad, n_predictor):
-            return -reg_grad
-
     p = Counting()
     for _ in range(2):
-        mw.walk(p, TOP, direction=Toward(), max_steps=10)
+        mw.walk(p, TOP, direction=DescendWithNotes(), max_steps=10)
     assert p.compiled == 2 and len(p.step_cache) == 0
     q = Slotted()
     assert step_cache_of(q) is None
