@@ -19,9 +19,9 @@ JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
 PyTorch (the eager driver): ``floor`` is one eager value-and-gradient (the adapter's
 ``loss_and_grad``), ``walk <scheme>`` one eager step plus the driver's per-step host look.
 
-Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX), as the
-ratio of the medians and, "paired", as the median over the repetitions of the step over the floor
-timed just before it in the same round (steadier on a shared machine).
+Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX), as
+the ratio of the medians and, "paired", as the median over the repetitions of the step over the
+floor timed in the same round (steadier on a shared machine).
 Steps per second are 1 / step time. Rows for the PyTorch compiled driver and the distributed
 agreement have their marked places below (``TORCH_COMPILED_ROWS``, ``--distributed``).
 

@@ -225,8 +225,9 @@ class DeviceLoop:
         Two loops with equal keys trace to the same computation (for carries of the same
         shapes and dtypes), so an adapter may reuse one compiled chunk for both. The problem
         counts by identity (a problem must not change once walked); the scheme, direction and
-        stop rules (but their step budgets, which the carry holds) by value, field by field, with the type of every number (``1`` and ``1.0``
-        differ) and arrays by dtype, shape and bytes; other callables by identity.
+        stop rules (but their step budgets, which the carry holds) by value, field by field,
+        with the type of every number (``1`` and ``1.0`` differ) and arrays by dtype, shape
+        and bytes; other callables by identity.
 
         Returns:
             The key, or None where some piece cannot be hashed (then do not cache).
@@ -357,7 +358,7 @@ def thin(state: WalkState) -> WalkState:
     """``state`` with its :data:`THINNED` vectors replaced by 0-d zeros.
 
     A chunk keeps the last good state at every step (a select over each of its vectors, which
-    cost a tenth of a step on MNIST-FF with all six); θ, ``dir_p`` (the record's turn angle)
+    cost 5–11 % of a step on MNIST-FF with all six); θ, ``dir_p`` (the record's turn angle)
     and the scalars are what a walk cannot recompute; the point data is one evaluation at θ
     (:meth:`ChunkHost.restore`).
     """

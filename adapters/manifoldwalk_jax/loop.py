@@ -109,7 +109,8 @@ class CompiledProblem:
 
     Attributes:
         problem: the wrapped problem.
-        loop_cache: the compiled chunks of earlier walks (:class:`~manifoldwalk.compile_cache.CompileCache`).
+        loop_cache: the compiled chunks of earlier walks
+            (:class:`~manifoldwalk.compile_cache.CompileCache`).
     """
 
     def __init__(self, problem: Any) -> None:
