@@ -82,8 +82,10 @@ class GradientCorrector:
         along = dot(xp, grad, dir_p)
         v = grad - along * dir_p
         v_sq = xp.maximum(grad_sq - along * along, xp.zeros_like(grad_sq))
-        # where(), not xp.sign: array-api-compat's torch sign synchronises with the host.
-        scale = xp.where(deviation < 0, -1.0, 1.0) * inverse(xp, xp.sqrt(v_sq))  # unit = scale·v
+        # where(), not xp.sign: array-api-compat's torch sign synchronises with the host; on
+        # arrays of θ's dtype (two Python floats would make a float64 and promote θ).
+        one = xp.ones_like(deviation)
+        scale = xp.where(deviation < 0, -one, one) * inverse(xp, xp.sqrt(v_sq))  # unit = scale·v
         eta_new = self.step_rule.update(eta, dot(xp, v, dir_prev) * scale, has_prev)
         length = eta_new
         if self.cap:  # at most |L − L0|/|∇L·unit| = |L − L0|/(‖v‖²·|scale|)

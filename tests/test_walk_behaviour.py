@@ -21,6 +21,17 @@ def test_circle_reaches_the_papers_answer(scheme):
     assert r.n_grad_evals == r.n_predictor + r.n_corrector + 1
 
 
+@pytest.mark.parametrize("scheme", sorted(mw.SCHEMES))
+def test_a_float32_walk_stays_float32(scheme):
+    """Every scheme keeps θ's dtype: no Python float pair may make a float64 that promotes θ
+    (the gradient corrector's sign once did, in every step, since both candidates are formed)."""
+    r = mw.walk(Circle(), TOP.astype(np.float32), scheme=scheme, max_steps=30)
+    assert r.n_predictor + r.n_corrector > 30  # both kinds of step were taken
+    assert r.theta.dtype == np.float32
+    vectors = ("theta", "grad", "reg_grad", "pred", "dir_p", "dir_c")
+    assert {k: getattr(r.state, k).dtype for k in vectors} == dict.fromkeys(vectors, np.float32)
+
+
 def test_authors_constant_corrector_works_where_its_step_is_small_enough():
     # The authors' corrector needs eta_c·‖∇L‖ far below √τ: here 5e-8·2 = 1e-7 ≪ 1e-5.
     r = mw.walk(Circle(), TOP.copy(), scheme="authors", eta_c=5e-8, max_corrector_steps=10**5)

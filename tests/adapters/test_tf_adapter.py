@@ -394,6 +394,20 @@ def test_later_walks_reuse_the_compiled_step_and_chunk(small, monkeypatch):
     assert len(built) == 2  # another scheme: another chunk
 
 
+@pytest.mark.parametrize("scheme", ["paper", "default"])
+def test_float32_compiled_chunks_run_in_float32(scheme):
+    """A float32 model's compiled chunk stays float32 (the paper's corrector once made a float64
+    sign, which TensorFlow refuses to multiply with float32)."""
+    import manifoldwalk as mw
+
+    x, y = small_data("classification")
+    model = make_mlp(init_layers(SIZES, seed=0), "float32")
+    fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
+    r = mw.walk(fast, fast.theta0, steps_per_sync=8, scheme=scheme, max_steps=20)
+    # (every step forms the corrector's candidate too, so it ran even where no step corrected)
+    assert r.theta.dtype == tf.float32 and r.n_predictor == 20
+
+
 def test_chunked_walk_needs_compile(small):
     import manifoldwalk as mw
 
