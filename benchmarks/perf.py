@@ -19,13 +19,17 @@ JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
 PyTorch (the eager driver): ``floor`` is one eager value-and-gradient (the adapter's
 ``loss_and_grad``), ``walk <scheme>`` one eager step plus the driver's per-step host look.
 
+TensorFlow (``--backends tf``, CPU only): ``floor`` is K value-and-gradient evaluations in one
+XLA-compiled ``tf.while_loop``; ``walk <scheme>`` one compiled chunk of K steps
+(``from_model(..., compile=True)``, ``steps_per_sync=K``), per step.
+
 Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX), as
 the ratio of the medians and, "paired", as the median over the repetitions of the step over the
 floor timed in the same round (steadier on a shared machine).
 Steps per second are 1 / step time. Rows for the PyTorch compiled driver and the distributed
 agreement have their marked places below (``TORCH_COMPILED_ROWS``, ``--distributed``).
 
-    python benchmarks/perf.py [--nets ff mnist-cnv cifar10-cnv] [--backends jax torch]
+    python benchmarks/perf.py [--nets ff mnist-cnv cifar10-cnv] [--backends jax torch tf]
         [--device cpu|gpu] [--threads 1] [--reps 20] [--k 50] [--m 1 4 8] [--seeds 4]
         [--out table.md | table.json] [--distributed]
 """
@@ -409,6 +413,53 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
 TORCH_COMPILED_ROWS: list[Callable[[str, int, str], list[Row]]] = [torch_compiled_rows]
 
 
+# --- TensorFlow: the compiled chunk (tf.while_loop in one XLA tf.function) -------------------
+
+
+def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
+    """The TensorFlow rows of one net: the floor (K value-and-gradient evaluations in one
+    XLA-compiled ``tf.while_loop``, θ ← θ − c·∇L with a run-time c = 0) and one compiled chunk
+    of K walk steps per scheme (``from_model(..., compile=True)``, ``steps_per_sync=K``)."""
+    import manifoldwalk_tf
+    import tensorflow as tf
+    from manifoldwalk_tf import experiment as backend
+    from manifoldwalk_tf.training import data_loss
+
+    label, name, shape = NETS[net]
+    backend.configure(device="cpu", threads=threads)
+    model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
+    x, y = random_data(0, shape)
+    loss = lambda out, t: data_loss(out, t, "classification")  # noqa: E731
+    p = manifoldwalk_tf.from_model(model, loss, (x, y), compile=True)
+    n = int(p.n_params)
+
+    @tf.function(jit_compile=True, autograph=False)
+    def floor_chunk(theta: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
+        def body(i: tf.Tensor, th: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            _, g = p.loss_and_grad(th)
+            return i + 1, th - c * g
+
+        return tf.while_loop(lambda i, th: i < k, body, (tf.constant(0), theta))[1]
+
+    zero = tf.constant(0.0, p.theta0.dtype)
+    fns: dict[str, Callable[[], Any]] = {"floor": lambda: floor_chunk(p.theta0, zero).numpy()}
+    for scheme in SCHEMES:
+        fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
+    times = time_interleaved(fns, reps, warmup=2)
+    med = {key: statistics.median(t) * 1e3 / k for key, t in times.items()}
+    paired = paired_ratios(times)
+    floor = med["floor"]
+    rows = [
+        Row("tf", label, n, f"floor: value+grad in XLA tf.while_loop (K={k})", floor, floor, reps)
+    ]
+    rows[0].paired = 1.0
+    for scheme in SCHEMES:
+        what = f"compiled walk, scheme={scheme} (K={k}, XLA tf.while_loop)"
+        key = f"walk {scheme}"
+        rows.append(Row("tf", label, n, what, med[key], floor, reps, paired=paired[key]))
+    return rows
+
+
 # --- the distributed agreement (benchmarks/distributed_agreement.py) ------------------------
 
 
@@ -469,7 +520,9 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the options, run the benchmarks, print (and optionally write) the table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", nargs="+", choices=list(NETS), default=["ff"])
-    ap.add_argument("--backends", nargs="+", choices=["jax", "torch"], default=["jax", "torch"])
+    ap.add_argument(
+        "--backends", nargs="+", choices=["jax", "torch", "tf"], default=["jax", "torch", "tf"]
+    )
     ap.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     ap.add_argument("--threads", type=int, help="intra-op threads (set before import)")
     ap.add_argument("--reps", type=int, default=20, help="interleaved repetitions")
@@ -504,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += torch_rows(net, args.reps, args.device)
             for extra in TORCH_COMPILED_ROWS:
                 rows += extra(net, args.reps, args.device)
+        if "tf" in args.backends and args.device == "cpu":
+            rows += tf_rows(net, args.k, args.reps, args.threads)
     if args.distributed:
         rows += distributed_rows()
     header = f"# manifoldwalk perf: {_machine(args.device)}, {N_EXAMPLES} examples, float32"
