@@ -13,7 +13,19 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from manifoldwalk.chunked import Carry, DeviceLoop, put_by_mask
+from manifoldwalk.chunked import Carry, DeviceLoop
+
+
+def put_row(buffer: tf.Tensor, i: tf.Tensor, due: tf.Tensor, make_row: Callable) -> tf.Tensor:
+    """``buffer`` with row ``i`` replaced by ``make_row()`` where ``due`` holds (a
+    :data:`~manifoldwalk.chunked.Put`): the row, a history record of several passes over θ,
+    is computed only when due (``tf.cond``, an XLA conditional), not at every step."""
+
+    def write() -> tf.Tensor:
+        row = tf.cast(make_row(), buffer.dtype)
+        return tf.tensor_scatter_nd_update(buffer, tf.reshape(i, (1, 1)), row[None, :])
+
+    return tf.cond(due, write, lambda: buffer)
 
 
 def chunk_runner(loop: DeviceLoop) -> Callable[[Carry], Carry]:
@@ -32,6 +44,6 @@ def chunk_runner(loop: DeviceLoop) -> Callable[[Carry], Carry]:
 
     @tf.function(jit_compile=True, autograph=False)  # branch-free: nothing to convert
     def chunk(carry: Carry) -> Carry:
-        return loop.run(carry, put_by_mask, while_loop)
+        return loop.run(carry, put_row, while_loop)
 
     return chunk
