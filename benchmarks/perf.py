@@ -105,12 +105,38 @@ def paired_ratios(
 # --- JAX: the compiled driver ----------------------------------------------------------------
 
 
+def jax_floor(p: Any, k: int) -> Callable[[], Any]:
+    """The JAX floor of a ``JaxProblem``: K value-and-gradient evaluations inside one jitted
+    ``lax.while_loop`` (θ ← θ − c·∇L with a run-time c = 0, so nothing is folded away), from
+    the same θ0 each call; its ``steps`` attribute is K (the time is reported per evaluation)."""
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    lg = p._loss_and_grad
+
+    @jax.jit
+    def floor_chunk(theta, c):
+        def body(i_theta):
+            i, th = i_theta
+            _, g = lg(th, p._frozen, *p._data)
+            return i + 1, th - c * g
+
+        return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
+
+    zero = jnp.zeros((), p.theta0.dtype)
+
+    def run() -> Any:
+        return floor_chunk(p.theta0, zero).block_until_ready()
+
+    run.steps = k
+    return run
+
+
 def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1,)) -> list[Row]:
     """The JAX rows of one net: floor, compiled walk chunks (the default scheme also with M
     masked steps per iteration for each M in ``ms`` other than 1), eager driver, batched."""
     import jax
-    import jax.numpy as jnp
-    from jax import lax
     from manifoldwalk_jax import experiment as backend
     from manifoldwalk_jax.batch import _batched_chunk, _stack
 
@@ -126,21 +152,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
         problems.append(backend.make_problem(model, x, y, task="classification"))
     p = problems[0]
     n = int(p.n_params)
-    lg = p._loss_and_grad
-
-    @jax.jit
-    def floor_chunk(theta, c):
-        def body(i_theta):
-            i, th = i_theta
-            _, g = lg(th, p._frozen, *p._data)
-            return i + 1, th - c * g
-
-        return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
-
-    zero = jnp.zeros((), p.theta0.dtype)
-    fns: dict[str, Callable[[], Any]] = {
-        "floor": lambda: floor_chunk(p.theta0, zero).block_until_ready()
-    }
+    fns: dict[str, Callable[[], Any]] = {"floor": jax_floor(p, k)}
     options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)

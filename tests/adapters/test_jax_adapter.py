@@ -11,6 +11,9 @@ import manifoldwalk_jax
 import numpy as np
 import pytest
 from backend_suite import SIZES, BackendSuite, init_layers, small_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from manifoldwalk_jax._flat import FlatParams
 
 from manifoldwalk.problem import ProblemError
 
@@ -301,3 +304,40 @@ def test_assign_returns_the_pytree():
         problem.unflatten(problem.theta0)
     )
     np.testing.assert_array_equal(np.asarray(problem.flatten(tree)), np.asarray(theta))
+
+
+# --- the flat gradient: joined in place (CPU) or by one concatenate ---------------------------
+
+_leaf_shapes = st.lists(
+    st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=25)
+@given(shapes=_leaf_shapes, dtypes=st.lists(st.sampled_from(["float32", "float64"]), min_size=6))
+def test_join_inverts_the_split_in_place_and_by_concatenate(shapes, dtypes):
+    rng = np.random.default_rng(len(shapes))
+    params = {
+        f"leaf{i}": jnp.asarray(rng.normal(size=shape), dtype=dtype)
+        for i, (shape, dtype) in enumerate(zip(shapes, dtypes[: len(shapes)], strict=True))
+    }
+    flat = FlatParams(params)
+    theta = flat.theta0  # ravel_pytree's θ (mixed leaf dtypes: each value exact in its leaf's)
+    parts = flat._unravel(theta)
+    for in_place in (True, False):
+        joined = jax.jit(lambda p, in_place=in_place: flat.join(p, theta.dtype, in_place))(parts)
+        assert joined.dtype == theta.dtype
+        np.testing.assert_array_equal(np.asarray(joined), np.asarray(theta))
+
+
+@pytest.mark.parametrize("in_place", [True, False])
+def test_leafwise_gradient_equals_the_gradient_through_flat_theta(in_place):
+    problem = _problem()
+    frozen, (x, y) = problem._frozen, problem._data
+    theta = problem.theta0 * 1.1
+    value_and_grad = jax.jit(problem._flat.value_and_grad(problem._loss_of, in_place))
+    loss, grad = value_and_grad(theta, frozen, x, y)
+    loss_ref, grad_ref = jax.value_and_grad(problem._loss_at)(theta, frozen, x, y)
+    assert float(loss) == pytest.approx(float(loss_ref), rel=1e-14)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(grad_ref), rtol=1e-12, atol=1e-16)
+    assert grad.dtype == theta.dtype
