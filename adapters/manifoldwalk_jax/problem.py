@@ -6,7 +6,8 @@ this). The trainable leaves are flattened with :func:`jax.flatten_util.ravel_pyt
 and its gradient are one function, jitted once, that unflattens θ, runs the model over the
 data (batch by batch under ``lax.scan`` when ``batch_size`` is given) and returns the flat
 gradient (differentiated leaf by leaf and joined, in place on a CPU: see
-:meth:`FlatParams.join <manifoldwalk_jax._flat.FlatParams.join>`). θ, the loss and the gradient are ``jax.Array`` on the parameters' device.
+:meth:`FlatParams.join <manifoldwalk_jax._flat.FlatParams.join>`). θ, the loss and the
+gradient are ``jax.Array`` on the parameters' device.
 """
 
 from __future__ import annotations
