@@ -105,6 +105,21 @@ def paired_ratios(
 # --- JAX: the compiled driver ----------------------------------------------------------------
 
 
+def eager_driver_step(run: Any) -> Callable[[], None]:
+    """One step of the eager driver of a prepared walk, as ``walk`` runs it: the step and the
+    stop rules' host look (compiled together where the problem compiles its step), each call
+    going on from the last."""
+    from manifoldwalk.driver import _advance
+
+    advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
+    box = {"s": run.state}
+
+    def one() -> None:
+        box["s"], _ = advance(box["s"])
+
+    return one
+
+
 def jax_floor(p: Any, k: int) -> Callable[[], Any]:
     """The JAX floor of a ``JaxProblem``: K value-and-gradient evaluations inside one jitted
     ``lax.while_loop`` (θ ← θ − c·∇L with a run-time c = 0, so nothing is folded away), from
@@ -141,7 +156,6 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     from manifoldwalk_jax.batch import _batched_chunk, _stack
 
     from manifoldwalk.driver import prepare_walk
-    from manifoldwalk.step import make_step
 
     warnings.filterwarnings("ignore", message="Explicitly requested dtype int64")
     label, name, shape = NETS[net]
@@ -159,16 +173,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     extra_ms = [m for m in ms if m != 1]
     for m in extra_ms:
         fns[f"walk default M={m}"] = chunked_walk(p, k, "default", m)
-    # the eager driver's step: jitted step, then the one host look it takes per step
-    run = prepare_walk(p, p.theta0, **options)
-    step = jax.jit(make_step(p, run.direction, run.scheme))
-    box = {"s": run.state}
-
-    def eager_step():
-        box["s"] = step(box["s"])
-        run.rules.host_look(box["s"], run.direction)
-
-    fns["eager driver (per-step sync)"] = eager_step
+    fns["eager driver (per-step sync)"] = eager_driver_step(prepare_walk(p, p.theta0, **options))
     if n_seeds > 1:
         runs = [prepare_walk(q, q.theta0, **options) for q in problems]
         hosts = [r.host(k) for r in runs]
@@ -266,7 +271,6 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     from manifoldwalk_torch import experiment as backend
 
     from manifoldwalk.driver import prepare_walk
-    from manifoldwalk.step import make_step
 
     label, name, shape = NETS[net]
     backend.configure(device="cuda" if device == "gpu" else "cpu", threads=torch.get_num_threads())
@@ -283,15 +287,9 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     fns: dict[str, Callable[[], Any]] = {"floor": floor}
     options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
     for scheme in SCHEMES:
-        run = prepare_walk(p, p.theta0, scheme=scheme, **options)
-        step = make_step(p, run.direction, run.scheme)
-        box = {"s": run.state}
-
-        def one(run=run, step=step, box=box) -> None:
-            box["s"] = step(box["s"])
-            run.rules.host_look(box["s"], run.direction)
-
-        fns[f"walk {scheme}"] = one
+        fns[f"walk {scheme}"] = eager_driver_step(
+            prepare_walk(p, p.theta0, scheme=scheme, **options)
+        )
     times = time_interleaved(fns, reps, warmup=2)
     med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
     paired = paired_ratios(times)

@@ -121,15 +121,26 @@ def to_host(*scalars: Array) -> list[float]:
     """Copy several 0-d arrays to the host as floats with a single synchronisation.
 
     They are cast to the first floating dtype among them (θ's precision; counts
-    stay exact below 2**24). The driver calls this once per step; it is the only
-    place the engine waits for the device.
+    stay exact below 2**24). The eager driver calls this, or :func:`host_list` on a
+    vector packed inside its compiled step, once per step; they are the only places
+    the engine waits for the device.
     """
     if array_api_compat.is_numpy_array(scalars[0]):  # already on the host: no packing needed
         return [float(s) for s in scalars]
+    return host_list(pack_scalars(*scalars))
+
+
+def pack_scalars(*scalars: Array) -> Array:
+    """Several 0-d arrays as one 1-D array on their device, in the first floating dtype among
+    them (traceable: a compiled step packs its values so that the host copies one array)."""
     xp = namespace(*scalars)
     floats = [s.dtype for s in scalars if xp.isdtype(s.dtype, "real floating")]
     dtype = floats[0] if floats else default_dtype(xp, "real floating")
-    packed = xp.stack([xp.astype(s, dtype) for s in scalars])
+    return xp.stack([xp.astype(s, dtype) for s in scalars])
+
+
+def host_list(packed: Array) -> list[float]:
+    """A 1-D array copied to the host as a list of floats (one synchronisation)."""
     if array_api_compat.is_torch_array(packed):
         return packed.tolist()
     import numpy as np

@@ -18,6 +18,7 @@ from manifoldwalk._array import (
     Array,
     default_dtype,
     device_of,
+    host_list,
     namespace,
     safe_divide,
     to_host,
@@ -41,7 +42,7 @@ from manifoldwalk.step import (
     make_step,
 )
 from manifoldwalk.step_sizes import StepRule
-from manifoldwalk.stops import BEFORE_CALLBACK, StopRules
+from manifoldwalk.stops import BEFORE_CALLBACK, StopRules, host_values
 
 __all__ = ["HISTORY_COLUMNS", "PreparedWalk", "describe", "prepare_walk", "walk"]
 
@@ -118,8 +119,10 @@ def walk(
             from, on the same path the uninterrupted walk would have taken, with history
             and trajectory appended. Pass the same options as the original walk.
         compile_step: let the problem compile the step where it offers to (a Problem's
-            optional ``compile_step(step) -> step``; the JAX adapter jit-compiles it). Skipped
-            for directions that are not traceable (``RandomWalk`` with its host sampler).
+            optional ``compile_step(fn) -> fn``; the JAX adapter jit-compiles it), with the
+            stop rules' look at the new state fused in, so that the host copies one small
+            vector per step. Skipped for directions that are not traceable (``RandomWalk``
+            with its host sampler).
         steps_per_sync: None (default): the eager driver, one host synchronisation per step.
             K ≥ 1: the compiled driver, up to K steps per synchronisation, through the
             problem's ``compile_loop`` hook (JAX problems of ``manifoldwalk_jax``; wrap an
@@ -273,17 +276,47 @@ def prepare_walk(
     return PreparedWalk(problem, direction, scheme, rules, recorder, state, options, compile_step)
 
 
-def _compiled(problem: Problem, direction: Direction, scheme: Scheme, wanted: bool):
-    """The walk step, compiled by the problem's ``compile_step`` hook where it has one (and
-    kept in the problem's ``step_cache`` for later walks with the same direction and scheme)."""
+Advance = Callable[[WalkState], tuple[WalkState, dict[str, Any]]]
+"""``advance(state) -> (next state, the stop rules' host look at it)``: one eager-driver step."""
+
+
+def _advance(
+    problem: Problem, direction: Direction, scheme: Scheme, rules: StopRules, wanted: bool
+) -> Advance:
+    """One step of the eager driver and the host's look at the new state.
+
+    Where the problem has a ``compile_step`` hook (and ``wanted``), the step and the stop
+    rules' look, packed into one small vector, are compiled together, so that the host copies
+    one array per step instead of running the look's dozen small operations itself (1.3 ms of a
+    5.5 ms step for JAX on MNIST-FF on a CPU). The compiled function is kept in the problem's
+    ``step_cache`` for later walks with the same direction, scheme and kind of look.
+    """
     step = make_step(problem, direction, scheme)
     compile_ = getattr(problem, "compile_step", None)
     if not (wanted and callable(compile_) and getattr(direction, "traceable", True)):
-        return step
+
+        def plain(s: WalkState) -> tuple[WalkState, dict[str, Any]]:
+            s = step(s)
+            return s, rules.host_look(s, direction)
+
+        return plain
+
+    def step_and_look(s: WalkState) -> tuple[WalkState, Array]:
+        s = step(s)
+        return s, rules.packed_look(s, direction)
+
     cache = step_cache_of(problem)
-    if cache is None:
-        return compile_(step)
-    return cache.get_by_key(step_key(problem, direction, scheme), lambda: compile_(step))
+    key = step_key(problem, direction, scheme)
+    if cache is None or key is None:
+        fused = compile_(step_and_look)
+    else:  # the look depends on the direction (in the key) and on whether it has `reached`
+        fused = cache.get_by_key((*key, rules.has_reached), lambda: compile_(step_and_look))
+
+    def advance(s: WalkState) -> tuple[WalkState, dict[str, Any]]:
+        s, packed = fused(s)
+        return s, host_values(host_list(packed))
+
+    return advance
 
 
 def _check_steps_per_iteration(m: Any) -> None:
@@ -475,11 +508,12 @@ class PreparedWalk:
         Returns:
             The :class:`~manifoldwalk.WalkResult`.
         """
-        step = _compiled(self.problem, self.direction, self.scheme, self.compile_step)
-        rec, rules = self.recorder, self.rules
+        rules = self.rules
+        advance = _advance(self.problem, self.direction, self.scheme, rules, self.compile_step)
+        rec = self.recorder
         state = good = self.state
+        v = rules.host_look(state, self.direction)
         while True:
-            v = rules.host_look(state, self.direction)
             reason = rules.reason(v)
             if v["on"] and not v["nonfinite"]:
                 good = state
@@ -491,7 +525,7 @@ class PreparedWalk:
                         reason = "callback"
             if reason:
                 return self.result(good, state, reason, v)
-            state = step(state)
+            state, v = advance(state)
 
     def host(
         self, steps_per_sync: int, problem: Problem | None = None, steps_per_iteration: int = 1

@@ -26,9 +26,10 @@ class Problem(Protocol):
     ``loss(θ)`` and ``reg(θ)`` return 0-d arrays (or Python floats); ``grad(θ)``
     and ``reg_grad(θ)`` return arrays with θ's shape, dtype and device. A Problem
     may also define ``loss_and_grad(θ) -> (loss, grad)``, which the engine then
-    uses instead of separate ``loss`` and ``grad`` calls, and ``compile_step(step) ->
-    step``, which the walk uses to compile its pure step function (the JAX adapter
-    returns ``jax.jit(step)``).
+    uses instead of separate ``loss`` and ``grad`` calls, and ``compile_step(fn) ->
+    fn``, which the walk uses to compile a pure function of a ``WalkState`` (the eager
+    driver passes its step fused with the stop rules' look: ``state -> (state, vector)``;
+    the JAX adapter returns ``jax.jit(fn)``).
     """
 
     def loss(self, theta: Array) -> Array:

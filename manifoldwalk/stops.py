@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from manifoldwalk._array import Array, namespace, to_host
+from manifoldwalk._array import Array, namespace, pack_scalars, to_host
 from manifoldwalk.step import WalkState
 
 STOP_ORDER = (
@@ -105,6 +105,11 @@ class StopRules:
     def host_look(self, s: WalkState, direction: Any) -> dict[str, Any]:
         """:meth:`look` copied to the host in one transfer, flags as bools, the rest as floats."""
         return host_values(to_host(*self.look(s, direction)))
+
+    def packed_look(self, s: WalkState, direction: Any) -> Array:
+        """:meth:`look` packed into one 1-D array on θ's device (traceable; a compiled step
+        returns it and the host reads it with :func:`host_values` of its list)."""
+        return pack_scalars(*self.look(s, direction))
 
     def tests(self, v: Mapping[str, Any]) -> list[tuple[str, Any]]:
         """The stop conditions at a look ``v``, highest priority first.

@@ -11,6 +11,7 @@ import pytest
 import manifoldwalk as mw
 from manifoldwalk.compile_cache import CompileCache, step_cache_of, value_key
 from manifoldwalk.problems import Circle
+from manifoldwalk.stops import StopRules
 
 TOP = np.array([0.0, 1.0])
 
@@ -131,3 +132,23 @@ def test_cache_evicts_the_least_recently_used():
 def test_value_key_tells_values_apart(a, b):
     assert value_key(a) != value_key(b)
     assert value_key(a) == value_key(a)
+
+
+def test_the_look_is_fused_into_the_compiled_step(monkeypatch):
+    """With a compile hook, the host looks at the start only; each step hands back its look."""
+    looks: list[int] = []
+    original = StopRules.host_look
+
+    def counting(self, s, direction):
+        looks.append(1)
+        return original(self, s, direction)
+
+    monkeypatch.setattr(StopRules, "host_look", counting)
+    fused = mw.walk(Counting(), TOP, scheme="paper", max_steps=30)
+    assert len(looks) == 1
+    looks.clear()
+    plain = mw.walk(Counting(), TOP, scheme="paper", max_steps=30, compile_step=False)
+    assert len(looks) == plain.n_predictor + plain.n_corrector + 1
+    assert fused.stop_reason == plain.stop_reason == "max_steps"
+    assert (fused.n_predictor, fused.n_corrector) == (plain.n_predictor, plain.n_corrector)
+    np.testing.assert_array_equal(fused.theta, plain.theta)
