@@ -93,7 +93,9 @@ class ShardedJaxProblem:
         self._args = self._place(x, y)
         weight_mask = jax.device_put(self.base._flat.weight_mask, self.replicated)
         self._reg, self._reg_grad = make_reg(reg, self.theta0, weight_mask)
-        self._loss_and_grad = jax.jit(jax.value_and_grad(self._loss_at))
+        # in place on CPU devices, as JaxProblem (FlatParams.join says why)
+        in_place = next(iter(self.replicated.device_set)).platform == "cpu"
+        self._loss_and_grad = jax.jit(self.base._flat.value_and_grad(self._loss_of, in_place))
         self._loss = jax.jit(self._loss_at)
         self.loop_cache = CompileCache()
 
@@ -232,12 +234,18 @@ class ShardedJaxProblem:
     def _loss_at(
         self, theta: jax.Array, frozen: Any, xs: Any, ys: Any, x_rest: Any, y_rest: Any
     ) -> jax.Array:
-        """The exact mean loss over all examples: the sharded part and the rest (traced)."""
-        loss = self.base._loss_at(theta, frozen, xs, ys)
+        """The exact mean loss over all examples, at flat θ (traced)."""
+        loss = self._loss_of(self.base._flat.assemble(theta, frozen), xs, ys, x_rest, y_rest)
+        return jnp.asarray(loss, dtype=theta.dtype)
+
+    def _loss_of(self, params: PyTree, xs: Any, ys: Any, x_rest: Any, y_rest: Any) -> jax.Array:
+        """The exact mean loss of the parameter pytree over all examples: the sharded part and
+        the rest (traced)."""
+        loss = self.base._loss_of(params, xs, ys)
         n_rest = x_rest.shape[0]
         if n_rest == 0:
             return loss
-        rest = self.base._loss_at(theta, frozen, x_rest, y_rest)
+        rest = self.base._loss_of(params, x_rest, y_rest)
         return (loss * xs.shape[0] + rest * n_rest) / self.n_examples
 
     def _check_theta(self, theta: Any) -> Any:
