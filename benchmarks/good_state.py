@@ -1,12 +1,14 @@
-"""What keeping the last good state costs a compiled JAX chunk: thinned against whole (not a test).
+"""What finding the last good state costs a compiled JAX chunk: replayed against kept (not a test).
 
-A compiled chunk keeps the last on-level state at every step (a select per vector). Since
-2026-11-28 it keeps it thinned (θ, the last predictor direction and the scalars; see
-``manifoldwalk.chunked.thin``); before, it kept all six vectors of the walk state. This times
-both, in one process, interleaved with the while-loop floor (K value-and-gradient evaluations
-with no walk logic), on MNIST-FF (784-100-100-100-10 tanh, 1000 random examples, float32), and
-prints per step the median time and the median over rounds of step / floor of the same round.
-Each variant is compiled twice (two separate chunks), so that their spread shows the noise.
+A walk that stops off the level set returns its last good state (on the level set, finite).
+Since 2026-11-28 (second change) a chunk keeps only that state's step number, and the host
+replays the chunk up to it when a walk stops off the level set (``ChunkHost.replay``); before, a
+chunk selected the state into a copy at every step (thinned to θ, the last predictor direction
+and the scalars) and stacked the stop rules' look at every step. This times both, in one
+process, interleaved with the while-loop floor (K value-and-gradient evaluations with no walk
+logic), on MNIST-FF (784-100-100-100-10 tanh, 1000 random examples, float32), and prints per
+step the median time and the median over rounds of step / floor of the same round. Each variant
+is compiled twice (two separate chunks), so that their spread shows the noise.
 
     python benchmarks/good_state.py [--threads 1] [--reps 30] [--k 48] [--scheme default]
 """
@@ -58,20 +60,32 @@ def main(argv: list[str] | None = None) -> int:
 
         return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
 
-    class WholeGoodState(DeviceLoop):
-        """The loop as it was: the last good state kept whole (a select over every field)."""
+    thinned = ("grad", "reg_grad", "pred", "dir_c", "drift")
 
-        def examine(self, c, put):
-            out = super().examine(c, put)
-            v = self.rules.look(c.state, self.direction)
-            good_here = v[0] & ~v[1]  # "on" and "nonfinite" (LOOK_KEYS order)
-            kept = (jnp.where(good_here, a, b) for a, b in zip(c.state, c.good, strict=True))
-            return out._replace(good=WalkState(*kept))
+    def thin(state):
+        return state._replace(**dict.fromkeys(thinned, jnp.zeros_like(state.loss)))
+
+    class KeptGoodState(DeviceLoop):
+        """The loop as it was: the thinned last good state selected, and the look stacked,
+        at every step (its sum goes into the look, so that it is not optimised away)."""
+
+        def run(self, c, put, while_loop):
+            def body(pair):
+                c, good = pair
+                c = self.finish(self.iteration(c, put))
+                v = self.rules.look(c.state, self.direction)
+                here = v[0] & ~v[1]  # "on" and "nonfinite" (LOOK_KEYS order)
+                kept = (jnp.where(here, a, b) for a, b in zip(thin(c.state), good, strict=True))
+                return c, WalkState(*kept)
+
+            c, good = while_loop(lambda pair: self.cond(pair[0]), body, (c, thin(c.state)))
+            total = sum(jnp.sum(jnp.astype(a, c.look.dtype)) for a in good)
+            return c._replace(look=c.look.at[-1].set(total))
 
     zero = jnp.zeros((), p.theta0.dtype)
     fns = {"floor": lambda: floor_chunk(p.theta0, zero).block_until_ready()}
     options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
-    for name, cls in (("thinned", DeviceLoop), ("whole", WholeGoodState)):
+    for name, cls in (("replayed", DeviceLoop), ("kept", KeptGoodState)):
         for copy in ("a", "b"):
             prepared = prepare_walk(p, p.theta0, scheme=args.scheme, **options)
             host = prepared.host(k)
@@ -86,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                 base.host_records,
                 k,
             )
-            carry = host.carry if cls is DeviceLoop else host.carry._replace(good=prepared.state)
             chunk = jax.jit(lambda c, loop=loop: run_chunk(loop, c))
-            fns[f"{name} ({copy})"] = lambda chunk=chunk, c=carry: float(chunk(c).look[0])
+            fns[f"{name} ({copy})"] = lambda chunk=chunk, c=host.carry: float(chunk(c).look[0])
     times = time_interleaved(fns, args.reps, warmup=2)
     floor = times["floor"]
     print(f"MNIST-FF, scheme={args.scheme}, K={k}, {args.reps} rounds\n")

@@ -2,8 +2,8 @@
 
 A *chunk* runs up to K steps without looking at the host. :class:`DeviceLoop` gives its pieces
 as pure, branch-free array functions: ``examine`` (the stop rules of
-:class:`~manifoldwalk.stops.StopRules`, the last on-level state, history rows and trajectory
-points written into preallocated buffers) and the loop's ``cond`` and ``body``. The engine never
+:class:`~manifoldwalk.stops.StopRules`, where the last on-level state was, history rows and
+trajectory points written into preallocated buffers) and the loop's ``cond`` and ``body``. The engine never
 imports a framework, so the loop itself is run by a problem's ``compile_loop(loop)`` hook, which
 calls :meth:`DeviceLoop.run` with its framework's ``while_loop`` and a row-writing primitive
 (``manifoldwalk_jax`` jit-compiles it around ``jax.lax.while_loop``). :class:`ChunkHost` is the
@@ -14,6 +14,13 @@ Host-side ``metrics`` and ``callback`` cannot run on the device: when either is 
 also ends at every point where a history record is due, the host records it there (metrics
 included) and calls the callback, and the next chunk goes on from that point.
 
+The last good state (on the level set and finite), which a walk that stops elsewhere returns, is
+not copied at every step: a chunk keeps only its step number, and the host, which holds the
+input of every chunk, runs that chunk again up to that step (:meth:`ChunkHost.replay`) in the
+rare walk that stops off the level set. The chunk is a deterministic function of its input, so
+the replay reaches the same state (on a device whose reductions are not bitwise reproducible, a
+state the same steps reach within rounding). Copying it instead cost 3 % of a step on MNIST-FF.
+
 With ``steps_per_iteration=M > 1`` each iteration of the ``while_loop`` runs M steps, all but
 the first *masked* (:meth:`DeviceLoop.masked_body`: a step where :meth:`DeviceLoop.cond` is
 false leaves the carry as it was), so the loop's predicate is read once per M steps; the path is
@@ -22,6 +29,7 @@ the same.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
@@ -33,7 +41,7 @@ from manifoldwalk.directions import Direction
 from manifoldwalk.history import describe_vector, row_of
 from manifoldwalk.problem import Problem
 from manifoldwalk.schemes import Scheme
-from manifoldwalk.step import WalkState, make_evaluate, make_step
+from manifoldwalk.step import WalkState, make_step
 from manifoldwalk.stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
 
 Put = Callable[[Array, Array, Array, Callable[[], Array]], Array]
@@ -50,10 +58,12 @@ class Carry(NamedTuple):
 
     Attributes:
         state: the current walk state.
-        good: the last state that was on the level set and finite, thinned (:func:`thin`).
+        good_at: ``n_done`` at the last state of this chunk that was on the level set and
+            finite (0: the chunk's input state), −1 if none was.
         code: the stop code at ``state`` (0: go on; see :meth:`StopRules.code`).
         pause: ``state`` is a record-due point where the host must record (metrics, callback).
         n_done: steps taken in this chunk.
+        n_limit: the most steps this chunk takes (K; fewer when the host replays a chunk).
         last_rec: n_predictor of the last history record (−1: none).
         last_kept: n_predictor of the last trajectory point (−1: none).
         rows: history rows written in this chunk, ``(capacity, len(HISTORY_COLUMNS))``.
@@ -62,16 +72,17 @@ class Carry(NamedTuple):
             walk keeps no trajectory).
         n_points: points written.
         look: the stop rules' values at ``state`` in :data:`~manifoldwalk.stops.LOOK_KEYS`
-            order, in θ's dtype.
+            order, in θ's dtype (formed once, at the end of the chunk: :meth:`DeviceLoop.finish`).
         max_steps, max_total_steps: the walk's step budgets, as counts (0 for no
             ``max_total_steps``): values, not constants of the compiled chunk.
     """
 
     state: WalkState
-    good: WalkState
+    good_at: Array
     code: Array
     pause: Array
     n_done: Array
+    n_limit: Array
     last_rec: Array
     last_kept: Array
     rows: Array
@@ -134,15 +145,14 @@ class DeviceLoop:
         return self.steps // self.trajectory_every + 2 if self.trajectory_every else 0
 
     def examine(self, c: Carry, put: Put) -> Carry:
-        """Look at ``c.state``: stop code, last good state, due history row and trajectory point."""
+        """Look at ``c.state``: stop code, whether it is good, due history row and trajectory point."""
         s = c.state
         xp = namespace(s.theta)
-        values = self.rules.look(s, self.direction)
-        v = dict(zip(LOOK_KEYS, values, strict=True))
+        v = dict(zip(LOOK_KEYS, self.rules.look(s, self.direction), strict=True))
         budgets = {"max_steps": c.max_steps, "max_total_steps": c.max_total_steps}
         code = self.rules.code(v | budgets)
         good_here = v["on"] & ~v["nonfinite"]
-        good = WalkState(*(xp.where(good_here, a, b) for a, b in zip(thin(s), c.good, strict=True)))
+        good_at = xp.where(good_here, c.n_done, c.good_at)
         n = s.n_predictor
         due = good_here & (n % self.record_every == 0) & (n != c.last_rec)
         rows, n_rows, last_rec, pause = c.rows, c.n_rows, c.last_rec, xp.zeros_like(c.pause)
@@ -158,9 +168,8 @@ class DeviceLoop:
             points = put(points, n_points, keep, lambda: s.theta)
             n_points = n_points + xp.astype(keep, n_points.dtype)
             last_kept = xp.where(keep, n, last_kept)
-        look = xp.stack([xp.astype(a, s.theta.dtype) for a in values])
         return c._replace(
-            good=good,
+            good_at=good_at,
             code=code,
             pause=pause,
             last_rec=last_rec,
@@ -169,12 +178,16 @@ class DeviceLoop:
             points=points,
             n_points=n_points,
             last_kept=last_kept,
-            look=look,
         )
 
+    def finish(self, c: Carry) -> Carry:
+        """``c`` with its ``look`` at ``c.state``: what the host reads at the end of a chunk."""
+        return c._replace(look=self.rules.packed_look(c.state, self.direction))
+
     def cond(self, c: Carry) -> Array:
-        """Go on while no stop fired, the host is not needed and fewer than K steps were taken."""
-        return (c.code == 0) & ~c.pause & (c.n_done < self.steps)
+        """Go on while no stop fired, the host is not needed and fewer than ``n_limit`` (at
+        most K) steps were taken."""
+        return (c.code == 0) & ~c.pause & (c.n_done < c.n_limit)
 
     def body(self, c: Carry, put: Put) -> Carry:
         """One walk step, then :meth:`examine` the new state."""
@@ -212,12 +225,13 @@ class DeviceLoop:
         return c
 
     def run(self, c: Carry, put: Put, while_loop: WhileLoop) -> Carry:
-        """The whole chunk: iterate while :meth:`cond` holds, from an examined carry.
+        """The whole chunk: iterate while :meth:`cond` holds, from an examined carry, then
+        :meth:`finish`.
 
         Every carry a chunk returns is examined at its state; the host examines the first
         one (:class:`ChunkHost`), so a chunk never looks at its entry state again.
         """
-        return while_loop(self.cond, lambda c: self.iteration(c, put), c)
+        return self.finish(while_loop(self.cond, lambda c: self.iteration(c, put), c))
 
     def cache_key(self) -> Hashable | None:
         """A hashable description of everything a traced chunk of this loop closes over.
@@ -264,6 +278,7 @@ class ChunkHost:
         self.loop = loop
         self.done = False
         self.result = None
+        self._chunk: Callable[[Carry], Carry] | None = None
         state = run.state
         xp = namespace(state.theta)
         rec = run.recorder
@@ -274,10 +289,11 @@ class ChunkHost:
         zeros = _zeros_maker(xp, state.theta)
         self.carry = Carry(
             state=state,
-            good=thin(state),
+            good_at=xp.zeros_like(count) - 1,
             code=xp.zeros_like(count),
             pause=xp.zeros_like(state.has_p),
             n_done=xp.zeros_like(count),
+            n_limit=_count_like(count, loop.steps),
             last_rec=xp.zeros_like(count) + rec.last_recorded,
             last_kept=xp.zeros_like(count) + rec.last_kept,
             rows=zeros((loop.row_capacity, n_cols), dtype),
@@ -288,23 +304,41 @@ class ChunkHost:
             max_steps=_count_like(count, run.rules.max_steps),
             max_total_steps=_count_like(count, run.rules.max_total_steps or 0),
         )
-        self.carry = loop.examine(self.carry, put_by_mask)
+        self.carry = loop.finish(loop.examine(self.carry, put_by_mask))
+        # Where the last good state is: (the input of the chunk that reached it, its n_done).
+        # The walk's first state counts as good even off the level set (a resumed walk).
+        self.good_source: tuple[Carry, int] = (self.carry, 0)
 
-    def absorb(self, out: Carry) -> bool:
+    def absorb(self, out: Carry, chunk: Callable[[Carry], Carry] | None = None) -> bool:
         """Take a chunk's output: rows, points, host records, the stop. True when the walk ended.
 
         Args:
-            out: the carry the chunk returned.
+            out: the carry the chunk returned for the input :attr:`carry`.
+            chunk: the chunk, to :meth:`replay` it if the walk stopped off the level set
+                (None: the one :meth:`drive` runs).
 
         Returns:
             Whether the walk has ended (then :attr:`result` holds its WalkResult).
         """
         rec = self.run.recorder
         head = to_host(
-            out.code, out.n_rows, out.n_points, out.last_rec, out.last_kept, *_unstack(out.look)
+            out.code,
+            out.n_rows,
+            out.n_points,
+            out.last_rec,
+            out.last_kept,
+            out.good_at,
+            out.n_done,
+            *_unstack(out.look),
         )
-        code, n_rows, n_points, last_rec, last_kept = (int(round(h)) for h in head[:5])
-        v = host_values(head[5:])
+        code, n_rows, n_points, last_rec, last_kept, good_at, n_done = (
+            int(round(h)) for h in head[:7]
+        )
+        v = host_values(head[7:])
+        if good_at == n_done:
+            self.good_source = (out, 0)
+        elif good_at >= 0:
+            self.good_source = (self.carry, good_at)
         if n_rows:
             rec.rows.extend(row_of(r) for r in to_numpy(out.rows[:n_rows]).tolist())
             rec.last_recorded = last_rec
@@ -321,12 +355,13 @@ class ChunkHost:
         if reason is not None:
             self.done = True
             self.carry = out  # stopped: a batched loop finds its cond false and leaves it be
-            good = state if v["on"] and not v["nonfinite"] else self.restore(out.good, state)
+            good = state if v["on"] and not v["nonfinite"] else self.replay(chunk or self._chunk)
             self.result = self.run.result(good, state, reason, v)
             return True
         xp = namespace(state.theta)
         zero = xp.zeros_like(out.n_done)
         self.carry = out._replace(
+            good_at=zero - 1,
             pause=xp.zeros_like(out.pause),
             n_done=zero,
             n_rows=zero,
@@ -335,35 +370,39 @@ class ChunkHost:
         )
         return False
 
-    def restore(self, good: WalkState, last: WalkState) -> WalkState:
-        """The full state at a thinned good point: its point data evaluated again (once, at the
-        end of a walk that stopped away from it; not counted in ``n_evals``); ``dir_c`` and
-        ``drift``, which no record reads, are ``last``'s."""
-        loop = self.loop
-        point = make_evaluate(loop.problem, loop.direction)(good.theta, good.n_predictor)
-        return good._replace(**point._asdict(), dir_c=last.dir_c, drift=last.drift)
+    def replay(self, chunk: Callable[[Carry], Carry] | None) -> WalkState:
+        """The last good state, from the chunk input that reached it: that chunk run again up
+        to the good state's step (once, at the end of a walk that stopped off the level set;
+        its evaluations are not counted in ``n_evals``, its rows and points are dropped).
+
+        Raises:
+            RuntimeError: the state is inside a chunk and there is no chunk to run.
+        """
+        carry, steps = self.good_source
+        if steps == 0:
+            return carry.state
+        if chunk is None:
+            raise RuntimeError(
+                "ChunkHost.replay needs the chunk that was run (absorb(out, chunk))."
+            )
+        out = chunk(carry._replace(n_limit=_count_like(carry.n_limit, steps)))
+        v = host_values(to_host(*_unstack(out.look)))
+        if not v["on"] or v["nonfinite"]:
+            # Only on a device whose reductions differ from run to run.
+            warnings.warn(
+                "manifoldwalk: the replayed last good state is off the level set here (the "
+                "device did not reproduce the chunk bit for bit); it is returned as θ.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return out.state
 
     def drive(self, chunk: Callable[[Carry], Carry]) -> Any:
         """Run chunks until the walk ends; returns its :class:`~manifoldwalk.WalkResult`."""
+        self._chunk = chunk
         while not self.absorb(chunk(self.carry)):
             pass
         return self.result
-
-
-THINNED = ("grad", "reg_grad", "pred", "dir_c", "drift")
-"""The vector fields of a :class:`WalkState` a chunk does not keep for its last good state."""
-
-
-def thin(state: WalkState) -> WalkState:
-    """``state`` with its :data:`THINNED` vectors replaced by 0-d zeros.
-
-    A chunk keeps the last good state at every step (a select over each of its vectors, which
-    cost 5–11 % of a step on MNIST-FF with all six); θ, ``dir_p`` (the record's turn angle)
-    and the scalars are what a walk cannot recompute; the point data is one evaluation at θ
-    (:meth:`ChunkHost.restore`).
-    """
-    placeholder = namespace(state.theta).zeros_like(state.loss)
-    return state._replace(**dict.fromkeys(THINNED, placeholder))
 
 
 def put_by_mask(buffer: Array, i: Array, due: Array, make_row: Callable[[], Array]) -> Array:

@@ -117,6 +117,8 @@ class WalkResult:
             if state_items:  # files from before drift compensation lack its two fields
                 state_items.setdefault("drift", np.zeros(()))
                 state_items.setdefault("eta_sq_sum", np.zeros(()))
+                if "cos_p" not in state_items:  # nor from before the state carried cos_p
+                    state_items["cos_p"] = _cos_p(state_items)
             state = WalkState(**state_items) if state_items else None
             trajectory = data["trajectory"] if "trajectory" in data.files else None
             theta = data["theta"]
@@ -146,3 +148,10 @@ _SCALAR_FIELDS = (
     "stop_reason",
     "message",
 )
+
+
+def _cos_p(items: dict[str, np.ndarray]) -> np.ndarray:
+    """The state's ``cos_p`` from its saved ``pred``, ``pred_norm`` and ``dir_p``."""
+    pred, norm = items["pred"], items["pred_norm"]
+    dot = float(np.dot(pred.astype(np.float64), items["dir_p"].astype(np.float64)))
+    return np.asarray(dot / float(norm) if float(norm) else 0.0, dtype=pred.dtype)

@@ -35,7 +35,9 @@ class WalkState(NamedTuple):
     norm ``pred_norm`` and ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
     ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
     and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
-    reversals at the step floor so far), ``max_dev`` (largest |L − L0| seen) and
+    reversals at the step floor so far), ``cos_p`` (the cosine between ``pred`` and ``dir_p``,
+    0 before the first predictor step: formed where ``pred`` is, while it is still in cache),
+    ``max_dev`` (largest |L − L0| seen) and
     ``max_step`` (longest predictor step taken). Drift compensation (schemes with
     ``drift_gain > 0``, see :class:`~manifoldwalk.schemes.Scheme`): ``drift`` is the learnt
     displacement per unit η_p² added to every predictor step (a 0-d zero when the scheme does
@@ -64,6 +66,7 @@ class WalkState(NamedTuple):
     n_evals: Array
     n_consec_corr: Array
     n_stall: Array
+    cos_p: Array
     max_dev: Array
     max_step: Array
     drift: Array
@@ -154,6 +157,7 @@ def init_state(
         n_evals=zero_i + n_evals,
         n_consec_corr=zero_i,
         n_stall=zero_i,
+        cos_p=xp.zeros_like(point.loss),
         max_dev=xp.abs(point.loss - level),
         max_step=xp.zeros_like(point.loss),
         drift=xp.zeros_like(theta) if scheme.drift_gain > 0 else xp.zeros_like(point.loss),
@@ -171,6 +175,11 @@ def fit_drift(state: WalkState, scheme: Scheme) -> WalkState:
         return state
     drift = xp.zeros_like(state.theta) if wanted else xp.zeros_like(state.loss)
     return state._replace(drift=drift)
+
+
+def cos_between(xp: Any, point: PointData, dir_p: Array) -> Array:
+    """The cosine between ``point.pred`` and the unit (or zero) vector ``dir_p``."""
+    return dot(xp, point.pred, dir_p) * inverse(xp, point.pred_norm)
 
 
 def make_step(
@@ -191,7 +200,7 @@ def make_step(
     compensate = scheme.drift_gain > 0
     gain, cap = scheme.drift_gain, scheme.drift_cap
 
-    def _compensated(xp, s: WalkState, on, eta_p, inv_norm, delta):
+    def _compensated(xp, s: WalkState, on, eta_p, dir_p, delta):
         # The predictor's excursion off the level set comes back step after step (the level
         # set curves the same way for a while), and the corrector steps that undo it point
         # the same way series after series. So each predictor step adds η_p²·drift, the
@@ -202,7 +211,7 @@ def make_step(
         eta_sq = eta_p * eta_p
         drift_norm = xp.sqrt(dot(xp, s.drift, s.drift))
         scale = xp.minimum(eta_sq, safe_divide(xp, cap * eta_p, drift_norm))
-        predictor = (eta_p * inv_norm) * s.pred + scale * s.drift
+        predictor = eta_p * dir_p + scale * s.drift
         after_corrector = s.n_consec_corr > 0
         sum_p = xp.where(after_corrector, xp.zeros_like(eta_sq), s.eta_sq_sum) + eta_sq
         learnt = s.drift + safe_divide(xp, gain, s.eta_sq_sum) * delta
@@ -217,13 +226,17 @@ def make_step(
         # Vector work is kept to few passes over θ: scalars are formed first, then each
         # vector is touched once (this step runs at the floor of one gradient on big nets).
         inv_norm = inverse(xp, s.pred_norm)
-        cos_p = dot(xp, s.pred, s.dir_p) * inv_norm
+        cos_p = s.cos_p
         eta_p = rule.update(s.eta_p, cos_p, s.has_p)
         corr = corrector(dev, s.grad, s.grad_sq, s.dir_p, s.eta_c, s.dir_c, s.has_c)
+        # The new unit predictor direction is formed first and the step reads it, not pred:
+        # then nothing reads the old pred once θ moves, and a compiled loop can overwrite it
+        # in place (XLA:CPU copied pred and dir_p every step when the step read pred).
+        dir_p = xp.where(on, inv_norm * s.pred, s.dir_p)
         if compensate:
-            predictor, drift, eta_sq_sum = _compensated(xp, s, on, eta_p, inv_norm, corr.delta)
+            predictor, drift, eta_sq_sum = _compensated(xp, s, on, eta_p, dir_p, corr.delta)
         else:
-            predictor, drift, eta_sq_sum = (eta_p * inv_norm) * s.pred, s.drift, s.eta_sq_sum
+            predictor, drift, eta_sq_sum = eta_p * dir_p, s.drift, s.eta_sq_sum
         theta = s.theta + xp.where(on, predictor, corr.delta)
 
         is_p = xp.astype(on, s.n_predictor.dtype)
@@ -246,7 +259,7 @@ def make_step(
             tau=s.tau,
             eta_p=xp.where(on, eta_p, eta_p_off),
             eta_c=xp.where(on, s.eta_c, corr.eta),
-            dir_p=xp.where(on, inv_norm * s.pred, s.dir_p),
+            dir_p=dir_p,
             # Correctors without a direction of their own (Newton) hand back dir_c itself.
             dir_c=s.dir_c if corr.direction is s.dir_c else xp.where(on, s.dir_c, corr.direction),
             has_p=s.has_p | on,
@@ -256,6 +269,7 @@ def make_step(
             n_evals=s.n_evals + 1,
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
             n_stall=xp.where(on, stall, s.n_stall),
+            cos_p=cos_between(xp, point, dir_p),
             max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
             max_step=xp.where(on, xp.maximum(s.max_step, eta_p), s.max_step),
             drift=drift,

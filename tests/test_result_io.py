@@ -44,3 +44,22 @@ def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path, sc
     for key in ("n_predictor", "n_corrector", "loss", "reg", "eta_p"):
         assert np.array_equal(rest.history[key], whole.history[key]), key
     assert np.array_equal(rest.trajectory, whole.trajectory)
+
+
+def test_files_saved_before_the_state_carried_cos_p_resume_the_same_path(tmp_path):
+    """A file without ``state/cos_p`` (written before the field existed) loads with the cosine
+    formed from its pred and dir_p, and resumes exactly as the file with it does."""
+    first = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=60)
+    first.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz", allow_pickle=False) as data:
+        old = {k: data[k] for k in data.files if k != "state/cos_p"}
+    np.savez(tmp_path / "old.npz", **old)
+    new_state = mw.WalkResult.load(tmp_path / "new.npz").state
+    old_state = mw.WalkResult.load(tmp_path / "old.npz").state
+    assert float(new_state.cos_p) > 0.9  # a walk along the circle turns a little each step
+    np.testing.assert_allclose(float(old_state.cos_p), float(new_state.cos_p), rtol=1e-12)
+    a, b = (
+        mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=120, resume_from=r)
+        for r in (mw.WalkResult.load(tmp_path / n) for n in ("new.npz", "old.npz"))
+    )
+    assert np.array_equal(a.theta, b.theta) and a.n_corrector == b.n_corrector

@@ -135,10 +135,19 @@ def walk_batch(
     data = _stack([p._data for p in problems])
     while not all(h.done for h in hosts):
         out = chunk(_stack([h.carry for h in hosts]), frozen, data)
-        for h, carry in zip(hosts, _unstack(out, n), strict=True):
+        for i, (h, carry) in enumerate(zip(hosts, _unstack(out, n), strict=True)):
             if not h.done:
-                h.absorb(carry)
+                h.absorb(carry, lambda c, i=i: _one_seed(chunk, c, i, n, frozen, data))
     return [h.result for h in hosts]
+
+
+def _one_seed(chunk: Callable[..., Any], carry: Any, i: int, n: int, frozen: Any, data: Any) -> Any:
+    """The batched chunk run for seed ``i`` alone, from ``carry`` (the other lanes get ``carry``
+    with no step to take): the same compiled code, so a replay reaches the same state."""
+    idle = carry._replace(n_limit=jnp.zeros_like(carry.n_limit))
+    return _unstack(chunk(_stack([carry if j == i else idle for j in range(n)]), frozen, data), n)[
+        i
+    ]
 
 
 def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]:

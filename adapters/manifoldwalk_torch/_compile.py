@@ -134,7 +134,7 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
 
         def eager(carry: Carry) -> Carry:
             with around():
-                return steps(carry, loop.steps)
+                return loop.finish(steps(carry, loop.steps))
 
         return eager
     m = loop.steps_per_iteration
@@ -145,7 +145,8 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
     def run(carry: Carry) -> Carry:
         for _ in range(calls):
             carry = graph(carry)
-        return carry
+        with around():
+            return loop.finish(carry)
 
     return run
 

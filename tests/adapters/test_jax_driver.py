@@ -125,6 +125,46 @@ def test_non_finite_keeps_the_last_good_point():
     assert float(r.theta[0]) >= -0.3 and abs(r.loss - 1.0) <= 1e-5
 
 
+def _counting_chunks(problem: Any) -> list[int]:
+    """Make ``problem``'s chunks record the ``n_limit`` of every call; returns that list."""
+    limits: list[int] = []
+    build = problem.compile_loop
+
+    def compile_loop(loop: Any) -> Any:
+        chunk = build(loop)
+
+        def counted(carry: Any) -> Any:
+            limits.append(int(carry.n_limit))
+            return chunk(carry)
+
+        return counted
+
+    problem.compile_loop = compile_loop
+    return limits
+
+
+@pytest.mark.parametrize(
+    ("make", "options", "k"),
+    [
+        (lambda: compiled(Circle()), dict(scheme="authors", max_corrector_steps=40), 5),
+        (lambda: compiled(_nan_left_of(-0.3)), dict(max_steps=300), 5),
+    ],
+)
+def test_an_off_level_stop_replays_one_chunk_to_the_last_good_point(make, options, k):
+    """The chunk that reached the last good state runs once more, up to that state only: θ is
+    the eager walk's last good point, and no chunk runs again when the walk stops on level."""
+    eager = mw.walk(make(), top(), **options)
+    problem = make()
+    limits = _counting_chunks(problem)
+    chunked = mw.walk(problem, top(), steps_per_sync=k, **options)
+    assert_same_walk(chunked, eager)
+    assert limits[:-1] == [k] * (len(limits) - 1) and 0 < limits[-1] < k
+    assert chunked.state is not None and float(chunked.state.theta[0]) != float(chunked.theta[0])
+    on_level = _counting_chunks(problem)
+    assert mw.walk(problem, top(), steps_per_sync=k, max_steps=5).stop_reason == "max_steps"
+    assert on_level == [k] * len(on_level)
+
+
 def test_toward_target_reaches_it():
     target = jnp.asarray([1.0, 0.0])
     r = both(compiled(Circle()), top(), (7,), direction=mw.TowardTarget(target, tol=1e-3))
@@ -238,6 +278,18 @@ def test_walk_batch_gives_each_seed_its_own_walk():
         assert_same_walk(got, alone)
     assert [r.stop_reason for r in batch] == ["callback", "callback", "max_steps"]
     assert [r.n_predictor for r in batch] == [30, 70, 120]
+
+
+def test_walk_batch_seeds_that_fail_to_correct_keep_their_last_good_point():
+    """Each seed stops off the level set at its own step, its last good state one or two
+    chunks back: the batch replays that seed's chunk and returns what the seed alone would."""
+    problems = _seed_problems(3)
+    options = dict(scheme="authors", max_corrector_steps=6, tau=1e-14, max_steps=200)
+    batch = walk_batch(problems, steps_per_sync=8, **options)
+    for p, got in zip(problems, batch, strict=True):
+        assert_same_walk(got, mw.walk(p, p.theta0, **options))
+    assert [r.stop_reason for r in batch] == ["corrector_failed"] * 3
+    assert len({r.n_predictor for r in batch}) == 3
 
 
 def test_walk_batch_refuses_problems_of_other_shapes():

@@ -368,6 +368,21 @@ def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every, scheme):
         np.testing.assert_allclose(np.asarray(b.trajectory), a.trajectory, rtol=1e-9, atol=1e-12)
 
 
+def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point(small):
+    """A walk that stops off the level set inside a chunk returns the eager walk's last
+    on-level point (the host replays the chunk that reached it)."""
+    import manifoldwalk as mw
+
+    model, x, y = small
+    eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
+    fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
+    kw = {"scheme": "authors", "max_corrector_steps": 6, "tau": 1e-14, "max_steps": 200}
+    a = mw.walk(eager, eager.theta0, **kw)
+    b = mw.walk(fast, fast.theta0, steps_per_sync=8, **kw)
+    assert a.stop_reason == "corrector_failed"
+    assert_same_walk(a, b, a.theta, b.theta.numpy())
+
+
 def test_later_walks_reuse_the_compiled_step_and_chunk(small, monkeypatch):
     """A second walk with the same options neither traces the chunk nor compiles the step
     again, and walks the same path."""

@@ -316,6 +316,20 @@ def test_chunked_walk_takes_the_eager_path(compile, k, scheme, m):
     assert int(chunked.compile_loop(host.loop)(host.carry).n_done) == k
 
 
+def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point():
+    """A walk that stops off the level set inside a chunk returns the eager walk's last
+    on-level point (the host replays the chunk that reached it)."""
+    import manifoldwalk as mw
+
+    eager, _ = small_problem()
+    chunked, _ = small_problem()
+    kw = {"scheme": "authors", "max_corrector_steps": 6, "tau": 1e-14, "max_steps": 200}
+    a = mw.walk(eager, eager.theta0, **kw)
+    b = mw.walk(chunked, chunked.theta0, steps_per_sync=8, **kw)
+    assert a.stop_reason == "corrector_failed"
+    assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
+
+
 def test_later_walks_reuse_the_chunk(monkeypatch):
     """A second chunked walk with the same options builds no new chunk and walks the same path."""
     import manifoldwalk_torch.problem as torch_problem
