@@ -56,7 +56,7 @@ def describe_values(problem: Problem, state: WalkState) -> tuple[Array, ...]:
     Returns:
         A tuple of 0-d arrays (counts are integer arrays, the rest θ's dtype).
     """
-    g, gr = state.grad, state.reg_grad
+    g, gr = state.grad, problem.reg_grad(state.theta)
     xp = namespace(g)
     lam = -safe_divide(xp, dot(xp, gr, g), state.grad_sq)
     kkt = safe_divide(xp, norm(xp, reject(xp, gr, g, state.grad_sq)), norm(xp, gr))

@@ -119,6 +119,7 @@ class WalkResult:
                 state_items.setdefault("eta_sq_sum", np.zeros(()))
                 if "cos_p" not in state_items:  # nor from before the state carried cos_p
                     state_items["cos_p"] = _cos_p(state_items)
+                state_items.pop("reg_grad", None)  # which it no longer carries
             state = WalkState(**state_items) if state_items else None
             trajectory = data["trajectory"] if "trajectory" in data.files else None
             theta = data["theta"]

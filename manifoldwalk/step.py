@@ -30,8 +30,7 @@ from manifoldwalk.schemes import Scheme
 class WalkState(NamedTuple):
     """Everything a walk step reads and writes; all fields are arrays.
 
-    Point data (at ``theta``): ``loss``, ``grad``, ``grad_sq`` = ‖∇L‖², ``reg_grad``,
-    ``pred`` (the rejection of the direction of interest r from ∇L, unnormalised), its
+    Point data (at ``theta``): ``loss``, ``grad``, ``grad_sq`` = ‖∇L‖², ``pred`` (the rejection of the direction of interest r from ∇L, unnormalised), its
     norm ``pred_norm`` and ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
     ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
     and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
@@ -49,7 +48,6 @@ class WalkState(NamedTuple):
     loss: Array
     grad: Array
     grad_sq: Array
-    reg_grad: Array
     pred: Array
     pred_norm: Array
     stationarity: Array
@@ -79,7 +77,6 @@ class PointData(NamedTuple):
     loss: Array
     grad: Array
     grad_sq: Array
-    reg_grad: Array
     pred: Array
     pred_norm: Array
     stationarity: Array
@@ -102,15 +99,16 @@ def make_evaluate(problem: Problem, direction: Direction) -> Callable[[Array, Ar
         loss = as_scalar(loss, theta)
         xp = namespace(theta)
         grad_sq = dot(xp, grad, grad)
-        reg_grad = problem.reg_grad(theta)
-        r = direction(theta, reg_grad, n_predictor)
+        # ∇R is not kept in the state (a record forms it again): a compiled loop would write
+        # it out at every step, one pass over θ for nothing the step reads.
+        r = direction(theta, problem.reg_grad(theta), n_predictor)
         along = safe_divide(xp, dot(xp, r, grad), grad_sq)  # r = pred + along·∇L
         pred = r - along * grad
         pred_sq = dot(xp, pred, pred)
         pred_norm = xp.sqrt(pred_sq)
         # ‖r‖² = ‖pred‖² + along²·‖∇L‖² (orthogonal parts): one pass fewer than norm(r).
         stationarity = pred_norm * inverse(xp, xp.sqrt(pred_sq + along * along * grad_sq))
-        return PointData(loss, grad, grad_sq, reg_grad, pred, pred_norm, stationarity)
+        return PointData(loss, grad, grad_sq, pred, pred_norm, stationarity)
 
     return evaluate
 

@@ -47,12 +47,14 @@ def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path, sc
 
 
 def test_files_saved_before_the_state_carried_cos_p_resume_the_same_path(tmp_path):
-    """A file without ``state/cos_p`` (written before the field existed) loads with the cosine
-    formed from its pred and dir_p, and resumes exactly as the file with it does."""
+    """A file without ``state/cos_p`` and with ``state/reg_grad`` (written before the state
+    carried the one and dropped the other) loads with the cosine formed from its pred and
+    dir_p, and resumes exactly as the new file does."""
     first = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=60)
     first.save(tmp_path / "new.npz")
     with np.load(tmp_path / "new.npz", allow_pickle=False) as data:
         old = {k: data[k] for k in data.files if k != "state/cos_p"}
+    old["state/reg_grad"] = 2 * old["state/theta"]
     np.savez(tmp_path / "old.npz", **old)
     new_state = mw.WalkResult.load(tmp_path / "new.npz").state
     old_state = mw.WalkResult.load(tmp_path / "old.npz").state

@@ -28,7 +28,7 @@ def test_a_float32_walk_stays_float32(scheme):
     r = mw.walk(Circle(), TOP.astype(np.float32), scheme=scheme, max_steps=30)
     assert r.n_predictor + r.n_corrector > 30  # both kinds of step were taken
     assert r.theta.dtype == np.float32
-    vectors = ("theta", "grad", "reg_grad", "pred", "dir_p", "dir_c")
+    vectors = ("theta", "grad", "pred", "dir_p", "dir_c")
     assert {k: getattr(r.state, k).dtype for k in vectors} == dict.fromkeys(vectors, np.float32)
 
 
