@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
 
-    thinned = ("grad", "reg_grad", "pred", "dir_c", "drift")
+    thinned = ("grad", "pred", "dir_c", "drift")
 
     def thin(state):
         return state._replace(**dict.fromkeys(thinned, jnp.zeros_like(state.loss)))
