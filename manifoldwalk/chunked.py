@@ -3,12 +3,13 @@
 A *chunk* runs up to K steps without looking at the host. :class:`DeviceLoop` gives its pieces
 as pure, branch-free array functions: ``examine`` (the stop rules of
 :class:`~manifoldwalk.stops.StopRules`, where the last on-level state was, history rows and
-trajectory points written into preallocated buffers) and the loop's ``cond`` and ``body``. The engine never
-imports a framework, so the loop itself is run by a problem's ``compile_loop(loop)`` hook, which
-calls :meth:`DeviceLoop.run` with its framework's ``while_loop`` and a row-writing primitive
-(``manifoldwalk_jax`` jit-compiles it around ``jax.lax.while_loop``). :class:`ChunkHost` is the
-host's side: it builds each chunk's input, reads what came back (one copy per chunk), calls the
-metrics and the callback, and ends the walk with the same result as the eager driver.
+trajectory points written into preallocated buffers) and the loop's ``cond`` and ``body``. The
+engine never imports a framework, so the loop itself is run by a problem's ``compile_loop(loop)``
+hook, which calls :meth:`DeviceLoop.run` with its framework's ``while_loop`` and a row-writing
+primitive (``manifoldwalk_jax`` jit-compiles it around ``jax.lax.while_loop``).
+:class:`ChunkHost` is the host's side: it builds each chunk's input, reads what came back (one
+copy per chunk), calls the metrics and the callback, and ends the walk with the same result as
+the eager driver.
 
 Host-side ``metrics`` and ``callback`` cannot run on the device: when either is given, a chunk
 also ends at every point where a history record is due, the host records it there (metrics
@@ -145,7 +146,8 @@ class DeviceLoop:
         return self.steps // self.trajectory_every + 2 if self.trajectory_every else 0
 
     def examine(self, c: Carry, put: Put) -> Carry:
-        """Look at ``c.state``: stop code, whether it is good, due history row and trajectory point."""
+        """Look at ``c.state``: stop code, whether it is good, due history row and trajectory
+        point."""
         s = c.state
         xp = namespace(s.theta)
         v = dict(zip(LOOK_KEYS, self.rules.look(s, self.direction), strict=True))

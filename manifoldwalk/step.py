@@ -30,14 +30,15 @@ from manifoldwalk.schemes import Scheme
 class WalkState(NamedTuple):
     """Everything a walk step reads and writes; all fields are arrays.
 
-    Point data (at ``theta``): ``loss``, ``grad``, ``grad_sq`` = ‖∇L‖², ``pred`` (the rejection of the direction of interest r from ∇L, unnormalised), its
-    norm ``pred_norm`` and ``stationarity`` = ‖pred‖/‖r‖. Walk data: ``level`` L0, ``tau``, the step sizes
-    ``eta_p``/``eta_c``, the last unit predictor/corrector directions ``dir_p``/``dir_c``
-    and whether they exist (``has_p``/``has_c``), step counters, ``n_stall`` (predictor
-    reversals at the step floor so far), ``cos_p`` (the cosine between ``pred`` and ``dir_p``,
-    0 before the first predictor step: formed where ``pred`` is, while it is still in cache),
-    ``max_dev`` (largest |L − L0| seen) and
-    ``max_step`` (longest predictor step taken). Drift compensation (schemes with
+    Point data (at ``theta``): ``loss``, ``grad``, ``grad_sq`` = ‖∇L‖², ``pred`` (the
+    rejection of the direction of interest r from ∇L, unnormalised), its norm ``pred_norm``
+    and ``stationarity`` = ‖pred‖/‖r‖ (∇R is not kept: a history record forms it from θ).
+    Walk data: ``level`` L0, ``tau``, the step sizes ``eta_p``/``eta_c``, the last unit
+    predictor/corrector directions ``dir_p``/``dir_c`` and whether they exist
+    (``has_p``/``has_c``), step counters, ``n_stall`` (predictor reversals at the step floor
+    so far), ``cos_p`` (the cosine between ``pred`` and ``dir_p``, 0 before the first
+    predictor step: formed where ``pred`` is, while it is still in cache), ``max_dev``
+    (largest |L − L0| seen) and ``max_step`` (longest predictor step taken). Drift compensation (schemes with
     ``drift_gain > 0``, see :class:`~manifoldwalk.schemes.Scheme`): ``drift`` is the learnt
     displacement per unit η_p² added to every predictor step (a 0-d zero when the scheme does
     not compensate, so other schemes carry no extra vector), ``eta_sq_sum`` the sum of η_p²
