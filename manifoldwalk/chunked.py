@@ -307,9 +307,10 @@ class ChunkHost:
             max_total_steps=_count_like(count, run.rules.max_total_steps or 0),
         )
         self.carry = loop.finish(loop.examine(self.carry, put_by_mask))
-        # Where the last good state is: (the input of the chunk that reached it, its n_done).
-        # The walk's first state counts as good even off the level set (a resumed walk).
-        self.good_source: tuple[Carry, int] = (self.carry, 0)
+        # Where the last good state is: (the input of the chunk that reached it, without its
+        # row and point buffers, and its n_done). The walk's first state counts as good even
+        # off the level set (a resumed walk).
+        self.good_source = (_unbuffered(self.carry), 0)
 
     def absorb(self, out: Carry, chunk: Callable[[Carry], Carry] | None = None) -> bool:
         """Take a chunk's output: rows, points, host records, the stop. True when the walk ended.
@@ -338,9 +339,9 @@ class ChunkHost:
         )
         v = host_values(head[7:])
         if good_at == n_done:
-            self.good_source = (out, 0)
+            self.good_source = (_unbuffered(out), 0)
         elif good_at >= 0:
-            self.good_source = (self.carry, good_at)
+            self.good_source = (_unbuffered(self.carry), good_at)
         if n_rows:
             rec.rows.extend(row_of(r) for r in to_numpy(out.rows[:n_rows]).tolist())
             rec.last_recorded = last_rec
@@ -387,7 +388,12 @@ class ChunkHost:
             raise RuntimeError(
                 "ChunkHost.replay needs the chunk that was run (absorb(out, chunk))."
             )
-        out = chunk(carry._replace(n_limit=_count_like(carry.n_limit, steps)))
+        xp = namespace(carry.n_limit)
+        buffers = {
+            "rows": xp.zeros_like(self.carry.rows),
+            "points": xp.zeros_like(self.carry.points),
+        }
+        out = chunk(carry._replace(n_limit=_count_like(carry.n_limit, steps), **buffers))
         v = host_values(to_host(*_unstack(out.look)))
         if not v["on"] or v["nonfinite"]:
             # Only on a device whose reductions differ from run to run.
@@ -421,6 +427,12 @@ def _select(xp: Any, go: Array, new: Any, old: Any) -> Any:
     if isinstance(new, tuple):
         return type(new)(*(_select(xp, go, a, b) for a, b in zip(new, old, strict=True)))
     return xp.where(go, new, old)
+
+
+def _unbuffered(carry: Carry) -> Carry:
+    """``carry`` without its row and point buffers (what a replay needs; the trajectory buffer
+    can be large)."""
+    return carry._replace(rows=None, points=None)
 
 
 def _count_like(count: Array, value: int) -> Array:

@@ -146,7 +146,11 @@ def _counting_chunks(problem: Any) -> list[int]:
 @pytest.mark.parametrize(
     ("make", "options", "k"),
     [
-        (lambda: compiled(Circle()), dict(scheme="authors", max_corrector_steps=40), 5),
+        (
+            lambda: compiled(Circle()),
+            dict(scheme="authors", max_corrector_steps=40, trajectory_every=5),
+            5,
+        ),
         (lambda: compiled(_nan_left_of(-0.3)), dict(max_steps=300), 5),
     ],
 )
