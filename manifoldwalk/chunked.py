@@ -280,7 +280,6 @@ class ChunkHost:
         self.loop = loop
         self.done = False
         self.result = None
-        self._chunk: Callable[[Carry], Carry] | None = None
         state = run.state
         xp = namespace(state.theta)
         rec = run.recorder
@@ -312,13 +311,13 @@ class ChunkHost:
         # off the level set (a resumed walk).
         self.good_source = (_unbuffered(self.carry), 0)
 
-    def absorb(self, out: Carry, chunk: Callable[[Carry], Carry] | None = None) -> bool:
+    def absorb(self, out: Carry, chunk: Callable[[Carry], Carry]) -> bool:
         """Take a chunk's output: rows, points, host records, the stop. True when the walk ended.
 
         Args:
             out: the carry the chunk returned for the input :attr:`carry`.
-            chunk: the chunk, to :meth:`replay` it if the walk stopped off the level set
-                (None: the one :meth:`drive` runs).
+            chunk: the chunk that was run, to :meth:`replay` it if the walk stopped off the
+                level set.
 
         Returns:
             Whether the walk has ended (then :attr:`result` holds its WalkResult).
@@ -358,7 +357,7 @@ class ChunkHost:
         if reason is not None:
             self.done = True
             self.carry = out  # stopped: a batched loop finds its cond false and leaves it be
-            good = state if v["on"] and not v["nonfinite"] else self.replay(chunk or self._chunk)
+            good = state if v["on"] and not v["nonfinite"] else self.replay(chunk)
             self.result = self.run.result(good, state, reason, v)
             return True
         xp = namespace(state.theta)
@@ -373,21 +372,13 @@ class ChunkHost:
         )
         return False
 
-    def replay(self, chunk: Callable[[Carry], Carry] | None) -> WalkState:
+    def replay(self, chunk: Callable[[Carry], Carry]) -> WalkState:
         """The last good state, from the chunk input that reached it: that chunk run again up
         to the good state's step (once, at the end of a walk that stopped off the level set;
-        its evaluations are not counted in ``n_evals``, its rows and points are dropped).
-
-        Raises:
-            RuntimeError: the state is inside a chunk and there is no chunk to run.
-        """
+        its evaluations are not counted in ``n_evals``, its rows and points are dropped)."""
         carry, steps = self.good_source
         if steps == 0:
             return carry.state
-        if chunk is None:
-            raise RuntimeError(
-                "ChunkHost.replay needs the chunk that was run (absorb(out, chunk))."
-            )
         xp = namespace(carry.n_limit)
         buffers = {
             "rows": xp.zeros_like(self.carry.rows),
@@ -407,8 +398,7 @@ class ChunkHost:
 
     def drive(self, chunk: Callable[[Carry], Carry]) -> Any:
         """Run chunks until the walk ends; returns its :class:`~manifoldwalk.WalkResult`."""
-        self._chunk = chunk
-        while not self.absorb(chunk(self.carry)):
+        while not self.absorb(chunk(self.carry), chunk):
             pass
         return self.result
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from manifoldwalk._array import Array, to_numpy
-from manifoldwalk.step import WalkState
+from manifoldwalk._array import Array, namespace, to_numpy
+from manifoldwalk.step import WalkState, cos_between
 
 STOP_REASONS = {
     "stationary": "stationary: the KKT residual ‖∇R + λ∇L‖/‖∇R‖ fell below kkt_tol",
@@ -118,7 +118,8 @@ class WalkResult:
                 state_items.setdefault("drift", np.zeros(()))
                 state_items.setdefault("eta_sq_sum", np.zeros(()))
                 if "cos_p" not in state_items:  # nor from before the state carried cos_p
-                    state_items["cos_p"] = _cos_p(state_items)
+                    items = [state_items[k] for k in ("pred", "pred_norm", "dir_p")]
+                    state_items["cos_p"] = cos_between(namespace(items[0]), *items)
                 state_items.pop("reg_grad", None)  # which it no longer carries
             state = WalkState(**state_items) if state_items else None
             trajectory = data["trajectory"] if "trajectory" in data.files else None
@@ -149,10 +150,3 @@ _SCALAR_FIELDS = (
     "stop_reason",
     "message",
 )
-
-
-def _cos_p(items: dict[str, np.ndarray]) -> np.ndarray:
-    """The state's ``cos_p`` from its saved ``pred``, ``pred_norm`` and ``dir_p``."""
-    pred, norm = items["pred"], items["pred_norm"]
-    dot = float(np.dot(pred.astype(np.float64), items["dir_p"].astype(np.float64)))
-    return np.asarray(dot / float(norm) if float(norm) else 0.0, dtype=pred.dtype)

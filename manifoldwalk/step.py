@@ -38,11 +38,11 @@ class WalkState(NamedTuple):
     (``has_p``/``has_c``), step counters, ``n_stall`` (predictor reversals at the step floor
     so far), ``cos_p`` (the cosine between ``pred`` and ``dir_p``, 0 before the first
     predictor step: formed where ``pred`` is, while it is still in cache), ``max_dev``
-    (largest |L − L0| seen) and ``max_step`` (longest predictor step taken). Drift compensation (schemes with
-    ``drift_gain > 0``, see :class:`~manifoldwalk.schemes.Scheme`): ``drift`` is the learnt
-    displacement per unit η_p² added to every predictor step (a 0-d zero when the scheme does
-    not compensate, so other schemes carry no extra vector), ``eta_sq_sum`` the sum of η_p²
-    over the predictor steps since the last corrector step.
+    (largest |L − L0| seen) and ``max_step`` (longest predictor step taken). Drift
+    compensation (schemes with ``drift_gain > 0``, see :class:`~manifoldwalk.schemes.Scheme`):
+    ``drift`` is the learnt displacement per unit η_p² added to every predictor step (a 0-d
+    zero when the scheme does not compensate, so other schemes carry no extra vector),
+    ``eta_sq_sum`` the sum of η_p² over the predictor steps since the last corrector step.
     """
 
     theta: Array
@@ -176,9 +176,10 @@ def fit_drift(state: WalkState, scheme: Scheme) -> WalkState:
     return state._replace(drift=drift)
 
 
-def cos_between(xp: Any, point: PointData, dir_p: Array) -> Array:
-    """The cosine between ``point.pred`` and the unit (or zero) vector ``dir_p``."""
-    return dot(xp, point.pred, dir_p) * inverse(xp, point.pred_norm)
+def cos_between(xp: Any, pred: Array, pred_norm: Array, dir_p: Array) -> Array:
+    """The cosine between ``pred`` (of norm ``pred_norm``) and the unit (or zero) vector
+    ``dir_p``: a state's ``cos_p``."""
+    return dot(xp, pred, dir_p) * inverse(xp, pred_norm)
 
 
 def make_step(
@@ -268,7 +269,7 @@ def make_step(
             n_evals=s.n_evals + 1,
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
             n_stall=xp.where(on, stall, s.n_stall),
-            cos_p=cos_between(xp, point, dir_p),
+            cos_p=cos_between(xp, point.pred, point.pred_norm, dir_p),
             max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
             max_step=xp.where(on, xp.maximum(s.max_step, eta_p), s.max_step),
             drift=drift,

@@ -145,9 +145,8 @@ def _one_seed(chunk: Callable[..., Any], carry: Any, i: int, n: int, frozen: Any
     """The batched chunk run for seed ``i`` alone, from ``carry`` (the other lanes get ``carry``
     with no step to take): the same compiled code, so a replay reaches the same state."""
     idle = carry._replace(n_limit=jnp.zeros_like(carry.n_limit))
-    return _unstack(chunk(_stack([carry if j == i else idle for j in range(n)]), frozen, data), n)[
-        i
-    ]
+    lanes = _stack([carry if j == i else idle for j in range(n)])
+    return _unstack(chunk(lanes, frozen, data), n)[i]
 
 
 def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]:
