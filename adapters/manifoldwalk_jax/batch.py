@@ -18,12 +18,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from manifoldwalk.chunked import DeviceLoop
 from manifoldwalk.driver import prepare_walk
 from manifoldwalk.result import WalkResult
-from manifoldwalk_jax.loop import committed, run_chunk
+from manifoldwalk_jax.loop import committed, put_select, run_chunk
 from manifoldwalk_jax.problem import JaxProblem
+
+SEEDS = "seeds"
+"""The name of the batch's ``vmap`` axis (lanes agree on a branch through it)."""
 
 
 class _Bound:
@@ -164,14 +168,50 @@ def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]
             loop.steps,
             loop.steps_per_iteration,
         )
-        return run_chunk(seed_loop, carry)
+        return _run_lanes(seed_loop, carry)
 
-    jitted = jax.jit(jax.vmap(one))
+    jitted = jax.jit(jax.vmap(one, axis_name=SEEDS))
 
     def chunk(carries: Any, frozen: Any, data: Any) -> Any:
         return jitted(committed(carries), frozen, data)
 
     return chunk
+
+
+def _any_lane(flag: jax.Array) -> jax.Array:
+    """Whether ``flag`` holds in any lane of the batch: one value for all lanes, so a
+    ``lax.cond`` or ``while_loop`` predicate made of it stays a branch under ``vmap`` (a
+    predicate that differs by lane becomes a select that runs both sides)."""
+    return lax.psum(flag.astype(jnp.int32), SEEDS) > 0
+
+
+def _lane_put(buffer: jax.Array, i: jax.Array, due: jax.Array, make_row: Callable) -> jax.Array:
+    """A buffer write for one lane of the batch: the row (a history record, several passes
+    over θ) is computed only when some lane is due, and written where this lane is."""
+    return lax.cond(_any_lane(due), lambda b: put_select(b, i, due, make_row), lambda b: b, buffer)
+
+
+def _run_lanes(loop: DeviceLoop, carry: Any) -> Any:
+    """``loop.run`` for one lane of the batch, with M = 1: one ``while`` predicate for all
+    lanes (go on while any lane goes on) and the masked step only once some lane has stopped.
+
+    ``vmap`` of the plain chunk would select every carry field of every lane at every step
+    (the loop's predicate differs by lane) and compute each history row at every step (its
+    ``lax.cond`` becomes a select). With M > 1 the chunk stays branch-free, as on a GPU,
+    where a branch's predicate is read on the host (:func:`~manifoldwalk_jax.loop.run_chunk`).
+    """
+    if loop.steps_per_iteration > 1:
+        return run_chunk(loop, carry)
+
+    def iteration(c: Any) -> Any:
+        return lax.cond(
+            _any_lane(~loop.cond(c)),
+            lambda c: loop.masked_body(c, _lane_put),
+            lambda c: loop.body(c, _lane_put),
+            c,
+        )
+
+    return loop.finish(lax.while_loop(lambda c: _any_lane(loop.cond(c)), iteration, carry))
 
 
 def _per_seed(value: Any, n: int, name: str, kind: Any) -> list[Any]:
