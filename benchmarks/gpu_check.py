@@ -9,7 +9,8 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
   the eager driver and chunked (``steps_per_sync=K``, graphs of ``--torch-m`` steps);
 - JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
   driver) and ``walk(..., steps_per_sync=K)`` (also with ``steps_per_iteration=M`` for each
-  ``--m``); S seeds through ``walk_batch`` (per-step time of the batch);
+  ``--m``); S seeds through ``walk_batch`` (per-step time of the batch), also with the lanes
+  agreeing on branches as on a CPU (``manifoldwalk_jax.batch.default_runner``);
 
 and checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
 walk take the same path as the eager engine (steps, stop, largest θ difference).
@@ -187,6 +188,18 @@ def jax_rows(
         return manifoldwalk_jax.walk_batch(problems, steps_per_sync=k, max_steps=n, **kw)[0]
 
     t_batch = per_walk_step(walker(steps, batch))
+    # The same with the CPU's way of running the lanes (branches the lanes agree on, each
+    # predicate read on the host) instead of the plain vmap a GPU batch uses: which pays here?
+    problems = [
+        jx.make_problem(jx.build_net(net, SHAPES[net], 10, seed=s), x, y, task="classification")
+        for s in range(seeds)
+    ]  # new problems: a compiled chunk of their own
+    plain = manifoldwalk_jax.batch.default_runner
+    manifoldwalk_jax.batch.default_runner = lambda platform: manifoldwalk_jax.batch._run_lanes
+    try:
+        t_lanes = per_walk_step(walker(steps, batch))
+    finally:
+        manifoldwalk_jax.batch.default_runner = plain
     return {
         "jax value+grad in fori_loop ms": floor * 1e3,
         "jax driver walk step ms": t_walk * 1e3,
@@ -194,6 +207,7 @@ def jax_rows(
         **by_m,
         f"jax {seeds} seeds batched, per batch step ms": t_batch * 1e3,
         "jax batched speed-up (S sequential / batch)": seeds * t_walk / t_batch,
+        f"jax {seeds} seeds batched, lanes agree on branches, per batch step ms": t_lanes * 1e3,
     }
 
 

@@ -153,8 +153,15 @@ def _one_seed(chunk: Callable[..., Any], carry: Any, i: int, n: int, frozen: Any
     return _unstack(chunk(lanes, frozen, data), n)[i]
 
 
-def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]:
-    """The jitted, vmapped chunk: ``(carries, frozen, data) -> carries`` over the seed axis."""
+def _batched_chunk(
+    template: JaxProblem, loop: DeviceLoop, runner: Callable[[DeviceLoop, Any], Any] | None = None
+) -> Callable[..., Any]:
+    """The jitted, vmapped chunk: ``(carries, frozen, data) -> carries`` over the seed axis.
+
+    ``runner(loop, carry)`` runs one lane's chunk (default: :func:`default_runner` for the
+    template's device; benchmarks pass one to time the other).
+    """
+    run = runner or default_runner(next(iter(template.theta0.devices())).platform)
 
     def one(carry: Any, frozen: list[Any], data: tuple[Any, ...]) -> Any:
         seed_loop = DeviceLoop(
@@ -168,7 +175,7 @@ def _batched_chunk(template: JaxProblem, loop: DeviceLoop) -> Callable[..., Any]
             loop.steps,
             loop.steps_per_iteration,
         )
-        return _run_lanes(seed_loop, carry)
+        return run(seed_loop, carry)
 
     jitted = jax.jit(jax.vmap(one, axis_name=SEEDS))
 
@@ -212,6 +219,14 @@ def _run_lanes(loop: DeviceLoop, carry: Any) -> Any:
         )
 
     return loop.finish(lax.while_loop(lambda c: _any_lane(loop.cond(c)), iteration, carry))
+
+
+def default_runner(platform: str) -> Callable[[DeviceLoop, Any], Any]:
+    """How a batch on ``platform`` runs one lane's chunk: :func:`_run_lanes` on a CPU (a
+    branch is cheap there, a select of every carry field is passes over memory); the plain
+    chunk, ``vmap``-ed as it is, elsewhere (a GPU reads every branch's predicate on the host,
+    and selects are cheap). ``benchmarks/batch_seeds.py`` times both on a CPU."""
+    return _run_lanes if platform == "cpu" else run_chunk
 
 
 def _per_seed(value: Any, n: int, name: str, kind: Any) -> list[Any]:

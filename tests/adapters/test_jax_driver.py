@@ -268,6 +268,18 @@ def _seed_problems(n: int) -> list:
     return problems
 
 
+@pytest.fixture(params=["lanes", "plain vmap"])
+def batch_runner(request: Any, monkeypatch: Any) -> None:
+    """A batch test run both ways a lane runs its chunk: the CPU's (the lanes agree on the
+    loop's predicate and on history writes) and the plain ``vmap`` other devices use."""
+    import manifoldwalk_jax.batch as batch
+    from manifoldwalk_jax.loop import run_chunk
+
+    runner = batch._run_lanes if request.param == "lanes" else run_chunk
+    monkeypatch.setattr(batch, "default_runner", lambda platform: runner)
+
+
+@pytest.mark.usefixtures("batch_runner")
 def test_walk_batch_gives_each_seed_its_own_walk():
     problems = _seed_problems(3)
     stops = (30, 70, 10**9)  # seed i's callback stops it at its own step; the last runs out
@@ -284,6 +296,7 @@ def test_walk_batch_gives_each_seed_its_own_walk():
     assert [r.n_predictor for r in batch] == [30, 70, 120]
 
 
+@pytest.mark.usefixtures("batch_runner")
 def test_walk_batch_seeds_that_fail_to_correct_keep_their_last_good_point():
     """Each seed stops off the level set at its own step, its last good state one or two
     chunks back: the batch replays that seed's chunk and returns what the seed alone would."""
