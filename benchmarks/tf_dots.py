@@ -1,0 +1,88 @@
+"""TensorFlow's compiled walk with its vector inner products as XLA dots or as sums (not a test).
+
+The walk step takes up to six inner products of θ-sized vectors. Inside an XLA-compiled
+``tf.function`` the TensorFlow namespace (``manifoldwalk_tf._namespace``) writes them as
+``reduce_sum(a * b)``, which XLA:CPU fuses into one reduction; ``tnp.matmul`` of two vectors
+becomes an XLA dot, 1.8× slower on this CPU. This times, in one process, interleaved round by
+round, the floor (K value-and-gradient evaluations in one XLA ``tf.while_loop``) and one
+compiled chunk of K walk steps per scheme with each form (the dot form traced with the
+namespace's ``matmul`` swapped back to ``tnp.matmul``), on MNIST-FF (1000 random examples,
+float32), and prints per step the median and the paired ratio over the floor.
+
+    python benchmarks/tf_dots.py [--threads 1] [--reps 20] [--k 48] [--schemes paper default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
+
+from adapter_overhead import chunked_walk, random_data, set_threads, time_interleaved  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time the floor and each scheme's chunk with sums and with dots; print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, help="intra-op threads (set before TF is imported)")
+    ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--k", type=int, default=48, help="steps per chunk")
+    ap.add_argument("--schemes", nargs="+", default=["paper", "default", "compensated"])
+    args = ap.parse_args(argv)
+    if args.threads:
+        set_threads(args.threads)
+    import manifoldwalk_tf
+    import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
+    from manifoldwalk_tf import _namespace
+    from manifoldwalk_tf import experiment as backend
+    from manifoldwalk_tf.training import data_loss
+    from perf import paired_ratios
+
+    k = args.k
+    backend.configure(device="cpu", threads=args.threads)
+
+    def problem():
+        model = backend.build_net("ff", (784,), 10, seed=0, dtype="float32")
+        x, y = random_data(0, (784,))
+        loss = lambda out, t: data_loss(out, t, "classification")  # noqa: E731
+        return manifoldwalk_tf.from_model(model, loss, (x, y), compile=True)
+
+    p = problem()
+
+    @tf.function(jit_compile=True, autograph=False)
+    def floor_chunk(theta: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
+        def body(i: tf.Tensor, th: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            _, g = p.loss_and_grad(th)
+            return i + 1, th - c * g
+
+        return tf.while_loop(lambda i, th: i < k, body, (tf.constant(0), theta))[1]
+
+    zero = tf.constant(0.0, p.theta0.dtype)
+    fns = {"floor": lambda: floor_chunk(p.theta0, zero).numpy()}
+    namespace = _namespace.TensorFlowNamespace
+    sums = namespace.__dict__["matmul"]
+    for scheme in args.schemes:
+        for form, matmul in (("sums", sums), ("dots", staticmethod(tnp.matmul))):
+            namespace.matmul = matmul
+            try:
+                chunk = chunked_walk(problem(), k, scheme)
+                chunk()  # traced and compiled now, with this form
+            finally:
+                namespace.matmul = sums
+            fns[f"{scheme}, {form}"] = chunk
+    times = time_interleaved(fns, args.reps, warmup=1)
+    paired = paired_ratios(times)
+    print(f"TensorFlow {tf.__version__}, MNIST-FF, K = {k}, {args.reps} rounds")
+    print("| chunk | ms/step | / floor, paired |\n|---|---|---|")
+    for key, ts in times.items():
+        print(f"| {key} | {statistics.median(ts) / k * 1e3:.3f} | {paired[key]:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
