@@ -377,6 +377,14 @@ def _segment_options(config: RunConfig, spec: Experiment, prev: Any) -> dict[str
     )
 
 
+def _driver_options(backend: ModuleType, spec: Experiment) -> dict[str, Any]:
+    """The compiled driver, K steps per host synchronisation with K the record interval, for a
+    backend that asks for it (``COMPILED_WALKS``); the eager driver otherwise."""
+    return (
+        {"steps_per_sync": spec.record_every} if getattr(backend, "COMPILED_WALKS", False) else {}
+    )
+
+
 def _save_segment(d: Path, result: Any, n0: int, every: int, n_train: int, metric: str) -> None:
     """Write a finished segment: its θs, the checkpoint (trajectory dropped) and metrics.csv."""
     traj = np.asarray(to_numpy(result.trajectory), dtype=np.float32)
@@ -417,6 +425,7 @@ def _walk(config, backend, spec, ds, problem, theta0, seed, d: Path, stage: _Sta
             problem,
             theta0,
             **_segment_options(config, spec, prev),
+            **_driver_options(backend, spec),
             metrics=metrics,
             callback=progress,
             resume_from=prev,

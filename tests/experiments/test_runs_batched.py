@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from _runs_helpers import TINY
 
+import manifoldwalk as mw
 from manifoldwalk.cli import main
 from manifoldwalk.experiments import RunConfig, run_experiment
 from manifoldwalk.experiments.rundir import is_finished, seed_dir
@@ -80,11 +81,21 @@ def assert_same_run(a: Path, b: Path) -> None:
             assert pa.read_bytes() == pb.read_bytes(), rel
 
 
-def test_batched_seeds_end_as_seeds_walked_alone(tmp_path):
+def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch):
     options = dict(TINY, seeds=(0, 1), backend="jax", max_steps=120, wd_lambdas=(0.0,))
     alone = RunConfig("iris-ff", out=str(tmp_path / "alone"), **options)
     together = RunConfig("iris-ff", out=str(tmp_path / "together"), **options)
+    syncs = []
+    walk = mw.walk
+
+    def recording_walk(*args, **kwargs):
+        syncs.append(kwargs.get("steps_per_sync"))
+        return walk(*args, **kwargs)
+
+    monkeypatch.setattr(mw, "walk", recording_walk)
     run_experiment(alone, show_progress=False)
+    # walked alone, a JAX seed takes the compiled driver, K steps per sync = the record interval
+    assert syncs and set(syncs) == {alone.spec.record_every}
     # Phase 1 and the weight-decay runs are per seed either way: the batched run resumes from
     # the same phase 1 and finished weight-decay runs (as an interrupted run does) and walks.
     for seed in (0, 1):
