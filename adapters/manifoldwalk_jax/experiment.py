@@ -35,7 +35,7 @@ NETS = ("ff", "mnist-cnv", "cifar10-cnv")
 COMPILED_WALKS = True
 """The experiment runner walks this backend's problems with the compiled driver
 (``walk(..., steps_per_sync=K)``, K the experiment's record interval): the same path as the
-eager driver, 1.5× faster per step on the Iris net on a CPU (docs/compiled.md)."""
+eager driver, 1.1–1.5× faster per step on the Iris net on this CPU (docs/compiled.md)."""
 
 Model = tuple[Callable[[Any, jax.Array], jax.Array], Any]
 
