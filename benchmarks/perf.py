@@ -426,22 +426,10 @@ TORCH_COMPILED_ROWS: list[Callable[[str, int, str], list[Row]]] = [torch_compile
 # --- TensorFlow: the compiled chunk (tf.while_loop in one XLA tf.function) -------------------
 
 
-def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
-    """The TensorFlow rows of one net: the floor (K value-and-gradient evaluations in one
-    XLA-compiled ``tf.while_loop``, θ ← θ − c·∇L with a run-time c = 0) and one compiled chunk
-    of K walk steps per scheme (``from_model(..., compile=True)``, ``steps_per_sync=K``)."""
-    import manifoldwalk_tf
+def tf_floor(p: Any, k: int) -> Callable[[], Any]:
+    """The TensorFlow floor of a compiled ``TFProblem``: K value-and-gradient evaluations in one
+    XLA-compiled ``tf.while_loop`` (θ ← θ − c·∇L with a run-time c = 0), from θ0 each call."""
     import tensorflow as tf
-    from manifoldwalk_tf import experiment as backend
-    from manifoldwalk_tf.training import data_loss
-
-    label, name, shape = NETS[net]
-    backend.configure(device="cpu", threads=threads)
-    model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
-    x, y = random_data(0, shape)
-    loss = lambda out, t: data_loss(out, t, "classification")  # noqa: E731
-    p = manifoldwalk_tf.from_model(model, loss, (x, y), compile=True)
-    n = int(p.n_params)
 
     @tf.function(jit_compile=True, autograph=False)
     def floor_chunk(theta: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
@@ -452,7 +440,25 @@ def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
         return tf.while_loop(lambda i, th: i < k, body, (tf.constant(0), theta))[1]
 
     zero = tf.constant(0.0, p.theta0.dtype)
-    fns: dict[str, Callable[[], Any]] = {"floor": lambda: floor_chunk(p.theta0, zero).numpy()}
+    return lambda: floor_chunk(p.theta0, zero).numpy()
+
+
+def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
+    """The TensorFlow rows of one net: the floor (K value-and-gradient evaluations in one
+    XLA-compiled ``tf.while_loop``, θ ← θ − c·∇L with a run-time c = 0) and one compiled chunk
+    of K walk steps per scheme (``from_model(..., compile=True)``, ``steps_per_sync=K``)."""
+    import manifoldwalk_tf
+    from manifoldwalk_tf import experiment as backend
+    from manifoldwalk_tf.training import data_loss
+
+    label, name, shape = NETS[net]
+    backend.configure(device="cpu", threads=threads)
+    model = backend.build_net(name, shape, 10, seed=0, dtype="float32")
+    x, y = random_data(0, shape)
+    loss = lambda out, t: data_loss(out, t, "classification")  # noqa: E731
+    p = manifoldwalk_tf.from_model(model, loss, (x, y), compile=True)
+    n = int(p.n_params)
+    fns: dict[str, Callable[[], Any]] = {"floor": tf_floor(p, k)}
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
     times = time_interleaved(fns, reps, warmup=2)

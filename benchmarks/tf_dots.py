@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from manifoldwalk_tf import _namespace
     from manifoldwalk_tf import experiment as backend
     from manifoldwalk_tf.training import data_loss
-    from perf import paired_ratios
+    from perf import paired_ratios, tf_floor
 
     k = args.k
     backend.configure(device="cpu", threads=args.threads)
@@ -52,18 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         loss = lambda out, t: data_loss(out, t, "classification")  # noqa: E731
         return manifoldwalk_tf.from_model(model, loss, (x, y), compile=True)
 
-    p = problem()
-
-    @tf.function(jit_compile=True, autograph=False)
-    def floor_chunk(theta: tf.Tensor, c: tf.Tensor) -> tf.Tensor:
-        def body(i: tf.Tensor, th: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            _, g = p.loss_and_grad(th)
-            return i + 1, th - c * g
-
-        return tf.while_loop(lambda i, th: i < k, body, (tf.constant(0), theta))[1]
-
-    zero = tf.constant(0.0, p.theta0.dtype)
-    fns = {"floor": lambda: floor_chunk(p.theta0, zero).numpy()}
+    fns = {"floor": tf_floor(problem(), k)}
     namespace = _namespace.TensorFlowNamespace
     sums = namespace.__dict__["matmul"]
     for scheme in args.schemes:
