@@ -62,7 +62,8 @@ class TensorFlowNamespace:
     def matmul(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
         """``a @ b``; for two vectors in a traced function, ``sum(a * b)``: XLA:CPU fuses that
         into one reduction, 1.8× faster than its dot of two vectors (and the walk step has up
-        to six: ``"paper"`` ran 1.10× its floor per step with dots, 1.03× with sums)."""
+        to six: ``"paper"`` ran 1.09× its floor per step with dots, 1.055× with sums, in
+        ``benchmarks/tf_dots.py``)."""
         if a.shape.rank == 1 and b.shape.rank == 1 and not tf.executing_eagerly():
             return tf.reduce_sum(a * b)
         return tnp.matmul(a, b)
