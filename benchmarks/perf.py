@@ -253,7 +253,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
                 n,
                 f"{n_seeds} seeds batched (vmap), default, per step of all",
                 batch * 1e3,
-                floor,
+                None,  # its floor is the vmapped gradient: benchmarks/batch_seeds.py
                 reps,
                 note=f"speed-up over {n_seeds} walks one after another: "
                 f"{n_seeds * single / batch:.2f}x",
