@@ -102,6 +102,33 @@ def compiled(step: Callable[[Any], Any], mode: str, around: Callable[[], Any]) -
     return run
 
 
+MAX_GRAPH_STEPS = 4
+"""The most walk steps one compiled chunk graph unrolls when ``steps_per_iteration`` is 1.
+
+Compilation time grows faster than the steps in the graph (the MNIST-FF net on this CPU: 22 s
+for 4 steps, 110 s for 8; a 50-step graph of the Iris-sized net had not compiled after 15
+minutes), so a longer chunk calls a smaller graph several times instead."""
+
+
+def graph_steps(k: int, m: int) -> int:
+    """The steps one compiled chunk graph holds for K steps per sync and M per iteration.
+
+    M if M > 1 (the graph then runs ⌈K/M⌉ times, steps past K masked); else K if K ≤
+    :data:`MAX_GRAPH_STEPS`, else the largest divisor of K that is at most that (so that no
+    step is computed and masked away).
+
+    Args:
+        k: K, the steps per host synchronisation (≥ 1).
+        m: M, ``steps_per_iteration`` (≥ 1).
+
+    Returns:
+        The steps per graph, between 1 and max(K, M).
+    """
+    if m > 1:
+        return m
+    return max(d for d in range(1, min(k, MAX_GRAPH_STEPS) + 1) if k % d == 0)
+
+
 def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) -> Callable:
     """One chunk of ``loop`` (K steps, no host synchronisation) as a function ``carry -> carry``.
 
@@ -109,12 +136,13 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
     masked steps: each step's result is kept only while the loop's condition holds (``where``
     on a 0-d device bool), so the path is exactly the eager driver's, and the host reads the
     carry once per chunk. Eagerly (``mode`` None) the K steps are queued on the device without
-    a sync. Compiled, the steps are unrolled into one graph (replayed as one CUDA graph in
-    ``"reduce-overhead"`` mode): all K of them when ``loop.steps_per_iteration`` (M) is 1, else
-    M, the graph then called ⌈K/M⌉ times per chunk (steps past K masked; take K a multiple of
-    M). Compilation time grows faster than the steps in the graph (a 4-step graph of the
-    MNIST-FF net compiled in 22 s on this CPU, an 8-step one in 110 s), so for long chunks
-    give M: one call per M steps costs about as much as one graph of K.
+    a sync. Compiled, the steps are unrolled into a graph (replayed as one CUDA graph in
+    ``"reduce-overhead"`` mode) called several times per chunk with no sync between: a graph
+    of M steps with ``loop.steps_per_iteration`` = M > 1 (called ⌈K/M⌉ times, steps past K
+    masked; take K a multiple of M), else of :func:`graph_steps` (all K up to
+    :data:`MAX_GRAPH_STEPS`, else the largest divisor of K up to it). Compilation time grows
+    faster than the steps in the graph, and one call per few steps costs about as much as
+    one graph of K.
 
     Args:
         loop: the engine's device loop (``manifoldwalk.chunked.DeviceLoop``).
@@ -137,8 +165,7 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
                 return loop.finish(steps(carry, loop.steps))
 
         return eager
-    m = loop.steps_per_iteration
-    per_graph = loop.steps if m == 1 else m
+    per_graph = graph_steps(loop.steps, loop.steps_per_iteration)
     graph = compiled(lambda carry: steps(carry, per_graph), mode, around)
     calls = -(-loop.steps // per_graph)
 

@@ -447,15 +447,33 @@ def _warn_if_stochastic(model: nn.Module) -> None:
 
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put the model in eval mode for the block (if it is not already) and restore it after."""
-    was_training = model.training
-    if was_training:
+    """Put the model in eval mode for the block (if it is not already) and restore it after.
+
+    Only the modules that were training are switched, and only they are switched back (a
+    submodule the user froze in eval mode stays so). ``Module.train`` walks the tree twice per
+    call through ``Module.__setattr__``, 0.1–0.25 ms for a 9-module net, every
+    loss-and-gradient evaluation; where no module overrides ``train`` the flag is set
+    directly, which is all ``Module.train`` does then.
+    """
+    if not model.training:
+        yield
+        return
+    training = [m for m in model.modules() if m.training]
+    if any(type(m).train is not nn.Module.train for m in training):
+        # a module with its own train() (e.g. one that keeps a part frozen): let it run
         model.eval()
+        try:
+            yield
+        finally:
+            model.train()
+        return
+    for m in training:
+        m.__dict__["training"] = False
     try:
         yield
     finally:
-        if was_training:
-            model.train()
+        for m in training:
+            m.__dict__["training"] = True
 
 
 def _scalar_loss(loss: Any) -> torch.Tensor:

@@ -4,6 +4,7 @@ device)."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import manifoldwalk_torch
@@ -18,6 +19,8 @@ from backend_suite import (
     rel_err,
     small_data,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 from manifoldwalk_torch import TorchProblem, from_model
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -201,6 +204,53 @@ def test_dropout_and_batch_norm_warn_and_run_in_eval_mode(layer, name):
     assert torch.allclose(first[0], expected, rtol=1e-14, atol=0)
 
 
+class _Probe(nn.Module):
+    """Records the training flag it saw on each forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(self.training)
+        return x
+
+
+class _OwnTrain(_Probe):
+    """A module with its own ``train``, as some keep a part frozen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[bool] = []
+
+    def train(self, mode: bool = True) -> _OwnTrain:
+        self.calls.append(mode)
+        return super().train(mode)
+
+
+@pytest.mark.parametrize("probe_type", [_Probe, _OwnTrain])
+def test_eval_mode_switch_restores_only_what_was_training(probe_type):
+    layers = init_layers(SIZES, seed=0)
+    mlp = make_mlp(layers, torch.float64)
+    probe, frozen = probe_type(), _Probe()
+    model = nn.Sequential(mlp[0], probe, frozen, *mlp[1:])
+    model.train()
+    frozen.eval()  # a part the user keeps in eval mode
+    x, y = tensors(*small_data("classification"), torch.float64)
+    problem = from_model(model, nn.CrossEntropyLoss(), (x, y))
+    probe.seen.clear(), frozen.seen.clear(), getattr(probe, "calls", []).clear()
+    problem.loss_and_grad(problem.theta0)
+    problem.loss(problem.theta0)
+    assert probe.seen == [False, False] and frozen.seen == [False, False]
+    assert model.training and probe.training and mlp[0].training
+    if probe_type is _OwnTrain:
+        assert probe.calls == [False, True, False, True]  # its train() ran both ways
+        # Module.train() sets every submodule, as model.train() always did here
+        assert frozen.training
+    else:
+        assert not frozen.training  # left as the user set it
+
+
 def test_recurrent_dropout_warns():
     model = nn.Sequential(nn.GRU(3, 4, num_layers=2, dropout=0.1))
     with pytest.warns(UserWarning, match=r"0 \(GRU\)"):
@@ -314,6 +364,52 @@ def test_chunked_walk_takes_the_eager_path(compile, k, scheme, m):
     # one chunk (the walk's, from the cache) takes exactly K steps
     host = prepare_walk(chunked, chunked.theta0, **kw).host(k, steps_per_iteration=m)
     assert int(chunked.compile_loop(host.loop)(host.carry).n_done) == k
+
+
+@given(k=st.integers(1, 200), m=st.integers(1, 12))
+def test_graph_steps_caps_the_unrolled_chunk(k, m):
+    """A compiled chunk graph holds M steps if given, else all K up to the cap, else the
+    largest divisor of K up to the cap (no step computed only to be masked away)."""
+    from manifoldwalk_torch._compile import MAX_GRAPH_STEPS, graph_steps
+
+    n = graph_steps(k, m)
+    if m > 1:
+        assert n == m
+    else:
+        assert 1 <= n <= MAX_GRAPH_STEPS and k % n == 0
+        assert n == k or all(k % d for d in range(n + 1, MAX_GRAPH_STEPS + 1))
+
+
+def test_long_compiled_chunks_call_a_small_graph(monkeypatch):
+    """With compile and M = 1, a chunk of K = 10 steps runs a 2-step graph five times (not a
+    10-step graph, whose compilation would take minutes) and takes the eager path."""
+    import manifoldwalk_torch._compile as torch_compile
+
+    import manifoldwalk as mw
+
+    graphs: list[int] = []
+    calls: list[int] = []
+
+    def fake_compiled(fn, mode, around):  # the graph run eagerly, its size recorded
+        def run(carry):
+            calls.append(1)
+            with around():
+                return fn(carry)
+
+        graphs.append(1)
+        return run
+
+    monkeypatch.setattr(torch_compile, "compiled", fake_compiled)
+    eager, _ = small_problem()
+    chunked, _ = small_problem(compile=True)
+    kw = {"max_steps": 60, "record_every": 5}
+    a = mw.walk(eager, eager.theta0, **kw)
+    host = prepare_walk(chunked, chunked.theta0, **kw).host(10)
+    assert torch_compile.graph_steps(10, 1) == 2
+    out = torch_compile.chunk_runner(host.loop, "default", contextlib.nullcontext)(host.carry)
+    assert len(graphs) == 1 and len(calls) == 5 and int(out.n_done) == 10
+    b = mw.walk(chunked, chunked.theta0, steps_per_sync=10, **kw)
+    assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
 
 
 def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point():
