@@ -134,8 +134,9 @@ def walk(
             steps leaves the state as it was), so the loop's predicate is read once per M
             steps; the same path. Meant for small nets on a GPU (where XLA reads a while
             predicate on the host); 1 (default) is one step per iteration. The PyTorch
-            chunk masks every step already; compiled, its graph holds M steps (all K where
-            M = 1), called ⌈K/M⌉ times per chunk: a small M compiles much faster.
+            chunk masks every step already; compiled, its graph holds M steps (where M = 1,
+            K steps up to 4, else the largest divisor of K up to 4), called several times
+            per chunk: a small graph compiles much faster.
 
     Returns:
         A :class:`~manifoldwalk.WalkResult`.
