@@ -449,11 +449,12 @@ def _warn_if_stochastic(model: nn.Module) -> None:
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Put the model in eval mode for the block (if it is not already) and restore it after.
 
-    Only the modules that were training are switched, and only they are switched back (a
-    submodule the user froze in eval mode stays so). ``Module.train`` walks the tree twice per
-    call through ``Module.__setattr__``, 0.1–0.25 ms for a 9-module net, every
-    loss-and-gradient evaluation; where no module overrides ``train`` the flag is set
-    directly, which is all ``Module.train`` does then.
+    Where no module overrides ``train``, only the modules that were training have their flag
+    set, directly (all ``Module.train`` does then), and set back after: a submodule the user
+    froze in eval mode stays so. ``Module.eval()`` and ``Module.train()`` walk the tree
+    through ``Module.__setattr__``, about 0.1 ms for a 9-module net at every
+    loss-and-gradient evaluation (``benchmarks/eval_switch.py``). A module with its own
+    ``train`` gets them, as before.
     """
     if not model.training:
         yield
