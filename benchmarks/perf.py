@@ -106,16 +106,17 @@ def paired_ratios(
 
 
 def eager_driver_step(run: Any) -> Callable[[], None]:
-    """One step of the eager driver of a prepared walk, as ``walk`` runs it: the step and the
-    stop rules' host look (compiled together where the problem compiles its step), each call
-    going on from the last."""
+    """One step of the eager driver of a prepared walk, as ``walk`` runs it: the step (told its
+    branch by the last look) and the stop rules' host look (compiled together where the problem
+    compiles its step), each call going on from the last."""
     from manifoldwalk.driver import _advance
 
     advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
-    box = {"s": run.state}
+    box = {"s": run.state, "on": None}
 
     def one() -> None:
-        box["s"], _ = advance(box["s"])
+        box["s"], v = advance(box["s"], box["on"])
+        box["on"] = v["on"]  # as the driver does: the look tells the next step its branch
 
     return one
 

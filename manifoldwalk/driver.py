@@ -277,8 +277,10 @@ def prepare_walk(
     return PreparedWalk(problem, direction, scheme, rules, recorder, state, options, compile_step)
 
 
-Advance = Callable[[WalkState], tuple[WalkState, dict[str, Any]]]
-"""``advance(state) -> (next state, the stop rules' host look at it)``: one eager-driver step."""
+Advance = Callable[..., tuple[WalkState, dict[str, Any]]]
+"""``advance(state, on=None) -> (next state, the stop rules' host look at it)``: one
+eager-driver step; ``on`` is the look's ``"on"`` at ``state`` where the caller has it (a step
+that is not compiled then forms only the branch it takes; see :func:`make_step`)."""
 
 
 def _advance(
@@ -290,30 +292,39 @@ def _advance(
     rules' look, packed into one small vector, are compiled together, so that the host copies
     one array per step instead of running the look's dozen small operations itself (1.3 ms of a
     5.5 ms step for JAX on MNIST-FF on a CPU). The compiled function is kept in the problem's
-    ``step_cache`` for later walks with the same direction, scheme and kind of look.
+    ``step_cache`` for later walks with the same direction, scheme and kind of look. A step
+    that is not compiled (no hook, or a hook that hands the function back, as an eager PyTorch
+    problem's does) runs as it is and is told its branch by ``advance(state, on)``, so it
+    forms only the predictor or the corrector; the host then reads the look itself.
     """
     step = make_step(problem, direction, scheme)
+
+    def plain(s: WalkState, on: bool | None = None) -> tuple[WalkState, dict[str, Any]]:
+        s = step(s, on)
+        return s, rules.host_look(s, direction)
+
     compile_ = getattr(problem, "compile_step", None)
     if not (wanted and callable(compile_) and getattr(direction, "traceable", True)):
-
-        def plain(s: WalkState) -> tuple[WalkState, dict[str, Any]]:
-            s = step(s)
-            return s, rules.host_look(s, direction)
-
         return plain
 
     def step_and_look(s: WalkState) -> tuple[WalkState, Array]:
         s = step(s)
         return s, rules.packed_look(s, direction)
 
+    def build() -> Callable[..., Any] | None:
+        fn = compile_(step_and_look)
+        return None if fn is step_and_look else fn  # None: the hook compiled nothing
+
     cache = step_cache_of(problem)
     key = step_key(problem, direction, scheme)
     if cache is None or key is None:
-        fused = compile_(step_and_look)
+        fused = build()
     else:  # the look depends on the direction (in the key) and on whether it has `reached`
-        fused = cache.get_by_key((*key, rules.has_reached), lambda: compile_(step_and_look))
+        fused = cache.get_by_key((*key, rules.has_reached), build)
+    if fused is None:  # an eager PyTorch problem: the plain step, told its branch
+        return plain
 
-    def advance(s: WalkState) -> tuple[WalkState, dict[str, Any]]:
+    def advance(s: WalkState, on: bool | None = None) -> tuple[WalkState, dict[str, Any]]:
         s, packed = fused(s)
         return s, host_values(host_list(packed))
 
@@ -526,7 +537,7 @@ class PreparedWalk:
                         reason = "callback"
             if reason:
                 return self.result(good, state, reason, v)
-            state, v = advance(state)
+            state, v = advance(state, v["on"])
 
     def host(
         self, steps_per_sync: int, problem: Problem | None = None, steps_per_iteration: int = 1

@@ -182,15 +182,30 @@ def cos_between(xp: Any, pred: Array, pred_norm: Array, dir_p: Array) -> Array:
     return dot(xp, pred, dir_p) * inverse(xp, pred_norm)
 
 
-def make_step(
-    problem: Problem, direction: Direction, scheme: Scheme
-) -> Callable[[WalkState], WalkState]:
+StepFunction = Callable[..., WalkState]
+"""``step(state, on=None) -> state``: see :func:`make_step`."""
+
+
+def make_step(problem: Problem, direction: Direction, scheme: Scheme) -> StepFunction:
     """Build the pure step function for a problem, a direction and a scheme.
 
     At a point with (L − L0)² ≤ τ the step is a predictor: θ + η_p·d̂ with d the
     rejection of the direction of interest from ∇L and η_p from the scheme's step
     rule; otherwise it is the scheme's corrector. Either way the new point is
     evaluated once.
+
+    The returned ``step(state, on=None)`` forms both candidates and selects with ``where``
+    (traceable: compiled loops call it so). A caller that already knows on the host whether
+    ``state`` is on the level set (the eager driver's look) passes ``on=True`` or
+    ``on=False``: the step then forms only the branch it takes, and returns the same values
+    bit for bit with fewer operations (a predictor step skips the corrector's vector passes,
+    and no vector ``where`` is formed).
+
+    Args:
+        problem, direction, scheme: the walk's pieces.
+
+    Returns:
+        The step function ``step(state: WalkState, on: bool | None = None) -> WalkState``.
     """
     evaluate = make_evaluate(problem, direction)
     rule = scheme.predictor_step
@@ -200,80 +215,100 @@ def make_step(
     compensate = scheme.drift_gain > 0
     gain, cap = scheme.drift_gain, scheme.drift_cap
 
-    def _compensated(xp, s: WalkState, on, eta_p, dir_p, delta):
-        # The predictor's excursion off the level set comes back step after step (the level
-        # set curves the same way for a while), and the corrector steps that undo it point
-        # the same way series after series. So each predictor step adds η_p²·drift, the
-        # correction learnt so far per unit η_p², at most cap·η_p long (a stale drift must
-        # not swamp the tangent step), and each corrector step δ teaches the drift
-        # gain·δ / Ση_p² over the predictor steps it is undoing (an integral controller:
-        # gain < 1 keeps it from ringing).
-        eta_sq = eta_p * eta_p
-        drift_norm = xp.sqrt(dot(xp, s.drift, s.drift))
-        scale = xp.minimum(eta_sq, safe_divide(xp, cap * eta_p, drift_norm))
-        predictor = eta_p * dir_p + scale * s.drift
-        after_corrector = s.n_consec_corr > 0
-        sum_p = xp.where(after_corrector, xp.zeros_like(eta_sq), s.eta_sq_sum) + eta_sq
-        learnt = s.drift + safe_divide(xp, gain, s.eta_sq_sum) * delta
-        drift = xp.where(on, s.drift, learnt)
-        return predictor, drift, xp.where(on, sum_p, s.eta_sq_sum)
+    # Each branch returns the fields it changes, the same keys in both: the displacement
+    # "delta", then WalkState fields. Vector work is kept to few passes over θ: scalars are
+    # formed first, then each vector is touched once (the step runs at the floor of one
+    # gradient on big nets).
 
-    def step(s: WalkState) -> WalkState:
-        xp = namespace(s.theta)
-        dev = s.loss - s.level
-        on = dev * dev <= s.tau
-
-        # Vector work is kept to few passes over θ: scalars are formed first, then each
-        # vector is touched once (this step runs at the floor of one gradient on big nets).
-        inv_norm = inverse(xp, s.pred_norm)
-        cos_p = s.cos_p
-        eta_p = rule.update(s.eta_p, cos_p, s.has_p)
-        corr = corrector(dev, s.grad, s.grad_sq, s.dir_p, s.eta_c, s.dir_c, s.has_c)
+    def predictor_fields(xp, s: WalkState) -> dict[str, Array]:
+        eta_p = rule.update(s.eta_p, s.cos_p, s.has_p)
         # The new unit predictor direction is formed first and the step reads it, not pred:
         # then nothing reads the old pred once θ moves, and a compiled loop can overwrite it
         # in place (XLA:CPU copied pred and dir_p every step when the step read pred).
-        dir_p = xp.where(on, inv_norm * s.pred, s.dir_p)
+        dir_p = inverse(xp, s.pred_norm) * s.pred
+        delta, drift, eta_sq_sum = eta_p * dir_p, s.drift, s.eta_sq_sum
         if compensate:
-            predictor, drift, eta_sq_sum = _compensated(xp, s, on, eta_p, dir_p, corr.delta)
-        else:
-            predictor, drift, eta_sq_sum = eta_p * dir_p, s.drift, s.eta_sq_sum
-        theta = s.theta + xp.where(on, predictor, corr.delta)
-
-        is_p = xp.astype(on, s.n_predictor.dtype)
-        n_predictor = s.n_predictor + is_p
-        point = evaluate(theta, n_predictor)
-
-        reversed_ = s.has_p & (cos_p < 0)
+            # The predictor's excursion off the level set comes back step after step (the
+            # level set curves the same way for a while), so each predictor step adds
+            # η_p²·drift, the correction learnt so far per unit η_p² (see
+            # corrector_fields), at most cap·η_p long: a stale drift must not swamp the
+            # tangent step.
+            eta_sq = eta_p * eta_p
+            drift_norm = xp.sqrt(dot(xp, s.drift, s.drift))
+            delta = delta + xp.minimum(eta_sq, safe_divide(xp, cap * eta_p, drift_norm)) * drift
+            after_corrector = s.n_consec_corr > 0
+            eta_sq_sum = xp.where(after_corrector, xp.zeros_like(eta_sq), s.eta_sq_sum) + eta_sq
         # Reversals at the step floor are counted, never reset: near an optimum a walk at
         # its floor can settle into a two-step cycle (reverse, then one step on) that
         # would reset a count of consecutive reversals forever.
-        stall = s.n_stall + xp.astype(reversed_ & (eta_p <= floor), s.n_stall.dtype)
+        stalled = s.has_p & (s.cos_p < 0) & (eta_p <= floor)
+        return {
+            "delta": delta,
+            "eta_p": eta_p,
+            "eta_c": s.eta_c,
+            "dir_p": dir_p,
+            "dir_c": s.dir_c,
+            "n_stall": s.n_stall + xp.astype(stalled, s.n_stall.dtype),
+            "max_step": xp.maximum(s.max_step, eta_p),
+            "drift": drift,
+            "eta_sq_sum": eta_sq_sum,
+        }
+
+    def corrector_fields(xp, s: WalkState) -> dict[str, Array]:
+        corr = corrector(s.loss - s.level, s.grad, s.grad_sq, s.dir_p, s.eta_c, s.dir_c, s.has_c)
+        drift = s.drift
+        if compensate:
+            # The corrector steps that undo the predictor's excursion point the same way
+            # series after series, so each corrector step δ teaches the drift gain·δ/Ση_p²
+            # over the predictor steps it is undoing (an integral controller: gain < 1
+            # keeps it from ringing).
+            drift = s.drift + safe_divide(xp, gain, s.eta_sq_sum) * corr.delta
+        eta_p = s.eta_p
         if scheme.reset_after_corrector:
-            eta_p_off = xp.full_like(s.eta_p, rule.eta_min)
+            eta_p = xp.full_like(s.eta_p, rule.eta_min)
+        return {
+            "delta": corr.delta,
+            "eta_p": eta_p,
+            "eta_c": corr.eta,
+            "dir_p": s.dir_p,
+            "dir_c": corr.direction,
+            "n_stall": s.n_stall,
+            "max_step": s.max_step,
+            "drift": drift,
+            "eta_sq_sum": s.eta_sq_sum,
+        }
+
+    def step(s: WalkState, on: bool | None = None) -> WalkState:
+        xp = namespace(s.theta)
+        if on is None:
+            dev = s.loss - s.level
+            on_arr = dev * dev <= s.tau
+            p, c = predictor_fields(xp, s), corrector_fields(xp, s)
+            # Fields a branch leaves as they were (Newton's dir_c) need no select.
+            f = {k: p[k] if p[k] is c[k] else xp.where(on_arr, p[k], c[k]) for k in p}
+            f["has_p"], f["has_c"] = s.has_p | on_arr, s.has_c | ~on_arr
+            is_p = xp.astype(on_arr, s.n_predictor.dtype)
         else:
-            eta_p_off = s.eta_p
+            f = predictor_fields(xp, s) if on else corrector_fields(xp, s)
+            true = xp.ones_like(s.has_p)
+            f["has_p"], f["has_c"] = (true, s.has_c) if on else (s.has_p, true)
+            is_p = 1 if on else 0
+
+        theta = s.theta + f.pop("delta")
+        n_predictor = s.n_predictor + is_p
+        point = evaluate(theta, n_predictor)
         return WalkState(
             theta=theta,
             **point._asdict(),
             level=s.level,
             tau=s.tau,
-            eta_p=xp.where(on, eta_p, eta_p_off),
-            eta_c=xp.where(on, s.eta_c, corr.eta),
-            dir_p=dir_p,
-            # Correctors without a direction of their own (Newton) hand back dir_c itself.
-            dir_c=s.dir_c if corr.direction is s.dir_c else xp.where(on, s.dir_c, corr.direction),
-            has_p=s.has_p | on,
-            has_c=s.has_c | ~on,
+            **f,
             n_predictor=n_predictor,
             n_corrector=s.n_corrector + (1 - is_p),
             n_evals=s.n_evals + 1,
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
-            n_stall=xp.where(on, stall, s.n_stall),
-            cos_p=cos_between(xp, point.pred, point.pred_norm, dir_p),
+            cos_p=cos_between(xp, point.pred, point.pred_norm, f["dir_p"]),
             max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
-            max_step=xp.where(on, xp.maximum(s.max_step, eta_p), s.max_step),
-            drift=drift,
-            eta_sq_sum=eta_sq_sum,
         )
 
     return step

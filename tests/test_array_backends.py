@@ -118,6 +118,7 @@ def test_registered_namespaces_answer_for_their_types_only(monkeypatch):
 
     marker = object()
     monkeypatch.setattr(_array, "_EXTRA_NAMESPACES", [])
+    monkeypatch.setattr(_array, "_BY_TYPE", {})
     _array.register_namespace(Wrapped, marker)
     _array.register_namespace(Wrapped, marker)  # registering twice keeps one entry
     assert len(_array._EXTRA_NAMESPACES) == 1

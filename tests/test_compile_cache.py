@@ -17,7 +17,8 @@ TOP = np.array([0.0, 1.0])
 
 
 class Counting(Circle):
-    """The circle with a ``compile_step`` hook that counts its calls (and compiles nothing)."""
+    """The circle with a ``compile_step`` hook that counts its calls and wraps the step in a
+    new function, as a compiler does (compiling nothing)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -25,6 +26,14 @@ class Counting(Circle):
 
     def compile_step(self, step: Any) -> Any:
         self.compiled += 1
+        return lambda state: step(state)
+
+
+class HandsBack(Circle):
+    """The circle with a ``compile_step`` hook that hands the step back (an eager PyTorch
+    problem's hook does)."""
+
+    def compile_step(self, step: Any) -> Any:
         return step
 
 
@@ -152,3 +161,32 @@ def test_the_look_is_fused_into_the_compiled_step(monkeypatch):
     assert fused.stop_reason == plain.stop_reason == "max_steps"
     assert (fused.n_predictor, fused.n_corrector) == (plain.n_predictor, plain.n_corrector)
     np.testing.assert_array_equal(fused.theta, plain.theta)
+
+
+def test_a_step_handed_back_runs_plain_and_is_told_its_branch(monkeypatch):
+    """A hook that compiles nothing gets the plain driver: each step is told its branch (the
+    host look's ``on`` at the state it starts from); the walk is the one without the hook."""
+    from manifoldwalk import driver
+
+    calls: list[tuple[bool | None, bool]] = []
+    make_step = driver.make_step
+
+    def spying(problem, direction, scheme):
+        step = make_step(problem, direction, scheme)
+
+        def spy(s, on=None):
+            dev = float(s.loss - s.level)
+            calls.append((on, dev * dev <= float(s.tau)))
+            return step(s, on)
+
+        return spy
+
+    monkeypatch.setattr(driver, "make_step", spying)
+    told = mw.walk(HandsBack(), TOP, scheme="paper", max_steps=30)
+    assert len(calls) == told.n_predictor + told.n_corrector
+    assert all(on is truth for on, truth in calls)  # told, and told right
+    assert {truth for _, truth in calls} == {True, False}  # both branches taken
+    monkeypatch.setattr(driver, "make_step", make_step)
+    plain = mw.walk(Circle(), TOP, scheme="paper", max_steps=30)
+    assert (told.n_predictor, told.n_corrector) == (plain.n_predictor, plain.n_corrector)
+    np.testing.assert_array_equal(told.theta, plain.theta)
