@@ -1,0 +1,179 @@
+"""The eager driver's step over its floor, on small problems and PyTorch nets (not a test).
+
+The eager driver (``walk(problem, theta0)`` without ``steps_per_sync``) runs the engine's step
+as Python calls on the arrays: on an analytic problem or a small net its scalar bookkeeping
+costs as much as the problem's own gradient. This times, interleaved round by round:
+
+- ``numpy sphere``: the nearest point on the unit sphere in 10 dimensions (the walk properties'
+  problem, ``QuadricDistance``), ``scheme="paper"`` from a fixed start for a fixed number of
+  steps: microseconds per step with history at every predictor step (``record_every=1``, the
+  default) and without (``record_every`` beyond the walk), over the problem's own
+  ``loss_and_grad`` (the floor);
+- ``torch <net>``: one eager-driver step of an eager PyTorch problem (``scheme="paper"`` and the
+  default) as ``walk`` runs it, the stop rules' host look included, over the adapter's
+  ``loss_and_grad`` (the floor): the Iris-sized FF net (4-100-100-100-3 tanh, 120 examples,
+  float64: what ``manifoldwalk reproduce iris-ff`` walks) and MNIST-FF (784-100-100-100-10,
+  1000 random examples, float32); one intra-op thread.
+
+``--root DIR`` imports ``manifoldwalk`` (and its adapters) from another checkout, so that two
+versions are compared by running this script on each in turn (a ``git worktree`` of the older
+commit): ``python benchmarks/eager_step.py --root /tmp/old``.
+
+    python benchmarks/eager_step.py [--reps 30] [--root DIR] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parents[1]
+
+SPHERE_STEPS = 3000
+"""Steps of each timed numpy walk (a round times one walk per variant)."""
+
+
+def _paired(times: dict[str, list[float]], floor: str) -> dict[str, float]:
+    return {
+        k: statistics.median(t / f for t, f in zip(ts, times[floor], strict=True))
+        for k, ts in times.items()
+    }
+
+
+def _interleave(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, list[float]]:
+    for fn in fns.values():  # warm up
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def numpy_rows(reps: int) -> list[dict[str, Any]]:
+    """The numpy sphere walk, per step, with and without history, over its floor."""
+    import numpy as np
+
+    import manifoldwalk as mw
+    from manifoldwalk.problems import QuadricDistance
+
+    rng = np.random.default_rng(0)
+    problem = QuadricDistance(np.eye(10), rng.standard_normal(10) * 2.0)
+    x0 = problem.point_on_level(rng.standard_normal(10), 1.0)
+    options = dict(
+        scheme="paper",
+        max_steps=10**9,
+        max_total_steps=SPHERE_STEPS,
+        kkt_tol=0.0,
+        stall_patience=10**9,
+    )
+
+    def walk(record_every: int) -> Callable[[], Any]:
+        return lambda: mw.walk(problem, x0, record_every=record_every, **options)
+
+    def floor() -> None:
+        for _ in range(SPHERE_STEPS):
+            problem.loss_and_grad(x0)
+
+    result = walk(1)()
+    assert result.n_predictor + result.n_corrector == SPHERE_STEPS, result.message
+    fns = {"floor": floor, "walk, history every step": walk(1), "walk, no history": walk(10**9)}
+    times = _interleave(fns, reps)
+    paired = _paired(times, "floor")
+    return [
+        {
+            "problem": "numpy sphere, dim 10, paper",
+            "row": k,
+            "us_per_step": statistics.median(t) / SPHERE_STEPS * 1e6,
+            "over_floor": paired[k],
+        }
+        for k, t in times.items()
+    ]
+
+
+def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
+    """One eager-driver step of an eager PyTorch problem over its ``loss_and_grad``."""
+    import numpy as np
+    import torch
+    from manifoldwalk_torch import experiment as backend
+
+    from manifoldwalk.driver import _advance, prepare_walk
+
+    shape, n_out, n_examples, dtype = {
+        "iris-ff": ((4,), 3, 120, "float64"),
+        "mnist-ff": ((784,), 10, 1000, "float32"),
+    }[net]
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(n_examples, *shape)).astype(dtype)
+    y = rng.integers(0, n_out, size=n_examples)
+    model = backend.build_net("ff", shape, n_out, seed=0, dtype=dtype)
+    p = backend.make_problem(model, x, y, task="classification")
+
+    def eager_step(scheme: str) -> Callable[[], None]:
+        run = prepare_walk(
+            p, p.theta0, scheme=scheme, max_steps=10**9, record_every=10**9, kkt_tol=0.0
+        )
+        advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
+        told = len(inspect.signature(advance).parameters) > 1  # older versions: no branch
+        box: dict[str, Any] = {"s": run.state, "on": None}
+
+        def one() -> None:
+            if told:
+                box["s"], v = advance(box["s"], box["on"])
+                box["on"] = v["on"]
+            else:
+                box["s"], _ = advance(box["s"])
+
+        return one
+
+    fns = {"floor": lambda: p.loss_and_grad(p.theta0)}
+    fns |= {f"step, {s}": eager_step(s) for s in ("paper", "default")}
+    times = _interleave(fns, reps)
+    paired = _paired(times, "floor")
+    return [
+        {
+            "problem": f"torch {net}, {n_examples} examples, {dtype}",
+            "row": k,
+            "us_per_step": statistics.median(t) * 1e6,
+            "over_floor": paired[k],
+        }
+        for k, t in times.items()
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the rows and print them (and write them as JSON with ``--json``)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=30, help="interleaved rounds (default 30)")
+    ap.add_argument("--root", type=Path, default=HERE, help="the checkout to import from")
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args(argv)
+    root = args.root.resolve()
+    sys.path[:0] = [str(root), str(root / "adapters")]
+
+    import manifoldwalk
+
+    print(f"manifoldwalk from {Path(manifoldwalk.__file__).parent}")
+    rows = numpy_rows(max(args.reps // 3, 5))
+    for net in ("iris-ff", "mnist-ff"):
+        rows += torch_rows(net, args.reps)
+    print("| problem | row | µs per step | / floor (paired) |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['problem']} | {r['row']} | {r['us_per_step']:.1f} | {r['over_floor']:.3f} |")
+    if args.json:
+        args.json.write_text(json.dumps({"root": str(root), "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
