@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
     root = args.root.resolve()
+    # An editable install's finder answers before sys.path: drop it so that --root decides.
+    sys.meta_path = [
+        f for f in sys.meta_path if not getattr(f, "__module__", "").startswith("__editable__")
+    ]
     sys.path[:0] = [str(root), str(root / "adapters")]
 
     import manifoldwalk
