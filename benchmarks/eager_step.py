@@ -29,34 +29,18 @@ import inspect
 import json
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE / "benchmarks"))
+
+from adapter_overhead import time_interleaved  # noqa: E402
+from perf import paired_ratios  # noqa: E402
 
 SPHERE_STEPS = 3000
 """Steps of each timed numpy walk (a round times one walk per variant)."""
-
-
-def _paired(times: dict[str, list[float]], floor: str) -> dict[str, float]:
-    return {
-        k: statistics.median(t / f for t, f in zip(ts, times[floor], strict=True))
-        for k, ts in times.items()
-    }
-
-
-def _interleave(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, list[float]]:
-    for fn in fns.values():  # warm up
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return times
 
 
 def numpy_rows(reps: int) -> list[dict[str, Any]]:
@@ -87,8 +71,8 @@ def numpy_rows(reps: int) -> list[dict[str, Any]]:
     result = walk(1)()
     assert result.n_predictor + result.n_corrector == SPHERE_STEPS, result.message
     fns = {"floor": floor, "walk, history every step": walk(1), "walk, no history": walk(10**9)}
-    times = _interleave(fns, reps)
-    paired = _paired(times, "floor")
+    times = time_interleaved(fns, reps, warmup=1)
+    paired = paired_ratios(times)
     return [
         {
             "problem": "numpy sphere, dim 10, paper",
@@ -138,8 +122,8 @@ def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
 
     fns = {"floor": lambda: p.loss_and_grad(p.theta0)}
     fns |= {f"step, {s}": eager_step(s) for s in ("paper", "default")}
-    times = _interleave(fns, reps)
-    paired = _paired(times, "floor")
+    times = time_interleaved(fns, reps, warmup=1)
+    paired = paired_ratios(times)
     return [
         {
             "problem": f"torch {net}, {n_examples} examples, {dtype}",
