@@ -77,25 +77,17 @@ def walk_step(problem: Any) -> tuple[Callable[[Any], Any], Any]:
     return mw.make_step(problem, direction, scheme), state
 
 
-def chunked_walk(
-    problem: Any,
-    k: int,
-    scheme: str = "default",
-    m: int = 1,
-    adapt: Callable[[Any], Any] | None = None,
-) -> Callable[[], Any]:
+def chunked_walk(problem: Any, k: int, scheme: str = "default", m: int = 1) -> Callable[[], Any]:
     """One chunk of ``walk(problem, θ0, steps_per_sync=k, scheme=scheme,
     steps_per_iteration=m)`` (k steps, one host sync), timed from the same start each call; the
     function's ``steps`` attribute is k, so that its time is reported per step. No stop rule
-    can fire (unbounded budgets). ``adapt`` changes the device loop before it is compiled (a
-    variant to compare)."""
+    can fire (unbounded budgets)."""
     from manifoldwalk.driver import prepare_walk
 
     options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
     prepared = prepare_walk(problem, problem.theta0, scheme=scheme, **options)
     host = prepared.host(k, steps_per_iteration=m)
-    loop = host.loop if adapt is None else adapt(host.loop)
-    chunk = problem.compile_loop(loop)
+    chunk = problem.compile_loop(host.loop)
 
     def run() -> Any:
         out = chunk(host.carry)

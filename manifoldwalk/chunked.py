@@ -53,10 +53,6 @@ A compiled loop computes the row only when it is due (``lax.cond`` in JAX)."""
 WhileLoop = Callable[[Callable[[Any], Array], Callable[[Any], Any], Any], Any]
 """``while_loop(cond, body, init) -> final`` (the signature of ``jax.lax.while_loop``)."""
 
-Branch = Callable[[Array, Callable[[Any], Any], Callable[[Any], Any], Any], Any]
-"""``branch(pred, if_true, if_false, operand) -> if_true(operand) or if_false(operand)``,
-running only the side ``pred`` picks (the signature of ``jax.lax.cond``)."""
-
 
 class Carry(NamedTuple):
     """What a chunk carries on the device; all fields are arrays.
@@ -195,23 +191,9 @@ class DeviceLoop:
         most K) steps were taken."""
         return (c.code == 0) & ~c.pause & (c.n_done < c.n_limit)
 
-    def body(self, c: Carry, put: Put, branch: Branch | None = None) -> Carry:
-        """One walk step, then :meth:`examine` the new state.
-
-        With ``branch`` (a framework's conditional) the step forms only the side it takes,
-        predictor or corrector, as the eager driver's told step does; without, it forms both
-        and selects (branch-free, for a GPU, where a conditional's predicate is read on the
-        host, and for masked steps).
-        """
-        s = c.state
-        if branch is None:
-            s = self.step(s)
-        else:
-            dev = s.loss - s.level
-            s = branch(
-                dev * dev <= s.tau, lambda s: self.step(s, True), lambda s: self.step(s, False), s
-            )
-        return self.examine(c._replace(state=s, n_done=c.n_done + 1), put)
+    def body(self, c: Carry, put: Put) -> Carry:
+        """One walk step, then :meth:`examine` the new state."""
+        return self.examine(c._replace(state=self.step(c.state), n_done=c.n_done + 1), put)
 
     def masked_body(self, c: Carry, put: Put) -> Carry:
         """:meth:`body` where :meth:`cond` holds at ``c``; else ``c``'s values, unchanged.
@@ -233,27 +215,25 @@ class DeviceLoop:
             )
         )
 
-    def iteration(self, c: Carry, put: Put, branch: Branch | None = None) -> Carry:
-        """One iteration of the chunk's ``while_loop``: :meth:`body` (its step under
-        ``branch`` where given), then M − 1 masked steps.
+    def iteration(self, c: Carry, put: Put) -> Carry:
+        """One iteration of the chunk's ``while_loop``: :meth:`body`, then M − 1 masked steps.
 
         A loop enters an iteration only where :meth:`cond` holds (a batched loop keeps the old
         carry of a lane where it does not), so the first step needs no mask.
         """
-        c = self.body(c, put, branch)
+        c = self.body(c, put)
         for _ in range(self.steps_per_iteration - 1):
             c = self.masked_body(c, put)
         return c
 
-    def run(self, c: Carry, put: Put, while_loop: WhileLoop, branch: Branch | None = None) -> Carry:
+    def run(self, c: Carry, put: Put, while_loop: WhileLoop) -> Carry:
         """The whole chunk: iterate while :meth:`cond` holds, from an examined carry, then
         :meth:`finish`.
 
         Every carry a chunk returns is examined at its state; the host examines the first
-        one (:class:`ChunkHost`), so a chunk never looks at its entry state again. ``branch``:
-        see :meth:`body`.
+        one (:class:`ChunkHost`), so a chunk never looks at its entry state again.
         """
-        return self.finish(while_loop(self.cond, lambda c: self.iteration(c, put, branch), c))
+        return self.finish(while_loop(self.cond, lambda c: self.iteration(c, put), c))
 
     def cache_key(self) -> Hashable | None:
         """A hashable description of everything a traced chunk of this loop closes over.

@@ -56,15 +56,9 @@ def put_select(
 
 
 def run_chunk(loop: DeviceLoop, carry: Carry) -> Carry:
-    """``loop.run`` in ``lax.while_loop``.
-
-    M = 1: rows by :func:`put_row`, and each step under ``lax.cond``, so a predictor step
-    skips the corrector's vector work and the selects between the two (and the reverse).
-    M > 1: branch-free, rows by :func:`put_select` and both sides of each step selected.
-    """
-    if loop.steps_per_iteration == 1:
-        return loop.run(carry, put_row, lax.while_loop, lax.cond)
-    return loop.run(carry, put_select, lax.while_loop)
+    """``loop.run`` in ``lax.while_loop``: rows by :func:`put_row` (M = 1) or :func:`put_select`."""
+    put = put_row if loop.steps_per_iteration == 1 else put_select
+    return loop.run(carry, put, lax.while_loop)
 
 
 def compile_loop(

@@ -28,11 +28,6 @@ def put_row(buffer: tf.Tensor, i: tf.Tensor, due: tf.Tensor, make_row: Callable)
     return tf.cond(due, write, lambda: buffer)
 
 
-def branch(pred: tf.Tensor, if_true: Callable, if_false: Callable, operand: object) -> object:
-    """``tf.cond`` with ``jax.lax.cond``'s signature (a :data:`~manifoldwalk.chunked.Branch`)."""
-    return tf.cond(pred, lambda: if_true(operand), lambda: if_false(operand))
-
-
 def chunk_runner(loop: DeviceLoop) -> Callable[[Carry], Carry]:
     """One chunk of ``loop`` (at most K steps) as an XLA-compiled function ``carry -> carry``.
 
@@ -47,12 +42,8 @@ def chunk_runner(loop: DeviceLoop) -> Callable[[Carry], Carry]:
         (final,) = tf.while_loop(cond, lambda c: (body(c),), (init,), maximum_iterations=loop.steps)
         return final
 
-    # M = 1: each step under tf.cond forms only the predictor or the corrector; M > 1 stays
-    # branch-free in its steps, as JAX's chunk does for a GPU.
-    step_branch = branch if loop.steps_per_iteration == 1 else None
-
-    @tf.function(jit_compile=True, autograph=False)  # explicit tf.cond: nothing to convert
+    @tf.function(jit_compile=True, autograph=False)  # branch-free: nothing to convert
     def chunk(carry: Carry) -> Carry:
-        return loop.run(carry, put_row, while_loop, step_branch)
+        return loop.run(carry, put_row, while_loop)
 
     return chunk
