@@ -133,8 +133,9 @@ def angle_between(xp: Any, u: Array, v: Array) -> Array:
     Uses ``2·atan2(‖û − v̂‖, ‖û + v̂‖)``, which keeps full precision where ``acos``
     of the cosine loses half the digits. Returns 0 where either vector is zero.
     """
-    uh = safe_divide(xp, u, norm(xp, u))
-    vh = safe_divide(xp, v, norm(xp, v))
+    # Scaled by a 0-d inverse: one vector multiply each, no vector select.
+    uh = u * inverse(xp, norm(xp, u))
+    vh = v * inverse(xp, norm(xp, v))
     return 2.0 * xp.atan2(norm(xp, uh - vh), norm(xp, uh + vh))
 
 

@@ -56,8 +56,8 @@ def _common_type(a: Any, b: Any) -> type | None:
 
 
 class NumpyNamespace:
-    """``array_api_compat.numpy`` with 0-d fast paths for ``where``, ``astype`` and the
-    ``*_like`` constructors, and ``matmul`` of two arrays of one dtype without the
+    """``array_api_compat.numpy`` with 0-d fast paths for ``where``, ``astype``, ``reshape``
+    and the ``*_like`` constructors, and ``matmul`` of two arrays of one dtype without the
     compatibility wrapper. Every other name is ``array_api_compat.numpy``'s."""
 
     def __getattr__(self, name: str) -> Any:
@@ -95,6 +95,12 @@ class NumpyNamespace:
         if s is not None and isinstance(s, np.generic) and not kwargs:
             return type(s)(fill_value)
         return _base.full_like(x, fill_value, **kwargs)
+
+    def reshape(self, x: Any, /, shape: tuple[int, ...], **kwargs: Any) -> Any:
+        """``reshape`` (array API); a numpy scalar, as it is, reshaped to ``()``."""
+        if shape == () and isinstance(x, np.generic) and not kwargs:
+            return x
+        return _base.reshape(x, shape, **kwargs)
 
     def matmul(self, x1: Any, x2: Any, /) -> Any:
         """``matmul`` (array API); numpy's own where both arrays have one dtype."""

@@ -59,6 +59,13 @@ def test_constructors_match_array_api_compat(x, fill):
     _same(NUMPY.full_like(x, fill), base.full_like(x, fill))
 
 
+@given(x=scalars(), shape=st.sampled_from([(), (1,), (1, 1)]))
+def test_reshape_matches_array_api_compat(x, shape):
+    if isinstance(x, bool | int | float):
+        x = np.asarray(x)
+    _same(NUMPY.reshape(x, shape), base.reshape(x, shape))
+
+
 @given(
     n=st.integers(0, 6),
     dtypes=st.tuples(st.sampled_from(NUMPY_TYPES[1:]), st.sampled_from(NUMPY_TYPES[1:])),
