@@ -119,7 +119,9 @@ def train(
     else:
         y = torch.as_tensor(y_np, dtype=first.dtype, device=first.device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=ADAM_EPS)
+    # foreach: one multi-tensor update instead of a Python loop over the parameters (the
+    # default on a GPU, not on a CPU); the same values bit for bit, unlike fused=True.
+    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=ADAM_EPS, foreach=True)
     rng = np.random.default_rng(seed)
     result = TrainResult(model=model, n_train=n)
     model.train()
