@@ -37,7 +37,7 @@ HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "benchmarks"))
 
 from adapter_overhead import time_interleaved  # noqa: E402
-from perf import paired_ratios  # noqa: E402
+from perf import eager_driver_step, paired_ratios  # noqa: E402
 
 SPHERE_STEPS = 3000
 """Steps of each timed numpy walk (a round times one walk per variant)."""
@@ -108,15 +108,12 @@ def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
             p, p.theta0, scheme=scheme, max_steps=10**9, record_every=10**9, kkt_tol=0.0
         )
         advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
-        told = len(inspect.signature(advance).parameters) > 1  # older versions: no branch
-        box: dict[str, Any] = {"s": run.state, "on": None}
+        if len(inspect.signature(advance).parameters) > 1:
+            return eager_driver_step(run)  # the step told its branch, as walk() runs it
+        box: dict[str, Any] = {"s": run.state}  # a checkout before c4162bb: no branch
 
         def one() -> None:
-            if told:
-                box["s"], v = advance(box["s"], box["on"])
-                box["on"] = v["on"]
-            else:
-                box["s"], _ = advance(box["s"])
+            box["s"], _ = advance(box["s"])
 
         return one
 
