@@ -88,7 +88,8 @@ def as_scalar(value: Any, like: Array) -> Array:
     if isinstance(value, int | float) and not hasattr(value, "dtype"):
         return scalar_like(float(value), like)
     xp = namespace(like)
-    return xp.astype(xp.reshape(value, ()), like.dtype)
+    # No copy: the state keeps what the problem returned, as it keeps the gradient.
+    return xp.astype(xp.reshape(value, ()), like.dtype, copy=False)
 
 
 def make_evaluate(problem: Problem, direction: Direction) -> Callable[[Array, Array], PointData]:

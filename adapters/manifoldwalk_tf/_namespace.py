@@ -84,8 +84,8 @@ class TensorFlowNamespace:
         return tf.range(stop, dtype=dtype or tf.int64)
 
     @staticmethod
-    def astype(x: tf.Tensor, dtype: Any) -> tf.Tensor:
-        """``x`` cast to ``dtype``."""
+    def astype(x: tf.Tensor, dtype: Any, copy: bool = True) -> tf.Tensor:
+        """``x`` cast to ``dtype`` (``copy`` is ignored: tensors are immutable)."""
         return tf.cast(x, dtype)
 
     @staticmethod

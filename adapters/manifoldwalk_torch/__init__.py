@@ -15,6 +15,9 @@ try:
 except ImportError as err:  # exercised by a test that hides torch
     raise ImportError("manifoldwalk_torch needs PyTorch: pip install manifoldwalk[torch]") from err
 
+from manifoldwalk_torch._namespace import register as _register_namespace
 from manifoldwalk_torch.problem import TorchProblem, from_model
+
+_register_namespace()  # the core's namespace(x) for torch tensors: fast paths, same values
 
 __all__ = ["TorchProblem", "from_model"]
