@@ -3,9 +3,14 @@
 The eager PyTorch walk step calls the array-API namespace about a hundred times per step, most
 often on 0-d tensors. This times, for each call the adapter's :data:`TORCH` answers with torch
 directly, microseconds per call through ``array_api_compat.torch`` and through :data:`TORCH`
-(medians of interleaved rounds, one intra-op thread) and their ratio:
+(medians of interleaved rounds, one intra-op thread) and their ratio; then one eager-driver step
+of an eager PyTorch problem (``scheme="paper"`` and the default, as ``walk`` runs it) with the
+core's ``namespace()`` answering ``array_api_compat.torch`` and with it answering :data:`TORCH`,
+interleaved round by round in one process, over the problem's ``loss_and_grad`` (the floor): the
+Iris-sized FF net (4-100-100-100-3 tanh, 120 examples, float64) and MNIST-FF (784-100-100-100-10,
+1000 random examples, float32):
 
-    python benchmarks/torch_namespace.py [--reps 15] [--n 99710]
+    python benchmarks/torch_namespace.py [--reps 15] [--n 99710] [--step-reps 30]
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "adapters")]
+HERE = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(HERE / "adapters"), str(HERE / "benchmarks")]
 
 
 def calls(n: int) -> dict[str, Callable[[Any], Any]]:
@@ -46,11 +52,73 @@ def time_call(fn: Callable[[Any], Any], xp: Any, number: int) -> float:
     return (time.perf_counter() - t) / number * 1e6
 
 
+def use(xp: Any) -> None:
+    """Make the core's ``namespace()`` answer ``xp`` for torch tensors from now on."""
+    import torch
+
+    from manifoldwalk import _array
+
+    _array._EXTRA_NAMESPACES[:] = [e for e in _array._EXTRA_NAMESPACES if e[0] is not torch.Tensor]
+    _array.register_namespace(torch.Tensor, xp)
+
+
+def step_rows(net: str, reps: int) -> list[str]:
+    """The eager driver's step through each namespace over the floor (paired medians)."""
+    import array_api_compat.torch as compat
+    import numpy as np
+    from adapter_overhead import time_interleaved
+    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch._namespace import TORCH
+    from perf import eager_driver_step, paired_ratios
+
+    from manifoldwalk.driver import prepare_walk
+
+    shape, n_out, n_examples, dtype = {
+        "iris-ff": ((4,), 3, 120, "float64"),
+        "mnist-ff": ((784,), 10, 1000, "float32"),
+    }[net]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(n_examples, *shape)).astype(dtype)
+    y = rng.integers(0, n_out, size=n_examples)
+    model = backend.build_net("ff", shape, n_out, seed=0, dtype=dtype)
+    p = backend.make_problem(model, x, y, task="classification")
+
+    def step(scheme: str, xp: Any) -> Callable[[], None]:
+        run = prepare_walk(
+            p, p.theta0, scheme=scheme, max_steps=10**9, record_every=10**9, kkt_tol=0.0
+        )
+        one = eager_driver_step(run)
+
+        def timed() -> None:
+            use(xp)
+            one()
+
+        return timed
+
+    fns: dict[str, Callable[[], Any]] = {"floor": lambda: p.loss_and_grad(p.theta0)}
+    for scheme in ("paper", "default"):
+        fns[f"{scheme}, compat"] = step(scheme, compat)
+        fns[f"{scheme}, TORCH"] = step(scheme, TORCH)
+    times = time_interleaved(fns, reps, warmup=3)
+    paired = paired_ratios(times)
+    use(TORCH)
+    rows = []
+    for scheme in ("paper", "default"):
+        theirs, ours = times[f"{scheme}, compat"], times[f"{scheme}, TORCH"]
+        gain = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
+        rows.append(
+            f"| {net}, {dtype} | {scheme} | {statistics.median(times['floor']) * 1e6:.0f} | "
+            f"{paired[f'{scheme}, compat']:.3f} | {paired[f'{scheme}, TORCH']:.3f} | {gain:.3f} |"
+        )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print one row per call: compat µs, ours µs, ours over compat (medians)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=15, help="interleaved rounds (default 15)")
     ap.add_argument("--n", type=int, default=99_710, help="vector length for matmul")
+    ap.add_argument("--step-reps", type=int, default=30, help="rounds of the step rows")
     args = ap.parse_args(argv)
 
     import array_api_compat.torch as compat
@@ -70,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         paired = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
         row = f"| {name} | {statistics.median(theirs):.2f} | {statistics.median(ours):.2f} |"
         print(f"{row} {paired:.2f} |")
+    print(
+        "\n| net | scheme | floor µs | step / floor, compat | step / floor, TORCH | TORCH / compat |"
+    )
+    print("|---|---|---|---|---|---|")
+    for net in ("iris-ff", "mnist-ff"):
+        print("\n".join(step_rows(net, args.step_reps)), flush=True)
     return 0
 
 
