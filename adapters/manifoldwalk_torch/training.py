@@ -47,12 +47,31 @@ def penalty(model: nn.Module, reg: str = "l2") -> torch.Tensor:
     Raises:
         ValueError: If ``reg`` is unknown.
     """
+    params = _penalised([p for p in model.parameters() if p.requires_grad], reg)
+    return sum((p.square().sum() for p in params), torch.zeros((), device=params[0].device))
+
+
+def _penalised(params: list[nn.Parameter], reg: str) -> list[nn.Parameter]:
+    """The parameters R sums over (see :func:`penalty`); raises ValueError for an unknown reg."""
     if reg not in _REGS:
         raise ValueError(f"reg must be one of {_REGS}, got {reg!r}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if reg == "l2-weights":
-        params = [p for p in params if p.ndim >= 2]
-    return sum((p.square().sum() for p in params), torch.zeros((), device=params[0].device))
+    return [p for p in params if p.ndim >= 2] if reg == "l2-weights" else params
+
+
+def _add_penalty_grad(params: list[nn.Parameter], weight_decay: float) -> None:
+    """Add ∇(λ·R) = 2λp to each penalised parameter's gradient after ``backward()``.
+
+    The same values bit for bit as backpropagating ``loss + λ·penalty(model)`` (autograd forms
+    λ·(2p) and adds it to the data gradient, one rounding each, as here; tested), without
+    building and walking R's graph: a quarter of an Adam step on the Iris-sized net.
+    """
+    two_lam = 2.0 * weight_decay
+    for p in params:
+        g = p.detach() * two_lam
+        if p.grad is None:  # a parameter the loss does not reach
+            p.grad = g
+        else:
+            p.grad.add_(g)
 
 
 def _data_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
@@ -119,6 +138,7 @@ def train(
     else:
         y = torch.as_tensor(y_np, dtype=first.dtype, device=first.device)
     params = [p for p in model.parameters() if p.requires_grad]
+    decayed = _penalised(params, reg)
     # foreach: one multi-tensor update instead of a Python loop over the parameters (the
     # default on a GPU, not on a CPU); the same values bit for bit, unlike fused=True.
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=ADAM_EPS, foreach=True)
@@ -132,9 +152,10 @@ def train(
         for lo in range(0, n, batch_size):
             idx = order[lo : lo + batch_size]
             loss = _data_loss(model(x[idx]), y[idx], task)
-            objective = loss + weight_decay * penalty(model, reg) if weight_decay else loss
             optimizer.zero_grad(set_to_none=True)
-            objective.backward()
+            loss.backward()
+            if weight_decay:
+                _add_penalty_grad(decayed, weight_decay)
             optimizer.step()
             total += loss.detach() * len(idx)
         epoch_loss = float(total) / n

@@ -144,6 +144,43 @@ def test_huge_weight_decay_drives_norm_to_zero(iris) -> None:
     assert result.final_loss == pytest.approx(np.log(3), abs=1e-2)  # a constant predictor
 
 
+def _backprop_penalty_train(model, x, y, *, epochs, weight_decay, reg, seed) -> None:
+    """The weight-decay loop as written before: backward through ``loss + λ·penalty(model)``
+    (the reference ``train`` must match bit for bit; same Adam, shuffling and batches)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=ADAM_EPS, foreach=True)
+    rng = np.random.default_rng(seed)
+    model.train()
+    for _ in range(epochs):
+        order = torch.as_tensor(rng.permutation(len(x)))
+        for lo in range(0, len(x), 32):
+            idx = order[lo : lo + 32]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            (loss + weight_decay * penalty(model, reg)).backward()
+            opt.step()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("reg", ["l2", "l2-weights"])
+@pytest.mark.parametrize("weight_decay", [1e-3, 0.37])
+def test_weight_decay_adds_the_penalty_gradient_bit_for_bit(dtype, reg, weight_decay) -> None:
+    # train() adds 2λθ to the data gradient instead of backpropagating λ·R: the same steps.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(70, 4))
+    y = rng.integers(0, 3, size=70)
+    ours, theirs = (ff_net(4, 3, hidden=(30, 30), seed=2, dtype=dtype) for _ in range(2))
+    train(ours, (x, y), task="classification", epochs=6, weight_decay=weight_decay, reg=reg, seed=9)
+    xt = torch.as_tensor(x, dtype=dtype)
+    _backprop_penalty_train(
+        theirs, xt, torch.as_tensor(y), epochs=6, weight_decay=weight_decay, reg=reg, seed=9
+    )
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)
+    untrained = ff_net(4, 3, hidden=(30, 30), seed=2, dtype=dtype)
+    assert not torch.equal(next(ours.parameters()), next(untrained.parameters()))  # it trained
+
+
 def test_l2_weights_leaves_biases_free(iris) -> None:
     model = ff_net(4, 3, hidden=(20,), seed=0)
     with torch.no_grad():
