@@ -29,6 +29,21 @@ def _same_dtype(x1: Any, x2: Any) -> bool:
     return isinstance(x1, _Tensor) and isinstance(x2, _Tensor) and x1.dtype == x2.dtype
 
 
+def _binary(name: str) -> Any:
+    """The namespace method ``name(x1, x2)``: torch's own for two tensors of one dtype, else
+    compat's."""
+    direct, compat = getattr(torch, name), getattr(_base, name)
+
+    def method(self: Any, x1: Any, x2: Any, /) -> Any:
+        if _same_dtype(x1, x2):
+            return direct(x1, x2)
+        return compat(x1, x2)
+
+    method.__name__ = name
+    method.__doc__ = f"``{name}`` (array API)."
+    return method
+
+
 class TorchNamespace:
     """``array_api_compat.torch`` with torch's own ``where``, ``maximum``, ``minimum``,
     ``matmul`` and ``atan2`` where the operands need no promotion (see the module doc).
@@ -46,29 +61,10 @@ class TorchNamespace:
             return torch.where(condition, x1, x2)
         return _base.where(condition, x1, x2)
 
-    def maximum(self, x1: Any, x2: Any, /) -> Any:
-        """``maximum`` (array API)."""
-        if _same_dtype(x1, x2):
-            return torch.maximum(x1, x2)
-        return _base.maximum(x1, x2)
-
-    def minimum(self, x1: Any, x2: Any, /) -> Any:
-        """``minimum`` (array API)."""
-        if _same_dtype(x1, x2):
-            return torch.minimum(x1, x2)
-        return _base.minimum(x1, x2)
-
-    def matmul(self, x1: Any, x2: Any, /) -> Any:
-        """``matmul`` (array API)."""
-        if _same_dtype(x1, x2):
-            return torch.matmul(x1, x2)
-        return _base.matmul(x1, x2)
-
-    def atan2(self, x1: Any, x2: Any, /) -> Any:
-        """``atan2`` (array API)."""
-        if _same_dtype(x1, x2):
-            return torch.atan2(x1, x2)
-        return _base.atan2(x1, x2)
+    maximum = _binary("maximum")
+    minimum = _binary("minimum")
+    matmul = _binary("matmul")
+    atan2 = _binary("atan2")
 
 
 TORCH = TorchNamespace()
