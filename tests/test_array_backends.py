@@ -27,8 +27,15 @@ TO_JAX = lambda a: jnp.asarray(a, dtype=jnp.float64)  # noqa: E731
 @settings(max_examples=5)
 @given(case=ellipsoid_cases(max_dim=8))
 def test_short_walks_take_the_same_steps_in_every_array_type(scheme, case):
+    # "compensated" learns its drift as a corrector step over Ση_p², a ratio of small numbers
+    # near the optimum, so the libraries' last-bit differences (their dot products round
+    # differently) grow about 10x every 15 steps there: over 200 steps 6 of 300 comparisons
+    # (150 drawn problems, numpy against torch and jax) ended more than 1e-8 apart, over 60
+    # none (worst 1.4e-13). Its paths are compared over the horizon where rounding cannot matter.
+    max_steps = 60 if scheme == "compensated" else 200
+
     def run(theta0):
-        return mw.walk(case.problem, theta0, scheme=scheme, max_steps=200, record_every=1)
+        return mw.walk(case.problem, theta0, scheme=scheme, max_steps=max_steps, record_every=1)
 
     results = check_backends_agree(run, case.x0, [TO_NUMPY, TO_TORCH, TO_JAX], atol=1e-8)
     assert isinstance(results[1].theta, torch.Tensor) and results[1].theta.dtype == torch.float64
