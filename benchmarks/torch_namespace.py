@@ -36,7 +36,6 @@ def calls(n: int) -> dict[str, Callable[[Any], Any]]:
     v, w = torch.randn(n), torch.randn(n)
     return {
         "where(0-d bool, 0-d, 0-d)": lambda xp: xp.where(c, x, y),
-        "where(0-d bool, 0-d, 1.0)": lambda xp: xp.where(c, x, 1.0),
         "maximum(0-d, 0-d)": lambda xp: xp.maximum(x, y),
         "minimum(0-d, 0-d)": lambda xp: xp.minimum(x, y),
         "atan2(0-d, 0-d)": lambda xp: xp.atan2(x, y),
