@@ -82,6 +82,6 @@ def test_matmul_of_vectors_matches_array_api_compat(x1, x2):
     _same(_answer(TORCH.matmul, x1, x2), _answer(base.matmul, x1, x2))
 
 
-def test_other_names_are_compat_s():
+def test_other_names_come_from_compat():
     assert TORCH.sqrt is base.sqrt
     assert TORCH.astype is base.astype

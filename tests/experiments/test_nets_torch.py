@@ -145,8 +145,8 @@ def test_huge_weight_decay_drives_norm_to_zero(iris) -> None:
 
 
 def _backprop_penalty_train(model, x, y, *, epochs, weight_decay, reg, seed) -> None:
-    """The weight-decay loop as written before: backward through ``loss + λ·penalty(model)``
-    (the reference ``train`` must match bit for bit; same Adam, shuffling and batches)."""
+    """The weight-decay loop as it was written before: backward through ``loss + λ·penalty``
+    (``train`` must match it bit for bit: the same Adam, shuffling and batches)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=ADAM_EPS, foreach=True)
     rng = np.random.default_rng(seed)
