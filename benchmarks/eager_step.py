@@ -84,24 +84,32 @@ def numpy_rows(reps: int) -> list[dict[str, Any]]:
     ]
 
 
-def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
-    """One eager-driver step of an eager PyTorch problem over its ``loss_and_grad``."""
+TORCH_NETS = {"iris-ff": ((4,), 3, 120, "float64"), "mnist-ff": ((784,), 10, 1000, "float32")}
+"""Input shape, classes, examples and dtype of the PyTorch nets timed here."""
+
+
+def torch_problem(net: str) -> Any:
+    """An eager PyTorch problem of ``net`` (a key of :data:`TORCH_NETS`) on random data, with
+    one intra-op thread."""
     import numpy as np
     import torch
     from manifoldwalk_torch import experiment as backend
 
-    from manifoldwalk.driver import _advance, prepare_walk
-
-    shape, n_out, n_examples, dtype = {
-        "iris-ff": ((4,), 3, 120, "float64"),
-        "mnist-ff": ((784,), 10, 1000, "float32"),
-    }[net]
+    shape, n_out, n_examples, dtype = TORCH_NETS[net]
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(n_examples, *shape)).astype(dtype)
     y = rng.integers(0, n_out, size=n_examples)
     model = backend.build_net("ff", shape, n_out, seed=0, dtype=dtype)
-    p = backend.make_problem(model, x, y, task="classification")
+    return backend.make_problem(model, x, y, task="classification")
+
+
+def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
+    """One eager-driver step of an eager PyTorch problem over its ``loss_and_grad``."""
+    from manifoldwalk.driver import _advance, prepare_walk
+
+    _, _, n_examples, dtype = TORCH_NETS[net]
+    p = torch_problem(net)
 
     def eager_step(scheme: str) -> Callable[[], None]:
         run = prepare_walk(

@@ -88,15 +88,15 @@ class Row:
 
 
 def paired_ratios(
-    times: dict[str, list[float]], per_call: dict[str, float] | None = None
+    times: dict[str, list[float]], per_call: dict[str, float] | None = None, floor: str = "floor"
 ) -> dict[str, float]:
-    """For each key, the median over rounds of its time over ``times["floor"]``'s in the same
+    """For each key, the median over rounds of its time over ``times[floor]``'s in the same
     round, each first divided by its ``per_call`` count (steps per call; default 1)."""
     per_call = per_call or {}
-    floor = [t / per_call.get("floor", 1) for t in times["floor"]]
+    reference = [t / per_call.get(floor, 1) for t in times[floor]]
     return {
         key: statistics.median(
-            (t / per_call.get(key, 1)) / f for t, f in zip(ts, floor, strict=True)
+            (t / per_call.get(key, 1)) / f for t, f in zip(ts, reference, strict=True)
         )
         for key, ts in times.items()
     }
@@ -196,10 +196,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     per_step = {key: statistics.median(t) / steps[key] for key, t in times.items()}
     paired = paired_ratios(times, steps)
     floor = per_step["floor"] * 1e3
-    over_call_floor = statistics.median(
-        e / f
-        for e, f in zip(times["eager driver (per-step sync)"], times["floor per call"], strict=True)
-    )
+    over_call_floor = paired_ratios(times, floor="floor per call")["eager driver (per-step sync)"]
     rows = [
         Row(
             "jax",

@@ -51,36 +51,20 @@ def time_call(fn: Callable[[Any], Any], xp: Any, number: int) -> float:
     return (time.perf_counter() - t) / number * 1e6
 
 
-def use(xp: Any) -> None:
-    """Make the core's ``namespace()`` answer ``xp`` for torch tensors from now on."""
-    import torch
-
-    from manifoldwalk import _array
-
-    _array._EXTRA_NAMESPACES[:] = [e for e in _array._EXTRA_NAMESPACES if e[0] is not torch.Tensor]
-    _array.register_namespace(torch.Tensor, xp)
-
-
 def step_rows(net: str, reps: int) -> list[str]:
     """The eager driver's step through each namespace over the floor (paired medians)."""
     import array_api_compat.torch as compat
-    import numpy as np
+    import torch
     from adapter_overhead import time_interleaved
-    from manifoldwalk_torch import experiment as backend
+    from eager_step import TORCH_NETS, torch_problem
     from manifoldwalk_torch._namespace import TORCH
     from perf import eager_driver_step, paired_ratios
 
+    from manifoldwalk._array import register_namespace
     from manifoldwalk.driver import prepare_walk
 
-    shape, n_out, n_examples, dtype = {
-        "iris-ff": ((4,), 3, 120, "float64"),
-        "mnist-ff": ((784,), 10, 1000, "float32"),
-    }[net]
-    rng = np.random.default_rng(0)
-    x = rng.uniform(size=(n_examples, *shape)).astype(dtype)
-    y = rng.integers(0, n_out, size=n_examples)
-    model = backend.build_net("ff", shape, n_out, seed=0, dtype=dtype)
-    p = backend.make_problem(model, x, y, task="classification")
+    dtype = TORCH_NETS[net][3]
+    p = torch_problem(net)
 
     def step(scheme: str, xp: Any) -> Callable[[], None]:
         run = prepare_walk(
@@ -89,7 +73,7 @@ def step_rows(net: str, reps: int) -> list[str]:
         one = eager_driver_step(run)
 
         def timed() -> None:
-            use(xp)
+            register_namespace(torch.Tensor, xp)  # the core's namespace() answers xp from now
             one()
 
         return timed
@@ -100,11 +84,10 @@ def step_rows(net: str, reps: int) -> list[str]:
         fns[f"{scheme}, TORCH"] = step(scheme, TORCH)
     times = time_interleaved(fns, reps, warmup=3)
     paired = paired_ratios(times)
-    use(TORCH)
+    register_namespace(torch.Tensor, TORCH)
     rows = []
     for scheme in ("paper", "default"):
-        theirs, ours = times[f"{scheme}, compat"], times[f"{scheme}, TORCH"]
-        gain = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
+        gain = paired_ratios(times, floor=f"{scheme}, compat")[f"{scheme}, TORCH"]
         rows.append(
             f"| {net}, {dtype} | {scheme} | {statistics.median(times['floor']) * 1e6:.0f} | "
             f"{paired[f'{scheme}, compat']:.3f} | {paired[f'{scheme}, TORCH']:.3f} | {gain:.3f} |"

@@ -38,11 +38,12 @@ def register_namespace(types: type | tuple[type, ...], xp: Any) -> None:
 
     Args:
         types: the array class (or classes) ``xp`` handles, for an ``isinstance`` check.
-        xp: an object with the array-API functions the engine uses on those arrays.
+        xp: an object with the array-API functions the engine uses on those arrays. Registering
+            the same ``types`` again replaces the earlier namespace.
     """
-    if all(known != types for known, _ in _EXTRA_NAMESPACES):
-        _EXTRA_NAMESPACES.append((types, xp))
-        _BY_TYPE.clear()
+    _EXTRA_NAMESPACES[:] = [(known, ns) for known, ns in _EXTRA_NAMESPACES if known != types]
+    _EXTRA_NAMESPACES.append((types, xp))
+    _BY_TYPE.clear()
 
 
 def namespace(*arrays: Array) -> Any:

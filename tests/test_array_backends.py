@@ -131,3 +131,7 @@ def test_registered_namespaces_answer_for_their_types_only(monkeypatch):
     assert len(_array._EXTRA_NAMESPACES) == 1
     assert _array.namespace(np.zeros(3).view(Wrapped)) is marker
     assert _array.namespace(np.zeros(3)) is not marker
+    other = object()
+    _array.register_namespace(Wrapped, other)  # registering again replaces
+    assert len(_array._EXTRA_NAMESPACES) == 1
+    assert _array.namespace(np.zeros(3).view(Wrapped)) is other
