@@ -2,10 +2,11 @@
 
 θ is one flat tensor holding the model's trainable parameters, on the model's device and in
 its dtype. A loss-and-gradient call splits θ into views shaped like the parameters (no copy),
-runs the model on them with :func:`torch.func.functional_call` and differentiates with
-autograd with respect to the flat θ itself, so the gradient arrives flat: one forward and one
-backward pass, no host synchronisation, nothing copied off the device. The model is always
-evaluated in eval mode, so that the loss is a deterministic function of θ.
+swaps them into the parameters' places for the call (what :func:`torch.func.functional_call`
+does, with the places found once: ``_slots.py``), runs the model and differentiates with
+autograd with respect to the views, joining their gradients into one flat tensor: one forward
+and one backward pass, no host synchronisation, nothing copied off the device. The model is
+always evaluated in eval mode, so that the loss is a deterministic function of θ.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from manifoldwalk_torch._compile import (
     compiled,
     functional_loss_and_grad,
 )
+from manifoldwalk_torch._slots import ParameterSlots
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RegFn = Callable[[torch.Tensor], torch.Tensor]
@@ -79,8 +81,10 @@ class TorchProblem:
         first = next(iter(self._params.values()))
         self.dtype: torch.dtype = first.dtype
         self.device: torch.device = first.device
-        self._shapes = [p.shape for p in self._params.values()]
+        # tuples: view() parses them faster than torch.Size
+        self._shapes = [tuple(p.shape) for p in self._params.values()]
         self._sizes = [p.numel() for p in self._params.values()]
+        self._slots = ParameterSlots(model, list(self._params.values()))
         self.n_params: int = sum(self._sizes)
         self._data = _Data.build(data, self.dtype, self.device, batch_size)
         self._reg, self._reg_grad = self._make_reg(reg)
@@ -110,12 +114,7 @@ class TorchProblem:
         Raises:
             ValueError, TypeError: θ has the wrong shape or dtype.
         """
-        self._check_theta(theta)
-        pieces = torch.split(theta, self._sizes)
-        return {
-            name: piece.view(shape)
-            for name, piece, shape in zip(self.names, pieces, self._shapes, strict=True)
-        }
+        return dict(zip(self.names, self._views(theta), strict=True))
 
     def assign(self, theta: torch.Tensor) -> nn.Module:
         """Write θ into the model's trainable parameters (in place, on their device).
@@ -152,13 +151,15 @@ class TorchProblem:
         """
         if torch.compiler.is_compiling():  # inside compile_step's graph: the traceable path
             return self._traced_loss_and_grad(theta)
-        leaf = theta.detach().requires_grad_(True)
-        params = self.unflatten(leaf)
+        # each piece its own autograd leaf, the gradient joined after: the same values as
+        # differentiating the flat θ, without autograd's split and view nodes
+        params = [v.requires_grad_(True) for v in self._views(theta.detach())]
         total, grad, n = None, None, 0
         with torch.enable_grad(), _eval_mode(self.model):
             for x, y in self._data.batches():
                 loss = self._batch_loss(params, x, y)
-                (g,) = torch.autograd.grad(loss, leaf)
+                pieces = torch.autograd.grad(loss, params, materialize_grads=True)
+                g = torch.cat([piece.reshape(-1) for piece in pieces])
                 loss = loss.detach()
                 if self._data.single:
                     return loss, g
@@ -199,7 +200,7 @@ class TorchProblem:
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean training loss L(θ) as a 0-d tensor (forward passes only)."""
-        params = self.unflatten(theta.detach())
+        params = self._views(theta.detach())
         total, n = None, 0
         with torch.no_grad(), _eval_mode(self.model):
             for x, y in self._data.batches():
@@ -257,13 +258,13 @@ class TorchProblem:
         """
         check_eval_task(task)
         data = _Data.build((x, y), self.dtype, None, _check_batch_size(batch_size))
-        params = self.unflatten(theta.detach())
+        params = self._views(theta.detach())
         sums = torch.zeros(2, dtype=self.dtype, device=self.device)
         n, size = 0, 0
         with torch.no_grad(), _eval_mode(self.model):
             for xb, yb in data.batches():
                 xb, yb = xb.to(self.device), yb.to(self.device)
-                out = functional_call(self.model, params, (xb,))
+                out = self._slots.call(self.model, params, xb)
                 loss = _scalar_loss(self._loss_fn(out, yb))
                 if task == "classification":
                     second, count = _correct(out, yb), out.shape[0]
@@ -280,14 +281,23 @@ class TorchProblem:
         """Build the :mod:`torch.func` loss and gradient a compiled graph calls (once)."""
         if self._traced_loss_and_grad is None:
             self._traced_loss_and_grad = functional_loss_and_grad(
-                lambda t, x, y: self._batch_loss(self.unflatten(t), x, y),
+                # functional_call, not the slots: torch.func and torch.compile trace it
+                lambda t, x, y: _scalar_loss(
+                    self._loss_fn(functional_call(self.model, self.unflatten(t), (x,)), y)
+                ),
                 list(self._data.batches()),
             )
 
+    def _views(self, theta: torch.Tensor) -> list[torch.Tensor]:
+        """θ split into views shaped like the trainable parameters, in θ's order (no copy)."""
+        self._check_theta(theta)
+        pieces = theta.split_with_sizes(self._sizes)
+        return [piece.view(shape) for piece, shape in zip(pieces, self._shapes, strict=True)]
+
     def _batch_loss(
-        self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+        self, views: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        return _scalar_loss(self._loss_fn(functional_call(self.model, params, (x,)), y))
+        return _scalar_loss(self._loss_fn(self._slots.call(self.model, views, x), y))
 
     def _check_theta(self, theta: Any) -> None:
         if not isinstance(theta, torch.Tensor):

@@ -5,6 +5,7 @@ device)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
 
 import manifoldwalk_torch
@@ -297,6 +298,87 @@ def test_frozen_parameters_and_buffers_stay_in_the_model():
     before = problem.model[0].weight.detach().clone()
     frozen.assign(torch.zeros(frozen.n_params, dtype=torch.float64))
     assert torch.equal(problem.model[0].weight.detach(), before)
+
+
+class _Tied(nn.Module):
+    """A weight shared by two layers, a submodule reached by two names, a frozen layer, a
+    weight-normed layer (a parametrisation) and batch norm: every place a trainable parameter
+    can hide from a by-name swap."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(4, 4, dtype=torch.float64)
+        self.b = nn.Linear(4, 4, dtype=torch.float64)
+        self.b.weight = self.a.weight  # tied across two modules
+        self.again = self.a  # one module, two paths
+        self.frozen = nn.Linear(4, 4, dtype=torch.float64).requires_grad_(False)
+        self.norm = nn.BatchNorm1d(4, dtype=torch.float64)
+        self.out = nn.utils.parametrizations.weight_norm(nn.Linear(4, 3, dtype=torch.float64))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.again(torch.tanh(self.b(torch.tanh(self.a(x))))))
+        return self.out(self.norm(torch.tanh(self.frozen(h))))
+
+
+def _by_name(model: nn.Module, names, theta: torch.Tensor, x, y) -> tuple[torch.Tensor, ...]:
+    """The loss, gradient and outputs the way ``torch.func.functional_call`` computes them.
+
+    Run on a copy: ``functional_call`` (torch 2.13) leaves θ's view in a submodule reached by
+    two names instead of putting its parameter back.
+    """
+    model = copy.deepcopy(model).eval()
+    leaf = theta.detach().requires_grad_(True)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    pieces = torch.split(leaf, [p.numel() for p in trainable])
+    shaped = {n: v.view(p.shape) for n, v, p in zip(names, pieces, trainable, strict=True)}
+    out = torch.func.functional_call(model, shaped, (x,))
+    loss = nn.CrossEntropyLoss()(out, y)
+    return (loss.detach(), *torch.autograd.grad(loss, leaf), out.detach())
+
+
+@given(seed=st.integers(0, 2**31 - 1), batch_size=st.sampled_from([None, 5]))
+def test_parameter_slots_give_functional_calls_values_bit_for_bit(seed, batch_size):
+    torch.manual_seed(seed)
+    with pytest.warns(UserWarning, match="batch-norm"):
+        problem = from_model(
+            _Tied(),
+            nn.CrossEntropyLoss(),
+            (x := torch.randn(10, 4, dtype=torch.float64), y := torch.randint(0, 3, (10,))),
+            batch_size=batch_size,
+        )
+    # a tied weight is one place in θ; the frozen layer and the buffers are not in it
+    assert "b.weight" not in problem.names and not any("frozen" in n for n in problem.names)
+    theta = torch.randn(problem.n_params, dtype=torch.float64)
+    before = {n: p for n, p in problem.model.named_parameters(remove_duplicate=False)}
+    loss, grad = problem.loss_and_grad(theta)
+    ref_loss, ref_grad, out = _by_name(problem.model, problem.names, theta, x, y)
+    if batch_size is None:
+        assert torch.equal(loss, ref_loss) and torch.equal(grad, ref_grad)
+    else:  # accumulated over batches: the same sums, another rounding order
+        torch.testing.assert_close(loss, ref_loss, rtol=1e-13, atol=0)
+        torch.testing.assert_close(grad, ref_grad, rtol=1e-12, atol=1e-14)
+    assert torch.equal(problem.loss(theta), loss)
+    accuracy = (out.argmax(-1) == y).double().mean().item()
+    assert problem.evaluate(theta, x, y)["accuracy"] == accuracy
+    # the model holds its own parameters again, the tied ones still shared
+    after = dict(problem.model.named_parameters(remove_duplicate=False))
+    assert after.keys() == before.keys() and all(after[n] is before[n] for n in before)
+    assert problem.model.b.weight is problem.model.a.weight
+
+
+def test_parameter_slots_put_the_parameters_back_when_the_forward_raises():
+    problem, (x, y) = small_problem()
+    before = list(problem.model.parameters())
+
+    def failing_forward(module, args):
+        raise RuntimeError("boom")
+
+    handle = problem.model[2].register_forward_pre_hook(failing_forward)
+    with pytest.raises(RuntimeError, match="boom"):
+        problem.loss_and_grad(problem.theta0)
+    handle.remove()
+    assert all(p is q for p, q in zip(problem.model.parameters(), before, strict=True))
+    assert all(isinstance(p, nn.Parameter) for p in problem.model.parameters())
 
 
 def test_evaluate_accepts_one_hot_targets_and_numpy():

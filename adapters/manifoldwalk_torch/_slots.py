@@ -1,0 +1,69 @@
+"""Run a module with its trainable parameters replaced by views into flat θ.
+
+:func:`torch.func.functional_call` does this by name at every call: it walks the module tree,
+resolves each name to its submodule, checks the keys and unties shared parameters, then swaps
+each tensor into the submodule's ``_parameters`` and back. On a small net that set-up costs more
+than a tenth of an eager loss-and-gradient evaluation (``benchmarks/torch_loss_grad.py``).
+:class:`ParameterSlots` resolves the names once, when the problem is built, and each call does
+only the swap, which is the same dictionary assignment ``functional_call`` ends with
+(``torch.nn.utils._named_member_accessor.swap_tensor``), so the forward pass, its hooks and the
+gradient are the same bit for bit (``tests/adapters/test_torch_adapter.py``).
+
+The compiled paths keep ``functional_call``, which ``torch.compile`` and :mod:`torch.func`
+trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class ParameterSlots:
+    """Where each trainable parameter of a module lives, to swap flat-θ views in and out.
+
+    A parameter shared by several submodules (tied weights) has one place in θ and one slot
+    per submodule that holds it, all filled with the same view, as
+    ``functional_call(..., tie_weights=True)`` does.
+
+    Args:
+        model: the module.
+        params: its trainable parameters in θ's order (``named_parameters()`` order).
+    """
+
+    def __init__(self, model: nn.Module, params: Sequence[nn.Parameter]) -> None:
+        index = {id(p): i for i, p in enumerate(params)}
+        self._slots: list[tuple[dict[str, Any], str, int]] = []
+        seen = set()
+        for name, p in model.named_parameters(remove_duplicate=False):
+            i = index.get(id(p))
+            owner, _, attr = name.rpartition(".")
+            table = model.get_submodule(owner)._parameters
+            # frozen parameters stay as they are; a submodule reached by two paths is one slot
+            if i is not None and (id(table), attr) not in seen:
+                seen.add((id(table), attr))
+                self._slots.append((table, attr, i))
+
+    def call(self, model: nn.Module, values: Sequence[torch.Tensor], *args: Any) -> Any:
+        """``model(*args)`` with the trainable parameters replaced by ``values`` for the call.
+
+        Args:
+            model: the module the slots were built from.
+            values: one tensor per trainable parameter, in θ's order, shaped like it.
+            args: the module's positional inputs.
+
+        Returns:
+            What ``model(*args)`` returns. The parameters are put back also when it raises.
+        """
+        saved = []
+        try:
+            for table, attr, i in self._slots:
+                saved.append(table[attr])
+                table[attr] = values[i]
+            return model(*args)
+        finally:
+            for (table, attr, _), original in zip(self._slots, saved, strict=False):
+                table[attr] = original
