@@ -84,7 +84,7 @@ def chunked_walk(problem: Any, k: int, scheme: str = "default", m: int = 1) -> C
     can fire (unbounded budgets)."""
     from manifoldwalk.driver import prepare_walk
 
-    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
     prepared = prepare_walk(problem, problem.theta0, scheme=scheme, **options)
     host = prepared.host(k, steps_per_iteration=m)
     chunk = problem.compile_loop(host.loop)

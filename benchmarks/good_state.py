@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     zero = jnp.zeros((), p.theta0.dtype)
     fns = {"floor": lambda: floor_chunk(p.theta0, zero).block_until_ready()}
-    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
     for name, cls in (("replayed", DeviceLoop), ("kept", KeptGoodState)):
         for copy in ("a", "b"):
             prepared = prepare_walk(p, p.theta0, scheme=args.scheme, **options)

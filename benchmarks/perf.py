@@ -168,7 +168,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     p = problems[0]
     n = int(p.n_params)
     fns: dict[str, Callable[[], Any]] = {"floor": jax_floor(p, k)}
-    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
     extra_ms = [m for m in ms if m != 1]
@@ -292,7 +292,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
         sync()
 
     fns: dict[str, Callable[[], Any]] = {"floor": floor}
-    options = dict(max_steps=10**9, record_every=10**9, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = eager_driver_step(
             prepare_walk(p, p.theta0, scheme=scheme, **options)
@@ -360,7 +360,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     p._trace_loss_and_grad()
     floor_fn = compiled(p._traced_loss_and_grad, mode, contextlib.nullcontext)
     theta = p.theta0
-    run = prepare_walk(p, theta, scheme="paper", max_steps=10**9, record_every=10**9)
+    run = prepare_walk(p, theta, scheme="paper", max_steps=10**9, record_every=None)
     step = p.compile_step(make_step(p, run.direction, run.scheme))
     box = {"s": run.state}
 

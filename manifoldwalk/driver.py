@@ -46,6 +46,10 @@ from manifoldwalk.stops import BEFORE_CALLBACK, StopRules, host_values
 
 __all__ = ["HISTORY_COLUMNS", "PreparedWalk", "describe", "prepare_walk", "walk"]
 
+NO_RECORDS = 2**31 - 1
+"""The record interval that ``record_every=None`` stands for: n_predictor is a multiple of it
+only at the start (0), since a 32-bit step count (JAX's default) ends below its next multiple."""
+
 
 def walk(
     problem: Problem,
@@ -67,7 +71,7 @@ def walk(
     stall_patience: int = 100,
     max_corrector_steps: int | None = None,
     singular_tol: float = 1e-12,
-    record_every: int = 1,
+    record_every: int | None = 1,
     trajectory_every: int | None = None,
     metrics: Mapping[str, Callable[[Array], float]] | None = None,
     callback: Callable[[dict[str, float]], bool | None] | None = None,
@@ -111,6 +115,10 @@ def walk(
             (default from the scheme).
         singular_tol: stop (or refuse to start) where ‖∇L‖ ≤ this: the level set is singular.
         record_every: record history every this many predictor steps (at on-level points).
+            None: no records along the way, only the start and the point the walk returns
+            (each record costs several passes over θ and a host synchronisation: on an
+            eager PyTorch net ``record_every=1`` made a step 10–24 % slower than None,
+            docs/performance.md).
         trajectory_every: keep every this-many-th on-level θ in ``trajectory`` (None: none).
         metrics: extra history columns, name ↦ callable θ ↦ float (e.g. test loss); they run
             only when a record is taken.
@@ -205,7 +213,7 @@ def prepare_walk(
     stall_patience: int = 100,
     max_corrector_steps: int | None = None,
     singular_tol: float = 1e-12,
-    record_every: int = 1,
+    record_every: int | None = 1,
     trajectory_every: int | None = None,
     metrics: Mapping[str, Callable[[Array], float]] | None = None,
     callback: Callable[[dict[str, float]], bool | None] | None = None,
@@ -261,7 +269,8 @@ def prepare_walk(
         state = fit_drift(_restore_state(resume_from, theta0), scheme)
     else:
         state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
-    recorder = _Recorder(problem, record_every, trajectory_every, metrics or {}, callback)
+    interval = NO_RECORDS if record_every is None else record_every
+    recorder = _Recorder(problem, interval, trajectory_every, metrics or {}, callback)
     if resume_from is not None:
         recorder.extend(resume_from)
     rules = StopRules(
@@ -337,11 +346,11 @@ def _check_steps_per_iteration(m: Any) -> None:
 
 
 def _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol):
-    for name, value in (("max_steps", max_steps), ("record_every", record_every)):
-        if not (isinstance(value, int | np.integer) and value >= 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    if not (isinstance(max_steps, int | np.integer) and max_steps >= 1):
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
     for name, value in (
         ("max_total_steps", max_total_steps),
+        ("record_every", record_every),
         ("trajectory_every", trajectory_every),
     ):
         if value is not None and not (isinstance(value, int | np.integer) and value >= 1):

@@ -120,6 +120,17 @@ def test_history_metrics_trajectory_and_callback():
     assert np.allclose((r.trajectory**2).sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("scheme", ["paper", "default"])
+def test_record_every_none_records_only_the_start_and_the_returned_point(scheme):
+    every = mw.walk(Circle(), TOP.copy(), scheme=scheme, max_steps=40)
+    none = mw.walk(Circle(), TOP.copy(), scheme=scheme, max_steps=40, record_every=None)
+    assert list(none.history["n_predictor"]) == [0, every.n_predictor]
+    for k, column in none.history.items():  # the same rows as the full history's ends
+        np.testing.assert_array_equal(column, every.history[k][[0, -1]], err_msg=k)
+    np.testing.assert_array_equal(none.theta, every.theta)
+    assert none.options["record_every"] is None
+
+
 def test_budgets_stop_the_walk_on_the_level_set():
     r = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=100)
     assert r.stop_reason == "max_steps" and r.n_predictor == 100

@@ -23,7 +23,6 @@ from manifoldwalk.testing import (
 )
 
 KKT_TOL = 1e-6
-NO_HISTORY = 10**9  # a record_every beyond any walk here
 SCHEMES = {
     "paper": {"scheme": "paper"},
     "newton": {"scheme": "paper", "corrector": "newton"},
@@ -49,7 +48,7 @@ def _walk_without_history(case, options: dict) -> mw.WalkResult:
         case.x0,
         kkt_tol=KKT_TOL,
         max_steps=200_000,
-        record_every=NO_HISTORY,
+        record_every=None,
         **options,
     )
 

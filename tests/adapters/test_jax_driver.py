@@ -96,6 +96,11 @@ def test_distance_to_an_ellipsoid_reaches_a_kkt_point():
     assert r.n_predictor > 10
 
 
+def test_no_records_along_the_way_in_every_driver():
+    r = both(compiled(Circle()), top(), (1, 7), scheme="paper", max_steps=50, record_every=None)
+    assert list(r.history["n_predictor"]) == [0, 50]
+
+
 def test_max_total_steps_counts_corrector_steps_too():
     r = both(compiled(Circle()), top(), (5,), scheme="paper", max_total_steps=150)
     assert r.stop_reason == "max_total_steps" and r.n_predictor + r.n_corrector == 150

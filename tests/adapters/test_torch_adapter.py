@@ -448,6 +448,17 @@ def test_chunked_walk_takes_the_eager_path(compile, k, scheme, m):
     assert int(chunked.compile_loop(host.loop)(host.carry).n_done) == k
 
 
+def test_chunked_walk_without_records_along_the_way():
+    import manifoldwalk as mw
+
+    problem, _ = small_problem()
+    kw = {"max_steps": 150, "record_every": None, "scheme": "paper"}
+    a = mw.walk(problem, problem.theta0, **kw)
+    b = mw.walk(problem, problem.theta0, steps_per_sync=7, **kw)
+    assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
+    assert list(b.history["n_predictor"]) == [0, a.n_predictor]
+
+
 @given(k=st.integers(1, 200), m=st.integers(1, 12))
 def test_graph_steps_caps_the_unrolled_chunk(k, m):
     """A compiled chunk graph holds M steps if given, else all K up to the cap, else the
