@@ -123,21 +123,31 @@ def safe_divide(xp: Any, num: Array, den: Array) -> Array:
     return xp.where(nonzero, num / xp.where(nonzero, den, 1.0), 0.0)
 
 
-def reject(xp: Any, v: Array, g: Array, gg: Array) -> Array:
-    """The rejection of ``v`` from ``g``: ``v - (v·g / g·g) g`` (``gg`` is ``g·g``)."""
-    return v - safe_divide(xp, dot(xp, v, g), gg) * g
+def reject(xp: Any, v: Array, g: Array, gg: Array, vg: Array | None = None) -> Array:
+    """The rejection of ``v`` from ``g``: ``v - (v·g / g·g) g`` (``gg`` is ``g·g``; ``vg``,
+    where the caller has it, ``v·g``)."""
+    vg = dot(xp, v, g) if vg is None else vg
+    return v - safe_divide(xp, vg, gg) * g
+
+
+def angle_from_rejection(xp: Any, rejection_norm: Array, uu: Array, uv: Array) -> Array:
+    """The angle in radians between ``u`` and ``v`` from the norm of ``v``'s rejection from
+    ``u``, ``u·u`` and ``u·v``: ``atan2(‖r‖·‖u‖, u·v)`` (‖r‖‖u‖ = ‖u‖‖v‖ sin, u·v = ‖u‖‖v‖ cos).
+
+    The rejection is formed as a difference of vectors, so the sine keeps full precision
+    near 0 and near π, where ``acos`` of the cosine loses half the digits; a caller that has
+    the rejection already (the KKT residual) gets the angle for no further pass over θ.
+    0 where ``u`` or ``v`` is zero (atan2(0, 0)).
+    """
+    return xp.atan2(rejection_norm * xp.sqrt(uu), uv)
 
 
 def angle_between(xp: Any, u: Array, v: Array) -> Array:
-    """Angle in radians between two non-zero 1-D arrays, accurate near 0 and near π.
-
-    Uses ``2·atan2(‖û − v̂‖, ‖û + v̂‖)``, which keeps full precision where ``acos``
-    of the cosine loses half the digits. Returns 0 where either vector is zero.
-    """
-    # Scaled by a 0-d inverse: one vector multiply each, no vector select.
-    uh = u * inverse(xp, norm(xp, u))
-    vh = v * inverse(xp, norm(xp, v))
-    return 2.0 * xp.atan2(norm(xp, uh - vh), norm(xp, uh + vh))
+    """Angle in radians between two 1-D arrays, accurate near 0 and near π; 0 where either
+    is zero. See :func:`angle_from_rejection` (about half the passes over the vectors of
+    ``2·atan2(‖û − v̂‖, ‖û + v̂‖)``, and as accurate: ``tests/test_pieces.py``)."""
+    uu, uv = dot(xp, u, u), dot(xp, u, v)
+    return angle_from_rejection(xp, norm(xp, reject(xp, v, u, uu, uv)), uu, uv)
 
 
 def to_host(*scalars: Array) -> list[float]:

@@ -116,9 +116,9 @@ def walk(
         singular_tol: stop (or refuse to start) where ‖∇L‖ ≤ this: the level set is singular.
         record_every: record history every this many predictor steps (at on-level points).
             None: no records along the way, only the start and the point the walk returns
-            (each record costs several passes over θ and a host synchronisation: on an
-            eager PyTorch net ``record_every=1`` made a step 10–24 % slower than None,
-            docs/performance.md).
+            (each record costs several passes over θ and a host synchronisation: on the
+            eager PyTorch nets of ``benchmarks/history_cost.py``, ``record_every=1`` made a
+            step 6–26 % slower than None).
         trajectory_every: keep every this-many-th on-level θ in ``trajectory`` (None: none).
         metrics: extra history columns, name ↦ callable θ ↦ float (e.g. test loss); they run
             only when a record is taken.

@@ -13,6 +13,7 @@ from manifoldwalk._array import (
     DEG,
     Array,
     angle_between,
+    angle_from_rejection,
     dot,
     namespace,
     norm,
@@ -58,8 +59,11 @@ def describe_values(problem: Problem, state: WalkState) -> tuple[Array, ...]:
     """
     g, gr = state.grad, problem.reg_grad(state.theta)
     xp = namespace(g)
-    lam = -safe_divide(xp, dot(xp, gr, g), state.grad_sq)
-    kkt = safe_divide(xp, norm(xp, reject(xp, gr, g, state.grad_sq)), norm(xp, gr))
+    gr_g = dot(xp, gr, g)
+    lam = -safe_divide(xp, gr_g, state.grad_sq)
+    # ∇R's rejection from ∇L gives the KKT residual and the angle between them
+    rejection = norm(xp, reject(xp, gr, g, state.grad_sq, gr_g))
+    kkt = safe_divide(xp, rejection, norm(xp, gr))
     return (
         state.n_predictor + state.n_corrector,
         state.n_predictor,
@@ -68,7 +72,7 @@ def describe_values(problem: Problem, state: WalkState) -> tuple[Array, ...]:
         state.loss,
         xp.abs(state.loss - state.level),
         as_scalar(problem.reg(state.theta), state.loss),
-        angle_between(xp, g, gr) * DEG,
+        angle_from_rejection(xp, rejection, state.grad_sq, gr_g) * DEG,
         lam,
         kkt,
         state.eta_p,

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import manifoldwalk as mw
+from manifoldwalk._array import angle_between, namespace
 from manifoldwalk.correctors import get_corrector
 from manifoldwalk.directions import as_direction
 
@@ -106,3 +107,45 @@ def test_scheme_overrides_apply_to_their_pieces():
     assert mw.get_scheme("authors", eta_c=1e-7).corrector.step_rule == mw.ConstantStep(1e-7)
     with pytest.raises(ValueError, match="gradient corrector"):
         mw.get_scheme("default", eta_c=1e-6)
+
+
+def _reference_angle(u: np.ndarray, v: np.ndarray) -> float:
+    """The angle between the float vectors, exact to 50 digits (mpmath), then rounded."""
+    import mpmath
+
+    with mpmath.workdps(50):
+
+        def dot(a: np.ndarray, b: np.ndarray) -> mpmath.mpf:
+            return mpmath.fsum(
+                mpmath.mpf(float(x)) * mpmath.mpf(float(y)) for x, y in zip(a, b, strict=True)
+            )
+
+        uu, vv, uv = dot(u, u), dot(v, v), dot(u, v)
+        return float(mpmath.acos(max(-1, min(1, uv / mpmath.sqrt(uu * vv)))))
+
+
+@given(
+    n=st.integers(2, 40),
+    seed=st.integers(0, 2**32 - 1),
+    offset=st.floats(1e-9, 1.0),
+    side=st.sampled_from([1.0, -1.0, 0.0]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_angle_between_is_accurate_to_a_few_ulps_of_pi_near_0_and_pi(n, seed, offset, side, dtype):
+    """v = side·s·u + offset·‖u‖·w: angles near 0 (side 1), near π (side −1) or anywhere (0).
+
+    The reference is computed in 50 digits from the same rounded inputs, so the bound is on
+    the formula's own error: 4 ulps of π in the dtype (acos of the cosine misses tiny angles
+    entirely: at 1e-9 rad the float64 cosine rounds to 1)."""
+    rng = np.random.default_rng(seed)
+    u, w = rng.standard_normal(n), rng.standard_normal(n)
+    v = side * rng.uniform(0.1, 10.0) * u + offset * np.linalg.norm(u) * w
+    u, v = u.astype(dtype), v.astype(dtype)
+    got = float(angle_between(namespace(u), u, v))
+    assert abs(got - _reference_angle(u, v)) <= 4 * np.finfo(dtype).eps * np.pi
+
+
+def test_angle_between_is_zero_where_a_vector_is_zero():
+    z, u = np.zeros(3), np.array([1.0, 2.0, 3.0])
+    for a, b in ((z, u), (u, z), (z, z)):
+        assert float(angle_between(namespace(a), a, b)) == 0.0
