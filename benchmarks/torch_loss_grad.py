@@ -10,7 +10,9 @@ what ``manifoldwalk reproduce iris-ff`` walks) and MNIST-FF (784-100-100-100-10,
 examples, float32), one intra-op thread:
 
 - ``adapter``: ``problem.loss_and_grad(θ)`` as it is;
-- ``before``: the earlier ``loss_and_grad``, restated here (:func:`loss_and_grad_before`);
+- ``before``: the earlier ``loss_and_grad``, restated here (:func:`loss_and_grad_before`; it
+  splits θ as the adapter now does, ``split_with_sizes`` and tuple shapes, a few µs less than
+  the earlier ``torch.split`` and ``torch.Size``);
 - ``raw``: the model's own parameters as autograd leaves, ``loss_fn(model(x), y)`` and
   ``torch.autograd.grad`` (no flat θ, the gradient left in pieces, no eval-mode switch):
   PyTorch's plain floor;

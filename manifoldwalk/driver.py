@@ -47,8 +47,8 @@ from manifoldwalk.stops import BEFORE_CALLBACK, StopRules, host_values
 __all__ = ["HISTORY_COLUMNS", "PreparedWalk", "describe", "prepare_walk", "walk"]
 
 NO_RECORDS = 2**31 - 1
-"""The record interval that ``record_every=None`` stands for: n_predictor is a multiple of it
-only at the start (0), since a 32-bit step count (JAX's default) ends below its next multiple."""
+"""The record interval that ``record_every=None`` stands for: the largest 32-bit count (JAX's
+default integer), so that n_predictor is a multiple of it only at the start (0) of any walk."""
 
 
 def walk(
