@@ -13,6 +13,7 @@ and prints the median time per step and each setting over ``None`` (paired).
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 from pathlib import Path
@@ -38,11 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| net | record_every | ms per step | / None (paired) |\n|---|---|---|---|")
     for net in TORCH_NETS:
         p = torch_problem(net)
-
-        def walk(every: int | None, p=p) -> None:
-            mw.walk(p, p.theta0, record_every=every, **options)
-
-        fns = {key: (lambda every=every: walk(every)) for key, every in SETTINGS.items()}
+        fns = {
+            key: functools.partial(mw.walk, p, p.theta0, record_every=every, **options)
+            for key, every in SETTINGS.items()
+        }
         times = time_interleaved(fns, args.reps, warmup=1)
         over = paired_ratios(times, floor="None")
         for key, t in times.items():

@@ -37,6 +37,7 @@ class ParameterSlots:
     """
 
     def __init__(self, model: nn.Module, params: Sequence[nn.Parameter]) -> None:
+        self._model = model
         index = {id(p): i for i, p in enumerate(params)}
         self._slots: list[tuple[dict[str, Any], str, int]] = []
         seen = set()
@@ -49,11 +50,10 @@ class ParameterSlots:
                 seen.add((id(table), attr))
                 self._slots.append((table, attr, i))
 
-    def call(self, model: nn.Module, values: Sequence[torch.Tensor], *args: Any) -> Any:
+    def call(self, values: Sequence[torch.Tensor], *args: Any) -> Any:
         """``model(*args)`` with the trainable parameters replaced by ``values`` for the call.
 
         Args:
-            model: the module the slots were built from.
             values: one tensor per trainable parameter, in θ's order, shaped like it.
             args: the module's positional inputs.
 
@@ -65,7 +65,7 @@ class ParameterSlots:
             for table, attr, i in self._slots:
                 saved.append(table[attr])
                 table[attr] = values[i]
-            return model(*args)
+            return self._model(*args)
         finally:
             for (table, attr, _), original in zip(self._slots, saved, strict=False):
                 table[attr] = original

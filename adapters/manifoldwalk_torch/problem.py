@@ -264,7 +264,7 @@ class TorchProblem:
         with torch.no_grad(), _eval_mode(self.model):
             for xb, yb in data.batches():
                 xb, yb = xb.to(self.device), yb.to(self.device)
-                out = self._slots.call(self.model, params, xb)
+                out = self._slots.call(params, xb)
                 loss = _scalar_loss(self._loss_fn(out, yb))
                 if task == "classification":
                     second, count = _correct(out, yb), out.shape[0]
@@ -297,7 +297,7 @@ class TorchProblem:
     def _batch_loss(
         self, views: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        return _scalar_loss(self._loss_fn(self._slots.call(self.model, views, x), y))
+        return _scalar_loss(self._loss_fn(self._slots.call(views, x), y))
 
     def _check_theta(self, theta: Any) -> None:
         if not isinstance(theta, torch.Tensor):
