@@ -191,15 +191,22 @@ class DeviceLoop:
         most K) steps were taken."""
         return (c.code == 0) & ~c.pause & (c.n_done < c.n_limit)
 
-    def body(self, c: Carry, put: Put) -> Carry:
-        """One walk step, then :meth:`examine` the new state."""
-        return self.examine(c._replace(state=self.step(c.state), n_done=c.n_done + 1), put)
+    def body(self, c: Carry, put: Put, on: bool | None = None) -> Carry:
+        """One walk step, then :meth:`examine` the new state.
 
-    def masked_body(self, c: Carry, put: Put) -> Carry:
+        ``on`` is the step's branch where the caller knows it on the host (see
+        :func:`~manifoldwalk.step.make_step`; a batch whose lanes all take it), else None.
+        """
+        state = self.step(c.state, on)
+        return self.examine(c._replace(state=state, n_done=c.n_done + 1), put)
+
+    def masked_body(self, c: Carry, put: Put, on: bool | None = None) -> Carry:
         """:meth:`body` where :meth:`cond` holds at ``c``; else ``c``'s values, unchanged.
 
         Branch-free: the step is computed either way and its result selected with ``where``;
         the buffers are not selected (a masked step writes no row: ``put`` sees ``due`` false).
+        ``on`` as for :meth:`body` (a masked lane's step is discarded, so only the lanes that
+        step need take that branch).
         """
         go = self.cond(c)
         xp = namespace(c.n_done)
@@ -207,7 +214,7 @@ class DeviceLoop:
         def gated(buffer: Array, i: Array, due: Array, make_row: Callable[[], Array]) -> Array:
             return put(buffer, i, due & go, make_row)
 
-        new = self.body(c, gated)
+        new = self.body(c, gated, on)
         return Carry(
             *(
                 n if name in ("rows", "points") else _select(xp, go, n, o)

@@ -150,7 +150,7 @@ def _add_reproduce(sub) -> None:
     rep.add_argument(
         "--batch-seeds",
         action="store_true",
-        help="walk all seeds at once on one device (vmap; needs --backend jax)",
+        help="walk all seeds at once on one device (vmap; --backend jax or torch)",
     )
     rep.add_argument("--data-dir", help="directory of the MNIST / Fashion-MNIST / CIFAR10 files")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")

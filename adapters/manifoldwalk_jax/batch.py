@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from manifoldwalk.batched import drive_hosts, prepare_hosts, same_function
 from manifoldwalk.chunked import DeviceLoop
-from manifoldwalk.driver import prepare_walk
 from manifoldwalk.result import WalkResult
 from manifoldwalk_jax.loop import committed, put_select, run_chunk
 from manifoldwalk_jax.problem import JaxProblem
@@ -92,65 +92,28 @@ def walk_batch(
         TypeError: a problem that is not a JaxProblem.
     """
     problems = list(problems)
-    n = len(problems)
-    if n == 0:
-        raise ValueError("walk_batch needs at least one problem.")
-    thetas = [p.theta0 for p in problems] if thetas is None else list(thetas)
-    per_seed = {
-        "thetas": thetas,
-        "metrics": _per_seed(metrics, n, "metrics", Mapping),
-        "callback": _per_seed(callback, n, "callback", Callable),
-        "resume_from": [None] * n if resume_from is None else list(resume_from),
-    }
-    for name, values in per_seed.items():
-        if len(values) != n:
-            raise ValueError(f"walk_batch: {name} has {len(values)} entries for {n} problems.")
-    _check_same_model(problems)
-    pairs = zip(per_seed["metrics"], per_seed["callback"], strict=True)
-    host = {bool(m) or c is not None for m, c in pairs}
-    if len(host) > 1:
-        raise ValueError(
-            "walk_batch: give metrics or a callback to every seed or to none (a batched chunk "
-            "pauses at record points for all seeds alike)."
-        )
-    runs = [
-        prepare_walk(
-            p,
-            th,
-            metrics=m,
-            callback=c,
-            resume_from=r,
-            compile_step=False,
-            **options,
-        )
-        for p, th, m, c, r in zip(
-            problems,
-            thetas,
-            per_seed["metrics"],
-            per_seed["callback"],
-            per_seed["resume_from"],
-            strict=True,
-        )
-    ]
-    hosts = [run.host(steps_per_sync, steps_per_iteration=steps_per_iteration) for run in runs]
+    if problems:  # (prepare_hosts refuses an empty batch)
+        _check_same_model(problems)
+    hosts = prepare_hosts(
+        problems,
+        thetas,
+        steps_per_sync=steps_per_sync,
+        steps_per_iteration=steps_per_iteration,
+        metrics=metrics,
+        callback=callback,
+        resume_from=resume_from,
+        **options,
+    )
     template, loop = problems[0], hosts[0].loop
-    chunk = template.loop_cache.get(loop, lambda: _batched_chunk(template, loop), kind="batch")
+    jitted = template.loop_cache.get(loop, lambda: _batched_chunk(template, loop), kind="batch")
     frozen = _stack([p._frozen for p in problems])
     data = _stack([p._data for p in problems])
-    while not all(h.done for h in hosts):
-        out = chunk(_stack([h.carry for h in hosts]), frozen, data)
-        for i, (h, carry) in enumerate(zip(hosts, _unstack(out, n), strict=True)):
-            if not h.done:
-                h.absorb(carry, lambda c, i=i: _one_seed(chunk, c, i, n, frozen, data))
-    return [h.result for h in hosts]
+    n = len(problems)
 
+    def chunk(carries: list[Any]) -> list[Any]:
+        return _unstack(jitted(_stack(carries), frozen, data), n)
 
-def _one_seed(chunk: Callable[..., Any], carry: Any, i: int, n: int, frozen: Any, data: Any) -> Any:
-    """The batched chunk run for seed ``i`` alone, from ``carry`` (the other lanes get ``carry``
-    with no step to take): the same compiled code, so a replay reaches the same state."""
-    idle = carry._replace(n_limit=jnp.zeros_like(carry.n_limit))
-    lanes = _stack([carry if j == i else idle for j in range(n)])
-    return _unstack(chunk(lanes, frozen, data), n)[i]
+    return drive_hosts(hosts, chunk)
 
 
 def _batched_chunk(
@@ -229,21 +192,6 @@ def default_runner(platform: str) -> Callable[[DeviceLoop, Any], Any]:
     return _run_lanes if platform == "cpu" else run_chunk
 
 
-def _per_seed(value: Any, n: int, name: str, kind: Any) -> list[Any]:
-    """One value for every seed, or a list of S values."""
-    if value is None or isinstance(value, Mapping) or (callable(value) and kind is Callable):
-        return [value] * n
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return list(value)
-    raise ValueError(f"walk_batch: {name} must be one value for every seed or a list of {n}.")
-
-
-def _same_function(f: Any, g: Any) -> bool:
-    """The same callable, or two closures of the same code (one lambda made per seed)."""
-    code = getattr(f, "__code__", None)
-    return f is g or (code is not None and code is getattr(g, "__code__", None))
-
-
 def _check_same_model(problems: list[JaxProblem]) -> None:
     """Raise unless every problem has the first one's model, loss and data shapes."""
     first = problems[0]
@@ -252,8 +200,8 @@ def _check_same_model(problems: list[JaxProblem]) -> None:
         if not isinstance(p, JaxProblem):
             raise TypeError(f"walk_batch: problems[{i}] is a {type(p).__name__}, not a JaxProblem.")
         if not (
-            _same_function(p._apply_fn, first._apply_fn)
-            and _same_function(p._loss_fn, first._loss_fn)
+            same_function(p._apply_fn, first._apply_fn)
+            and same_function(p._loss_fn, first._loss_fn)
         ):
             raise ValueError(
                 f"walk_batch: problems[{i}] has another apply_fn or loss_fn than problems[0]; "

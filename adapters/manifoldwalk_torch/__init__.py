@@ -7,7 +7,8 @@ Three lines wrap a model::
     result = manifoldwalk.walk(problem, problem.theta0)
 
 θ is one flat tensor on the model's device; the loss and its gradient are computed and
-flattened there. See :func:`from_model` and ``docs/adapters.md``.
+flattened there. See :func:`from_model` and ``docs/adapters.md``; :func:`walk_batch` walks
+several seeds of one model at once (``torch.func.vmap``).
 """
 
 try:
@@ -16,8 +17,9 @@ except ImportError as err:  # exercised by a test that hides torch
     raise ImportError("manifoldwalk_torch needs PyTorch: pip install manifoldwalk[torch]") from err
 
 from manifoldwalk_torch._namespace import register as _register_namespace
+from manifoldwalk_torch.batch import walk_batch
 from manifoldwalk_torch.problem import TorchProblem, from_model
 
 _register_namespace()  # the core's namespace(x) for torch tensors: fast paths, same values
 
-__all__ = ["TorchProblem", "from_model"]
+__all__ = ["TorchProblem", "from_model", "walk_batch"]

@@ -22,6 +22,9 @@ import torch
 from manifoldwalk._array import register_namespace
 
 _Tensor = torch.Tensor
+_is_batched = getattr(torch._C._functorch, "is_batchedtensor", lambda x: False)
+"""Whether a tensor is a :func:`torch.func.vmap` lane's view of a batch (private API; absent
+in some torch version, nothing is batched)."""
 
 
 def _same_dtype(x1: Any, x2: Any) -> bool:
@@ -46,7 +49,8 @@ def _binary(name: str) -> Any:
 
 class TorchNamespace:
     """``array_api_compat.torch`` with torch's own ``where``, ``maximum``, ``minimum``,
-    ``matmul`` and ``atan2`` where the operands need no promotion (see the module doc).
+    ``matmul`` and ``atan2`` where the operands need no promotion (see the module doc), and
+    the inner product of vectors as a product and sum inside ``vmap``.
     Every other name is ``array_api_compat.torch``'s."""
 
     def __getattr__(self, name: str) -> Any:
@@ -63,8 +67,18 @@ class TorchNamespace:
 
     maximum = _binary("maximum")
     minimum = _binary("minimum")
-    matmul = _binary("matmul")
     atan2 = _binary("atan2")
+
+    def matmul(self, x1: Any, x2: Any, /) -> Any:
+        """``matmul`` (array API)."""
+        if not _same_dtype(x1, x2):
+            return _base.matmul(x1, x2)
+        if x1.dim() == 1 and _is_batched(x1) and _is_batched(x2):
+            # Inside torch.func.vmap (manifoldwalk_torch.walk_batch) the inner product of two
+            # vectors becomes a batched matrix product, 4x slower on a CPU than the product
+            # and sum (benchmarks/torch_batch_seeds.py); the sum rounds differently.
+            return (x1 * x2).sum()
+        return torch.matmul(x1, x2)
 
 
 TORCH = TorchNamespace()

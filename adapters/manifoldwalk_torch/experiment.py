@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
 from manifoldwalk_torch import nets, training
+from manifoldwalk_torch.batch import walk_batch
 from manifoldwalk_torch.problem import TorchProblem, _as_tensor, from_model
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "make_problem",
     "plane_losses",
     "train",
+    "walk_batch",
 ]
 
 NETS = ("ff", "mnist-cnv", "cifar10-cnv")

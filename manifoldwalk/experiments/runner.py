@@ -696,7 +696,7 @@ def run_seeds_batched(
 
     Phase 1 and the weight-decay sweep run per seed, as in :func:`run_seed`; the walks of all
     seeds run together through the backend's ``walk_batch`` (JAX: one ``vmap``-ed compiled
-    loop). Every seed's run directory ends as :func:`run_seed` leaves it (same files, same
+    loop; PyTorch: each step ``vmap``-ed over the seeds). Every seed's run directory ends as :func:`run_seed` leaves it (same files, same
     summary up to floating-point tolerance and timings).
 
     Args:
@@ -709,14 +709,14 @@ def run_seeds_batched(
         The seeds' summaries, in the order of ``seeds``.
 
     Raises:
-        ValueError: The backend cannot batch walks (only ``jax`` can), or as :func:`run_seed`.
+        ValueError: The backend cannot batch walks (``jax`` and ``torch`` can), or as :func:`run_seed`.
     """
     spec = config.spec
     backend = load_backend(config.backend)
     if not callable(getattr(backend, "walk_batch", None)):
         raise ValueError(
-            f"--batch-seeds needs --backend jax; the {config.backend} backend walks one seed "
-            "at a time"
+            f"--batch-seeds needs --backend jax or torch; the {config.backend} backend walks "
+            "one seed at a time"
         )
     summaries: dict[int, dict[str, Any]] = {}
     started = []

@@ -1,0 +1,146 @@
+"""The host's side of walks batched by an adapter: many seeds, one device loop.
+
+An adapter's ``walk_batch`` (``manifoldwalk_jax.walk_batch``, ``manifoldwalk_torch.walk_batch``)
+walks S problems of one model together. What it shares with every other batched driver lives
+here: the per-seed arguments (:func:`per_seed`), one prepared walk and
+:class:`~manifoldwalk.chunked.ChunkHost` per seed (:func:`prepare_hosts`), and the loop that
+hands every unfinished seed's carry to the adapter's batched chunk and each seed's output back
+to its host (:func:`drive_hosts`). The adapter only supplies the chunk: a function from the S
+carries to the S carries after up to K steps of each, in which a seed whose host is done (or
+whose ``n_limit`` is 0) takes no step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from manifoldwalk._array import Array, namespace
+from manifoldwalk.chunked import Carry, ChunkHost
+from manifoldwalk.driver import prepare_walk
+from manifoldwalk.problem import Problem
+from manifoldwalk.result import WalkResult
+
+BatchChunk = Callable[[list[Carry]], list[Carry]]
+"""``chunk(carries) -> carries``: up to K steps of every seed at once, one carry per seed."""
+
+
+def per_seed(value: Any, n: int, name: str, kind: Any, caller: str = "walk_batch") -> list[Any]:
+    """One value for every seed, or a list of S values, as a list of S.
+
+    Args:
+        value: None, one value (a mapping, or a callable when ``kind`` is ``Callable``), or a
+            sequence of S values.
+        n: S, the number of seeds.
+        name: the argument's name, for the error.
+        kind: ``Mapping`` or ``Callable``: what one value for every seed looks like.
+        caller: the function named in the error.
+
+    Returns:
+        S values (the length is checked by :func:`prepare_hosts`).
+
+    Raises:
+        ValueError: ``value`` is neither one value nor a sequence.
+    """
+    if value is None or isinstance(value, Mapping) or (callable(value) and kind is Callable):
+        return [value] * n
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)
+    raise ValueError(f"{caller}: {name} must be one value for every seed or a list of {n}.")
+
+
+def prepare_hosts(
+    problems: Sequence[Problem],
+    thetas: Sequence[Array] | None,
+    *,
+    steps_per_sync: int,
+    steps_per_iteration: int = 1,
+    metrics: Any = None,
+    callback: Any = None,
+    resume_from: Sequence[WalkResult | None] | None = None,
+    caller: str = "walk_batch",
+    **options: Any,
+) -> list[ChunkHost]:
+    """Prepare each seed's walk as ``manifoldwalk.walk`` would and give its chunk host.
+
+    Args:
+        problems: the S problems (at least one).
+        thetas: S starting points, or None for each problem's ``theta0``.
+        steps_per_sync: K, the most steps per chunk.
+        steps_per_iteration: M, masked steps per iteration of the device loop.
+        metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s.
+        callback: one callable for every seed, or S callables (or None).
+        resume_from: S results (or None) to resume each seed from.
+        caller: the adapter function named in errors.
+        **options: any other keyword of ``manifoldwalk.walk``, the same for every seed.
+
+    Returns:
+        S hosts, in the order of ``problems``; their ``loop`` is the first seed's device loop
+        with every option the batch shares.
+
+    Raises:
+        ValueError: no problems, lists of the wrong length, metrics or callbacks given to
+            some seeds only, or anything ``manifoldwalk.walk`` refuses.
+    """
+    problems = list(problems)
+    n = len(problems)
+    if n == 0:
+        raise ValueError(f"{caller} needs at least one problem.")
+    thetas = [p.theta0 for p in problems] if thetas is None else list(thetas)
+    seeds = {
+        "thetas": thetas,
+        "metrics": per_seed(metrics, n, "metrics", Mapping, caller),
+        "callback": per_seed(callback, n, "callback", Callable, caller),
+        "resume_from": [None] * n if resume_from is None else list(resume_from),
+    }
+    for name, values in seeds.items():
+        if len(values) != n:
+            raise ValueError(f"{caller}: {name} has {len(values)} entries for {n} problems.")
+    pairs = zip(seeds["metrics"], seeds["callback"], strict=True)
+    if len({bool(m) or c is not None for m, c in pairs}) > 1:
+        raise ValueError(
+            f"{caller}: give metrics or a callback to every seed or to none (a batched chunk "
+            "pauses at record points for all seeds alike)."
+        )
+    runs = [
+        prepare_walk(p, th, metrics=m, callback=c, resume_from=r, compile_step=False, **options)
+        for p, th, m, c, r in zip(problems, *seeds.values(), strict=True)
+    ]
+    return [run.host(steps_per_sync, steps_per_iteration=steps_per_iteration) for run in runs]
+
+
+def drive_hosts(hosts: list[ChunkHost], chunk: BatchChunk) -> list[WalkResult]:
+    """Run the batched chunk until every seed's walk has ended.
+
+    Each round hands all S carries to ``chunk`` (a finished seed's carry has its stop code
+    set, so its lane takes no step) and each unfinished seed's output to its host. A seed
+    that stopped off the level set replays its last chunk alone (the other lanes idle, with
+    ``n_limit`` 0) through the same batched chunk, so the replay reaches the same state.
+
+    Args:
+        hosts: the seeds' hosts (:func:`prepare_hosts`).
+        chunk: the adapter's batched chunk.
+
+    Returns:
+        Each seed's WalkResult, in the order of ``hosts``.
+    """
+    n = len(hosts)
+    while not all(h.done for h in hosts):
+        outs = chunk([h.carry for h in hosts])
+        for i, (h, out) in enumerate(zip(hosts, outs, strict=True)):
+            if not h.done:
+                h.absorb(out, lambda c, i=i: _alone(chunk, c, i, n))
+    return [h.result for h in hosts]
+
+
+def _alone(chunk: BatchChunk, carry: Carry, i: int, n: int) -> Carry:
+    """The batched chunk run for seed ``i`` alone from ``carry`` (the other lanes get
+    ``carry`` with no step to take)."""
+    idle = carry._replace(n_limit=namespace(carry.n_limit).zeros_like(carry.n_limit))
+    return chunk([carry if j == i else idle for j in range(n)])[i]
+
+
+def same_function(f: Any, g: Any) -> bool:
+    """The same callable, or two closures of the same code (one lambda made per seed)."""
+    code = getattr(f, "__code__", None)
+    return f is g or (code is not None and code is getattr(g, "__code__", None))
