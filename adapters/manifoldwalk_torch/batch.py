@@ -129,9 +129,9 @@ def walk_batch(
     template = problems[0]
     lanes = _LaneSteps(template, hosts[0].loop)
     extras = _stack([_extras(p) for p in problems])
-    batches = [
-        (torch.stack(xs), torch.stack(ys))
-        for xs, ys in (zip(*b, strict=True) for b in zip(*(p._data.batches() for p in problems)))
+    batches = [  # batch j of every seed, stacked
+        (torch.stack([x for x, _ in group]), torch.stack([y for _, y in group]))
+        for group in zip(*(p._data.batches() for p in problems), strict=True)
     ]
 
     def chunk(carries: list[Carry]) -> list[Carry]:
@@ -218,7 +218,9 @@ def _no_put(buffer: Any, i: Any, due: Any, make_row: Callable) -> Any:
     return buffer
 
 
-def _put(buffer: torch.Tensor, at: torch.Tensor, due: list[bool], rows: torch.Tensor) -> torch.Tensor:
+def _put(
+    buffer: torch.Tensor, at: torch.Tensor, due: list[bool], rows: torch.Tensor
+) -> torch.Tensor:
     """``buffer`` (lanes, capacity, width) with row ``at[i]`` of lane i set to ``rows[i]``
     where ``due[i]`` (a fresh buffer: the input carry keeps its own)."""
     out = buffer.clone()

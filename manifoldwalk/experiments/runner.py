@@ -696,8 +696,9 @@ def run_seeds_batched(
 
     Phase 1 and the weight-decay sweep run per seed, as in :func:`run_seed`; the walks of all
     seeds run together through the backend's ``walk_batch`` (JAX: one ``vmap``-ed compiled
-    loop; PyTorch: each step ``vmap``-ed over the seeds). Every seed's run directory ends as :func:`run_seed` leaves it (same files, same
-    summary up to floating-point tolerance and timings).
+    loop; PyTorch: each step ``vmap``-ed over the seeds). Every seed's run directory ends as
+    :func:`run_seed` leaves it (same files, same summary up to floating-point tolerance and
+    timings).
 
     Args:
         config: The configuration.

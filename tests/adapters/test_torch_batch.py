@@ -98,7 +98,10 @@ def test_walk_batch_gives_each_seed_its_own_walk(scheme):
     batch = mt.walk_batch(
         problems, steps_per_sync=32, callback=[stopper(a) for a in stops], **options
     )
-    alone = [mw.walk(p, p.theta0, callback=stopper(a), **options) for p, a in zip(problems, stops)]
+    alone = [
+        mw.walk(p, p.theta0, callback=stopper(a), **options)
+        for p, a in zip(problems, stops, strict=True)
+    ]
     for seed, got, want in zip(range(3), batch, alone, strict=True):
         spread = rounding_spread(seed, callback=stopper(stops[seed]), **options)
         assert_same_walk(got, want, rtol=max(1e-9, 10 * spread))

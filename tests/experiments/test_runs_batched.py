@@ -1,4 +1,5 @@
-"""``reproduce --batch-seeds``: two iris-ff seeds walked together end as two walked alone."""
+"""``reproduce --batch-seeds``: two iris-ff seeds walked together end as two walked alone
+(JAX and PyTorch)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ import manifoldwalk as mw
 from manifoldwalk.cli import main
 from manifoldwalk.experiments import RunConfig, run_experiment
 from manifoldwalk.experiments.rundir import is_finished, seed_dir
-
-pytest.importorskip("jax")
 
 _VOLATILE = {"wall_time", "timing"}
 
@@ -81,8 +80,10 @@ def assert_same_run(a: Path, b: Path) -> None:
             assert pa.read_bytes() == pb.read_bytes(), rel
 
 
-def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch):
-    options = dict(TINY, seeds=(0, 1), backend="jax", max_steps=120, wd_lambdas=(0.0,))
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch, backend):
+    pytest.importorskip(backend)
+    options = dict(TINY, seeds=(0, 1), backend=backend, max_steps=120, wd_lambdas=(0.0,))
     alone = RunConfig("iris-ff", out=str(tmp_path / "alone"), **options)
     together = RunConfig("iris-ff", out=str(tmp_path / "together"), **options)
     syncs = []
@@ -94,8 +95,9 @@ def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(mw, "walk", recording_walk)
     run_experiment(alone, show_progress=False)
-    # walked alone, a JAX seed takes the compiled driver, K steps per sync = the record interval
-    assert syncs and set(syncs) == {alone.spec.record_every}
+    # walked alone, a JAX seed takes the compiled driver, K steps per sync = the record
+    # interval; a PyTorch seed the eager driver
+    assert syncs and set(syncs) == {alone.spec.record_every if backend == "jax" else None}
     # Phase 1 and the weight-decay runs are per seed either way: the batched run resumes from
     # the same phase 1 and finished weight-decay runs (as an interrupted run does) and walks.
     for seed in (0, 1):
@@ -122,11 +124,12 @@ def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch):
 
 
 def test_batch_seeds_with_a_backend_that_cannot_batch_is_a_one_line_error(tmp_path, capsys):
+    pytest.importorskip("tensorflow")
     status = main(
         ["reproduce", "iris-ff", "--seeds", "2", "--out", str(tmp_path), "--quiet"]
-        + ["--backend", "torch", "--batch-seeds", "--steps", "10"]
+        + ["--backend", "tensorflow", "--batch-seeds", "--steps", "10"]
     )
     err = capsys.readouterr().err
     assert status == 2 and len(err.strip().splitlines()) == 1
-    assert "--batch-seeds needs --backend jax" in err
+    assert "--batch-seeds needs --backend jax or torch" in err
     assert not any(tmp_path.iterdir())
