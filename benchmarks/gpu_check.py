@@ -6,7 +6,8 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
 - PyTorch: the eager value-and-gradient (the floor of the eager walk) and an eager walk; the
   ``torch.compile``-d value-and-gradient in ``"reduce-overhead"`` mode (CUDA graphs; the floor
   of the compiled walk) and a walk of a problem built with ``compile="reduce-overhead"``, with
-  the eager driver and chunked (``steps_per_sync=K``, graphs of ``--torch-m`` steps);
+  the eager driver and chunked (``steps_per_sync=K``, graphs of ``--torch-m`` steps); S seeds
+  through ``manifoldwalk_torch.walk_batch`` against one seed's eager walk;
 - JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
   driver) and ``walk(..., steps_per_sync=K)`` (also with ``steps_per_iteration=M`` for each
   ``--m``); S seeds through ``walk_batch`` (per-step time of the batch), also with the lanes
@@ -25,6 +26,7 @@ import argparse
 import json
 import statistics
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -246,6 +248,40 @@ def agreement(steps: int) -> dict[str, Any]:
     }
 
 
+def torch_batch_rows(net: str, steps: int, seeds: int) -> dict[str, float]:
+    """PyTorch ``walk_batch`` of S seeds (each step one ``vmap`` over them) against one seed's
+    eager walk: per-step times and the speed-up over S walks one after another."""
+    import manifoldwalk_torch
+    import manifoldwalk_torch.experiment as tx
+    import torch
+
+    import manifoldwalk as mw
+
+    loss_fn = torch.nn.CrossEntropyLoss()
+    problems = []
+    for seed in range(seeds):
+        x, y = data(net, seed=seed)
+        model = tx.build_net(net, SHAPES[net], 10, seed=seed).to(DEVICE)
+        xy = (torch.as_tensor(x).to(DEVICE), torch.as_tensor(y).to(DEVICE))
+        problems.append(manifoldwalk_torch.from_model(model, loss_fn, xy))
+    kw = {"scheme": "paper", "record_every": 50}
+    one = problems[0]
+    t_one = per_walk_step(walker(steps, lambda n: mw.walk(one, one.theta0, max_steps=n, **kw)))
+
+    def batch(n: int) -> Any:
+        results = manifoldwalk_torch.walk_batch(problems, max_steps=n, **kw)
+        # the batch steps until its longest walk ends
+        longest = max(r.n_predictor + r.n_corrector for r in results)
+        return SimpleNamespace(n_predictor=longest, n_corrector=0)
+
+    t_batch = per_walk_step(walker(steps, batch))
+    return {
+        "torch eager walk step ms (one seed)": t_one * 1e3,
+        f"torch walk_batch step ms (all {seeds} seeds)": t_batch * 1e3,
+        "torch batch speed-up over the seeds in turn": seeds * t_one / t_batch,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every section, printing as it goes; a failing section is reported, not fatal."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -260,7 +296,10 @@ def main(argv: list[str] | None = None) -> int:
         "--m", type=int, nargs="*", default=[], help="JAX steps per while iteration to time too"
     )
     parser.add_argument(
-        "--only", nargs="+", default=["agreement", "torch", "jax"], help="sections to run"
+        "--only",
+        nargs="+",
+        default=["agreement", "torch", "torch-batch", "jax"],
+        help="sections to run",
     )
     parser.add_argument("--agree-steps", type=int, default=150)
     parser.add_argument("--json", default=None)
@@ -285,6 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                 (
                     f"{net} torch",
                     lambda net=net: torch_rows(net, args.steps, args.k, args.torch_m),
+                )
+            )
+        if "torch-batch" in args.only:
+            sections.append(
+                (
+                    f"{net} torch batch",
+                    lambda net=net: torch_batch_rows(net, args.steps, args.seeds),
                 )
             )
         if "jax" in args.only:
