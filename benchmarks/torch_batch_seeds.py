@@ -2,7 +2,8 @@
 
 ``manifoldwalk_torch.walk_batch`` runs each walk step of S seeds as one ``torch.func.vmap``
 call. This times, in one process, interleaved round by round, whole walks of ``--steps``
-steps (no stop fires: ``kkt_tol=0``), per step of one seed:
+predictor steps (no stop fires: ``kkt_tol=0``), per step of one seed (one loss-and-gradient
+evaluation: the walks' corrector steps and the start's checks count too):
 
 - ``floor``: the adapter's eager value-and-gradient of one seed, S × ``--steps`` times;
 - ``floor xS``: the same value-and-gradient ``vmap``-ed over the S seeds (what the batch's
@@ -92,15 +93,23 @@ def net_rows(net: str, n_seeds: int, steps: int, k: int, reps: int) -> dict[str,
         "walk": lambda: [mw.walk(p, p.theta0, **options) for p in problems],
         "batch": lambda: walk_batch(problems, steps_per_sync=k, **options),
     }
+    # a walk of max_steps predictor steps also takes corrector steps: per evaluation, not per
+    # predictor step (the walks are deterministic, so every round makes the same evaluations)
+    evals = {key: n_seeds * steps for key in ("floor", "floor xS")}
+    for key in ("walk", "batch"):
+        evals[key] = sum(r.n_grad_evals for r in fns[key]())
     times = time_interleaved(fns, reps, warmup=1)
-    per = n_seeds * steps
-    med = {key: statistics.median(t) / per * 1e3 for key, t in times.items()}
+    times = {key: [t / evals[key] for t in ts] for key, ts in times.items()}
+    med = {key: statistics.median(t) * 1e3 for key, t in times.items()}
 
     def paired(num: str, den: str) -> float:
         return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
 
     print(f"\n{net}: {problems[0].n_params:,} parameters, S = {n_seeds} seeds, {steps} steps")
-    print(f"K = {k}, {reps} rounds; ms per step of one seed")
+    print(
+        f"K = {k}, {reps} rounds; {evals['walk']} evaluations per S walks; ms per step (one "
+        "evaluation) of one seed"
+    )
     print("| what | ms/seed-step | over its floor (paired) | speed-up over S in turn (paired) |")
     print("|---|---|---|---|")
     print(f"| floor, one seed at a time | {med['floor']:.3f} | 1 | |")

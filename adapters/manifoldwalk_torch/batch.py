@@ -94,6 +94,7 @@ def walk_batch(
             loss (the first problem's model, ``loss_fn`` and regulariser are used for all,
             with each problem's own data, frozen parameters and buffers), with ``(x, y)``
             data of equal shapes and dtypes and the same ``batch_size`` (not a DataLoader).
+            Their ``compile`` setting is not used: the batch runs eagerly.
         thetas: S starting points (default: each problem's ``theta0``).
         steps_per_sync: K, the most steps before the hosts read their seeds' rows.
         metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s
