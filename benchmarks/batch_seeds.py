@@ -45,10 +45,14 @@ NETS = {
 """``--nets``: (input shape, classes, examples, dtype)."""
 
 
-def seed_problems(net: str, n_seeds: int) -> list[Any]:
-    """One JAX problem per seed: the FF net from that seed on random data of that seed."""
+def seed_problems(net: str, n_seeds: int, framework: str = "jax") -> list[Any]:
+    """One problem per seed: the FF net from that seed on random data of that seed, through
+    the experiment backend of ``framework`` (``"jax"`` or ``"torch"``)."""
+    import importlib
+
     import numpy as np
-    from manifoldwalk_jax import experiment as backend
+
+    backend = importlib.import_module(f"manifoldwalk_{framework}.experiment")
 
     shape, n_out, n_examples, dtype = NETS[net]
     problems = []

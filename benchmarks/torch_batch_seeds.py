@@ -29,34 +29,12 @@ import argparse
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
 from adapter_overhead import set_threads, time_interleaved  # noqa: E402
-
-NETS = {
-    "iris-ff": ((4,), 3, 120, "float64"),
-    "mnist-ff": ((784,), 10, 1000, "float32"),
-}
-"""``--nets``: (input shape, classes, examples, dtype)."""
-
-
-def seed_problems(net: str, n_seeds: int) -> list[Any]:
-    """One PyTorch problem per seed: the FF net from that seed on random data of that seed."""
-    import numpy as np
-    from manifoldwalk_torch import experiment as backend
-
-    shape, n_out, n_examples, dtype = NETS[net]
-    problems = []
-    for seed in range(n_seeds):
-        model = backend.build_net("ff", shape, n_out, seed=seed, dtype=dtype)
-        rng = np.random.default_rng(seed)
-        x = rng.uniform(size=(n_examples, *shape)).astype(dtype)
-        y = rng.integers(0, n_out, size=n_examples)
-        problems.append(backend.make_problem(model, x, y, task="classification"))
-    return problems
+from batch_seeds import NETS, seed_problems  # noqa: E402
 
 
 def net_rows(net: str, n_seeds: int, steps: int, k: int, reps: int) -> dict[str, float]:
@@ -68,7 +46,7 @@ def net_rows(net: str, n_seeds: int, steps: int, k: int, reps: int) -> dict[str,
 
     import manifoldwalk as mw
 
-    problems = seed_problems(net, n_seeds)
+    problems = seed_problems(net, n_seeds, framework="torch")
     lane = _Lane(problems[0])
     thetas = torch.stack([p.theta0 for p in problems])
     extras = _stack([_extras(p) for p in problems])

@@ -58,6 +58,7 @@ def prepare_hosts(
     metrics: Any = None,
     callback: Any = None,
     resume_from: Sequence[WalkResult | None] | None = None,
+    check: Callable[[list[Any]], None] | None = None,
     caller: str = "walk_batch",
     **options: Any,
 ) -> list[ChunkHost]:
@@ -71,6 +72,8 @@ def prepare_hosts(
         metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s.
         callback: one callable for every seed, or S callables (or None).
         resume_from: S results (or None) to resume each seed from.
+        check: the adapter's test that the problems can be batched (one model, data of equal
+            shapes), called with the list of problems before anything is evaluated; it raises.
         caller: the adapter function named in errors.
         **options: any other keyword of ``manifoldwalk.walk``, the same for every seed.
 
@@ -81,11 +84,14 @@ def prepare_hosts(
     Raises:
         ValueError: no problems, lists of the wrong length, metrics or callbacks given to
             some seeds only, or anything ``manifoldwalk.walk`` refuses.
+        Exception: what ``check`` raises.
     """
     problems = list(problems)
     n = len(problems)
     if n == 0:
         raise ValueError(f"{caller} needs at least one problem.")
+    if check is not None:
+        check(problems)
     thetas = [p.theta0 for p in problems] if thetas is None else list(thetas)
     seeds = {
         "thetas": thetas,
@@ -138,6 +144,32 @@ def _alone(chunk: BatchChunk, carry: Carry, i: int, n: int) -> Carry:
     ``carry`` with no step to take)."""
     idle = carry._replace(n_limit=namespace(carry.n_limit).zeros_like(carry.n_limit))
     return chunk([carry if j == i else idle for j in range(n)])[i]
+
+
+class LaneProblem:
+    """The problem one lane of a batched chunk evaluates: the first (template) problem's
+    regulariser, and the gradient from the adapter's ``loss_and_grad`` on the lane's data.
+
+    Subclasses define ``loss_and_grad(theta)`` and ``loss(theta)``.
+
+    Args:
+        template: the batch's first problem (its ``reg`` and ``reg_grad`` serve every lane).
+    """
+
+    def __init__(self, template: Any) -> None:
+        self.template = template
+
+    def grad(self, theta: Array) -> Array:
+        """∇L(θ) on the lane's data."""
+        return self.loss_and_grad(theta)[1]
+
+    def reg(self, theta: Array) -> Array:
+        """R(θ), the template's."""
+        return self.template.reg(theta)
+
+    def reg_grad(self, theta: Array) -> Array:
+        """∇R(θ), the template's."""
+        return self.template.reg_grad(theta)
 
 
 def same_function(f: Any, g: Any) -> bool:

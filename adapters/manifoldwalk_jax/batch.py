@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifoldwalk.batched import drive_hosts, prepare_hosts, same_function
+from manifoldwalk.batched import LaneProblem, drive_hosts, prepare_hosts, same_function
 from manifoldwalk.chunked import DeviceLoop
 from manifoldwalk.result import WalkResult
 from manifoldwalk_jax.loop import committed, put_select, run_chunk
@@ -30,26 +30,18 @@ SEEDS = "seeds"
 """The name of the batch's ``vmap`` axis (lanes agree on a branch through it)."""
 
 
-class _Bound:
+class _Bound(LaneProblem):
     """The template problem's model, loss and R on one seed's (traced) data and frozen leaves."""
 
     def __init__(self, template: JaxProblem, frozen: list[Any], data: tuple[Any, ...]) -> None:
-        self.template, self.frozen, self.data = template, frozen, data
+        super().__init__(template)
+        self.frozen, self.data = frozen, data
 
     def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.template._loss_and_grad(theta, self.frozen, *self.data)
 
     def loss(self, theta: jax.Array) -> jax.Array:
         return self.template._loss(theta, self.frozen, *self.data)
-
-    def grad(self, theta: jax.Array) -> jax.Array:
-        return self.loss_and_grad(theta)[1]
-
-    def reg(self, theta: jax.Array) -> jax.Array:
-        return self.template.reg(theta)
-
-    def reg_grad(self, theta: jax.Array) -> jax.Array:
-        return self.template.reg_grad(theta)
 
 
 def walk_batch(
@@ -92,8 +84,6 @@ def walk_batch(
         TypeError: a problem that is not a JaxProblem.
     """
     problems = list(problems)
-    if problems:  # (prepare_hosts refuses an empty batch)
-        _check_same_model(problems)
     hosts = prepare_hosts(
         problems,
         thetas,
@@ -102,6 +92,7 @@ def walk_batch(
         metrics=metrics,
         callback=callback,
         resume_from=resume_from,
+        check=_check_same_model,
         **options,
     )
     template, loop = problems[0], hosts[0].loop

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
-from manifoldwalk.batched import drive_hosts, prepare_hosts, same_function
+from manifoldwalk.batched import LaneProblem, drive_hosts, prepare_hosts, same_function
 from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.history import describe_vector
 from manifoldwalk.result import WalkResult
-from manifoldwalk_torch._compile import functional_loss_and_grad
+from manifoldwalk_torch._compile import _map, functional_loss_and_grad
 from manifoldwalk_torch.problem import TorchProblem, _eval_mode, _scalar_loss
 
 _BUFFERS = ("rows", "points")
@@ -42,12 +42,12 @@ _BUFFERS = ("rows", "points")
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-class _Lane:
+class _Lane(LaneProblem):
     """The template problem's model, loss and R on one seed's θ, data and non-trainable
     tensors: the problem the vmapped step evaluates (its tensors bound per call)."""
 
     def __init__(self, template: TorchProblem) -> None:
-        self.template = template
+        super().__init__(template)
         self.extras: dict[str, torch.Tensor] = {}
         self.batches: Batches = []
 
@@ -66,15 +66,6 @@ class _Lane:
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         return self.loss_and_grad(theta)[0]
-
-    def grad(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.loss_and_grad(theta)[1]
-
-    def reg(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.template.reg(theta)
-
-    def reg_grad(self, theta: torch.Tensor) -> torch.Tensor:
-        return self.template.reg_grad(theta)
 
 
 def walk_batch(
@@ -116,8 +107,6 @@ def walk_batch(
         TypeError: a problem that is not a TorchProblem.
     """
     problems = list(problems)
-    if problems:  # (prepare_hosts refuses an empty batch)
-        _check_same_model(problems)
     hosts = prepare_hosts(
         problems,
         thetas,
@@ -125,6 +114,7 @@ def walk_batch(
         metrics=metrics,
         callback=callback,
         resume_from=resume_from,
+        check=_check_same_model,
         **options,
     )
     template = problems[0]
@@ -253,15 +243,6 @@ def _stack(trees: list[Any]) -> Any:
     if isinstance(first, tuple):
         return _map(lambda *a: torch.stack(a), *trees)
     return torch.stack(trees)
-
-
-def _map(fn: Callable, *trees: Any) -> Any:
-    """``fn`` over the tensors of equal nested tuples (NamedTuples kept)."""
-    first = trees[0]
-    if isinstance(first, tuple):
-        parts = [_map(fn, *parts) for parts in zip(*trees, strict=True)]
-        return type(first)(*parts) if hasattr(first, "_fields") else type(first)(parts)
-    return fn(*trees)
 
 
 def _check_same_model(problems: list[TorchProblem]) -> None:
