@@ -85,3 +85,34 @@ def test_matmul_of_vectors_matches_array_api_compat(x1, x2):
 def test_other_names_come_from_compat():
     assert TORCH.sqrt is base.sqrt
     assert TORCH.astype is base.astype
+
+
+@given(
+    st.sampled_from([torch.float32, torch.float64]),
+    st.integers(1, 5),
+    st.integers(1, 300),
+    st.integers(0, 2**32 - 1),
+)
+def test_inner_products_inside_vmap_are_each_lanes_within_the_dot_error_bound(
+    dtype, lanes, n, seed
+):
+    """Inside ``torch.func.vmap`` (``walk_batch``) the inner product of two vectors is formed as
+    the product and sum, not a batched matrix product: each lane's value is its ``torch.dot``
+    within the classical bound 2·n·u·Σ|aᵢbᵢ| for two summation orders (u the unit roundoff),
+    in the dtype of the operands; a matrix times a vector still goes to ``torch.matmul``."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(lanes, n, generator=g, dtype=torch.float64).to(dtype)
+    b = torch.randn(lanes, n, generator=g, dtype=torch.float64).to(dtype)
+    got = torch.func.vmap(TORCH.matmul)(a, b)
+    assert got.dtype == dtype and got.shape == (lanes,)
+    assert torch.equal(got, (a * b).sum(-1))  # the product and sum (the batched product differs)
+    u = torch.finfo(dtype).eps / 2
+    for i in range(lanes):
+        want = torch.dot(a[i], b[i])
+        bound = 2 * n * u * float((a[i].double() * b[i].double()).abs().sum())
+        assert abs(float(got[i]) - float(want)) <= bound
+    m = a[:, : min(n, 3)].reshape(lanes, 1, -1).expand(lanes, 2, -1)
+    v = b[:, : min(n, 3)]
+    torch.testing.assert_close(
+        torch.func.vmap(TORCH.matmul)(m, v), torch.bmm(m, v[..., None])[..., 0]
+    )
