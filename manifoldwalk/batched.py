@@ -2,9 +2,9 @@
 
 An adapter's ``walk_batch`` (``manifoldwalk_jax.walk_batch``, ``manifoldwalk_torch.walk_batch``)
 walks S problems of one model together. What it shares with every other batched driver lives
-here: the per-seed arguments (:func:`per_seed`), one prepared walk and
-:class:`~manifoldwalk.chunked.ChunkHost` per seed (:func:`prepare_hosts`), and the loop that
-hands every unfinished seed's carry to the adapter's batched chunk and each seed's output back
+here: the per-seed arguments, one prepared walk and :class:`~manifoldwalk.chunked.ChunkHost`
+per seed (:func:`prepare_hosts`), the problem one lane evaluates (:class:`LaneProblem`), and the
+loop that hands every unfinished seed's carry to the adapter's batched chunk and each seed's output back
 to its host (:func:`drive_hosts`). The adapter only supplies the chunk: a function from the S
 carries to the S carries after up to K steps of each, in which a seed whose host is done (or
 whose ``n_limit`` is 0) takes no step.
@@ -25,28 +25,14 @@ BatchChunk = Callable[[list[Carry]], list[Carry]]
 """``chunk(carries) -> carries``: up to K steps of every seed at once, one carry per seed."""
 
 
-def per_seed(value: Any, n: int, name: str, kind: Any, caller: str = "walk_batch") -> list[Any]:
-    """One value for every seed, or a list of S values, as a list of S.
-
-    Args:
-        value: None, one value (a mapping, or a callable when ``kind`` is ``Callable``), or a
-            sequence of S values.
-        n: S, the number of seeds.
-        name: the argument's name, for the error.
-        kind: ``Mapping`` or ``Callable``: what one value for every seed looks like.
-        caller: the function named in the error.
-
-    Returns:
-        S values (the length is checked by :func:`prepare_hosts`).
-
-    Raises:
-        ValueError: ``value`` is neither one value nor a sequence.
-    """
+def _per_seed(value: Any, n: int, name: str, kind: Any) -> list[Any]:
+    """One value for every seed (None, a mapping, or a callable when ``kind`` is
+    ``Callable``), or a sequence of S values, as a list (its length checked by the caller)."""
     if value is None or isinstance(value, Mapping) or (callable(value) and kind is Callable):
         return [value] * n
     if isinstance(value, Sequence) and not isinstance(value, str):
         return list(value)
-    raise ValueError(f"{caller}: {name} must be one value for every seed or a list of {n}.")
+    raise ValueError(f"walk_batch: {name} must be one value for every seed or a list of {n}.")
 
 
 def prepare_hosts(
@@ -59,7 +45,6 @@ def prepare_hosts(
     callback: Any = None,
     resume_from: Sequence[WalkResult | None] | None = None,
     check: Callable[[list[Any]], None] | None = None,
-    caller: str = "walk_batch",
     **options: Any,
 ) -> list[ChunkHost]:
     """Prepare each seed's walk as ``manifoldwalk.walk`` would and give its chunk host.
@@ -74,7 +59,6 @@ def prepare_hosts(
         resume_from: S results (or None) to resume each seed from.
         check: the adapter's test that the problems can be batched (one model, data of equal
             shapes), called with the list of problems before anything is evaluated; it raises.
-        caller: the adapter function named in errors.
         **options: any other keyword of ``manifoldwalk.walk``, the same for every seed.
 
     Returns:
@@ -89,23 +73,23 @@ def prepare_hosts(
     problems = list(problems)
     n = len(problems)
     if n == 0:
-        raise ValueError(f"{caller} needs at least one problem.")
+        raise ValueError("walk_batch needs at least one problem.")
     if check is not None:
         check(problems)
     thetas = [p.theta0 for p in problems] if thetas is None else list(thetas)
     seeds = {
         "thetas": thetas,
-        "metrics": per_seed(metrics, n, "metrics", Mapping, caller),
-        "callback": per_seed(callback, n, "callback", Callable, caller),
+        "metrics": _per_seed(metrics, n, "metrics", Mapping),
+        "callback": _per_seed(callback, n, "callback", Callable),
         "resume_from": [None] * n if resume_from is None else list(resume_from),
     }
     for name, values in seeds.items():
         if len(values) != n:
-            raise ValueError(f"{caller}: {name} has {len(values)} entries for {n} problems.")
+            raise ValueError(f"walk_batch: {name} has {len(values)} entries for {n} problems.")
     pairs = zip(seeds["metrics"], seeds["callback"], strict=True)
     if len({bool(m) or c is not None for m, c in pairs}) > 1:
         raise ValueError(
-            f"{caller}: give metrics or a callback to every seed or to none (a batched chunk "
+            "walk_batch: give metrics or a callback to every seed or to none (a batched chunk "
             "pauses at record points for all seeds alike)."
         )
     runs = [
