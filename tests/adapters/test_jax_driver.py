@@ -13,12 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _same_walk import assert_same_walk
 from manifoldwalk_jax import compiled, from_apply, walk_batch
 
 import manifoldwalk as mw
 from manifoldwalk.problems import Circle, Quadric, QuadricDistance
-
-COUNTS = ("step", "n_predictor", "n_corrector", "n_grad_evals")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -26,32 +25,6 @@ def _x64() -> Any:
     """float64 for this module only."""
     with jax.enable_x64(True):
         yield
-
-
-def assert_same_walk(chunked: mw.WalkResult, eager: mw.WalkResult, rtol: float = 1e-9) -> None:
-    """Same stop, counts and history rows; values and θ within floating-point tolerance."""
-    assert np.asarray(eager.theta).dtype == np.float64
-    assert chunked.stop_reason == eager.stop_reason, (chunked.message, eager.message)
-    assert chunked.message.split(" (")[0] == eager.message.split(" (")[0]
-    for k in ("n_predictor", "n_corrector", "n_grad_evals"):
-        assert getattr(chunked, k) == getattr(eager, k), k
-    assert list(chunked.history) == list(eager.history)
-    for k, column in eager.history.items():
-        if k in COUNTS:
-            np.testing.assert_array_equal(chunked.history[k], column, err_msg=k)
-        else:
-            np.testing.assert_allclose(chunked.history[k], column, rtol=rtol, atol=1e-12, err_msg=k)
-    np.testing.assert_allclose(np.asarray(chunked.theta), np.asarray(eager.theta), rtol, 1e-12)
-    if eager.trajectory is None:
-        assert chunked.trajectory is None
-    else:
-        np.testing.assert_allclose(
-            np.asarray(chunked.trajectory), np.asarray(eager.trajectory), rtol, 1e-12
-        )
-    for k in ("loss", "reg", "angle", "lam", "kkt", "max_deviation", "max_predictor_step"):
-        np.testing.assert_allclose(
-            float(getattr(chunked, k)), float(getattr(eager, k)), rtol, 1e-12, err_msg=k
-        )
 
 
 def both(problem: Any, theta0: Any, ks: tuple[int, ...], **options: Any) -> mw.WalkResult:

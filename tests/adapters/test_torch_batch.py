@@ -8,12 +8,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import manifoldwalk_torch as mt  # noqa: E402
+from _same_walk import assert_same_walk  # noqa: E402
 from torch import nn  # noqa: E402
 
 import manifoldwalk as mw  # noqa: E402
 from manifoldwalk.problems import Circle  # noqa: E402
-
-COUNTS = ("step", "n_predictor", "n_corrector", "n_grad_evals")
 
 
 class _Offset(nn.Module):
@@ -46,26 +45,6 @@ def _problem(seed: int, n: int = 40, batch_size: int | None = None) -> mt.TorchP
         nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
     return mt.from_model(model, nn.CrossEntropyLoss(), (x, y), batch_size=batch_size)
-
-
-def assert_same_walk(batched: mw.WalkResult, alone: mw.WalkResult, rtol: float = 1e-9) -> None:
-    """Same stop, counts and history rows; values and θ within ``rtol``."""
-    assert batched.stop_reason == alone.stop_reason, (batched.message, alone.message)
-    for k in ("n_predictor", "n_corrector", "n_grad_evals"):
-        assert getattr(batched, k) == getattr(alone, k), k
-    assert list(batched.history) == list(alone.history)
-    for k, column in alone.history.items():
-        if k in COUNTS:
-            np.testing.assert_array_equal(batched.history[k], column, err_msg=k)
-        else:
-            np.testing.assert_allclose(batched.history[k], column, rtol=rtol, atol=1e-11, err_msg=k)
-    np.testing.assert_allclose(batched.theta.numpy(), alone.theta.numpy(), rtol=rtol, atol=1e-12)
-    if alone.trajectory is None:
-        assert batched.trajectory is None
-    else:
-        np.testing.assert_allclose(
-            batched.trajectory.numpy(), alone.trajectory.numpy(), rtol=rtol, atol=1e-12
-        )
 
 
 def rounding_spread(seed: int, **options) -> float:
