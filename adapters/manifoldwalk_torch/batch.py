@@ -8,7 +8,11 @@ step, the loss and gradient taken through :func:`torch.func.grad_and_value` of
 :func:`torch.func.functional_call` on the first problem's model. One step's dozens of small
 operations (the step sizes, the stop rules, the dot products) then run once for all seeds
 instead of once per seed: that is where an eager walk of a small net spends a third of its
-time.
+time. Measured on a 2-core CPU, that does not pay: each of those operations costs several times
+more under ``vmap``, and the vmapped gradient of S seeds is slower than S single ones, so 4
+seeds ran at 0.60× (Iris-sized net) and 0.89× (MNIST-FF) the speed of 4 walks in turn
+(``benchmarks/torch_batch_seeds.py``, docs/performance.md). It is meant for a GPU, where a small
+net's step is kernel launches that cost the same for one seed or ten (not measured yet).
 
 The loop over steps stays on the host. Before each step it reads, for every seed, whether the
 seed still walks and whether it is on the level set (one small copy): the step then runs
