@@ -135,6 +135,28 @@ class DeviceLoop:
         self.steps_per_iteration = steps_per_iteration
         self.step = make_step(problem, direction, scheme)
 
+    def bound_to(self, problem: Problem) -> DeviceLoop:
+        """This loop with another problem (every other setting kept): a batched driver's lane
+        evaluates a problem bound to that lane's data.
+
+        Args:
+            problem: the problem the new loop's step evaluates.
+
+        Returns:
+            A new DeviceLoop.
+        """
+        return DeviceLoop(
+            problem,
+            self.direction,
+            self.scheme,
+            self.rules,
+            self.record_every,
+            self.trajectory_every,
+            self.host_records,
+            self.steps,
+            self.steps_per_iteration,
+        )
+
     @property
     def row_capacity(self) -> int:
         """Buffer rows a chunk may write: one per distinct due n_predictor, plus a spare slot."""

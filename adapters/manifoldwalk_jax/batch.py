@@ -118,18 +118,7 @@ def _batched_chunk(
     run = runner or default_runner(next(iter(template.theta0.devices())).platform)
 
     def one(carry: Any, frozen: list[Any], data: tuple[Any, ...]) -> Any:
-        seed_loop = DeviceLoop(
-            _Bound(template, frozen, data),
-            loop.direction,
-            loop.scheme,
-            loop.rules,
-            loop.record_every,
-            loop.trajectory_every,
-            loop.host_records,
-            loop.steps,
-            loop.steps_per_iteration,
-        )
-        return run(seed_loop, carry)
+        return run(loop.bound_to(_Bound(template, frozen, data)), carry)
 
     jitted = jax.jit(jax.vmap(one, axis_name=SEEDS))
 

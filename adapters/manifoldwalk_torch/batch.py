@@ -142,16 +142,7 @@ class _LaneSteps:
 
     def __init__(self, template: TorchProblem, loop: DeviceLoop) -> None:
         self.lane = _Lane(template)
-        self.loop = DeviceLoop(
-            self.lane,
-            loop.direction,
-            loop.scheme,
-            loop.rules,
-            loop.record_every,
-            loop.trajectory_every,
-            loop.host_records,
-            loop.steps,
-        )
+        self.loop = loop.bound_to(self.lane)  # (its steps_per_iteration is not used here)
         self._steps: dict[tuple[bool | None, bool], Callable] = {}
         self._describe = vmap(self._lane_row)
         self._finish = vmap(self._lane_finish)
@@ -263,13 +254,14 @@ def _check_same_model(problems: list[TorchProblem]) -> None:
                 "they do not fit one pass)."
             )
     first = problems[0]
+    expected = _signature(first)
     for i, p in enumerate(problems):
         if type(p.model) is not type(first.model) or not _same_loss(p._loss_fn, first._loss_fn):
             raise ValueError(
                 f"walk_batch: problems[{i}] has another model class or loss_fn than "
                 "problems[0]; a batch walks one model and loss on several datasets."
             )
-        if _signature(p) != _signature(first):
+        if _signature(p) != expected:
             raise ValueError(
                 f"walk_batch: problems[{i}] has parameters, buffers or data of other names, "
                 "shapes or dtypes than problems[0]; batch seeds of equal shapes only."
