@@ -108,11 +108,16 @@ def paired_ratios(
 def eager_driver_step(run: Any) -> Callable[[], None]:
     """One step of the eager driver of a prepared walk, as ``walk`` runs it: the step (told its
     branch by the last look) and the stop rules' host look (compiled together where the problem
-    compiles its step), each call going on from the last."""
+    compiles its step, donating the state where the hook can), each call going on from the
+    last."""
     from manifoldwalk.driver import _advance
 
     advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
     box = {"s": run.state, "on": None}
+    if getattr(advance, "consumes_state", False):
+        from manifoldwalk.driver import copy_state  # (not in checkouts before it)
+
+        box["s"] = copy_state(run.state)  # as the driver does: the start holds θ0
 
     def one() -> None:
         box["s"], v = advance(box["s"], box["on"])

@@ -15,6 +15,7 @@ from typing import Any
 
 import array_api_compat
 import array_api_compat.numpy
+import numpy as np
 
 from manifoldwalk._numpy_namespace import NUMPY
 
@@ -182,15 +183,20 @@ def host_list(packed: Array) -> list[float]:
     """A 1-D array copied to the host as a list of floats (one synchronisation)."""
     if array_api_compat.is_torch_array(packed):
         return packed.tolist()
-    import numpy as np
-
     return np.asarray(packed).tolist()
+
+
+def copy_array(x: Array) -> Array:
+    """A copy of ``x`` in its own namespace and device, in its own memory (numpy scalars, which
+    cannot change, as they are): what a caller keeps of an array it hands to a function that
+    consumes its argument's buffers (a donating ``compile_step``)."""
+    if not hasattr(x, "shape") or isinstance(x, np.generic):
+        return x
+    return namespace(x).asarray(x, copy=True)
 
 
 def to_numpy(x: Array) -> Any:
     """Copy an array to a host numpy array (for saving and reporting only)."""
-    import numpy as np
-
     if array_api_compat.is_torch_array(x):
         return x.detach().cpu().numpy()
     return np.asarray(x)

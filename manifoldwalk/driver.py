@@ -9,6 +9,8 @@ rules (:mod:`manifoldwalk.stops`). Everything else stays in θ0's array type and
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -16,6 +18,7 @@ import numpy as np
 
 from manifoldwalk._array import (
     Array,
+    copy_array,
     default_dtype,
     device_of,
     host_list,
@@ -129,8 +132,9 @@ def walk(
         compile_step: let the problem compile the step where it offers to (a Problem's
             optional ``compile_step(fn) -> fn``; the JAX adapter jit-compiles it), with the
             stop rules' look at the new state fused in, so that the host copies one small
-            vector per step. Skipped for directions that are not traceable (``RandomWalk``
-            with its host sampler).
+            vector per step; a hook that can (JAX's) writes each new state into the old one's
+            memory. Skipped for directions that are not traceable (``RandomWalk`` with its
+            host sampler).
         steps_per_sync: None (default): the eager driver, one host synchronisation per step.
             K ≥ 1: the compiled driver, up to K steps per synchronisation, through the
             problem's ``compile_loop`` hook (JAX problems of ``manifoldwalk_jax``; wrap an
@@ -289,7 +293,14 @@ def prepare_walk(
 Advance = Callable[..., tuple[WalkState, dict[str, Any]]]
 """``advance(state, on=None) -> (next state, the stop rules' host look at it)``: one
 eager-driver step; ``on`` is the look's ``"on"`` at ``state`` where the caller has it (a step
-that is not compiled then forms only the branch it takes; see :func:`make_step`)."""
+that is not compiled then forms only the branch it takes; see :func:`make_step`). Its
+``consumes_state`` attribute, where true, says that the step reuses the memory of the state it
+is given (a donating compiled step): the caller must not read that state again."""
+
+ANCHOR_EVERY = 64
+"""Steps between the copies of an on-level state that the eager driver keeps when its step
+consumes its input: a walk that stops off the level set replays its last good state from the
+latest copy (at most this many steps and one corrector series, once, at the end)."""
 
 
 def _advance(
@@ -305,6 +316,11 @@ def _advance(
     that is not compiled (no hook, or a hook that hands the function back, as an eager PyTorch
     problem's does) runs as it is and is told its branch by ``advance(state, on)``, so it
     forms only the predictor or the corrector; the host then reads the look itself.
+
+    A hook that takes a ``donate`` keyword is asked for ``donate=True``: the compiled step may
+    write the new state into the old one's memory (``jax.jit(..., donate_argnums=0)``), which
+    saves allocating and writing a fresh state at every step; the returned ``advance`` then
+    has ``consumes_state = True`` and the driver keeps copies of what it still needs.
     """
     step = make_step(problem, direction, scheme)
 
@@ -320,8 +336,10 @@ def _advance(
         s = step(s)
         return s, rules.packed_look(s, direction)
 
+    donate = _takes_donate(compile_)
+
     def build() -> Callable[..., Any] | None:
-        fn = compile_(step_and_look)
+        fn = compile_(step_and_look, donate=True) if donate else compile_(step_and_look)
         return None if fn is step_and_look else fn  # None: the hook compiled nothing
 
     cache = step_cache_of(problem)
@@ -337,7 +355,41 @@ def _advance(
         s, packed = fused(s)
         return s, host_values(host_list(packed))
 
+    advance.consumes_state = donate  # type: ignore[attr-defined]
     return advance
+
+
+def _takes_donate(hook: Callable[..., Any]) -> bool:
+    """Whether a ``compile_step`` hook takes the ``donate`` keyword."""
+    try:
+        return "donate" in inspect.signature(hook).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): the plain protocol
+        return False
+
+
+def copy_state(s: WalkState) -> WalkState:
+    """``s`` with every array copied into memory of its own (see :func:`copy_array`)."""
+    return WalkState(*(copy_array(x) for x in s))
+
+
+def _replay(advance: Advance, anchor: WalkState, steps: int) -> WalkState:
+    """The state ``steps`` eager-driver steps after ``anchor`` (a copy of it is consumed): the
+    last good state of a walk whose step consumed it. The compiled step is a deterministic
+    function of its input, so the replay reaches the same state (on a device whose reductions
+    are not bitwise reproducible, a state the same steps reach within rounding)."""
+    if steps == 0:
+        return anchor
+    s = copy_state(anchor)
+    for _ in range(steps):
+        s, v = advance(s)
+    if not v["on"] or v["nonfinite"]:
+        warnings.warn(
+            "manifoldwalk: the replayed last good state is off the level set here (the device "
+            "did not reproduce the steps bit for bit); it is returned as θ.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return s
 
 
 def _check_steps_per_iteration(m: Any) -> None:
@@ -456,18 +508,25 @@ class _Recorder:
     def due(self, n_predictor: int) -> bool:
         return n_predictor % self.record_every == 0 and n_predictor != self.last_recorded
 
-    def record(self, state: WalkState) -> dict[str, float]:
+    def record(
+        self, state: WalkState, own: Callable[[Array], Array] | None = None
+    ) -> dict[str, float]:
+        """Record ``state``; the metrics get ``own(θ)`` where given (a copy they may keep)."""
         row = describe(self.problem, state)
+        theta = state.theta if own is None or not self.metrics else own(state.theta)
         for name, fn in self.metrics.items():
-            row[name] = float(fn(state.theta))
+            row[name] = float(fn(theta))
         self.rows.append(row)
         self.last_recorded = int(row["n_predictor"])
         return row
 
-    def keep(self, state: WalkState, n_predictor: int) -> None:
+    def keep(
+        self, state: WalkState, n_predictor: int, own: Callable[[Array], Array] | None = None
+    ) -> None:
+        """Keep θ in the trajectory where due (``own(θ)`` where given: a copy)."""
         every = self.trajectory_every
         if every and n_predictor % every == 0 and n_predictor != self.last_kept:
-            self.points.append(state.theta)
+            self.points.append(state.theta if own is None else own(state.theta))
             self.last_kept = n_predictor
 
     def history(self) -> dict[str, np.ndarray]:
@@ -532,21 +591,33 @@ class PreparedWalk:
         rules = self.rules
         advance = _advance(self.problem, self.direction, self.scheme, rules, self.compile_step)
         rec = self.recorder
-        state = good = self.state
+        # A step that consumes its input (see _advance) is never given the caller's θ0 or
+        # resumed state, nor a state whose θ went to the metrics or the trajectory; the last
+        # good state is replayed, where the walk ends off it, from an anchor: a copy taken at
+        # most ANCHOR_EVERY steps before it (the walk's start to begin with).
+        consumes = getattr(advance, "consumes_state", False)
+        own = copy_array if consumes else None
+        anchor, anchor_at, taken, good_at = self.state, 0, 0, 0
+        state = good = copy_state(self.state) if consumes else self.state
         v = rules.host_look(state, self.direction)
         while True:
             reason = rules.reason(v)
             if v["on"] and not v["nonfinite"]:
-                good = state
+                good, good_at = state, taken
                 n_pred = int(v["n_pred"])
-                row = rec.record(state) if rec.due(n_pred) else None
-                rec.keep(state, n_pred)
+                row = rec.record(state, own) if rec.due(n_pred) else None
+                rec.keep(state, n_pred, own)
                 if row is not None and rec.callback is not None and reason not in BEFORE_CALLBACK:
                     if rec.callback(row):
                         reason = "callback"
             if reason:
+                if good is not state and consumes:
+                    good = _replay(advance, anchor, good_at - anchor_at)
                 return self.result(good, state, reason, v)
+            if consumes and good is state and taken - anchor_at >= ANCHOR_EVERY:
+                anchor, anchor_at = copy_state(state), taken
             state, v = advance(state, v["on"])
+            taken += 1
 
     def host(
         self, steps_per_sync: int, problem: Problem | None = None, steps_per_iteration: int = 1

@@ -29,7 +29,10 @@ class Problem(Protocol):
     uses instead of separate ``loss`` and ``grad`` calls, and ``compile_step(fn) ->
     fn``, which the walk uses to compile a pure function of a ``WalkState`` (the eager
     driver passes its step fused with the stop rules' look: ``state -> (state, vector)``;
-    the JAX adapter returns ``jax.jit(fn)``).
+    the JAX adapter returns ``jax.jit(fn)``). A hook that also takes ``donate=False`` is
+    called with ``donate=True``: the compiled function may then reuse the memory of the state
+    it is given for its results (JAX: ``donate_argnums=0``), and the driver never reads a
+    state it has passed (it keeps copies of what it needs).
     """
 
     def loss(self, theta: Array) -> Array:

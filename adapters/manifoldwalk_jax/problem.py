@@ -33,7 +33,7 @@ from manifoldwalk.compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
-from manifoldwalk_jax.loop import compile_loop
+from manifoldwalk_jax.loop import compile_loop, jit_step
 
 ApplyFn = Callable[[PyTree, jax.Array], Any]
 LossFn = Callable[[Any, jax.Array], jax.Array]
@@ -108,13 +108,19 @@ class JaxProblem:
         """
         return self._loss_and_grad(theta, self._frozen, *self._data)
 
-    def compile_step(self, step):
+    def compile_step(self, step, donate: bool = False):
         """``jax.jit(step)``: the walk's pure step compiled into one XLA computation.
 
         ``manifoldwalk.walk`` calls this (unless ``compile_step=False``); the step then
         fuses the engine's vector algebra with this problem's loss and gradient.
+
+        Args:
+            step: a pure function of a walk state.
+            donate: let the compiled function write its results into its first argument's
+                buffers (``donate_argnums=0``); the caller must not read that argument again.
+                The eager driver asks for it and keeps copies of what it needs.
         """
-        return jax.jit(step)
+        return jit_step(step, donate)
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
         """Up to K walk steps per host synchronisation, inside a jitted ``lax.while_loop``.

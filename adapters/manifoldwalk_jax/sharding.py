@@ -132,9 +132,10 @@ class ShardedJaxProblem:
         """The gradient ∇R(θ), an array like θ."""
         return self._reg_grad(theta)
 
-    def compile_step(self, step: Callable[..., Any]) -> Callable[..., Any]:
-        """The walk's pure step jitted with the training data as arguments (see :meth:`jit`)."""
-        return self.jit(step)
+    def compile_step(self, step: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
+        """The walk's pure step jitted with the training data as arguments (see :meth:`jit`);
+        ``donate``: its state argument donated (see ``JaxProblem.compile_step``)."""
+        return self.jit(step, donate)
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
         """The compiled driver's chunk (``walk(..., steps_per_sync=K)``), data as arguments.
@@ -155,7 +156,7 @@ class ShardedJaxProblem:
             place=lambda carry: jax.device_put(carry, self.replicated),
         )
 
-    def jit(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def jit(self, fn: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
         """``jax.jit(fn)``, with this problem's sharded data passed in as arguments.
 
         A function that calls this problem's ``loss`` or ``loss_and_grad`` would, jitted
@@ -166,6 +167,8 @@ class ShardedJaxProblem:
 
         Args:
             fn: a function of jax arrays and pytrees (e.g. the walk's step ``state -> state``).
+            donate: donate ``fn``'s first argument (its buffers may hold the results; the
+                caller must not read it again).
 
         Returns:
             A function with ``fn``'s signature; its ``lower(*args)`` lowers the compiled
@@ -179,7 +182,7 @@ class ShardedJaxProblem:
             finally:
                 self._args = saved
 
-        compiled = jax.jit(with_args)
+        compiled = jax.jit(with_args, donate_argnums=1 if donate else ())
 
         def call(*inner: Any) -> Any:
             return compiled(self._args, *inner)

@@ -214,6 +214,60 @@ def test_small_net_same_path(scheme):
     assert r.stop_reason in ("max_steps", "stationary") and r.n_predictor > 20
 
 
+def _kept_first(kept: list) -> dict:
+    """A metric that keeps the θs it is given (as a user's may)."""
+
+    def first(theta: jax.Array) -> float:
+        kept.append(theta)
+        return float(theta[0])
+
+    return {"first": first}
+
+
+@pytest.mark.parametrize(
+    ("scheme", "options"),
+    [("paper", {}), ("default", {}), ("authors", {"max_corrector_steps": 8, "eta_c": 0.5})],
+)
+def test_the_eager_drivers_donated_step_walks_the_same_path(scheme, options):
+    """The eager driver asks the JAX hook for a step that donates its state: the same walk bit
+    for bit as the step that does not, and every array the caller holds stays alive (θ0, an
+    earlier result resumed from, the θs a metric kept, the trajectory)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 4)), rng.integers(0, 3, size=40)
+    results, kept = {}, {}
+    for donate in (True, False):
+        problem = from_apply(_apply, _mlp(4, 8, 3, 1), _xent, (x, y))
+        if not donate:
+            problem.compile_step = lambda step: jax.jit(step)  # the plain protocol
+        theta0, kept[donate] = problem.theta0, []
+        first = mw.walk(problem, theta0, scheme=scheme, max_steps=30, **options)
+        results[donate] = r = mw.walk(
+            problem,
+            theta0,
+            scheme=scheme,
+            max_steps=90,
+            trajectory_every=7,
+            metrics=_kept_first(kept[donate]),
+            resume_from=first,
+            **options,
+        )
+        arrays = [theta0, first.theta, *first.state, *kept[donate], r.trajectory, r.theta]
+        assert not any(a.is_deleted() for a in arrays)
+    a, b = results[True], results[False]
+    assert_same_walk(a, b)
+    for k in a.history:  # and bit for bit
+        np.testing.assert_array_equal(a.history[k], b.history[k], err_msg=k)
+    for u, v in (
+        (a.theta, b.theta),
+        (a.trajectory, b.trajectory),
+        *zip(a.state, b.state, strict=True),
+    ):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+    np.testing.assert_array_equal(np.asarray(kept[True]), np.asarray(kept[False]))
+    if scheme == "authors":
+        assert results[True].stop_reason == "corrector_failed"
+
+
 def test_problem_without_the_hook_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="compile_loop hook.*manifoldwalk_jax.compiled"):
         mw.walk(Circle(), top(), max_steps=5, steps_per_sync=8)

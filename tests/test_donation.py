@@ -1,0 +1,185 @@
+"""The eager driver with a compiled step that consumes the state it is given.
+
+A ``compile_step`` hook that takes ``donate=True`` may write the new state into the old one's
+memory (JAX: ``donate_argnums``). The driver must then never hand the step the caller's θ0 or
+resumed state, must keep copies of the θs it gives the metrics and the trajectory, and must
+replay the last good state when the walk stops off the level set. Here a numpy "compiler"
+destroys every array of the state it was given that its result does not reuse (NaN, flipped
+flags, wild counts), as a device frees donated buffers: a walk with it must equal, bit for bit,
+the same walk whose compiled step leaves its input alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from unittest import mock
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import manifoldwalk as mw
+import manifoldwalk.driver as driver
+from manifoldwalk.problems import Circle
+
+
+def _destroy(given_state: Any, result: Any) -> None:
+    """Overwrite every writable array of ``given_state`` that shares no memory with ``result``."""
+    kept = [y for y in (*result[0], result[1]) if isinstance(y, np.ndarray)]
+    for x in given_state:
+        if not (isinstance(x, np.ndarray) and x.flags.writeable):
+            continue
+        if any(np.shares_memory(x, y) for y in kept):
+            continue
+        if x.dtype == bool:
+            x[...] = ~x
+        elif np.issubdtype(x.dtype, np.integer):
+            x[...] = -(2**40)
+        else:
+            x[...] = np.nan
+
+
+class Plain(Circle):
+    """The circle with a compile hook that wraps the step (compiling nothing) and leaves its
+    input alone: the plain ``compile_step(fn)`` protocol."""
+
+    def compile_step(self, step: Any) -> Any:
+        return lambda state: step(state)
+
+
+class Donating(Circle):
+    """The circle whose compile hook takes ``donate``: then its step destroys its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def compile_step(self, step: Any, donate: bool = False) -> Any:
+        def run(state: Any) -> Any:
+            self.calls += 1
+            out = step(state)
+            if donate:
+                _destroy(state, out)
+            return out
+
+        return run
+
+
+class NaNLeftOf:
+    """L is NaN once x < -0.5 (the walk to −(1, 1)/√2 meets it), on top of a circle class."""
+
+    def __init__(self, base: type) -> None:
+        self.base = base()
+
+    def loss(self, x: Any) -> Any:
+        return np.where(x[0] < -0.5, np.nan, self.base.loss(x))
+
+    def grad(self, x: Any) -> Any:
+        return self.base.grad(x)
+
+    def reg(self, x: Any) -> Any:
+        return self.base.reg(x)
+
+    def reg_grad(self, x: Any) -> Any:
+        return self.base.reg_grad(x)
+
+    def compile_step(self, step: Any, **options: Any) -> Any:
+        return self.base.compile_step(step, **options)
+
+
+def assert_same(a: mw.WalkResult, b: mw.WalkResult) -> None:
+    """Two results equal bit for bit: θ, counts, stop, history, trajectory and last state."""
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert (a.stop_reason, a.message) == (b.stop_reason, b.message)
+    assert (a.n_predictor, a.n_corrector, a.n_grad_evals) == (
+        b.n_predictor,
+        b.n_corrector,
+        b.n_grad_evals,
+    )
+    assert a.history.keys() == b.history.keys()
+    for k in a.history:
+        np.testing.assert_array_equal(a.history[k], b.history[k], err_msg=k)
+    if a.trajectory is None:
+        assert b.trajectory is None
+    else:
+        np.testing.assert_array_equal(a.trajectory, b.trajectory)
+    for x, y in zip(a.state, b.state, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def keeping_metric() -> tuple[dict[str, Any], list[Any]]:
+    """A metric that keeps every θ it is given (as a user's may); returns it and the list."""
+    kept: list[Any] = []
+
+    def first(theta: Any) -> float:
+        kept.append(theta)
+        return float(theta[0])
+
+    return {"first": first}, kept
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    angle=st.floats(0.05, 1.5),
+    scheme=st.sampled_from(["paper", "default", "compensated", "authors"]),
+    anchor_every=st.sampled_from([1, 2, 5, 64]),
+    trajectory_every=st.sampled_from([None, 1, 3]),
+)
+def test_a_consuming_step_walks_the_same_path(angle, scheme, anchor_every, trajectory_every):
+    theta0 = np.array([np.cos(angle), np.sin(angle)])
+    options = dict(scheme=scheme, max_steps=60, trajectory_every=trajectory_every)
+    if scheme == "authors":  # its corrector oscillates: the walk stops off the level set
+        options["max_corrector_steps"] = 30
+    plain_metrics, plain_kept = keeping_metric()
+    plain = mw.walk(Plain(), theta0.copy(), metrics=plain_metrics, **options)
+    start = theta0.copy()
+    metrics, kept = keeping_metric()
+    with mock.patch.object(driver, "ANCHOR_EVERY", anchor_every):
+        consuming = mw.walk(Donating(), start, metrics=metrics, **options)
+    assert_same(consuming, plain)
+    np.testing.assert_array_equal(start, theta0)  # the caller's θ0 is whole
+    np.testing.assert_array_equal(np.array(kept), np.array(plain_kept))
+
+
+def test_an_off_level_stop_replays_from_the_last_anchor():
+    """The authors' corrector fails 30 steps after the last good state: the driver runs the
+    steps from its last anchor again (and only then), and returns the plain walk's θ."""
+    options = dict(scheme="authors", max_corrector_steps=30, max_steps=200)
+    plain = mw.walk(Plain(), np.array([0.0, 1.0]), **options)
+    assert plain.stop_reason == "corrector_failed"
+    p = Donating()
+    consuming = mw.walk(p, np.array([0.0, 1.0]), **options)
+    assert_same(consuming, plain)
+    steps = plain.n_grad_evals - 1
+    assert steps < p.calls <= steps + driver.ANCHOR_EVERY + 31
+    on_level = Donating()
+    mw.walk(on_level, np.array([0.0, 1.0]), scheme="paper", max_steps=40)
+    assert (
+        on_level.calls
+        == mw.walk(
+            Plain(), np.array([0.0, 1.0]), **{"scheme": "paper", "max_steps": 40}
+        ).n_grad_evals
+        - 1
+    )
+
+
+def test_a_walk_that_meets_nan_keeps_its_last_good_point():
+    plain = mw.walk(NaNLeftOf(Plain), np.array([0.0, 1.0]), trajectory_every=2)
+    consuming = mw.walk(NaNLeftOf(Donating), np.array([0.0, 1.0]), trajectory_every=2)
+    assert consuming.stop_reason == "non_finite" and consuming.theta[0] >= -0.5
+    assert_same(consuming, plain)
+
+
+def test_resuming_leaves_the_earlier_result_whole():
+    first = mw.walk(Donating(), np.array([0.0, 1.0]), scheme="paper", max_steps=20)
+    before = [np.array(x, copy=True) for x in first.state]
+    theta = np.array(first.theta, copy=True)
+    resumed = mw.walk(Donating(), first.theta, scheme="paper", max_steps=50, resume_from=first)
+    for x, y in zip(first.state, before, strict=True):
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(first.theta, theta)
+    plain_first = mw.walk(Plain(), np.array([0.0, 1.0]), scheme="paper", max_steps=20)
+    plain = mw.walk(
+        Plain(), plain_first.theta, scheme="paper", max_steps=50, resume_from=plain_first
+    )
+    assert_same(resumed, plain)
