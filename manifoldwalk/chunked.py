@@ -30,6 +30,8 @@ the same.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
@@ -295,6 +297,25 @@ class DeviceLoop:
         return key
 
 
+def check_replayed(look: dict[str, Any], what: str) -> None:
+    """Warn, at the caller's line outside the package, where a replayed last good state is
+    off the level set or not finite (``look``: the stop rules' host look at it). Only on a
+    device whose reductions differ from run to run: the replay re-ran ``what`` (named in the
+    warning) from the same input; the state is still returned as θ."""
+    if look["on"] and not look["nonfinite"]:
+        return
+    core = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(0), 1  # level 1: this function's own line
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(core):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        f"manifoldwalk: the replayed last good state is off the level set here (the device "
+        f"did not reproduce {what} bit for bit); it is returned as θ.",
+        RuntimeWarning,
+        stacklevel=level,
+    )
+
+
 class ChunkHost:
     """The host's side of a chunked walk: chunk inputs, reading results back, the end.
 
@@ -414,15 +435,7 @@ class ChunkHost:
             "points": xp.zeros_like(self.carry.points),
         }
         out = chunk(carry._replace(n_limit=_count_like(carry.n_limit, steps), **buffers))
-        v = host_values(to_host(*_unstack(out.look)))
-        if not v["on"] or v["nonfinite"]:
-            # Only on a device whose reductions differ from run to run.
-            warnings.warn(
-                "manifoldwalk: the replayed last good state is off the level set here (the "
-                "device did not reproduce the chunk bit for bit); it is returned as θ.",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+        check_replayed(host_values(to_host(*_unstack(out.look))), "the chunk")
         return out.state
 
     def drive(self, chunk: Callable[[Carry], Carry]) -> Any:

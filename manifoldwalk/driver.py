@@ -10,7 +10,6 @@ rules (:mod:`manifoldwalk.stops`). Everything else stays in θ0's array type and
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,7 +27,7 @@ from manifoldwalk._array import (
     to_numpy,
     zero_count,
 )
-from manifoldwalk.chunked import ChunkHost, DeviceLoop
+from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
 from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
 from manifoldwalk.directions import Direction, as_direction
@@ -382,13 +381,7 @@ def _replay(advance: Advance, anchor: WalkState, steps: int) -> WalkState:
     s = copy_state(anchor)
     for _ in range(steps):
         s, v = advance(s)
-    if not v["on"] or v["nonfinite"]:
-        warnings.warn(
-            "manifoldwalk: the replayed last good state is off the level set here (the device "
-            "did not reproduce the steps bit for bit); it is returned as θ.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+    check_replayed(v, "the steps")
     return s
 
 

@@ -11,10 +11,12 @@ the same walk whose compiled step leaves its input alone.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -183,3 +185,36 @@ def test_resuming_leaves_the_earlier_result_whole():
         Plain(), plain_first.theta, scheme="paper", max_steps=50, resume_from=plain_first
     )
     assert_same(resumed, plain)
+
+
+class Unreproducible(Donating):
+    """A device that does not reproduce a step: every call after the first ``limit`` (the
+    replay's) starts from θ doubled, far off the level set."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def compile_step(self, step: Any, donate: bool = False) -> Any:
+        run = super().compile_step(step, donate)
+
+        def unreproducible(state: Any) -> Any:
+            if self.calls >= self.limit:
+                state = state._replace(theta=2 * state.theta)
+            return run(state)
+
+        return unreproducible
+
+
+def test_a_replay_that_lands_off_the_level_set_warns_at_the_callers_line():
+    options = dict(scheme="authors", max_corrector_steps=30, max_steps=200)
+    plain = mw.walk(Plain(), np.array([0.0, 1.0]), **options)
+    p = Unreproducible(limit=plain.n_grad_evals - 1)
+    with pytest.warns(RuntimeWarning, match="replayed last good state is off the level") as w:
+        result = mw.walk(p, np.array([0.0, 1.0]), **options)
+    assert w[0].filename == __file__
+    assert result.stop_reason == "corrector_failed" and np.all(np.isfinite(result.theta))
+    # Reproducible: no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mw.walk(Donating(), np.array([0.0, 1.0]), **options)

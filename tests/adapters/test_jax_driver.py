@@ -147,6 +147,30 @@ def test_an_off_level_stop_replays_one_chunk_to_the_last_good_point(make, option
     assert on_level == [k] * len(on_level)
 
 
+def test_a_replayed_chunk_that_lands_off_the_level_set_warns_at_the_callers_line():
+    """A device that does not reproduce the replayed chunk (here: its θ doubled) gets a
+    warning that points at the line that called ``walk``, and θ is still returned."""
+    problem = compiled(Circle())
+    build = problem.compile_loop
+
+    def compile_loop(loop: Any) -> Any:
+        chunk = build(loop)
+
+        def unreproducible(carry: Any) -> Any:
+            if int(carry.n_limit) < 5:  # the replay: every walk chunk runs 5 steps
+                carry = carry._replace(state=carry.state._replace(theta=2 * carry.state.theta))
+            return chunk(carry)
+
+        return unreproducible
+
+    problem.compile_loop = compile_loop
+    options = dict(scheme="authors", max_corrector_steps=40, steps_per_sync=5)
+    with pytest.warns(RuntimeWarning, match="did not reproduce the chunk") as w:
+        r = mw.walk(problem, top(), **options)
+    assert w[0].filename == __file__
+    assert r.stop_reason == "corrector_failed" and np.all(np.isfinite(np.asarray(r.theta)))
+
+
 def test_toward_target_reaches_it():
     target = jnp.asarray([1.0, 0.0])
     r = both(compiled(Circle()), top(), (7,), direction=mw.TowardTarget(target, tol=1e-3))
