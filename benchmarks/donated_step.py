@@ -23,7 +23,7 @@ replays its last good state from its latest anchor (at most ``ANCHOR_EVERY`` ste
 and that replay is in its time.
 
     python benchmarks/donated_step.py [--nets ff mnist-cnv] [--steps 300] [--stop on|off]
-        [--reps 21]
+        [--reps 21] [--scheme default]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
 
-def rows(net: str, steps: int, stop: str, reps: int) -> list[str]:
+def rows(net: str, steps: int, stop: str, reps: int, scheme: str = "default") -> list[str]:
     """Time one net's three walks; the markdown rows and the agreement line."""
     import jax
     import numpy as np
@@ -59,7 +59,7 @@ def rows(net: str, steps: int, stop: str, reps: int) -> list[str]:
     budget = (
         {"max_steps": steps} if stop == "on" else {"max_steps": 10**6, "max_total_steps": steps}
     )
-    options = dict(record_every=None, kkt_tol=0.0, **budget)
+    options = dict(scheme=scheme, record_every=None, kkt_tol=0.0, **budget)
     results: dict[str, Any] = {}
     first = mw.walk(donating, donating.theta0, **options)  # compiles; counts the steps
     calls = first.n_predictor + first.n_corrector
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         "--stop", choices=["on", "off"], default="on", help="budget: predictor steps / all steps"
     )
     ap.add_argument("--reps", type=int, default=21, help="interleaved rounds")
+    ap.add_argument("--scheme", default="default", help="the walks' scheme")
     args = ap.parse_args(argv)
     # one intra-op thread, on the CPU, as benchmarks/perf.py --threads 1
     os.environ["XLA_FLAGS"] = (
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| net | walk | ms per step | over floor, paired |\n|---|---|---|---|")
     tails = []
     for net in args.nets:
-        table = rows(net, args.steps, args.stop, args.reps)
+        table = rows(net, args.steps, args.stop, args.reps, args.scheme)
         print("\n".join(table[:-1]), flush=True)
         tails.append(table[-1])
     print("\n".join(tails))

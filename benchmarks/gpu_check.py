@@ -10,7 +10,9 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
   through ``manifoldwalk_torch.walk_batch`` against one seed's eager walk;
 - JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
   driver) and ``walk(..., steps_per_sync=K)`` (also with ``steps_per_iteration=M`` for each
-  ``--m``); S seeds through ``walk_batch`` (per-step time of the batch), also with the lanes
+  ``--m``); the eager driver (one jitted step per host sync) with its step donating the walk
+  state, as ``walk`` runs it, and with a plain ``jax.jit`` hook, over one value-and-gradient
+  call; S seeds through ``walk_batch`` (per-step time of the batch), also with the lanes
   agreeing on branches as on a CPU (``manifoldwalk_jax.batch.default_runner``);
 
 and checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
@@ -173,6 +175,19 @@ def jax_rows(
         walker(steps, lambda n: mw.walk(p, theta, steps_per_sync=k, max_steps=n, **kw))
     )
 
+    # The eager driver (no steps_per_sync: one jitted step and one host sync per step), its
+    # step donating the walk state as `walk` does, and the same net with a plain jax.jit hook
+    # (no donation), both over one jitted value-and-gradient call waited for.
+    vg_call = per_call(lambda: jax.block_until_ready(p.loss_and_grad(theta)))
+    undonated = jx.make_problem(
+        jx.build_net(net, SHAPES[net], 10, seed=0), x, y, task="classification"
+    )
+    undonated.compile_step = lambda step: jax.jit(step)  # the plain protocol
+    t_eager = {
+        name: per_walk_step(walker(steps, lambda n, q=q: mw.walk(q, q.theta0, max_steps=n, **kw)))
+        for name, q in (("donating", p), ("plain", undonated))
+    }
+
     by_m = {}
     for m in ms:  # M masked steps per while iteration (take K a multiple of M)
         t_m = per_walk_step(
@@ -206,6 +221,11 @@ def jax_rows(
         "jax value+grad in fori_loop ms": floor * 1e3,
         "jax driver walk step ms": t_walk * 1e3,
         "jax driver step / floor": t_walk / floor,
+        "jax value+grad call + sync ms": vg_call * 1e3,
+        "jax eager driver step ms, donating": t_eager["donating"] * 1e3,
+        "jax eager driver step ms, plain jit": t_eager["plain"] * 1e3,
+        "jax eager driver step / call, donating": t_eager["donating"] / vg_call,
+        "jax eager driver step / call, plain jit": t_eager["plain"] / vg_call,
         **by_m,
         f"jax {seeds} seeds batched, per batch step ms": t_batch * 1e3,
         "jax batched speed-up (S sequential / batch)": seeds * t_walk / t_batch,

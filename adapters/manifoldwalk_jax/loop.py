@@ -97,8 +97,9 @@ def compile_loop(
 
 def jit_step(step: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
     """``jax.jit(step)``, donating its first argument (the walk state) where ``donate``: XLA
-    then writes the new state into the old one's buffers instead of fresh ones (MNIST-FF on a 2-core CPU: the
-    eager driver's step 1.24 → 1.12 over one jitted value-and-gradient; docs/performance.md); the caller must not read a state it has passed."""
+    then writes the new state into the old one's buffers instead of fresh ones (MNIST-FF on a
+    2-core CPU: the eager driver's step 1.24 → 1.12 over one jitted value-and-gradient;
+    docs/performance.md); the caller must not read a state it has passed."""
     return jax.jit(step, donate_argnums=0) if donate else jax.jit(step)
 
 
