@@ -345,8 +345,9 @@ def _advance(
     key = step_key(problem, direction, scheme)
     if cache is None or key is None:
         fused = build()
-    else:  # the look depends on the direction (in the key) and on whether it has `reached`
-        fused = cache.get_by_key((*key, rules.has_reached), build)
+    else:  # the look depends on the direction (in the key) and on whether it has `reached`;
+        # a hook swapped for one that does not donate must not be served a donating step
+        fused = cache.get_by_key((*key, rules.has_reached, donate), build)
     if fused is None:  # an eager PyTorch problem: the plain step, told its branch
         return plain
 

@@ -292,6 +292,22 @@ def test_the_eager_drivers_donated_step_walks_the_same_path(scheme, options):
         assert results[True].stop_reason == "corrector_failed"
 
 
+def test_a_hook_swapped_for_a_plain_one_is_not_served_the_cached_donating_step():
+    """The step cache keys on whether the hook donates: after a walk that cached a donating
+    step, a problem whose hook is replaced by a plain ``jax.jit`` compiles its own step, and
+    the caller's θ0 stays alive."""
+    rng = np.random.default_rng(1)
+    problem = from_apply(
+        _apply, _mlp(4, 8, 3, 1), _xent, (rng.normal(size=(20, 4)), rng.integers(0, 3, size=20))
+    )
+    mw.walk(problem, problem.theta0, max_steps=5)
+    plain = []
+    problem.compile_step = lambda step: plain.append(step) or jax.jit(step)
+    theta0 = jnp.array(problem.theta0, copy=True)
+    mw.walk(problem, theta0, max_steps=5)
+    assert len(plain) == 1 and not theta0.is_deleted()
+
+
 def test_problem_without_the_hook_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="compile_loop hook.*manifoldwalk_jax.compiled"):
         mw.walk(Circle(), top(), max_steps=5, steps_per_sync=8)
