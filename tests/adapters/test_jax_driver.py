@@ -103,21 +103,21 @@ def test_non_finite_keeps_the_last_good_point():
     assert float(r.theta[0]) >= -0.3 and abs(r.loss - 1.0) <= 1e-5
 
 
-def _counting_chunks(problem: Any) -> list[int]:
-    """Make ``problem``'s chunks record the ``n_limit`` of every call; returns that list."""
-    limits: list[int] = []
+def _before_each_chunk(problem: Any, before: Any) -> None:
+    """Make every chunk call of ``problem`` run ``before(carry) -> carry`` first."""
     build = problem.compile_loop
 
     def compile_loop(loop: Any) -> Any:
         chunk = build(loop)
-
-        def counted(carry: Any) -> Any:
-            limits.append(int(carry.n_limit))
-            return chunk(carry)
-
-        return counted
+        return lambda carry: chunk(before(carry))
 
     problem.compile_loop = compile_loop
+
+
+def _counting_chunks(problem: Any) -> list[int]:
+    """Make ``problem``'s chunks record the ``n_limit`` of every call; returns that list."""
+    limits: list[int] = []
+    _before_each_chunk(problem, lambda carry: limits.append(int(carry.n_limit)) or carry)
     return limits
 
 
@@ -151,19 +151,13 @@ def test_a_replayed_chunk_that_lands_off_the_level_set_warns_at_the_callers_line
     """A device that does not reproduce the replayed chunk (here: its θ doubled) gets a
     warning that points at the line that called ``walk``, and θ is still returned."""
     problem = compiled(Circle())
-    build = problem.compile_loop
 
-    def compile_loop(loop: Any) -> Any:
-        chunk = build(loop)
+    def unreproducible(carry: Any) -> Any:
+        if int(carry.n_limit) < 5:  # the replay: every walk chunk runs 5 steps
+            carry = carry._replace(state=carry.state._replace(theta=2 * carry.state.theta))
+        return carry
 
-        def unreproducible(carry: Any) -> Any:
-            if int(carry.n_limit) < 5:  # the replay: every walk chunk runs 5 steps
-                carry = carry._replace(state=carry.state._replace(theta=2 * carry.state.theta))
-            return chunk(carry)
-
-        return unreproducible
-
-    problem.compile_loop = compile_loop
+    _before_each_chunk(problem, unreproducible)
     options = dict(scheme="authors", max_corrector_steps=40, steps_per_sync=5)
     with pytest.warns(RuntimeWarning, match="did not reproduce the chunk") as w:
         r = mw.walk(problem, top(), **options)
