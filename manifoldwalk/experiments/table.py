@@ -5,13 +5,17 @@ did (which flatters the baseline), and on a validation split carved from the tra
 honest choice). Each λ is trained on the full training set (its test metric is what is reported)
 and on the remaining fit split (its validation metric is what chooses λ): select on validation,
 then report the full-training-set net at that λ, the usual "select, then retrain" protocol.
+
+Each experiment directory is its own row: runs of one experiment found in several directories
+under the root (``runs/fashion-ff`` and ``runs/grid14/fashion-ff``, say) are never merged, and
+their rows are labelled by their paths (:func:`experiment_groups`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +25,16 @@ import numpy as np
 from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments.definitions import EXPERIMENTS, PaperRow
 
-__all__ = ["Choice", "TableRow", "build_table", "format_table", "mean_std"]
+__all__ = [
+    "Choice",
+    "RunGroup",
+    "TableRow",
+    "build_table",
+    "experiment_groups",
+    "format_table",
+    "mean_std",
+    "table_row",
+]
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -72,6 +85,9 @@ class TableRow:
         per_lambda: λ → (mean test metric, mean validation metric) over seeds.
         wd_reg: The weight-decay regulariser used.
         paper: The paper's row, if any.
+        label: How the row is named: the experiment, or the path of its directory when the
+            experiment appears in several directories (:attr:`RunGroup.label`).
+        directory: The experiment directory the seeds came from (None: not known).
     """
 
     experiment: str
@@ -85,6 +101,79 @@ class TableRow:
     per_lambda: dict[float, tuple[float, float]] = field(default_factory=dict)
     wd_reg: str = "l2"
     paper: PaperRow | None = None
+    label: str = ""
+    directory: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Label the row by its experiment when no label is given."""
+        self.label = self.label or self.experiment
+
+
+@dataclass
+class RunGroup:
+    """The seed directories of one experiment directory.
+
+    Attributes:
+        name: The experiment (the directory's name).
+        label: Its name where it is the only directory of that experiment under the root;
+            otherwise its path from the root's parent (``runs/grid14/fashion-ff``), so that
+            copies of one experiment in several places stay apart.
+        directory: The experiment directory.
+        finished: Its finished, intact seed directories, sorted.
+        unfinished: Its other seed directories (started, broken or still running).
+    """
+
+    name: str
+    label: str
+    directory: Path
+    finished: list[Path] = field(default_factory=list)
+    unfinished: list[Path] = field(default_factory=list)
+
+
+def experiment_groups(root: str | os.PathLike[str]) -> list[RunGroup]:
+    """Find the seed directories under ``root``, one group per experiment directory.
+
+    Seeds are grouped by the directory that holds them, never by the experiment's name alone:
+    two directories of one experiment (a copy with another λ grid nested inside the output
+    root, say) are two groups, labelled by their paths.
+
+    Args:
+        root: An output root, an experiment directory or one seed directory.
+
+    Returns:
+        The groups in the order of :data:`~manifoldwalk.experiments.EXPERIMENTS`, then the
+        shallower directories first, then by label (empty when there is no seed directory).
+
+    Raises:
+        FileNotFoundError: If ``root`` does not exist or is not a directory.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(
+            f"{root} does not exist; pass an output root, experiment or seed directory "
+            "(the --out of `manifoldwalk reproduce`, ./runs by default)"
+        )
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root} is not a directory; pass an output root, experiment or seed directory"
+        )
+    base = root.parent if root.name.startswith("seed-") else root
+    # labels are paths from above the root, so the root itself (if it is one of the
+    # experiment directories) has a label distinct from any directory nested in it
+    top = Path(os.path.abspath(base)).parent
+    found: dict[Path, RunGroup] = {}
+    for d in rundir.seed_dirs(root):
+        g = found.setdefault(d.parent, RunGroup(d.parent.name, d.parent.name, d.parent))
+        (g.finished if rundir.is_finished(d) else g.unfinished).append(d)
+    names = Counter(g.name for g in found.values())
+    for g in found.values():
+        if names[g.name] > 1:
+            g.label = Path(os.path.abspath(g.directory)).relative_to(top).as_posix()
+    order = {n: i for i, n in enumerate(EXPERIMENTS)}
+    return sorted(
+        found.values(),
+        key=lambda g: (order.get(g.name, len(order)), g.label.count("/"), g.label),
+    )
 
 
 def _best(lams: list[float], scores: list[float], higher: bool) -> int:
@@ -92,7 +181,23 @@ def _best(lams: list[float], scores: list[float], higher: bool) -> int:
     return int(np.argmin(keyed))
 
 
-def _row(name: str, summaries: list[dict], configs: list[dict], unfinished: int) -> TableRow:
+def table_row(group: RunGroup) -> TableRow:
+    """Build the Table I row of one experiment directory.
+
+    Args:
+        group: From :func:`experiment_groups`; it must hold a finished seed.
+
+    Returns:
+        The row, labelled as the group.
+
+    Raises:
+        ValueError: If the group has no finished seed.
+    """
+    if not group.finished:
+        raise ValueError(f"{group.directory} holds no finished seed (seed-*/DONE)")
+    name = group.name
+    summaries = [rundir.read_json(d / "summary.json") for d in group.finished]
+    configs = [rundir.read_json(d / "config.json") for d in group.finished]
     metric = summaries[0]["metric"]
     higher = metric == "accuracy"
     full: dict[float, list[float]] = defaultdict(list)
@@ -115,7 +220,7 @@ def _row(name: str, summaries: list[dict], configs: list[dict], unfinished: int)
         experiment=name,
         metric=metric,
         seeds=sorted(int(s["seed"]) for s in summaries),
-        unfinished=unfinished,
+        unfinished=len(group.unfinished),
         phase1=mean_std(s["phase1"]["test_metric"] for s in summaries),
         walk=mean_std(s["walk"]["test_metric"] for s in summaries),
         by_test=choices[0],
@@ -123,6 +228,8 @@ def _row(name: str, summaries: list[dict], configs: list[dict], unfinished: int)
         per_lambda={lam: (t, v) for lam, t, v in zip(lams, test_means, val_means, strict=True)},
         wd_reg=str(configs[0]["options"].get("wd_reg", "l2")),
         paper=exp.paper if exp else None,
+        label=group.label,
+        directory=group.directory,
     )
 
 
@@ -130,46 +237,47 @@ def build_table(root: str | os.PathLike[str]) -> list[TableRow]:
     """Build Table I from the run directories under ``root``.
 
     Only finished, intact seeds count (:func:`~manifoldwalk.experiments.rundir.is_finished`).
+    Each experiment directory gives its own row (:func:`experiment_groups`): seeds of one
+    experiment found in several directories are not merged.
 
     Args:
         root: An output root, an experiment directory or one seed directory.
 
     Returns:
-        One row per experiment found, in the order of
-        :data:`~manifoldwalk.experiments.EXPERIMENTS`.
+        One row per experiment directory with a finished seed, in the order of
+        :func:`experiment_groups`.
 
     Raises:
-        FileNotFoundError: If ``root`` holds no finished run.
+        FileNotFoundError: If ``root`` does not exist or holds no finished run.
     """
-    groups: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
-    unfinished: dict[str, int] = defaultdict(int)
-    for d in rundir.seed_dirs(root):
-        name = d.parent.name
-        if not rundir.is_finished(d):
-            unfinished[name] += 1
-            continue
-        groups[name].append(
-            (rundir.read_json(d / "summary.json"), rundir.read_json(d / "config.json"))
+    groups = experiment_groups(root)
+    rows = [table_row(g) for g in groups if g.finished]
+    if not rows:
+        started = sum(len(g.unfinished) for g in groups)
+        extra = f" ({started} unfinished seed directories)" if started else ""
+        raise FileNotFoundError(
+            f"no finished run directories (seed-*/DONE) under {Path(root)}{extra}; "
+            "make some with `manifoldwalk reproduce EXPERIMENT --out DIR`"
         )
-    if not groups:
-        raise FileNotFoundError(f"no finished run directories (seed-*/DONE) under {Path(root)}")
-    order = {n: i for i, n in enumerate(EXPERIMENTS)}
-    return [
-        _row(name, [s for s, _ in items], [c for _, c in items], unfinished[name])
-        for name, items in sorted(groups.items(), key=lambda kv: order.get(kv[0], 99))
-    ]
+    return rows
 
 
 def _fmt(metric: str, mean: float, std: float) -> str:
     scale, unit = (100.0, "%") if metric == "accuracy" else (1.0, "")
     if not np.isfinite(mean):
         return "n/a"
-    sd = f"{std * scale:.2f}" if np.isfinite(std) else "–"
-    return f"{mean * scale:.2f} ± {sd}{unit}"
+    if not np.isfinite(std):  # one seed: there is no spread to show
+        return f"{mean * scale:.2f}{unit}"
+    return f"{mean * scale:.2f} ± {std * scale:.2f}{unit}"
 
 
 def _lam(lam: float) -> str:
-    return "0" if lam == 0 else f"1e{int(round(math.log10(lam))):+d}".replace("+", "")
+    """λ in short scientific notation: ``0``, ``1e-2``, ``3e-2``, ``2.5e-3`` (never rounded
+    to a power of ten)."""
+    if lam == 0:
+        return "0"
+    mantissa, exponent = f"{lam:.12e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def format_table(rows: list[TableRow]) -> str:
@@ -199,7 +307,7 @@ def format_table(rows: list[TableRow]) -> str:
             if p
             else ["–", "–", "–"]
         )
-        name = r.experiment + (" (MSE)" if r.metric == "mse" else "")
+        name = r.label + (" (MSE)" if r.metric == "mse" else "")
         seeds = f"{len(r.seeds)}" + (f" (+{r.unfinished} unfinished)" if r.unfinished else "")
         lines.append(
             "| "
@@ -226,7 +334,8 @@ def format_table(rows: list[TableRow]) -> str:
     )
     lines += [
         "",
-        "Test accuracy (%) or test MSE, mean ± sample std over seeds. 'λ by test': λ chosen by "
+        "Test accuracy (%) or test MSE, mean ± sample std over seeds (the mean alone for one "
+        "seed). 'λ by test': λ chosen by "
         "the mean test metric (the paper's choice, optimistic); 'λ by val': chosen by the mean "
         "metric on a validation split carved from the training data, reported for nets trained "
         f"on the full training set at that λ. Weight-decay regulariser: {reg_note}.",

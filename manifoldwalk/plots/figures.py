@@ -36,6 +36,7 @@ __all__ = [
     "png_bytes",
     "require_matplotlib",
     "save_figure",
+    "seeds_text",
     "surface_figure",
 ]
 
@@ -66,6 +67,18 @@ def require_matplotlib() -> Any:
         ) from err
     matplotlib.rcParams["svg.fonttype"] = "none"
     return Figure
+
+
+def seeds_text(n: int) -> str:
+    """``"1 seed"`` or ``"n seeds"``.
+
+    Args:
+        n: The number of seeds.
+
+    Returns:
+        The phrase.
+    """
+    return f"{n} seed" + ("" if n == 1 else "s")
 
 
 def format_lambda(lam: float) -> str:
@@ -163,7 +176,7 @@ def phase2_figure(
     axes = fig.subplots(len(PHASE2_QUANTITIES), 1, sharex=True)
     for ax, q in zip(axes, PHASE2_QUANTITIES, strict=True):
         band = bands[q]
-        _band(ax, band, f"walk, mean of {n_seeds} seeds")
+        _band(ax, band, "walk" if n_seeds == 1 else f"walk, mean of {n_seeds} seeds")
         if q == "angle":
             ax.axhline(180.0, color="0.5", lw=0.8, ls="-.", label="180°")
         if wd is not None and q in wd and np.isfinite(wd[q][0]):
@@ -187,8 +200,9 @@ def phase2_figure(
     _mark_counts(axes, bands[PHASE2_QUANTITIES[0]])
     axes[-1].set_xlabel("predictor steps")
     early = f"; {n_early} stopped early" if n_early else ""
+    over = "1 seed" if n_seeds == 1 else f"mean ± 1 std over {n_seeds} seeds"
     fig.suptitle(
-        f"{name}: phase-2 curves, mean ± 1 std over {n_seeds} seeds{early}",
+        f"{name}: phase-2 curves, {over}{early}",
         fontsize=12,
     )
     return fig
@@ -208,7 +222,11 @@ def compute_figure(name: str, series: ComputeSeries, *, n_seeds: int) -> Any:
     Figure = require_matplotlib()
     fig = Figure(figsize=(7.5, 5.0), layout="constrained")
     ax = fig.subplots()
-    _band(ax, series.walk, f"phase 1 + walk, mean of {n_seeds} seeds")
+    _band(
+        ax,
+        series.walk,
+        "phase 1 + walk" if n_seeds == 1 else f"phase 1 + walk, mean of {n_seeds} seeds",
+    )
     ax.axvline(series.phase1_grads, color="0.4", ls=":", lw=1.2, label="end of phase 1")
     m, sd = series.wd_metric
     lam = format_lambda(series.lam)
@@ -229,7 +247,7 @@ def compute_figure(name: str, series: ComputeSeries, *, n_seeds: int) -> Any:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     _mark_counts([ax], series.walk, log=True)
-    ax.set_title(f"{name}: test performance against gradient evaluations ({n_seeds} seeds)")
+    ax.set_title(f"{name}: test performance against gradient evaluations ({seeds_text(n_seeds)})")
     return fig
 
 
@@ -328,7 +346,7 @@ def pca_figure(
     fig.colorbar(scatter, ax=axes, shrink=0.6, label="predictor step")
     shares = ", ".join(f"PC{i + 1} {_percent(r)}" for i, r in enumerate(ratio[: min(k, 6)]))
     fig.suptitle(
-        f"{name}: PCA of {pca.n_points} saved walk points of {n_seeds} seeds\n"
+        f"{name}: PCA of {pca.n_points} saved walk points of {seeds_text(n_seeds)}\n"
         f"explained variance: {shares}; top {min(k, 6)} together "
         f"{_percent(float(ratio.sum()))}",
         fontsize=11,

@@ -1,7 +1,8 @@
 """``manifoldwalk plot``: every figure, its numbers and the report of each experiment.
 
-For each experiment found under the directory, :func:`plot_experiment` writes into
-``OUT/<experiment>/``::
+For each experiment directory found under the directory, :func:`plot_experiment` writes into
+``OUT/<experiment>/`` (``OUT/<path>/``, the directory's path from above the one plotted, when
+one experiment appears in several directories: ``OUT/runs/grid14/fashion-ff``)::
 
     phase2.<fmt>        phase-2 curves (angle, R, train loss, test loss, test metric)
     phase2.csv          their bands: step, seeds running, mean and std of each quantity
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,11 +97,16 @@ class PlotResult:
     """What :func:`plot_experiment` wrote and found.
 
     Attributes:
-        experiment: Its name.
+        experiment: Its label: the experiment's name, or its directory's path where the
+            experiment appears in several directories
+            (:attr:`~manifoldwalk.plots.runs.ExperimentRuns.label`).
         directory: Where the files are.
         files: Every file written, in order.
         endpoints: The endpoint-averaging rows (empty when not computed).
         endpoints_table: Them as Markdown.
+        notes: What was asked for and not drawn (each also a warning and a line of the report).
+        stale: Files in ``directory`` this call did not write (left from an earlier call; not
+            deleted, and named as such in the report).
     """
 
     experiment: str
@@ -107,6 +114,8 @@ class PlotResult:
     files: list[Path] = field(default_factory=list)
     endpoints: list[EndpointRow] = field(default_factory=list)
     endpoints_table: str = ""
+    notes: list[str] = field(default_factory=list)
+    stale: list[Path] = field(default_factory=list)
 
 
 def surface_counts(requested: tuple[str, ...], n_seeds: int) -> list[tuple[str, int]]:
@@ -126,6 +135,17 @@ def surface_counts(requested: tuple[str, ...], n_seeds: int) -> list[tuple[str, 
         if k <= n_seeds:
             counts.add(k)
     return [("all" if k == n_seeds else str(k), k) for k in sorted(counts)]
+
+
+def _surfaces_left_out(requested: tuple[str, ...], n_seeds: int) -> list[int]:
+    """The requested walk counts that exceed the seeds available, distinct and increasing."""
+    return sorted({int(s) for s in requested if s != "all" and int(s) > n_seeds})
+
+
+def _note(result: PlotResult, text: str) -> None:
+    """Record something asked for and not done: a warning now, a line of the report later."""
+    result.notes.append(text)
+    warnings.warn(f"{result.experiment}: {text}", UserWarning, stacklevel=3)
 
 
 def _say(options: PlotOptions, text: str) -> None:
@@ -189,21 +209,27 @@ def plot_experiment(
     """
     options = options or PlotOptions()
     figs.require_matplotlib()
-    d = Path(out) / exp.name
+    d = Path(out) / exp.label
     d.mkdir(parents=True, exist_ok=True)
-    result = PlotResult(exp.name, d)
+    result = PlotResult(exp.label, d)
+    name = exp.label
     n = len(exp.seeds)
     lam = exp.best_lambda
     fmt = options.fmt
     early = [s.seed for s in exp.seeds if s.stop_reason not in BUDGET_STOPS]
     fig_blocks: list[Block] = []
 
-    _say(options, f"{exp.name}: phase-2 curves and compute ({n} seeds)")
+    _say(options, f"{name}: phase-2 curves and compute ({figs.seeds_text(n)})")
     bands = phase2_bands(exp)
     wd = wd_reference(exp)
     _band_csv(d / "phase2.csv", "predictor_steps", bands)
     result.files.append(d / "phase2.csv")
     metric_name = "test accuracy" if exp.metric == "accuracy" else "test MSE"
+    over_seeds = (
+        f"mean over {n} seeds with a ±1 sample-std band"
+        if n > 1
+        else f"seed {exp.seeds[0].seed} alone (one seed: no band)"
+    )
     stop_note = (
         f" Seeds {', '.join(map(str, early))} stopped before their step budget; the mean and "
         "band are over the seeds still running, and dotted lines mark where that number changes."
@@ -214,14 +240,14 @@ def plot_experiment(
         result,
         fig_blocks,
         figs.phase2_figure(
-            exp.name, bands, wd, metric=exp.metric, lam=lam, n_seeds=n, n_early=len(early)
+            name, bands, wd, metric=exp.metric, lam=lam, n_seeds=n, n_early=len(early)
         ),
         "phase2",
         "Phase-2 curves",
         f"Angle between ∇L and ∇R, R = ‖θ‖², training loss, test loss and {metric_name} "
-        f"against predictor steps: mean over {n} seeds with a ±1 sample-std band. Dashed red: "
-        f"weight decay at the λ with the best mean test metric (λ = {figs.format_lambda(lam)}), "
-        f"mean over seeds.{stop_note}",
+        f"against predictor steps: {over_seeds}. Dashed red: weight decay at the λ with the "
+        f"best mean test metric (λ = {figs.format_lambda(lam)})"
+        f"{', mean over seeds' if n > 1 else ''}.{stop_note}",
         fmt,
     )
     comp = compute_series(exp)
@@ -242,17 +268,19 @@ def plot_experiment(
     _figure(
         result,
         fig_blocks,
-        figs.compute_figure(exp.name, comp, n_seeds=n),
+        figs.compute_figure(name, comp, n_seeds=n),
         "compute",
         "Compute against performance",
         f"{metric_name[0].upper() + metric_name[1:]} against example-wise gradient evaluations (phase 1's "
-        f"{comp.phase1_grads:,.0f} included), mean ± 1 std over {n} seeds. Weight decay at "
+        f"{comp.phase1_grads:,.0f} included), "
+        + (f"mean ± 1 std over {n} seeds" if n > 1 else "one seed")
+        + ". Weight decay at "
         f"λ = {figs.format_lambda(lam)}: its final test metric after {comp.wd_grads:,.0f} "
         "example-wise gradients (the runs record only their end).",
         fmt,
     )
 
-    _say(options, f"{exp.name}: PCA of the saved trajectories")
+    _say(options, f"{name}: PCA of the saved trajectories")
     owners, steps, parts = [], [], []
     for i, s in enumerate(exp.seeds):
         st, pa = s.trajectory(options.pca_every)
@@ -269,7 +297,7 @@ def plot_experiment(
     rundir.atomic_write_json(
         d / "pca.json",
         {
-            "experiment": exp.name,
+            "experiment": name,
             "seeds": [s.seed for s in exp.seeds],
             "n_points": pca.n_points,
             "n_params": points.n_params,
@@ -288,10 +316,10 @@ def plot_experiment(
     _figure(
         result,
         fig_blocks,
-        figs.pca_figure(exp.name, pca, step, n_seeds=n, walk_end=walk_end, wd_end=wd_end, lam=lam),
+        figs.pca_figure(name, pca, step, n_seeds=n, walk_end=walk_end, wd_end=wd_end, lam=lam),
         "pca",
         "Trajectories in the top principal components",
-        f"PCA of {pca.n_points} walk points ({every} of {n} seeds, "
+        f"PCA of {pca.n_points} walk points ({every} of {figs.seeds_text(n)}, "
         f"{points.n_params:,} parameters each), coloured by predictor step. Blue cross: mean "
         f"of the walks' final θ; red star: mean of weight decay's final θ at "
         f"λ = {figs.format_lambda(lam)}. The top {min(6, pca.n_components)} components explain "
@@ -301,12 +329,20 @@ def plot_experiment(
 
     evaluators = _Evaluators(exp, options)
     chunk = options.chunk
+    for k in _surfaces_left_out(options.surfaces, n):
+        _note(
+            result,
+            f"no {k}-walk loss surface: only {figs.seeds_text(n)} finished",
+        )
     for label, k in surface_counts(options.surfaces, n):
-        _say(options, f"{exp.name}: loss surface with {k} walk(s), {options.grid}² points")
+        _say(options, f"{name}: loss surface with {k} walk(s), {options.grid}² points")
         rows_k = np.flatnonzero(owner < k)
         sub = pca if k == n else pca_from_gram(points, gram, rows=rows_k, block=options.block)
         if sub.n_components < 2:
-            _say(options, f"{exp.name}: skipping the {k}-walk surface (fewer than 2 components)")
+            _note(
+                result,
+                f"no {k}-walk loss surface: its points have fewer than 2 principal components",
+            )
             continue
         a, b = grid_axes(sub.scores[:, :2], options.grid)
         ev = evaluators(0)
@@ -318,7 +354,7 @@ def plot_experiment(
             b,
             chunk=size,
             show_progress=options.show_progress,
-            label=f"{exp.name} surface ({k} walks)",
+            label=f"{name} surface ({k} walks)",
         )
         sub_owner = owner[rows_k]
         trajectories = [sub.scores[sub_owner == i, :2] for i in range(k)]
@@ -339,7 +375,7 @@ def plot_experiment(
         _figure(
             result,
             fig_blocks,
-            figs.surface_figure(exp.name, sub, surf, trajectories, level=level, seeds=seeds),
+            figs.surface_figure(name, sub, surf, trajectories, level=level, seeds=seeds),
             f"surface-{label}",
             f"Loss surface, {k} walk{'s' if k > 1 else ''}",
             f"Training loss (seed {surf.seed}'s training set) over a {options.grid}×"
@@ -352,7 +388,7 @@ def plot_experiment(
         )
 
     if options.endpoints:
-        _say(options, f"{exp.name}: endpoint averaging")
+        _say(options, f"{name}: endpoint averaging")
         result.endpoints = endpoint_average(exp, evaluators)
         result.endpoints_table = format_endpoints(result.endpoints, exp.metric)
         cols = [
@@ -372,8 +408,14 @@ def plot_experiment(
         rundir.atomic_write_bytes(d / "endpoints.md", (result.endpoints_table + "\n").encode())
         result.files += [d / "endpoints.csv", d / "endpoints.md"]
 
+    # files of an earlier call (another format, more seeds) stay: they are the user's to
+    # delete, but the report says they are not its own
+    own = {p.name for p in result.files} | {"report.md", "report.html"}
+    result.stale = sorted(
+        p for p in d.iterdir() if p.is_file() and not p.name.startswith(".") and p.name not in own
+    )
     blocks = _report_blocks(exp, result, fig_blocks, options)
-    result.files += list(write_report(d, exp.name, blocks))
+    result.files += list(write_report(d, name, blocks))
     _readable(result.files)
     return result
 
@@ -391,16 +433,29 @@ def _report_blocks(
 ) -> list[Block]:
     n = len(exp.seeds)
     blocks = [
-        Block("h1", f"{exp.name}: report"),
+        Block("h1", f"{exp.label}: report"),
         Block(
             "p",
-            f"{n} finished seeds ({', '.join(str(s.seed) for s in exp.seeds)})"
+            f"{n} finished seed{'s' if n != 1 else ''} "
+            f"({', '.join(str(s.seed) for s in exp.seeds)})"
             + (
                 f"; {len(exp.unfinished)} unfinished seed directories not counted"
                 if exp.unfinished
                 else ""
             )
             + f". Made by `manifoldwalk plot` from `{exp.seeds[0].path.parent}`.",
+        ),
+        *[Block("p", f"Not drawn: {note}.") for note in result.notes],
+        *(
+            [
+                Block(
+                    "p",
+                    "Also in this directory, left from an earlier `manifoldwalk plot` and not "
+                    "part of this report: " + ", ".join(f"`{p.name}`" for p in result.stale) + ".",
+                )
+            ]
+            if result.stale
+            else []
         ),
         Block("h2", "Table I row"),
         Block("table", format_table([exp.row])),

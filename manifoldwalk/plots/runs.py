@@ -2,13 +2,14 @@
 
 Only finished, intact seeds are read (:func:`~manifoldwalk.experiments.rundir.is_finished`);
 seeds still running or broken are counted and named, not plotted. A seed that stopped before
-its step budget is finished too: its series simply end earlier.
+its step budget is finished too: its series simply end earlier. Each experiment directory is
+read on its own (:func:`~manifoldwalk.experiments.table.experiment_groups`): copies of one
+experiment in several directories are never merged.
 """
 
 from __future__ import annotations
 
 import os
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk.experiments import rundir
-from manifoldwalk.experiments.table import TableRow, build_table
+from manifoldwalk.experiments.table import TableRow, experiment_groups, table_row
 from manifoldwalk.plots.pca import npz_array
 
 __all__ = ["ExperimentRuns", "SeedRun", "load_runs"]
@@ -157,12 +158,20 @@ class ExperimentRuns:
         seeds: Its finished seeds, in seed order.
         row: Its Table I row (the weight-decay λ chosen on the test set is ``row.by_test.lam``).
         unfinished: Seed directories found but not finished (not plotted).
+        label: Its name, or its directory's path where the experiment appears in several
+            directories (:attr:`~manifoldwalk.experiments.table.RunGroup.label`); the plots go
+            to ``OUT/<label>``.
     """
 
     name: str
     seeds: list[SeedRun]
     row: TableRow
     unfinished: list[Path] = field(default_factory=list)
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        """Label the runs by the experiment when no label is given."""
+        self.label = self.label or self.name
 
     @property
     def metric(self) -> str:
@@ -186,52 +195,50 @@ def _metrics(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
-    """Read every finished seed under ``directory``, grouped by experiment.
+    """Read every finished seed under ``directory``, one entry per experiment directory.
 
     Args:
         directory: An output root, an experiment directory or one seed directory.
 
     Returns:
-        One entry per experiment, in the order of Table I.
+        One entry per experiment directory with a finished seed, in the order of Table I;
+        an experiment found in several directories gives several entries, labelled by path.
 
     Raises:
         FileNotFoundError: If ``directory`` does not exist or holds no finished run.
     """
     root = Path(directory)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root} is not a directory")
-    groups: dict[str, list[SeedRun]] = defaultdict(list)
-    unfinished: dict[str, list[Path]] = defaultdict(list)
-    for d in rundir.seed_dirs(root):
-        name = d.parent.name
-        if not rundir.is_finished(d):
-            unfinished[name].append(d)
+    groups = experiment_groups(root)
+    out = []
+    for g in groups:
+        if not g.finished:
             continue
-        summary = rundir.read_json(d / "summary.json")
-        groups[name].append(
-            SeedRun(
-                seed=int(summary["seed"]),
-                path=d,
-                config=rundir.read_json(d / "config.json"),
-                summary=summary,
-                metrics=_metrics(d / "metrics.csv"),
+        seeds = []
+        for d in g.finished:
+            summary = rundir.read_json(d / "summary.json")
+            seeds.append(
+                SeedRun(
+                    seed=int(summary["seed"]),
+                    path=d,
+                    config=rundir.read_json(d / "config.json"),
+                    summary=summary,
+                    metrics=_metrics(d / "metrics.csv"),
+                )
+            )
+        out.append(
+            ExperimentRuns(
+                name=g.name,
+                seeds=sorted(seeds, key=lambda s: s.seed),
+                row=table_row(g),
+                unfinished=list(g.unfinished),
+                label=g.label,
             )
         )
-    if not groups:
-        found = sum(len(v) for v in unfinished.values())
+    if not out:
+        found = sum(len(g.unfinished) for g in groups)
         extra = f" ({found} unfinished seed directories)" if found else ""
         raise FileNotFoundError(
             f"no finished runs (seed-*/DONE) under {root}{extra}; "
             "make some with `manifoldwalk reproduce EXPERIMENT --out DIR`"
         )
-    rows = {r.experiment: r for r in build_table(root)}
-    return [
-        ExperimentRuns(
-            name=name,
-            seeds=sorted(groups[name], key=lambda s: s.seed),
-            row=rows[name],
-            unfinished=unfinished.get(name, []),
-        )
-        for name in (r.experiment for r in rows.values())
-        if name in groups
-    ]
+    return out

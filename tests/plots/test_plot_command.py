@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -52,7 +53,8 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
             == 0
         )
     buf = io.StringIO()
-    with redirect_stdout(buf):
+    # the default surfaces are of 1, 3 and all walks: with 2 seeds the 3-walk one is left out
+    with redirect_stdout(buf), pytest.warns(UserWarning, match="no 3-walk loss surface"):
         status = main(["plot", str(runs), "--out", str(out), "--grid", str(GRID), "--quiet"])
     assert status == 0
     return runs, out / "iris-ff", buf.getvalue()
@@ -222,13 +224,54 @@ def test_svg_and_selected_surfaces_through_the_python_api(tiny, tmp_path):
     assert (tmp_path / "iris-ff" / "pca.svg").read_text().lstrip().startswith("<?xml")
 
 
+def test_copies_of_an_experiment_in_nested_directories_are_plotted_apart(tiny, tmp_path):
+    # the layout of docs/results.md: runs/<experiment> and a copy in runs/grid14/<experiment>
+    runs, _, _ = tiny
+    root = tmp_path / "runs"
+    shutil.copytree(runs / "iris-ff", root / "iris-ff")
+    shutil.copytree(runs / "iris-ff" / "seed-000", root / "grid14" / "iris-ff" / "seed-000")
+    top, nested = load_runs(root)
+    assert (top.label, [s.seed for s in top.seeds]) == ("runs/iris-ff", [0, 1])
+    assert (nested.label, [s.seed for s in nested.seeds]) == ("runs/grid14/iris-ff", [0])
+    assert nested.row.seeds == [0] and nested.row.label == nested.label
+    options = PlotOptions(grid=3, surfaces=("1", "5"), endpoints=False, show_progress=False)
+    with pytest.warns(UserWarning, match="no 5-walk loss surface: only"):
+        results = plot_runs(root, tmp_path / "plots", options)
+    assert [r.directory for r in results] == [
+        tmp_path / "plots" / "runs" / "iris-ff",
+        tmp_path / "plots" / "runs" / "grid14" / "iris-ff",
+    ]
+    for r, seeds in zip(results, ([0, 1], [0]), strict=True):
+        assert json.loads((r.directory / "pca.json").read_text())["seeds"] == seeds
+    md = (results[1].directory / "report.md").read_text()
+    assert md.startswith("# runs/grid14/iris-ff: report\n\n1 finished seed (0).")
+    assert "| runs/grid14/iris-ff | 1 |" in md and "seeds)" not in md
+    assert "Not drawn: no 5-walk loss surface: only 1 seed finished." in md
+    assert "mean over 1 seeds" not in md and "± –" not in md
+    assert results[0].notes == ["no 5-walk loss surface: only 2 seeds finished"]
+
+
+def test_files_of_an_earlier_call_are_kept_and_not_claimed(tiny, tmp_path):
+    runs, _, _ = tiny
+    options = dict(grid=3, surfaces=("1",), endpoints=False, show_progress=False)
+    plot_runs(runs / "iris-ff", tmp_path, PlotOptions(fmt="svg", **options))
+    (result,) = plot_runs(runs / "iris-ff", tmp_path, PlotOptions(fmt="png", **options))
+    stale = ["compute.svg", "pca.svg", "phase2.svg", "surface-1.svg"]
+    assert [p.name for p in result.stale] == stale
+    assert all(p.exists() for p in result.stale)  # the user's files: not deleted
+    assert not any(p.suffix == ".svg" for p in result.files)
+    md = (result.directory / "report.md").read_text()
+    assert "left from an earlier `manifoldwalk plot` and not part of this report: " in md
+    assert ", ".join(f"`{n}`" for n in stale) in md and "(phase2.svg)" not in md
+
+
 def test_a_directory_without_runs_fails_with_a_clear_message(tmp_path, capsys):
     (tmp_path / "iris-ff" / "seed-000").mkdir(parents=True)  # started, never finished
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "plots")]) == 2
     err = capsys.readouterr().err
     assert "no finished runs" in err and "1 unfinished" in err and "manifoldwalk reproduce" in err
     assert main(["plot", str(tmp_path / "missing")]) == 2
-    assert "is not a directory" in capsys.readouterr().err
+    assert "missing does not exist" in capsys.readouterr().err
     assert not (tmp_path / "plots").exists()
 
 
