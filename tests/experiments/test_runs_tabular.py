@@ -197,7 +197,7 @@ def test_other_backends_run_iris(tmp_path, backend):
         (["reproduce", "iris"], ["invalid choice", "iris-ff", "mpg-ff", "fashion-cnv"]),
         (["reproduce", "iris-ff", "--backend", "pytorch"], ["torch", "jax", "tensorflow"]),
         (["reproduce", "iris-ff", "--scheme", "fast"], ["authors", "paper", "default"]),
-        (["table", "/nonexistent/dir"], ["no finished run directories"]),
+        (["table", "/nonexistent/dir"], ["/nonexistent/dir does not exist"]),
     ],
 )
 def test_command_line_errors_are_one_line_listing_the_choices(argv, words):
