@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import platform
 import time
@@ -141,14 +142,32 @@ class RunConfig:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {valid}")
         for name in ("max_steps", "phase1_epochs", "wd_epochs", "record_every", "n_train"):
             value = getattr(self, name)
-            if value is not None and value < (0 if "epochs" in name else 1):
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.save_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("save_every and checkpoint_every must be positive")
+            least = 0 if "epochs" in name else 1
+            if value is not None and value < least:
+                raise ValueError(f"{name} must be at least {least}, got {value}")
+        for name in ("save_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not self.seeds:
             raise ValueError("need at least one seed")
+        if min(self.seeds) < 0:
+            raise ValueError(f"seeds must be >= 0, got {min(self.seeds)}; pass --first-seed >= 0")
+        if self.wd_lambdas is not None:
+            # checked here, before anything runs (a bad λ used to fail only when reached)
+            if len(self.wd_lambdas) == 0:
+                raise ValueError(
+                    "wd_lambdas is empty; pass at least one λ (e.g. --wd-lambdas 0,1e-3) or "
+                    "leave it out for the paper's grid"
+                )
+            bad = [v for v in self.wd_lambdas if not (math.isfinite(v) and v >= 0)]
+            if bad:
+                raise ValueError(
+                    f"weight-decay λ must be finite and >= 0, got {', '.join(map(str, bad))}"
+                )
+            if len(set(self.wd_lambdas)) != len(self.wd_lambdas):
+                raise ValueError(f"wd_lambdas lists a λ twice: {list(self.wd_lambdas)}")
 
     @property
     def spec(self) -> Experiment:
@@ -533,6 +552,13 @@ def _weight_decay(config, backend, spec, ds, seed, d: Path, stage: _Stage) -> li
                 record = rundir.read_json(path)
             except (OSError, ValueError):
                 record = None
+        if record is not None and (record.get("lam") != float(lam) or record.get("split") != split):
+            # the files are named by position in the λ list: never pair a λ with another's run
+            raise ValueError(
+                f"{path} holds the weight-decay run of λ={record.get('lam')!r} "
+                f"({record.get('split')}), not of λ={float(lam)!r} ({split}); the run directory "
+                "was made with another λ list: choose another --out or delete that directory"
+            )
         if record is None:
             idx = fit_all if split == "full" else fit
             record, theta = _wd_run(config, backend, spec, ds, seed, lam, split, idx, val)
@@ -556,26 +582,53 @@ def _weight_decay(config, backend, spec, ds, seed, d: Path, stage: _Stage) -> li
     return records
 
 
+#: The command-line flag of each option, for the message refusing a run directory.
+_FLAGS = {
+    "max_steps": "--steps",
+    "phase1_epochs": "--epochs",
+    "n_train": "--n-train",
+}
+
+
 def _check_config(d: Path, wanted: dict[str, Any]) -> None:
-    """Write ``config.json``, refusing a directory that holds a run of other options."""
+    """Refuse a run directory that holds work made with other options than ``wanted``.
+
+    Finished and unfinished directories alike: a finished seed of other options must not be
+    mixed into this run's table. A directory whose only file is ``config.json`` holds no work
+    and is no conflict.
+
+    Raises:
+        ValueError: Naming the differing options and what to do.
+    """
     wanted = json.loads(json.dumps(wanted))  # tuples → lists, as read back
     path = d / "config.json"
-    if path.exists():
-        try:
-            have = rundir.read_json(path)
-        except (OSError, ValueError):
-            have = None
-        if have is not None and have != wanted:
-            diff = sorted(
-                k
-                for k in set(have.get("options", {})) | set(wanted["options"])
-                if have.get("options", {}).get(k) != wanted["options"].get(k)
-            )
-            raise ValueError(
-                f"{d} holds a run made with other options ({', '.join(diff) or 'experiment'}); "
-                "choose another --out or delete that directory"
-            )
-    rundir.atomic_write_json(path, wanted)
+    if not path.exists():
+        return
+    work = [p for p in d.rglob("*") if p.is_file() and p.name != "config.json"]
+    if not any(not p.name.endswith(".tmp") for p in work):
+        return
+    try:
+        have = rundir.read_json(path)
+    except (OSError, ValueError):
+        return  # a damaged config.json: the run is unfinished (DONE hashes it) and rewritten
+    if have == wanted:
+        return
+    theirs = have.get("options", {}) if isinstance(have, dict) else {}
+    diff = [
+        f"{k} ({_FLAGS.get(k, '--' + k.replace('_', '-'))}): {theirs.get(k)!r} there, "
+        f"{wanted['options'].get(k)!r} asked"
+        for k in sorted(set(theirs) | set(wanted["options"]))
+        if theirs.get(k) != wanted["options"].get(k)
+    ]
+    raise ValueError(
+        f"{d} holds a run made with other options ({'; '.join(diff) or 'experiment settings'}); "
+        "choose another --out or delete that directory"
+    )
+
+
+def _write_config(d: Path, wanted: dict[str, Any]) -> None:
+    """Write ``config.json`` (once the data loaded: a failed start leaves no claim)."""
+    rundir.atomic_write_json(d / "config.json", wanted)
 
 
 def run_seed(
@@ -609,6 +662,7 @@ def run_seed(
     """
     spec = config.spec
     d = rundir.seed_dir(config.out, spec.name, seed)
+    _check_config(d, config.for_seed(seed))
     if rundir.is_finished(d):
         return rundir.read_json(d / "summary.json")
     s = _start_seed(config, seed, d, _Stage(show_progress, plain), threads)
@@ -633,12 +687,13 @@ class _Seed:
 def _start_seed(config: RunConfig, seed: int, d: Path, stage: _Stage, threads) -> _Seed:
     """Prepare seed ``seed``'s run directory, load its data and run (or reload) phase 1."""
     spec = config.spec
-    d.mkdir(parents=True, exist_ok=True)
-    (d / rundir.DONE).unlink(missing_ok=True)
     _check_config(d, config.for_seed(seed))
     backend = load_backend(config.backend)
     backend.configure(device=config.device, threads=threads or 1)
     ds = _load_data(config, spec, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / rundir.DONE).unlink(missing_ok=True)
+    _write_config(d, config.for_seed(seed))
     problem, theta0, p1 = _phase1(backend, spec, ds, seed, d, stage)
     return _Seed(seed, d, backend, stage, ds, problem, theta0, p1)
 
@@ -721,6 +776,8 @@ def run_seeds_batched(
         )
     summaries: dict[int, dict[str, Any]] = {}
     started = []
+    for seed in seeds:  # every seed's directory is checked before any work starts
+        _check_config(rundir.seed_dir(config.out, spec.name, seed), config.for_seed(seed))
     for seed in seeds:
         d = rundir.seed_dir(config.out, spec.name, seed)
         if rundir.is_finished(d):
@@ -772,6 +829,8 @@ def run_experiment(
             config, list(config.seeds), show_progress=show_progress, threads=threads
         )
     spec = config.spec
+    for seed in config.seeds:  # refuse before any work starts, finished seeds included
+        _check_config(rundir.seed_dir(config.out, spec.name, seed), config.for_seed(seed))
     todo = [
         s for s in config.seeds if not rundir.is_finished(rundir.seed_dir(config.out, spec.name, s))
     ]
