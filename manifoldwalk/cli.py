@@ -71,9 +71,17 @@ def _reproduce(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         n_train=args.n_train,
     )
-    run_experiment(
-        config, jobs=args.jobs, show_progress=not args.quiet, batch_seeds=args.batch_seeds
-    )
+    try:
+        run_experiment(
+            config, jobs=args.jobs, show_progress=not args.quiet, batch_seeds=args.batch_seeds
+        )
+    except KeyboardInterrupt:
+        print(
+            f"manifoldwalk reproduce: interrupted; the work done so far is kept in "
+            f"{config.out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     from manifoldwalk.experiments.rundir import seed_dir
 
     print(format_table(build_table(seed_dir(config.out, config.spec.name, 0).parent)))
@@ -235,9 +243,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ValueError, ImportError, FileNotFoundError) as err:
-        print(f"manifoldwalk {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, ImportError, OSError) as err:
+        print(f"manifoldwalk {args.command}: error: {_describe(err, args)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"manifoldwalk {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _describe(err: BaseException, args: argparse.Namespace) -> str:
+    """The error as a line; a filesystem error names its path (and, writing, what to do)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        names = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        writing = isinstance(err, (PermissionError, FileExistsError, NotADirectoryError))
+        hint = " (choose another --out)" if writing and hasattr(args, "out") else ""
+        return f"{err.strerror}: {names}{hint}"
+    return str(err)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ __all__ = [
     "atomic_write_npz",
     "is_finished",
     "mark_done",
+    "npz_error",
     "read_csv",
     "read_json",
     "seed_dir",
@@ -193,17 +194,49 @@ def _files(directory: Path) -> list[Path]:
     )
 
 
+def npz_error(path: str | os.PathLike[str]) -> Exception | None:
+    """Return why an ``.npz`` file does not load (every array read), or None when it does.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The error (a truncated file gives ``BadZipFile``, ``EOFError``, ``ValueError``…), or
+        None for a sound file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for k in f.files:
+                f[k]
+    except Exception as err:  # noqa: BLE001 (any failure to load means damaged)
+        return err
+    return None
+
+
 def mark_done(directory: str | os.PathLike[str], extra: Mapping[str, Any] | None = None) -> None:
     """Write the ``DONE`` marker listing the size and SHA-256 of every file of the run.
 
     Args:
         directory: The seed's run directory.
         extra: More JSON fields to store in the marker.
+
+    Raises:
+        ValueError: A ``.npz`` or ``.json`` file of the run does not load.
     """
     directory = Path(directory)
+    files = _files(directory)
+    for p in files:  # never bless a file that does not load
+        err = npz_error(p) if p.suffix == ".npz" else None
+        if p.suffix == ".json":
+            try:
+                read_json(p)
+            except (OSError, ValueError) as exc:
+                err = exc
+        if err is not None:
+            raise ValueError(f"{p} does not load ({type(err).__name__}: {err}); not marking done")
     listing = {
         str(p.relative_to(directory)): {"size": p.stat().st_size, "sha256": _digest(p)}
-        for p in _files(directory)
+        for p in files
     }
     atomic_write_json(directory / DONE, {"files": listing, **(extra or {})})
 

@@ -18,6 +18,9 @@ import json
 import math
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -285,6 +288,13 @@ def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[s
     }
 
 
+def _damaged(path: Path, err: BaseException, action: str) -> None:
+    """Say on stderr that a saved file does not load and what is done instead."""
+    print(
+        f"manifoldwalk: {path} is damaged ({type(err).__name__}: {err}); {action}", file=sys.stderr
+    )
+
+
 def _phase1(backend, spec, ds, seed, d: Path, stage: _Stage) -> tuple[Any, Any, dict[str, Any]]:
     """Train (or reload) phase 1; returns the problem, θ0 and phase 1's record."""
     shape, n_out = ds.x_train.shape[1:], ds.n_classes or ds.y_train.shape[1]
@@ -297,7 +307,10 @@ def _phase1(backend, spec, ds, seed, d: Path, stage: _Stage) -> tuple[Any, Any, 
         try:
             with np.load(path, allow_pickle=False) as f:
                 saved = {k: f[k] for k in f.files}
-        except (OSError, ValueError):
+            if "theta" not in saved:
+                raise ValueError("no theta array in it")
+        except Exception as err:  # a truncated zip raises BadZipFile, EOFError, ValueError…
+            _damaged(path, err, "training phase 1 again")
             saved = None
     if saved is not None:
         problem = backend.make_problem(model, ds.x_train, ds.y_train, task=spec.task)
@@ -357,12 +370,19 @@ def _load_checkpoint(d: Path) -> Any:
     import manifoldwalk as mw
 
     ckpt = d / "walk" / "checkpoint.npz"
-    if ckpt.exists():
-        try:
-            return mw.WalkResult.load(ckpt)
-        except (OSError, ValueError, KeyError):
+    if not ckpt.exists():
+        return None
+    try:
+        prev = mw.WalkResult.load(ckpt)
+    except Exception as err:  # a truncated zip raises BadZipFile, EOFError, ValueError…
+        _damaged(ckpt, err, "walking again from phase 1's θ0")
+        return None
+    for path in sorted((d / "walk").glob("thetas-*.npz")):
+        err = rundir.npz_error(path)
+        if err is not None:  # the saved path has a hole: the walk is redone (it is seeded)
+            _damaged(path, err, "walking again from phase 1's θ0")
             return None
-    return None
+    return prev
 
 
 def _needs_segment(config: RunConfig, spec: Experiment, prev: Any) -> bool:
@@ -559,6 +579,11 @@ def _weight_decay(config, backend, spec, ds, seed, d: Path, stage: _Stage) -> li
                 f"({record.get('split')}), not of λ={float(lam)!r} ({split}); the run directory "
                 "was made with another λ list: choose another --out or delete that directory"
             )
+        if record is not None:
+            err = rundir.npz_error(path.with_suffix(".npz"))
+            if err is not None:
+                _damaged(path.with_suffix(".npz"), err, f"training λ={lam:g} ({split}) again")
+                record = None
         if record is None:
             idx = fit_all if split == "full" else fit
             record, theta = _wd_run(config, backend, spec, ds, seed, lam, split, idx, val)
@@ -795,6 +820,39 @@ def _worker(config: RunConfig, seed: int, threads: int | None) -> dict[str, Any]
     return run_seed(config, seed, show_progress=True, plain=True, threads=threads)
 
 
+def _ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group, but stopping the workers is
+    the parent's job (a worker that caught it would carry on with the next seed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, futures: list[Any]) -> None:
+    """Stop a pool of seed workers now: cancel the queued seeds, terminate the running ones.
+
+    What the workers saved is kept: every file is written atomically, so a terminated seed
+    resumes from its last checkpoint on the next run. A second Ctrl-C during the stop is ignored.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        for fut in futures:
+            fut.cancel()
+        # no public API reaches the worker processes; without terminating them shutdown waits
+        # for every running seed to finish
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in processes:
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
+
+
 def run_experiment(
     config: RunConfig,
     *,
@@ -847,12 +905,22 @@ def run_experiment(
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint)
+        futures: list[Any] = []
+        interrupted = False
+        try:
             futures = [pool.submit(_worker, config, s, per_job) for s in todo]
             for fut in as_completed(futures):
                 fut.result()
                 done += 1
                 bar.update(done)
+        except KeyboardInterrupt:
+            interrupted = True
+            _stop_pool(pool, futures)
+            raise
+        finally:
+            if not interrupted:  # a seed that failed lets the others finish (as before)
+                pool.shutdown(wait=True)
     bar.close()
     return [
         rundir.read_json(rundir.seed_dir(config.out, spec.name, s) / "summary.json")

@@ -24,7 +24,7 @@ from manifoldwalk.experiments import (
     run_seed,
 )
 from manifoldwalk.experiments import runner as runner_mod
-from manifoldwalk.experiments.rundir import is_finished, seed_dir
+from manifoldwalk.experiments.rundir import is_finished, mark_done, seed_dir
 
 IRIS_ARGS = ["--steps", "200", "--epochs", "2", "--wd-epochs", "2", "--wd-lambdas", "0,1e-3"]
 
@@ -307,3 +307,38 @@ def test_a_failed_start_leaves_no_claim_on_the_run_directory(tmp_path):
     (d / "config.json").write_text(json.dumps(config.for_seed(0) | {"seed": 7}))
     with pytest.raises(DatasetError):
         run_seed(replace(config, out=str(tmp_path / "old")), 0, show_progress=False)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        ("phase1.npz", "walk/checkpoint.npz"),  # rerun: phase 1 retrained, the walk redone
+        ("walk/thetas-00000100.npz", "wd/full-00.npz"),  # the checkpoint is sound, a θ is not
+    ],
+)
+def test_truncated_files_are_recomputed_and_never_marked_done(tmp_path, capsys, damaged):
+    config = RunConfig("iris-ff", out=str(tmp_path), max_steps=100, **TINY)
+    run_seed(config, 0, show_progress=False)
+    d = seed_dir(tmp_path, "iris-ff", 0)
+    before = run_files(d)
+    for name in damaged:
+        _truncate(d / name)
+    run_seed(config, 0, show_progress=False)
+    err = capsys.readouterr().err
+    for name in damaged:
+        assert f"{d / name} is damaged" in err, err
+    assert is_finished(d) and run_files(d) == before
+
+
+def test_done_is_not_written_over_a_file_that_does_not_load(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    np.savez(tmp_path / "final.npz", theta=np.zeros(1000))
+    mark_done(tmp_path)
+    _truncate(tmp_path / "final.npz")
+    with pytest.raises(ValueError, match="final.npz does not load"):
+        mark_done(tmp_path)
+    assert not is_finished(tmp_path)
