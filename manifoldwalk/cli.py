@@ -7,6 +7,7 @@ it runs, so ``manifoldwalk --help`` stays fast and needs no framework.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    from manifoldwalk.datasets import DatasetError
     from manifoldwalk.experiments import RunConfig, build_table, format_table, run_experiment
 
     config = RunConfig(
@@ -75,6 +77,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         run_experiment(
             config, jobs=args.jobs, show_progress=not args.quiet, batch_seeds=args.batch_seeds
         )
+    except DatasetError as err:
+        raise DatasetError(_data_dir_hint(str(err))) from err
     except KeyboardInterrupt:
         print(
             f"manifoldwalk reproduce: interrupted; the work done so far is kept in "
@@ -86,6 +90,14 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     print(format_table(build_table(seed_dir(config.out, config.spec.name, 0).parent)))
     return 0
+
+
+def _data_dir_hint(message: str) -> str:
+    """A dataset error in the command's terms: the files are given with ``--data-dir``."""
+    message = re.sub(r"load_dataset\('[^']*', data_dir=\.\.\.\)", "--data-dir DIR", message)
+    if "--data-dir" not in message:
+        message += " (--data-dir names the directory of the dataset's files)"
+    return message
 
 
 def _table(args: argparse.Namespace) -> int:

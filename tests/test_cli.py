@@ -109,3 +109,10 @@ def test_ctrl_c_with_parallel_seeds_stops_the_workers_and_exits(tmp_path):
     time.sleep(0.5)
     assert _live_processes_of_group(proc.pid) == []  # no worker left behind
     assert all(p.exists() for p in phase1)
+
+
+def test_dataset_errors_name_the_data_dir_option(tmp_path, capsys):
+    argv = ["reproduce", "mnist-ff", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert main([*argv, *TINY_REPRODUCE]) == 2
+    err = capsys.readouterr().err
+    assert "MNIST not found" in err and "--data-dir DIR" in err and "load_dataset" not in err

@@ -262,8 +262,10 @@ class _Stage:
         self.show = show
         self.interval = 15.0 if plain else None
 
-    def bar(self, total: int, label: str, unit: str) -> ProgressBar:
-        return ProgressBar(total, label, unit=unit, enabled=self.show, interval=self.interval)
+    def bar(self, total: int, label: str, unit: str, initial: int = 0) -> ProgressBar:
+        return ProgressBar(
+            total, label, unit=unit, enabled=self.show, interval=self.interval, initial=initial
+        )
 
 
 def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[str, Callable]:
@@ -439,6 +441,18 @@ def _save_segment(d: Path, result: Any, n0: int, every: int, n_train: int, metri
     _write_metrics(d, result.history, n_train, metric)
 
 
+def _walk_bar(stage: _Stage, config: RunConfig, spec: Experiment, seed: int, prev: Any):
+    """The walk's progress bar, counting from where a resumed walk stood."""
+    total = config.budget == "total"
+    done = 0
+    if prev is not None and not total:
+        done = prev.n_predictor
+    elif prev is not None:
+        steps = prev.history.get("step")
+        done = int(steps[-1]) if steps is not None and len(steps) else 0
+    return stage.bar(spec.max_steps, f"seed {seed} walk", "steps", initial=done)
+
+
 def _progress(bar: ProgressBar, spec: Experiment, total: bool) -> Callable[[dict], None]:
     """The walk's callback: move the bar at each record."""
 
@@ -455,7 +469,7 @@ def _walk(config, backend, spec, ds, problem, theta0, seed, d: Path, stage: _Sta
 
     prev = _load_checkpoint(d)
     metrics = _metric_fns(backend, problem, ds, spec.task)
-    bar = stage.bar(spec.max_steps, f"seed {seed} walk", "steps")
+    bar = _walk_bar(stage, config, spec, seed, prev)
     progress = _progress(bar, spec, config.budget == "total")
     start = time.perf_counter()
     while _needs_segment(config, spec, prev):
@@ -484,7 +498,7 @@ def _walk_batch(config, backend, spec, seeds: list[_Seed], stage: _Stage) -> lis
     """
     prevs = [_load_checkpoint(s.d) for s in seeds]
     metrics = [_metric_fns(backend, s.problem, s.ds, spec.task) for s in seeds]
-    bars = [stage.bar(spec.max_steps, f"seed {s.seed} walk", "steps") for s in seeds]
+    bars = [_walk_bar(stage, config, spec, s.seed, p) for s, p in zip(seeds, prevs, strict=True)]
     progress = [_progress(bar, spec, config.budget == "total") for bar in bars]
     start = time.perf_counter()
     while True:
@@ -893,7 +907,9 @@ def run_experiment(
         s for s in config.seeds if not rundir.is_finished(rundir.seed_dir(config.out, spec.name, s))
     ]
     done = len(config.seeds) - len(todo)
-    bar = ProgressBar(len(config.seeds), f"{spec.name} seeds", unit="seeds", enabled=show_progress)
+    bar = ProgressBar(
+        len(config.seeds), f"{spec.name} seeds", unit="seeds", enabled=show_progress, initial=done
+    )
     bar.update(done, f"{done} already finished" if done else "")
     if jobs == 1 or len(todo) <= 1:
         for seed in todo:
