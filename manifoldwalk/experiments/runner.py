@@ -147,10 +147,10 @@ class RunConfig:
             value = getattr(self, name)
             least = 0 if "epochs" in name else 1
             if value is not None and value < least:
-                raise ValueError(f"{name} must be at least {least}, got {value}")
+                raise ValueError(f"{_named(name)} must be at least {least}, got {value}")
         for name in ("save_every", "checkpoint_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(f"{_named(name)} must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not self.seeds:
@@ -629,6 +629,11 @@ _FLAGS = {
 }
 
 
+def _named(option: str) -> str:
+    """An option's name with its command-line flag, e.g. ``max_steps (--steps)``."""
+    return f"{option} ({_FLAGS.get(option, '--' + option.replace('_', '-'))})"
+
+
 def _check_config(d: Path, wanted: dict[str, Any]) -> None:
     """Refuse a run directory that holds work made with other options than ``wanted``.
 
@@ -654,8 +659,7 @@ def _check_config(d: Path, wanted: dict[str, Any]) -> None:
         return
     theirs = have.get("options", {}) if isinstance(have, dict) else {}
     diff = [
-        f"{k} ({_FLAGS.get(k, '--' + k.replace('_', '-'))}): {theirs.get(k)!r} there, "
-        f"{wanted['options'].get(k)!r} asked"
+        f"{_named(k)}: {theirs.get(k)!r} there, {wanted['options'].get(k)!r} asked"
         for k in sorted(set(theirs) | set(wanted["options"]))
         if theirs.get(k) != wanted["options"].get(k)
     ]

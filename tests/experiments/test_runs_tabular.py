@@ -276,9 +276,9 @@ def test_a_saved_weight_decay_run_of_another_lambda_is_refused(tmp_path):
         (dict(wd_lambdas=(float("nan"),)), "finite and >= 0, got nan"),
         (dict(wd_lambdas=(0.0, 0.0)), "twice"),
         (dict(seeds=(-1, 0)), "seeds must be >= 0"),
-        (dict(phase1_epochs=-1), "phase1_epochs must be at least 0, got -1"),
-        (dict(max_steps=0), "max_steps must be at least 1, got 0"),
-        (dict(save_every=0), "save_every must be at least 1"),
+        (dict(phase1_epochs=-1), "phase1_epochs (--epochs) must be at least 0, got -1"),
+        (dict(max_steps=0), "max_steps (--steps) must be at least 1, got 0"),
+        (dict(save_every=0), "save_every (--save-every) must be at least 1"),
     ],
 )
 def test_bad_options_are_refused_up_front(options, words):
