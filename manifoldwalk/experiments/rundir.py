@@ -8,7 +8,8 @@ One seed of one experiment writes ``OUT/<experiment>/seed-<k>/``::
     walk/thetas-<n>.npz  θ every ``save_every`` predictor steps up to step n (float32)
     metrics.csv          the walk's metrics every ``record_every`` predictor steps
     final.npz            the walk's final θ (float32)
-    wd/<split>-<i>.json  one weight-decay run: λ, epochs, metrics (split "full" or "val")
+    wd/<split>-<i>.json  one weight-decay run: λ, epochs, metrics (split "full" or "val";
+                         i: the λ's position in the λ list, so a directory serves one list)
     wd/<split>-<i>.npz   its final θ (float32)
     wd.csv               every weight-decay run, one row each
     summary.json         the seed's headline numbers
@@ -17,7 +18,8 @@ One seed of one experiment writes ``OUT/<experiment>/seed-<k>/``::
 Every file is written to a temporary name in the same directory and then renamed over the
 target (:func:`os.replace`, atomic on POSIX), so a killed run never leaves a half-written file
 under a final name. A run counts as finished only when ``DONE`` exists and every file it lists
-still has the recorded size and hash (:func:`is_finished`); anything else is redone.
+still has the recorded size and hash (:func:`is_finished`); anything else is redone. A file
+that does not load is never listed in ``DONE`` (:func:`mark_done` refuses it).
 """
 
 from __future__ import annotations

@@ -699,7 +699,8 @@ def run_seed(
         The summary written to ``summary.json``.
 
     Raises:
-        ValueError: The run directory holds a run with other options, or a bad option.
+        ValueError: The run directory holds a run (finished or not) with other options, or a
+            weight-decay file of another λ.
         ImportError: The backend's framework is missing.
         manifoldwalk.datasets.DatasetError: The dataset's files are missing.
     """
@@ -894,7 +895,11 @@ def run_experiment(
 
     Raises:
         ValueError: For ``jobs < 1``, ``batch_seeds`` with ``jobs > 1`` or a backend that
-            cannot batch, or a problem in a seed (re-raised from the worker).
+            cannot batch, a seed directory (finished or not) of other options (checked for
+            every seed before any work starts), or a problem in a seed (re-raised from the
+            worker).
+        KeyboardInterrupt: On Ctrl-C, after stopping the worker processes (what they saved is
+            kept; running again resumes).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
