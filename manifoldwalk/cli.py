@@ -7,6 +7,7 @@ it runs, so ``manifoldwalk --help`` stays fast and needs no framework.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 
@@ -50,6 +51,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    from manifoldwalk.datasets import DatasetError
     from manifoldwalk.experiments import RunConfig, build_table, format_table, run_experiment
 
     config = RunConfig(
@@ -71,13 +73,31 @@ def _reproduce(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         n_train=args.n_train,
     )
-    run_experiment(
-        config, jobs=args.jobs, show_progress=not args.quiet, batch_seeds=args.batch_seeds
-    )
+    try:
+        run_experiment(
+            config, jobs=args.jobs, show_progress=not args.quiet, batch_seeds=args.batch_seeds
+        )
+    except DatasetError as err:
+        raise DatasetError(_data_dir_hint(str(err))) from err
+    except KeyboardInterrupt:
+        print(
+            f"manifoldwalk reproduce: interrupted; the work done so far is kept in "
+            f"{config.out}; rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     from manifoldwalk.experiments.rundir import seed_dir
 
     print(format_table(build_table(seed_dir(config.out, config.spec.name, 0).parent)))
     return 0
+
+
+def _data_dir_hint(message: str) -> str:
+    """A dataset error in the command's terms: the files are given with ``--data-dir``."""
+    message = re.sub(r"load_dataset\('[^']*', data_dir=\.\.\.\)", "--data-dir DIR", message)
+    if "--data-dir" not in message:
+        message += " (--data-dir names the directory of the dataset's files)"
+    return message
 
 
 def _table(args: argparse.Namespace) -> int:
@@ -235,9 +255,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args)
-    except (ValueError, ImportError, FileNotFoundError) as err:
-        print(f"manifoldwalk {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, ImportError, OSError) as err:
+        print(f"manifoldwalk {args.command}: error: {_describe(err, args)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"manifoldwalk {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _describe(err: BaseException, args: argparse.Namespace) -> str:
+    """The error as a line; a filesystem error names its path (and, writing, what to do)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        names = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        writing = isinstance(err, (PermissionError, FileExistsError, NotADirectoryError))
+        hint = " (choose another --out)" if writing and hasattr(args, "out") else ""
+        return f"{err.strerror}: {names}{hint}"
+    return str(err)
 
 
 if __name__ == "__main__":

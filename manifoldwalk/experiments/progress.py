@@ -43,6 +43,8 @@ class ProgressBar:
         stream: Where to write (stderr by default).
         enabled: False makes every method a no-op.
         interval: Minimum seconds between two redraws (default: 0.2 on a terminal, 15 otherwise).
+        initial: Units already done before this session (a resumed run); the rate and the time
+            left count only the units done since.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class ProgressBar:
         stream: TextIO | None = None,
         enabled: bool = True,
         interval: float | None = None,
+        initial: int = 0,
     ) -> None:
         self.total = max(1, int(total))
         self.label = label
@@ -62,7 +65,8 @@ class ProgressBar:
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = interval if interval is not None else (0.2 if self.tty else 15.0)
-        self.count = 0
+        self.initial = int(initial)
+        self.count = self.initial
         self.start = time.monotonic()
         self._last = -float("inf")
         self.extra = ""
@@ -72,7 +76,7 @@ class ProgressBar:
         """The current bar as one line of text (no newline)."""
         elapsed = time.monotonic() - self.start
         frac = min(1.0, self.count / self.total)
-        rate = self.count / elapsed if elapsed > 0 else 0.0
+        rate = max(0, self.count - self.initial) / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.count) / rate if rate > 0 else float("inf")
         filled = int(frac * 20)
         bar = "#" * filled + "-" * (20 - filled)

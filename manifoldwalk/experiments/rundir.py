@@ -8,7 +8,8 @@ One seed of one experiment writes ``OUT/<experiment>/seed-<k>/``::
     walk/thetas-<n>.npz  θ every ``save_every`` predictor steps up to step n (float32)
     metrics.csv          the walk's metrics every ``record_every`` predictor steps
     final.npz            the walk's final θ (float32)
-    wd/<split>-<i>.json  one weight-decay run: λ, epochs, metrics (split "full" or "val")
+    wd/<split>-<i>.json  one weight-decay run: λ, epochs, metrics (split "full" or "val";
+                         i: the λ's position in the λ list, so a directory serves one list)
     wd/<split>-<i>.npz   its final θ (float32)
     wd.csv               every weight-decay run, one row each
     summary.json         the seed's headline numbers
@@ -17,7 +18,8 @@ One seed of one experiment writes ``OUT/<experiment>/seed-<k>/``::
 Every file is written to a temporary name in the same directory and then renamed over the
 target (:func:`os.replace`, atomic on POSIX), so a killed run never leaves a half-written file
 under a final name. A run counts as finished only when ``DONE`` exists and every file it lists
-still has the recorded size and hash (:func:`is_finished`); anything else is redone.
+still has the recorded size and hash (:func:`is_finished`); anything else is redone. A file
+that does not load is never listed in ``DONE`` (:func:`mark_done` refuses it).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ __all__ = [
     "atomic_write_npz",
     "is_finished",
     "mark_done",
+    "npz_error",
     "read_csv",
     "read_json",
     "seed_dir",
@@ -193,17 +196,49 @@ def _files(directory: Path) -> list[Path]:
     )
 
 
+def npz_error(path: str | os.PathLike[str]) -> Exception | None:
+    """Return why an ``.npz`` file does not load (every array read), or None when it does.
+
+    Args:
+        path: The file.
+
+    Returns:
+        The error (a truncated file gives ``BadZipFile``, ``EOFError``, ``ValueError``…), or
+        None for a sound file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            for k in f.files:
+                f[k]
+    except Exception as err:  # noqa: BLE001 (any failure to load means damaged)
+        return err
+    return None
+
+
 def mark_done(directory: str | os.PathLike[str], extra: Mapping[str, Any] | None = None) -> None:
     """Write the ``DONE`` marker listing the size and SHA-256 of every file of the run.
 
     Args:
         directory: The seed's run directory.
         extra: More JSON fields to store in the marker.
+
+    Raises:
+        ValueError: A ``.npz`` or ``.json`` file of the run does not load.
     """
     directory = Path(directory)
+    files = _files(directory)
+    for p in files:  # never bless a file that does not load
+        err = npz_error(p) if p.suffix == ".npz" else None
+        if p.suffix == ".json":
+            try:
+                read_json(p)
+            except (OSError, ValueError) as exc:
+                err = exc
+        if err is not None:
+            raise ValueError(f"{p} does not load ({type(err).__name__}: {err}); not marking done")
     listing = {
         str(p.relative_to(directory)): {"size": p.stat().st_size, "sha256": _digest(p)}
-        for p in _files(directory)
+        for p in files
     }
     atomic_write_json(directory / DONE, {"files": listing, **(extra or {})})
 

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import platform
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -141,14 +145,32 @@ class RunConfig:
                 raise ValueError(f"unknown {name} {value!r}; choose one of: {valid}")
         for name in ("max_steps", "phase1_epochs", "wd_epochs", "record_every", "n_train"):
             value = getattr(self, name)
-            if value is not None and value < (0 if "epochs" in name else 1):
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.save_every < 1 or self.checkpoint_every < 1:
-            raise ValueError("save_every and checkpoint_every must be positive")
+            least = 0 if "epochs" in name else 1
+            if value is not None and value < least:
+                raise ValueError(f"{_named(name)} must be at least {least}, got {value}")
+        for name in ("save_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_named(name)} must be at least 1, got {getattr(self, name)}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if not self.seeds:
             raise ValueError("need at least one seed")
+        if min(self.seeds) < 0:
+            raise ValueError(f"seeds must be >= 0, got {min(self.seeds)}; pass --first-seed >= 0")
+        if self.wd_lambdas is not None:
+            # checked here, before anything runs (a bad λ used to fail only when reached)
+            if len(self.wd_lambdas) == 0:
+                raise ValueError(
+                    "wd_lambdas is empty; pass at least one λ (e.g. --wd-lambdas 0,1e-3) or "
+                    "leave it out for the paper's grid"
+                )
+            bad = [v for v in self.wd_lambdas if not (math.isfinite(v) and v >= 0)]
+            if bad:
+                raise ValueError(
+                    f"weight-decay λ must be finite and >= 0, got {', '.join(map(str, bad))}"
+                )
+            if len(set(self.wd_lambdas)) != len(self.wd_lambdas):
+                raise ValueError(f"wd_lambdas lists a λ twice: {list(self.wd_lambdas)}")
 
     @property
     def spec(self) -> Experiment:
@@ -240,8 +262,10 @@ class _Stage:
         self.show = show
         self.interval = 15.0 if plain else None
 
-    def bar(self, total: int, label: str, unit: str) -> ProgressBar:
-        return ProgressBar(total, label, unit=unit, enabled=self.show, interval=self.interval)
+    def bar(self, total: int, label: str, unit: str, initial: int = 0) -> ProgressBar:
+        return ProgressBar(
+            total, label, unit=unit, enabled=self.show, interval=self.interval, initial=initial
+        )
 
 
 def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[str, Callable]:
@@ -266,6 +290,13 @@ def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[s
     }
 
 
+def _damaged(path: Path, err: BaseException, action: str) -> None:
+    """Say on stderr that a saved file does not load and what is done instead."""
+    print(
+        f"manifoldwalk: {path} is damaged ({type(err).__name__}: {err}); {action}", file=sys.stderr
+    )
+
+
 def _phase1(backend, spec, ds, seed, d: Path, stage: _Stage) -> tuple[Any, Any, dict[str, Any]]:
     """Train (or reload) phase 1; returns the problem, θ0 and phase 1's record."""
     shape, n_out = ds.x_train.shape[1:], ds.n_classes or ds.y_train.shape[1]
@@ -278,7 +309,10 @@ def _phase1(backend, spec, ds, seed, d: Path, stage: _Stage) -> tuple[Any, Any, 
         try:
             with np.load(path, allow_pickle=False) as f:
                 saved = {k: f[k] for k in f.files}
-        except (OSError, ValueError):
+            if "theta" not in saved:
+                raise ValueError("no theta array in it")
+        except Exception as err:  # a truncated zip raises BadZipFile, EOFError, ValueError…
+            _damaged(path, err, "training phase 1 again")
             saved = None
     if saved is not None:
         problem = backend.make_problem(model, ds.x_train, ds.y_train, task=spec.task)
@@ -338,12 +372,19 @@ def _load_checkpoint(d: Path) -> Any:
     import manifoldwalk as mw
 
     ckpt = d / "walk" / "checkpoint.npz"
-    if ckpt.exists():
-        try:
-            return mw.WalkResult.load(ckpt)
-        except (OSError, ValueError, KeyError):
+    if not ckpt.exists():
+        return None
+    try:
+        prev = mw.WalkResult.load(ckpt)
+    except Exception as err:  # a truncated zip raises BadZipFile, EOFError, ValueError…
+        _damaged(ckpt, err, "walking again from phase 1's θ0")
+        return None
+    for path in sorted((d / "walk").glob("thetas-*.npz")):
+        err = rundir.npz_error(path)
+        if err is not None:  # the saved path has a hole: the walk is redone (it is seeded)
+            _damaged(path, err, "walking again from phase 1's θ0")
             return None
-    return None
+    return prev
 
 
 def _needs_segment(config: RunConfig, spec: Experiment, prev: Any) -> bool:
@@ -400,6 +441,18 @@ def _save_segment(d: Path, result: Any, n0: int, every: int, n_train: int, metri
     _write_metrics(d, result.history, n_train, metric)
 
 
+def _walk_bar(stage: _Stage, config: RunConfig, spec: Experiment, seed: int, prev: Any):
+    """The walk's progress bar, counting from where a resumed walk stood."""
+    total = config.budget == "total"
+    done = 0
+    if prev is not None and not total:
+        done = prev.n_predictor
+    elif prev is not None:
+        steps = prev.history.get("step")
+        done = int(steps[-1]) if steps is not None and len(steps) else 0
+    return stage.bar(spec.max_steps, f"seed {seed} walk", "steps", initial=done)
+
+
 def _progress(bar: ProgressBar, spec: Experiment, total: bool) -> Callable[[dict], None]:
     """The walk's callback: move the bar at each record."""
 
@@ -416,7 +469,7 @@ def _walk(config, backend, spec, ds, problem, theta0, seed, d: Path, stage: _Sta
 
     prev = _load_checkpoint(d)
     metrics = _metric_fns(backend, problem, ds, spec.task)
-    bar = stage.bar(spec.max_steps, f"seed {seed} walk", "steps")
+    bar = _walk_bar(stage, config, spec, seed, prev)
     progress = _progress(bar, spec, config.budget == "total")
     start = time.perf_counter()
     while _needs_segment(config, spec, prev):
@@ -445,7 +498,7 @@ def _walk_batch(config, backend, spec, seeds: list[_Seed], stage: _Stage) -> lis
     """
     prevs = [_load_checkpoint(s.d) for s in seeds]
     metrics = [_metric_fns(backend, s.problem, s.ds, spec.task) for s in seeds]
-    bars = [stage.bar(spec.max_steps, f"seed {s.seed} walk", "steps") for s in seeds]
+    bars = [_walk_bar(stage, config, spec, s.seed, p) for s, p in zip(seeds, prevs, strict=True)]
     progress = [_progress(bar, spec, config.budget == "total") for bar in bars]
     start = time.perf_counter()
     while True:
@@ -533,6 +586,18 @@ def _weight_decay(config, backend, spec, ds, seed, d: Path, stage: _Stage) -> li
                 record = rundir.read_json(path)
             except (OSError, ValueError):
                 record = None
+        if record is not None and (record.get("lam") != float(lam) or record.get("split") != split):
+            # the files are named by position in the λ list: never pair a λ with another's run
+            raise ValueError(
+                f"{path} holds the weight-decay run of λ={record.get('lam')!r} "
+                f"({record.get('split')}), not of λ={float(lam)!r} ({split}); the run directory "
+                "was made with another λ list: choose another --out or delete that directory"
+            )
+        if record is not None:
+            err = rundir.npz_error(path.with_suffix(".npz"))
+            if err is not None:
+                _damaged(path.with_suffix(".npz"), err, f"training λ={lam:g} ({split}) again")
+                record = None
         if record is None:
             idx = fit_all if split == "full" else fit
             record, theta = _wd_run(config, backend, spec, ds, seed, lam, split, idx, val)
@@ -556,26 +621,57 @@ def _weight_decay(config, backend, spec, ds, seed, d: Path, stage: _Stage) -> li
     return records
 
 
+#: The command-line flag of each option, for the message refusing a run directory.
+_FLAGS = {
+    "max_steps": "--steps",
+    "phase1_epochs": "--epochs",
+    "n_train": "--n-train",
+}
+
+
+def _named(option: str) -> str:
+    """An option's name with its command-line flag, e.g. ``max_steps (--steps)``."""
+    return f"{option} ({_FLAGS.get(option, '--' + option.replace('_', '-'))})"
+
+
 def _check_config(d: Path, wanted: dict[str, Any]) -> None:
-    """Write ``config.json``, refusing a directory that holds a run of other options."""
+    """Refuse a run directory that holds work made with other options than ``wanted``.
+
+    Finished and unfinished directories alike: a finished seed of other options must not be
+    mixed into this run's table. A directory whose only file is ``config.json`` holds no work
+    and is no conflict.
+
+    Raises:
+        ValueError: Naming the differing options and what to do.
+    """
     wanted = json.loads(json.dumps(wanted))  # tuples → lists, as read back
     path = d / "config.json"
-    if path.exists():
-        try:
-            have = rundir.read_json(path)
-        except (OSError, ValueError):
-            have = None
-        if have is not None and have != wanted:
-            diff = sorted(
-                k
-                for k in set(have.get("options", {})) | set(wanted["options"])
-                if have.get("options", {}).get(k) != wanted["options"].get(k)
-            )
-            raise ValueError(
-                f"{d} holds a run made with other options ({', '.join(diff) or 'experiment'}); "
-                "choose another --out or delete that directory"
-            )
-    rundir.atomic_write_json(path, wanted)
+    if not path.exists():
+        return
+    work = [p for p in d.rglob("*") if p.is_file() and p.name != "config.json"]
+    if not any(not p.name.endswith(".tmp") for p in work):
+        return
+    try:
+        have = rundir.read_json(path)
+    except (OSError, ValueError):
+        return  # a damaged config.json: the run is unfinished (DONE hashes it) and rewritten
+    if have == wanted:
+        return
+    theirs = have.get("options", {}) if isinstance(have, dict) else {}
+    diff = [
+        f"{_named(k)}: {theirs.get(k)!r} there, {wanted['options'].get(k)!r} asked"
+        for k in sorted(set(theirs) | set(wanted["options"]))
+        if theirs.get(k) != wanted["options"].get(k)
+    ]
+    raise ValueError(
+        f"{d} holds a run made with other options ({'; '.join(diff) or 'experiment settings'}); "
+        "choose another --out or delete that directory"
+    )
+
+
+def _write_config(d: Path, wanted: dict[str, Any]) -> None:
+    """Write ``config.json`` (once the data loaded: a failed start leaves no claim)."""
+    rundir.atomic_write_json(d / "config.json", wanted)
 
 
 def run_seed(
@@ -603,12 +699,14 @@ def run_seed(
         The summary written to ``summary.json``.
 
     Raises:
-        ValueError: The run directory holds a run with other options, or a bad option.
+        ValueError: The run directory holds a run (finished or not) with other options, or a
+            weight-decay file of another λ.
         ImportError: The backend's framework is missing.
         manifoldwalk.datasets.DatasetError: The dataset's files are missing.
     """
     spec = config.spec
     d = rundir.seed_dir(config.out, spec.name, seed)
+    _check_config(d, config.for_seed(seed))
     if rundir.is_finished(d):
         return rundir.read_json(d / "summary.json")
     s = _start_seed(config, seed, d, _Stage(show_progress, plain), threads)
@@ -633,12 +731,13 @@ class _Seed:
 def _start_seed(config: RunConfig, seed: int, d: Path, stage: _Stage, threads) -> _Seed:
     """Prepare seed ``seed``'s run directory, load its data and run (or reload) phase 1."""
     spec = config.spec
-    d.mkdir(parents=True, exist_ok=True)
-    (d / rundir.DONE).unlink(missing_ok=True)
     _check_config(d, config.for_seed(seed))
     backend = load_backend(config.backend)
     backend.configure(device=config.device, threads=threads or 1)
     ds = _load_data(config, spec, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    (d / rundir.DONE).unlink(missing_ok=True)
+    _write_config(d, config.for_seed(seed))
     problem, theta0, p1 = _phase1(backend, spec, ds, seed, d, stage)
     return _Seed(seed, d, backend, stage, ds, problem, theta0, p1)
 
@@ -721,6 +820,8 @@ def run_seeds_batched(
         )
     summaries: dict[int, dict[str, Any]] = {}
     started = []
+    for seed in seeds:  # every seed's directory is checked before any work starts
+        _check_config(rundir.seed_dir(config.out, spec.name, seed), config.for_seed(seed))
     for seed in seeds:
         d = rundir.seed_dir(config.out, spec.name, seed)
         if rundir.is_finished(d):
@@ -736,6 +837,39 @@ def run_seeds_batched(
 
 def _worker(config: RunConfig, seed: int, threads: int | None) -> dict[str, Any]:
     return run_seed(config, seed, show_progress=True, plain=True, threads=threads)
+
+
+def _ignore_sigint() -> None:
+    """Worker initialiser: Ctrl-C reaches the whole process group, but stopping the workers is
+    the parent's job (a worker that caught it would carry on with the next seed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, futures: list[Any]) -> None:
+    """Stop a pool of seed workers now: cancel the queued seeds, terminate the running ones.
+
+    What the workers saved is kept: every file is written atomically, so a terminated seed
+    resumes from its last checkpoint on the next run. A second Ctrl-C during the stop is ignored.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        for fut in futures:
+            fut.cancel()
+        # no public API reaches the worker processes; without terminating them shutdown waits
+        # for every running seed to finish
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in processes:
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def run_experiment(
@@ -761,7 +895,11 @@ def run_experiment(
 
     Raises:
         ValueError: For ``jobs < 1``, ``batch_seeds`` with ``jobs > 1`` or a backend that
-            cannot batch, or a problem in a seed (re-raised from the worker).
+            cannot batch, a seed directory (finished or not) of other options (checked for
+            every seed before any work starts), or a problem in a seed (re-raised from the
+            worker).
+        KeyboardInterrupt: On Ctrl-C, after stopping the worker processes (what they saved is
+            kept; running again resumes).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -772,11 +910,15 @@ def run_experiment(
             config, list(config.seeds), show_progress=show_progress, threads=threads
         )
     spec = config.spec
+    for seed in config.seeds:  # refuse before any work starts, finished seeds included
+        _check_config(rundir.seed_dir(config.out, spec.name, seed), config.for_seed(seed))
     todo = [
         s for s in config.seeds if not rundir.is_finished(rundir.seed_dir(config.out, spec.name, s))
     ]
     done = len(config.seeds) - len(todo)
-    bar = ProgressBar(len(config.seeds), f"{spec.name} seeds", unit="seeds", enabled=show_progress)
+    bar = ProgressBar(
+        len(config.seeds), f"{spec.name} seeds", unit="seeds", enabled=show_progress, initial=done
+    )
     bar.update(done, f"{done} already finished" if done else "")
     if jobs == 1 or len(todo) <= 1:
         for seed in todo:
@@ -788,12 +930,22 @@ def run_experiment(
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint)
+        futures: list[Any] = []
+        interrupted = False
+        try:
             futures = [pool.submit(_worker, config, s, per_job) for s in todo]
             for fut in as_completed(futures):
                 fut.result()
                 done += 1
                 bar.update(done)
+        except KeyboardInterrupt:
+            interrupted = True
+            _stop_pool(pool, futures)
+            raise
+        finally:
+            if not interrupted:  # a seed that failed lets the others finish (as before)
+                pool.shutdown(wait=True)
     bar.close()
     return [
         rundir.read_json(rundir.seed_dir(config.out, spec.name, s) / "summary.json")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,16 @@ import pytest
 from _runs_helpers import TINY, run_files
 
 from manifoldwalk.cli import main
-from manifoldwalk.experiments import RunConfig, build_table, format_table, run_seed
+from manifoldwalk.datasets import DatasetError
+from manifoldwalk.experiments import (
+    RunConfig,
+    build_table,
+    format_table,
+    run_experiment,
+    run_seed,
+)
 from manifoldwalk.experiments import runner as runner_mod
-from manifoldwalk.experiments.rundir import is_finished, seed_dir
+from manifoldwalk.experiments.rundir import is_finished, mark_done, seed_dir
 
 IRIS_ARGS = ["--steps", "200", "--epochs", "2", "--wd-epochs", "2", "--wd-lambdas", "0,1e-3"]
 
@@ -234,3 +243,102 @@ def test_held_out_data_evaluate_like_numpy(name):
     assert problem.evaluate(theta, x_held, y_held) == pytest.approx(
         problem.evaluate(theta, x, y), rel=1e-6
     )
+
+
+def test_a_finished_seed_of_other_options_is_refused_before_any_work(tmp_path):
+    first = RunConfig("iris-ff", out=str(tmp_path), seeds=(0,), max_steps=50, **TINY)
+    run_experiment(first, show_progress=False)
+    more = RunConfig("iris-ff", out=str(tmp_path), seeds=(0, 1), max_steps=60, **TINY)
+    with pytest.raises(ValueError, match=r"max_steps \(--steps\): 50 there, 60 asked.*--out"):
+        run_experiment(more, show_progress=False)
+    assert not seed_dir(tmp_path, "iris-ff", 1).exists()  # refused before seed 1 started
+    with pytest.raises(ValueError, match="wd_lambdas"):
+        run_seed(replace(first, wd_lambdas=(0.0, 1e-2)), 0, show_progress=False)
+    assert is_finished(seed_dir(tmp_path, "iris-ff", 0))
+
+
+def test_a_saved_weight_decay_run_of_another_lambda_is_refused(tmp_path):
+    config = RunConfig("iris-ff", out=str(tmp_path), max_steps=50, **TINY)
+    run_seed(config, 0, show_progress=False)
+    wd = seed_dir(tmp_path, "iris-ff", 0) / "wd"
+    a, b = (wd / "full-00.json").read_bytes(), (wd / "full-01.json").read_bytes()
+    (wd / "full-00.json").write_bytes(b)
+    (wd / "full-01.json").write_bytes(a)
+    with pytest.raises(ValueError, match=r"full-00.json holds the weight-decay run of λ=0.001"):
+        run_seed(config, 0, show_progress=False)
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        (dict(wd_lambdas=()), "wd_lambdas is empty"),
+        (dict(wd_lambdas=(0.0, -1.0)), "finite and >= 0, got -1.0"),
+        (dict(wd_lambdas=(float("nan"),)), "finite and >= 0, got nan"),
+        (dict(wd_lambdas=(0.0, 0.0)), "twice"),
+        (dict(seeds=(-1, 0)), "seeds must be >= 0"),
+        (dict(phase1_epochs=-1), "phase1_epochs (--epochs) must be at least 0, got -1"),
+        (dict(max_steps=0), "max_steps (--steps) must be at least 1, got 0"),
+        (dict(save_every=0), "save_every (--save-every) must be at least 1"),
+    ],
+)
+def test_bad_options_are_refused_up_front(options, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        RunConfig("iris-ff", **options)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--wd-lambdas", ""], ["--wd-lambdas", "0,nan"], ["--first-seed", "-1"]]
+)
+def test_bad_command_line_options_fail_before_anything_is_written(tmp_path, capsys, argv):
+    out = tmp_path / "out"
+    assert main(["reproduce", "iris-ff", "--out", str(out), "--quiet", *IRIS_ARGS, *argv]) == 2
+    assert "error:" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_failed_start_leaves_no_claim_on_the_run_directory(tmp_path):
+    for name in ("empty1", "empty2"):  # the second data dir is not "a run of other options"
+        (tmp_path / name).mkdir()
+        config = RunConfig("mnist-ff", out=str(tmp_path / "out"), data_dir=str(tmp_path / name))
+        with pytest.raises(DatasetError):
+            run_seed(config, 0, show_progress=False)
+    assert not (seed_dir(tmp_path / "out", "mnist-ff", 0) / "config.json").exists()
+    d = seed_dir(tmp_path / "old", "mnist-ff", 0)  # left by an earlier version: no work in it
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps(config.for_seed(0) | {"seed": 7}))
+    with pytest.raises(DatasetError):
+        run_seed(replace(config, out=str(tmp_path / "old")), 0, show_progress=False)
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damaged",
+    [
+        ("phase1.npz", "walk/checkpoint.npz"),  # rerun: phase 1 retrained, the walk redone
+        ("walk/thetas-00000100.npz", "wd/full-00.npz"),  # the checkpoint is sound, a θ is not
+    ],
+)
+def test_truncated_files_are_recomputed_and_never_marked_done(tmp_path, capsys, damaged):
+    config = RunConfig("iris-ff", out=str(tmp_path), max_steps=100, **TINY)
+    run_seed(config, 0, show_progress=False)
+    d = seed_dir(tmp_path, "iris-ff", 0)
+    before = run_files(d)
+    for name in damaged:
+        _truncate(d / name)
+    run_seed(config, 0, show_progress=False)
+    err = capsys.readouterr().err
+    for name in damaged:
+        assert f"{d / name} is damaged" in err, err
+    assert is_finished(d) and run_files(d) == before
+
+
+def test_done_is_not_written_over_a_file_that_does_not_load(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    np.savez(tmp_path / "final.npz", theta=np.zeros(1000))
+    mark_done(tmp_path)
+    _truncate(tmp_path / "final.npz")
+    with pytest.raises(ValueError, match="final.npz does not load"):
+        mark_done(tmp_path)
+    assert not is_finished(tmp_path)

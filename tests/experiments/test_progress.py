@@ -1,0 +1,23 @@
+"""The text progress bar of the experiment runner."""
+
+from __future__ import annotations
+
+import io
+
+from manifoldwalk.experiments.progress import ProgressBar
+
+
+def test_a_resumed_bar_counts_only_the_work_of_this_session():
+    stream = io.StringIO()
+    bar = ProgressBar(100, "seed 0 walk", unit="steps", stream=stream, interval=0, initial=90)
+    bar.start -= 10.0  # ten seconds of this session, five steps done in them
+    bar.update(95)
+    line = stream.getvalue()
+    assert "95/100 0.5 steps/s" in line and "left 10s" in line, line
+
+
+def test_a_fresh_bar_counts_from_zero():
+    bar = ProgressBar(100, "seed 0 walk", unit="steps", stream=io.StringIO(), interval=0)
+    bar.start -= 10.0
+    bar.update(20)
+    assert "20/100 2.0 steps/s" in bar.line() and "left 40s" in bar.line()
