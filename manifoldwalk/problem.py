@@ -102,8 +102,8 @@ def make_problem(
     loss: Callable[[Array], Array] | None = None,
     grad: Callable[[Array], Array] | None = None,
     *,
-    reg: Callable[[Array], Array] = squared_norm,
-    reg_grad: Callable[[Array], Array] = squared_norm_grad,
+    reg: Callable[[Array], Array] | None = None,
+    reg_grad: Callable[[Array], Array] | None = None,
     loss_and_grad: Callable[[Array], tuple[Array, Array]] | None = None,
 ) -> FunctionProblem:
     """Build a Problem from plain callables on flat 1-D arrays.
@@ -111,8 +111,8 @@ def make_problem(
     Args:
         loss: θ ↦ L(θ). May be omitted when ``loss_and_grad`` is given.
         grad: θ ↦ ∇L(θ). May be omitted when ``loss_and_grad`` is given.
-        reg: θ ↦ R(θ); defaults to the paper's θᵀθ.
-        reg_grad: θ ↦ ∇R(θ); defaults to 2θ.
+        reg: θ ↦ R(θ); with ``reg_grad``, or neither: both default to the paper's θᵀθ and 2θ.
+        reg_grad: θ ↦ ∇R(θ); given exactly when ``reg`` is.
         loss_and_grad: θ ↦ (L, ∇L) in one pass; preferred by the engine.
 
     Returns:
@@ -120,7 +120,8 @@ def make_problem(
 
     Raises:
         ProblemError: if neither ``loss_and_grad`` nor both ``loss`` and ``grad`` are given,
-            or if a given argument is not callable.
+            if only one of ``reg`` and ``reg_grad`` is given (the other would be the default's,
+            a gradient of another R), or if a given argument is not callable.
     """
     given = {"loss": loss, "grad": grad, "reg": reg, "reg_grad": reg_grad}
     given["loss_and_grad"] = loss_and_grad
@@ -132,6 +133,15 @@ def make_problem(
             "make_problem needs either loss_and_grad=, or both loss and grad "
             "(a gradient the engine can call; use an autodiff adapter to get one)."
         )
+    if (reg is None) != (reg_grad is None):
+        given_one, missing = ("reg", "reg_grad") if reg_grad is None else ("reg_grad", "reg")
+        raise ProblemError(
+            f"make_problem got {given_one}= without {missing}=: the default R is θᵀθ with "
+            f"gradient 2θ, and pairing it with your own {given_one} would walk one function "
+            f"with the gradient of another. Pass both reg= and reg_grad=, or neither."
+        )
+    if reg is None:
+        reg, reg_grad = squared_norm, squared_norm_grad
     if loss is None:
 
         def loss(theta: Array) -> Array:

@@ -47,7 +47,11 @@ def test_missing_methods_are_listed():
         ({"loss": lambda x: x * x, "grad": lambda x: 2 * x}, "scalar"),
         ({"loss": lambda x: x @ x, "grad": lambda x: 2 * x[:1]}, "shape"),
         ({"loss": lambda x: x @ x, "grad": lambda x: (2 * x).astype(np.float32)}, "dtype"),
-        ({"loss": lambda x: x @ x, "grad": lambda x: 2 * x, "reg": lambda x: x}, "reg"),
+        (
+            {"loss": lambda x: x @ x, "grad": lambda x: 2 * x, "reg": lambda x: x}
+            | {"reg_grad": lambda x: np.ones_like(x)},
+            "Problem.reg",
+        ),
     ],
 )
 def test_problems_returning_the_wrong_thing_are_caught_at_the_start(kwargs, match):
@@ -60,6 +64,16 @@ def test_make_problem_needs_a_gradient():
         mw.make_problem(lambda x: x @ x)
     with pytest.raises(mw.ProblemError, match="callable"):
         mw.make_problem(lambda x: x @ x, grad=3)
+
+
+@pytest.mark.parametrize("given", ["reg", "reg_grad"])
+def test_make_problem_refuses_half_a_regulariser(given):
+    # R = sum(x) paired with the default gradient 2θ walked to "stationary" on an R it
+    # never minimised
+    fns = {"reg": lambda x: x.sum(), "reg_grad": lambda x: np.ones_like(x)}
+    missing = "reg_grad" if given == "reg" else "reg"
+    with pytest.raises(mw.ProblemError, match=f"got {given}= without {missing}="):
+        mw.make_problem(loss_and_grad=lambda x: (x @ x, 2 * x), **{given: fns[given]})
 
 
 def test_make_problem_from_a_fused_callable_walks():
