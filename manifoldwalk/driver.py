@@ -10,6 +10,7 @@ rules (:mod:`manifoldwalk.stops`). Everything else stays in θ0's array type and
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -123,7 +124,7 @@ def walk(
             step 6–26 % slower than None).
         trajectory_every: keep every this-many-th on-level θ in ``trajectory`` (None: none).
         metrics: extra history columns, name ↦ callable θ ↦ float (e.g. test loss); they run
-            only when a record is taken.
+            only when a record is taken. Names must differ from :data:`HISTORY_COLUMNS`.
         callback: called with each history record (a dict); returning True stops the walk.
         resume_from: a result (possibly loaded from a file) whose state the walk continues
             from, on the same path the uninterrupted walk would have taken, with history
@@ -157,7 +158,10 @@ def walk(
             cannot be reached from θ0.
         ValueError: an unknown scheme or corrector name, or a bad option; ``steps_per_sync``
             for a problem without a ``compile_loop`` hook or a direction that cannot be traced;
-            ``steps_per_iteration`` other than 1 without ``steps_per_sync``.
+            ``steps_per_iteration`` other than 1 without ``steps_per_sync``; a metric named
+            like a built-in history column.
+        TypeError: an argument of the wrong type (``metrics`` not a dict of callables,
+            ``resume_from`` not a WalkResult, ``predictor_step`` not a step-size rule, ...).
     """
     _check_steps_per_iteration(steps_per_iteration)
     if steps_per_sync is None and steps_per_iteration != 1:
@@ -236,9 +240,10 @@ def prepare_walk(
         A :class:`PreparedWalk`.
 
     Raises:
-        ProblemError, ValueError: as :func:`walk`.
+        ProblemError, ValueError, TypeError: as :func:`walk`.
     """
     _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol)
+    _check_arguments(metrics, callback, resume_from, level, stall_patience)
     scheme = get_scheme(
         scheme,
         corrector=corrector,
@@ -405,6 +410,52 @@ def _check_options(max_steps, max_total_steps, record_every, trajectory_every, t
         raise ValueError(f"tau must be positive, got {tau!r}.")
     if not kkt_tol >= 0:
         raise ValueError(f"kkt_tol must be non-negative, got {kkt_tol!r}.")
+
+
+def _check_arguments(metrics, callback, resume_from, level, stall_patience) -> None:
+    """Refuse mistyped walk arguments by name, before they fail deep inside the walk."""
+    if metrics is not None:
+        if not isinstance(metrics, Mapping):
+            raise TypeError(
+                f"metrics must be a dict of name -> callable θ -> float, got "
+                f"{type(metrics).__name__}; e.g. metrics={{'test_loss': f}}."
+            )
+        for name, fn in metrics.items():
+            if not isinstance(name, str):
+                raise TypeError(f"metrics: names must be strings, got {name!r}.")
+            if name in HISTORY_COLUMNS:
+                raise ValueError(
+                    f"metrics: the name {name!r} is a built-in history column and would "
+                    f"overwrite it; rename the metric. Reserved: {', '.join(HISTORY_COLUMNS)}."
+                )
+            if not callable(fn):
+                raise TypeError(
+                    f"metrics[{name!r}] must be a callable θ -> float, got {type(fn).__name__}."
+                )
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be None or callable, got {type(callback).__name__}.")
+    if resume_from is not None and not isinstance(resume_from, WalkResult):
+        hint = (
+            f"; load a saved result first: resume_from=mw.WalkResult.load({resume_from!r})"
+            if isinstance(resume_from, str | os.PathLike)
+            else ""
+        )
+        raise TypeError(
+            f"resume_from must be a WalkResult, got {type(resume_from).__name__}{hint}."
+        )
+    if level is not None:
+        try:  # a string such as "1" would convert: refuse it with the rest
+            ok = not isinstance(level, str | bytes | bool) and bool(np.isfinite(float(level)))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise TypeError(f"level must be None or a finite number, got {level!r}.")
+    if not (
+        isinstance(stall_patience, int | np.integer)
+        and not isinstance(stall_patience, bool)
+        and stall_patience >= 1
+    ):
+        raise ValueError(f"stall_patience must be a positive integer, got {stall_patience!r}.")
 
 
 def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol) -> WalkState:

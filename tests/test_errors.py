@@ -95,11 +95,36 @@ def test_make_problem_from_a_fused_callable_walks():
         ({"tau": 0.0}, "tau"),
         ({"scheme": "fast"}, "scheme"),
         ({"corrector": "gauss"}, "corrector"),
+        ({"stall_patience": 0}, "stall_patience"),
+        ({"max_corrector_steps": 0}, "max_corrector_steps"),
     ],
 )
 def test_bad_options_name_themselves(kwargs, match):
     with pytest.raises(ValueError, match=match):
         mw.walk(Circle(), TOP.copy(), **kwargs)
+
+
+@pytest.mark.parametrize("name", ["reg", "step", "loss"])
+def test_a_metric_may_not_overwrite_a_history_column(name):
+    # a metric called "reg" silently replaced the column with its own values
+    with pytest.raises(ValueError, match=f"'{name}' is a built-in history column.*Reserved: step"):
+        mw.walk(Circle(), TOP.copy(), metrics={name: lambda t: 123.0}, max_steps=3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"predictor_step": 0.01}, r"step-size rule.*ConstantStep\(eta\)"),
+        ({"metrics": [float]}, "metrics must be a dict"),
+        ({"metrics": {"x": 3.0}}, r"metrics\['x'\] must be a callable"),
+        ({"callback": "print"}, "callback must be None or callable"),
+        ({"resume_from": "r.npz"}, r"WalkResult.load\('r.npz'\)"),
+        ({"level": "1"}, "level must be None or a finite number"),
+    ],
+)
+def test_mistyped_arguments_say_what_to_pass(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        mw.walk(Circle(), TOP.copy(), max_steps=3, **kwargs)
 
 
 def test_unreachable_level_is_reported():
