@@ -31,7 +31,7 @@ from manifoldwalk._array import (
 from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
 from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
-from manifoldwalk.directions import Direction, as_direction
+from manifoldwalk.directions import Direction, TowardTarget, as_direction
 from manifoldwalk.history import HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
@@ -256,6 +256,7 @@ def prepare_walk(
     direction = as_direction(direction)
     check_theta(theta0)
     validate_problem(problem, theta0)
+    _check_direction(direction, problem, theta0)
     options = {
         "scheme": scheme.name,
         "corrector": scheme.corrector.name,
@@ -458,6 +459,25 @@ def _check_arguments(metrics, callback, resume_from, level, stall_patience) -> N
         raise ValueError(f"stall_patience must be a positive integer, got {stall_patience!r}.")
 
 
+def _check_direction(direction: Direction, problem: Problem, theta0: Array) -> None:
+    """Evaluate the direction once at θ0 and check its shape (a wrong one fails, or worse
+    broadcasts silently, inside the step)."""
+    target = getattr(direction, "target", None) if isinstance(direction, TowardTarget) else None
+    if target is not None and tuple(np.shape(target)) != tuple(theta0.shape):
+        raise ProblemError(
+            f"TowardTarget's target has shape {tuple(np.shape(target))} but θ0 has "
+            f"shape {tuple(theta0.shape)}; give a target point of θ0's shape."
+        )
+    r = direction(theta0, problem.reg_grad(theta0), zero_count(theta0))
+    shape = getattr(r, "shape", None)
+    if shape is None or tuple(shape) != tuple(theta0.shape):
+        got = f"a {type(r).__name__}" if shape is None else f"shape {tuple(shape)}"
+        raise ProblemError(
+            f"the direction {type(direction).__name__} must return an array of θ's shape "
+            f"{tuple(theta0.shape)}, got {got}."
+        )
+
+
 def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol) -> WalkState:
     """Evaluate θ0, project it onto {L = level} if a level is given, and build the state."""
     xp = namespace(theta0)
@@ -504,6 +524,12 @@ def _restore_state(result: WalkResult, like: Array) -> WalkState:
     """A saved state moved into θ0's array type, device and dtype."""
     if result.state is None:
         raise ValueError("resume_from: this result holds no state to resume from.")
+    shape = tuple(np.shape(result.state.theta))
+    if shape != tuple(like.shape):
+        raise ValueError(
+            f"resume_from: the result's θ has shape {shape} but θ0 has shape "
+            f"{tuple(like.shape)}; resume with the problem and θ0 of the walk that saved it."
+        )
     xp = namespace(like)
     fields = {}
     for name, value in result.state._asdict().items():

@@ -225,8 +225,8 @@ def validate_problem(problem: Any, theta: Array) -> None:
     a mistake is reported here, by name, not deep inside the engine.
 
     Raises:
-        ProblemError: a method is missing, returns the wrong shape or dtype, or the
-            loss is not a scalar.
+        ProblemError: a method is missing, returns the wrong shape or dtype, the loss is
+            not a scalar, or θ's length differs from the problem's ``dim`` (where it has one).
     """
     has_fused = callable(getattr(problem, "loss_and_grad", None))
     needed = list(_REQUIRED) + ([] if has_fused else ["loss", "grad"])
@@ -236,6 +236,12 @@ def validate_problem(problem: Any, theta: Array) -> None:
             f"{type(problem).__name__} is not a Problem: it lacks {', '.join(missing)}. "
             "A Problem needs loss, grad (or loss_and_grad), reg and reg_grad; "
             "manifoldwalk.make_problem builds one from callables."
+        )
+    dim = getattr(problem, "dim", None)
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != theta.shape[0]:
+        raise ProblemError(
+            f"{type(problem).__name__} has {dim} variables but θ has shape "
+            f"{tuple(theta.shape)}; pass a θ0 of shape ({dim},)."
         )
     loss, grad = loss_and_grad_of(problem)(theta)
     _check_scalar(loss, "loss")

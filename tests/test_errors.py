@@ -130,3 +130,23 @@ def test_mistyped_arguments_say_what_to_pass(kwargs, match):
 def test_unreachable_level_is_reported():
     with pytest.raises(mw.ProblemError, match="could not project"):
         mw.walk(Circle(), TOP.copy(), level=-1.0)
+
+
+@pytest.mark.parametrize(
+    ("problem", "theta0", "kwargs", "match"),
+    [
+        (Circle(), np.array([0.0, 1.0, 0.0]), {}, r"Circle has 2 variables but θ has shape \(3,\)"),
+        (Circle(), TOP, {"direction": lambda t: t[:1]}, r"θ's shape \(2,\), got shape \(1,\)"),
+        (Circle(), TOP, {"direction": lambda t: 1.0}, r"θ's shape \(2,\), got a float"),
+        (
+            Circle(),
+            TOP,
+            {"direction": mw.TowardTarget(np.ones(3))},
+            r"target has shape \(3,\) but θ0 has shape \(2,\)",
+        ),
+    ],
+)
+def test_wrong_lengths_are_refused_with_the_shapes(problem, theta0, kwargs, match):
+    # these failed with raw matmul or broadcast errors, or (a length-1 r) broadcast silently
+    with pytest.raises(mw.ProblemError, match=match):
+        mw.walk(problem, theta0.copy(), max_steps=3, **kwargs)
