@@ -31,7 +31,7 @@ from manifoldwalk._array import (
 from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
 from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
-from manifoldwalk.directions import Direction, TowardTarget, as_direction
+from manifoldwalk.directions import Direction, MinimiseReg, TowardTarget, as_direction
 from manifoldwalk.history import HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
@@ -39,6 +39,7 @@ from manifoldwalk.schemes import Scheme, get_scheme
 from manifoldwalk.step import (
     PointData,
     WalkState,
+    as_scalar,
     fit_drift,
     init_state,
     make_evaluate,
@@ -484,9 +485,24 @@ def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singula
     evaluate = make_evaluate(problem, direction)
     zero = zero_count(theta0)
     point = evaluate(theta0, zero)
-    loss0, gnorm0 = to_host(point.loss, xp.sqrt(point.grad_sq))
+    reg0 = as_scalar(problem.reg(theta0), theta0)
+    loss0, gnorm0, reg0, reg_grad_ok, stat0 = to_host(
+        point.loss,
+        xp.sqrt(point.grad_sq),
+        reg0,
+        xp.all(xp.isfinite(problem.reg_grad(theta0))),
+        point.stationarity,
+    )
     if not (np.isfinite(loss0) and np.isfinite(gnorm0)):
         raise ProblemError(f"the loss or its gradient at θ0 is not finite (L = {loss0}).")
+    if not np.isfinite(reg0):
+        raise ProblemError(f"the regulariser at θ0 is not finite (R = {reg0}).")
+    if not reg_grad_ok:
+        raise ProblemError("the regulariser's gradient ∇R at θ0 holds NaN or inf.")
+    if not np.isfinite(stat0):
+        raise ProblemError(
+            f"the direction of interest ({type(direction).__name__}) at θ0 holds NaN or inf."
+        )
     if gnorm0 <= singular_tol:
         raise ProblemError(
             f"‖∇L(θ0)‖ = {gnorm0:.3g} vanishes: θ0 is a critical point of L (an exact minimum?) "
@@ -779,7 +795,11 @@ class PreparedWalk:
         n_pred, n_corr, n_evals, max_dev, max_step = to_host(
             last.n_predictor, last.n_corrector, last.n_evals, last.max_dev, last.max_step
         )
-        message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
+        if reason == "non_finite":  # say which of them
+            which = _what_is_not_finite(self.problem, self.direction, last)
+            message = f"the walk met NaN or inf in {which}; θ is the last point on the level set"
+        else:
+            message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
         return WalkResult(
             theta=good.theta,
             level=float(to_host(good.level)[0]),
@@ -802,13 +822,28 @@ class PreparedWalk:
         )
 
 
+def _what_is_not_finite(problem: Problem, direction: Direction, s: WalkState) -> str:
+    """Which of L, ∇L, ∇R or the direction is NaN or inf at a state that stopped the walk
+    as non-finite (looked at once, at the stop: the step's look tests only scalars)."""
+    xp = namespace(s.theta)
+    loss_ok, grad_ok = to_host(xp.isfinite(s.loss), xp.isfinite(s.grad_sq))
+    if not loss_ok:
+        return "the loss L"
+    if not grad_ok:
+        return "the loss's gradient ∇L"
+    # the loss is finite: the direction r was not (the look's stationarity test)
+    if isinstance(direction, MinimiseReg):
+        (reg_grad_ok,) = to_host(xp.all(xp.isfinite(problem.reg_grad(s.theta))))
+        if not reg_grad_ok:
+            return "the regulariser's gradient ∇R (the direction is −∇R)"
+    return f"the direction of interest ({type(direction).__name__})"
+
+
 def _details(reason: str, final: dict[str, float], v: dict[str, Any], rules: StopRules) -> str:
     if reason == "stationary":
         return f" ({final['kkt']:.3g} ≤ {rules.kkt_tol:g})"
     if reason == "corrector_failed":
         return f" ({int(v['n_consec'])} steps); θ is the last point on the level set"
-    if reason == "non_finite":
-        return "; θ is the last point on the level set"
     if reason == "singular":
         return f" (‖∇L‖ = {v['gnorm']:.3g})"
     return ""
