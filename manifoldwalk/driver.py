@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,7 +33,7 @@ from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
 from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
 from manifoldwalk.directions import Direction, MinimiseReg, TowardTarget, as_direction
-from manifoldwalk.history import HISTORY_COLUMNS, describe
+from manifoldwalk.history import COUNT_COLUMNS, HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import Scheme, get_scheme
@@ -276,6 +277,7 @@ def prepare_walk(
         "trajectory_every": trajectory_every,
     }
     if resume_from is not None:
+        _warn_if_the_path_changes(resume_from.options, options)
         state = fit_drift(_restore_state(resume_from, theta0), scheme)
     else:
         state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
@@ -536,6 +538,28 @@ def _project(evaluate, theta, point: PointData, level: float, tau: float, singul
     )
 
 
+PATH_OPTIONS = ("scheme", "corrector", "direction", "drift_gain", "drift_cap")
+"""Options that decide a walk's path: a walk resumed with others takes another path."""
+
+
+def _warn_if_the_path_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Warn where a resumed walk's options differ from the saved result's in a way that
+    changes its path (a longer budget does not; another scheme does)."""
+    changed = [
+        f"{k}={saved[k]!r} -> {now[k]!r}"
+        for k in PATH_OPTIONS
+        if k in saved and k in now and saved[k] != now[k]
+    ]
+    if changed:
+        warnings.warn(
+            f"resume_from: the result was walked with other options ({', '.join(changed)}); "
+            "the resumed walk will not take the path the uninterrupted walk would have. Pass "
+            "the options of the walk that saved it to continue that walk.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _restore_state(result: WalkResult, like: Array) -> WalkState:
     """A saved state moved into θ0's array type, device and dtype."""
     if result.state is None:
@@ -585,7 +609,13 @@ class _Recorder:
     def extend(self, previous: WalkResult) -> None:
         """Start from a previous result's history and trajectory (resuming)."""
         n = len(next(iter(previous.history.values()), []))
-        self.rows = [{k: float(v[i]) for k, v in previous.history.items()} for i in range(n)]
+        self.rows = [
+            {
+                k: int(v[i]) if k in COUNT_COLUMNS else float(v[i])
+                for k, v in previous.history.items()
+            }
+            for i in range(n)
+        ]  # counts stay ints, as a fresh walk records them
         if self.rows:
             self.last_recorded = int(self.rows[-1]["n_predictor"])
         self.prior_trajectory = previous.trajectory

@@ -166,7 +166,7 @@ _REQUIRED = ("reg", "reg_grad")
 
 
 def check_theta(theta: Array, what: str = "theta0") -> None:
-    """Check that ``theta`` is a finite 1-D floating-point array.
+    """Check that ``theta`` is a finite 1-D float32 or float64 array.
 
     Raises:
         ProblemError: naming what is wrong and what to do about it.
@@ -185,10 +185,11 @@ def check_theta(theta: Array, what: str = "theta0") -> None:
         )
     if theta.shape[0] == 0:
         raise ProblemError(f"{what} is empty: there are no parameters to walk over.")
-    if not xp.isdtype(theta.dtype, "real floating"):
+    if theta.dtype not in (xp.float32, xp.float64):
         raise ProblemError(
-            f"{what} has dtype {theta.dtype}; the walk needs float32 or float64 "
-            "(cast integer parameters with astype)."
+            f"{what} has dtype {theta.dtype}; the walk needs float32 or float64 (lower "
+            "precisions cannot resolve the level set, complex parameters are not supported): "
+            "cast it, e.g. theta.astype(numpy.float64), tensor.double() or .float()."
         )
     (finite,) = to_host(xp.all(xp.isfinite(theta)))
     if not finite:

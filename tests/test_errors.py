@@ -18,6 +18,8 @@ TOP = np.array([0.0, 1.0])
         (np.array([np.inf, 1.0]), "NaN or inf"),
         (np.zeros((2, 1)), "1-D"),
         (np.array([0, 1]), "dtype"),
+        (np.array([0.0, 1.0], dtype=np.float16), "float16; the walk needs float32 or float64"),
+        (np.array([0.0, 1.0 + 0j]), "complex parameters are not supported"),
         (np.zeros(0), "empty"),
         ([0.0, 1.0], "numpy, torch or jax array"),
     ],
