@@ -130,7 +130,9 @@ def walk(
         callback: called with each history record (a dict); returning True stops the walk.
         resume_from: a result (possibly loaded from a file) whose state the walk continues
             from, on the same path the uninterrupted walk would have taken, with history
-            and trajectory appended. Pass the same options as the original walk.
+            and trajectory appended. Pass the same options as the original walk (another
+            scheme, corrector or direction warns: the path would differ); a path is not a
+            result: load it with ``WalkResult.load(path)``.
         compile_step: let the problem compile the step where it offers to (a Problem's
             optional ``compile_step(fn) -> fn``; the JAX adapter jit-compiles it), with the
             stop rules' look at the new state fused in, so that the host copies one small
