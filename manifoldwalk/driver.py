@@ -10,6 +10,8 @@ rules (:mod:`manifoldwalk.stops`). Everything else stays in θ0's array type and
 from __future__ import annotations
 
 import inspect
+import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,14 +32,15 @@ from manifoldwalk._array import (
 from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
 from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
-from manifoldwalk.directions import Direction, as_direction
-from manifoldwalk.history import HISTORY_COLUMNS, describe
+from manifoldwalk.directions import Direction, MinimiseReg, TowardTarget, as_direction
+from manifoldwalk.history import COUNT_COLUMNS, HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import Scheme, get_scheme
 from manifoldwalk.step import (
     PointData,
     WalkState,
+    as_scalar,
     fit_drift,
     init_state,
     make_evaluate,
@@ -123,11 +126,13 @@ def walk(
             step 6–26 % slower than None).
         trajectory_every: keep every this-many-th on-level θ in ``trajectory`` (None: none).
         metrics: extra history columns, name ↦ callable θ ↦ float (e.g. test loss); they run
-            only when a record is taken.
+            only when a record is taken. Names must differ from :data:`HISTORY_COLUMNS`.
         callback: called with each history record (a dict); returning True stops the walk.
         resume_from: a result (possibly loaded from a file) whose state the walk continues
             from, on the same path the uninterrupted walk would have taken, with history
-            and trajectory appended. Pass the same options as the original walk.
+            and trajectory appended. Pass the same options as the original walk (another
+            scheme, corrector or direction warns: the path would differ); a path is not a
+            result: load it with ``WalkResult.load(path)``.
         compile_step: let the problem compile the step where it offers to (a Problem's
             optional ``compile_step(fn) -> fn``; the JAX adapter jit-compiles it), with the
             stop rules' look at the new state fused in, so that the host copies one small
@@ -157,7 +162,10 @@ def walk(
             cannot be reached from θ0.
         ValueError: an unknown scheme or corrector name, or a bad option; ``steps_per_sync``
             for a problem without a ``compile_loop`` hook or a direction that cannot be traced;
-            ``steps_per_iteration`` other than 1 without ``steps_per_sync``.
+            ``steps_per_iteration`` other than 1 without ``steps_per_sync``; a metric named
+            like a built-in history column.
+        TypeError: an argument of the wrong type (``metrics`` not a dict of callables,
+            ``resume_from`` not a WalkResult, ``predictor_step`` not a step-size rule, ...).
     """
     _check_steps_per_iteration(steps_per_iteration)
     if steps_per_sync is None and steps_per_iteration != 1:
@@ -236,9 +244,10 @@ def prepare_walk(
         A :class:`PreparedWalk`.
 
     Raises:
-        ProblemError, ValueError: as :func:`walk`.
+        ProblemError, ValueError, TypeError: as :func:`walk`.
     """
     _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol)
+    _check_arguments(metrics, callback, resume_from, level, stall_patience)
     scheme = get_scheme(
         scheme,
         corrector=corrector,
@@ -251,6 +260,7 @@ def prepare_walk(
     direction = as_direction(direction)
     check_theta(theta0)
     validate_problem(problem, theta0)
+    _check_direction(direction, problem, theta0)
     options = {
         "scheme": scheme.name,
         "corrector": scheme.corrector.name,
@@ -269,6 +279,7 @@ def prepare_walk(
         "trajectory_every": trajectory_every,
     }
     if resume_from is not None:
+        _warn_if_the_path_changes(resume_from.options, options)
         state = fit_drift(_restore_state(resume_from, theta0), scheme)
     else:
         state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
@@ -407,15 +418,95 @@ def _check_options(max_steps, max_total_steps, record_every, trajectory_every, t
         raise ValueError(f"kkt_tol must be non-negative, got {kkt_tol!r}.")
 
 
+def _check_arguments(metrics, callback, resume_from, level, stall_patience) -> None:
+    """Refuse mistyped walk arguments by name, before they fail deep inside the walk."""
+    if metrics is not None:
+        if not isinstance(metrics, Mapping):
+            raise TypeError(
+                f"metrics must be a dict of name -> callable θ -> float, got "
+                f"{type(metrics).__name__}; e.g. metrics={{'test_loss': f}}."
+            )
+        for name, fn in metrics.items():
+            if not isinstance(name, str):
+                raise TypeError(f"metrics: names must be strings, got {name!r}.")
+            if name in HISTORY_COLUMNS:
+                raise ValueError(
+                    f"metrics: the name {name!r} is a built-in history column and would "
+                    f"overwrite it; rename the metric. Reserved: {', '.join(HISTORY_COLUMNS)}."
+                )
+            if not callable(fn):
+                raise TypeError(
+                    f"metrics[{name!r}] must be a callable θ -> float, got {type(fn).__name__}."
+                )
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be None or callable, got {type(callback).__name__}.")
+    if resume_from is not None and not isinstance(resume_from, WalkResult):
+        hint = (
+            f"; load a saved result first: resume_from=mw.WalkResult.load({resume_from!r})"
+            if isinstance(resume_from, str | os.PathLike)
+            else ""
+        )
+        raise TypeError(
+            f"resume_from must be a WalkResult, got {type(resume_from).__name__}{hint}."
+        )
+    if level is not None:
+        try:  # a string such as "1" would convert: refuse it with the rest
+            ok = not isinstance(level, str | bytes | bool) and bool(np.isfinite(float(level)))
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise TypeError(f"level must be None or a finite number, got {level!r}.")
+    if not (
+        isinstance(stall_patience, int | np.integer)
+        and not isinstance(stall_patience, bool)
+        and stall_patience >= 1
+    ):
+        raise ValueError(f"stall_patience must be a positive integer, got {stall_patience!r}.")
+
+
+def _check_direction(direction: Direction, problem: Problem, theta0: Array) -> None:
+    """Evaluate the direction once at θ0 and check its shape (a wrong one fails, or worse
+    broadcasts silently, inside the step)."""
+    target = getattr(direction, "target", None) if isinstance(direction, TowardTarget) else None
+    if target is not None and tuple(np.shape(target)) != tuple(theta0.shape):
+        raise ProblemError(
+            f"TowardTarget's target has shape {tuple(np.shape(target))} but θ0 has "
+            f"shape {tuple(theta0.shape)}; give a target point of θ0's shape."
+        )
+    r = direction(theta0, problem.reg_grad(theta0), zero_count(theta0))
+    shape = getattr(r, "shape", None)
+    if shape is None or tuple(shape) != tuple(theta0.shape):
+        got = f"a {type(r).__name__}" if shape is None else f"shape {tuple(shape)}"
+        raise ProblemError(
+            f"the direction {type(direction).__name__} must return an array of θ's shape "
+            f"{tuple(theta0.shape)}, got {got}."
+        )
+
+
 def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol) -> WalkState:
     """Evaluate θ0, project it onto {L = level} if a level is given, and build the state."""
     xp = namespace(theta0)
     evaluate = make_evaluate(problem, direction)
     zero = zero_count(theta0)
     point = evaluate(theta0, zero)
-    loss0, gnorm0 = to_host(point.loss, xp.sqrt(point.grad_sq))
+    reg0 = as_scalar(problem.reg(theta0), theta0)
+    loss0, gnorm0, reg0, reg_grad_ok, stat0 = to_host(
+        point.loss,
+        xp.sqrt(point.grad_sq),
+        reg0,
+        xp.all(xp.isfinite(problem.reg_grad(theta0))),
+        point.stationarity,
+    )
     if not (np.isfinite(loss0) and np.isfinite(gnorm0)):
         raise ProblemError(f"the loss or its gradient at θ0 is not finite (L = {loss0}).")
+    if not np.isfinite(reg0):
+        raise ProblemError(f"the regulariser at θ0 is not finite (R = {reg0}).")
+    if not reg_grad_ok:
+        raise ProblemError("the regulariser's gradient ∇R at θ0 holds NaN or inf.")
+    if not np.isfinite(stat0):
+        raise ProblemError(
+            f"the direction of interest ({type(direction).__name__}) at θ0 holds NaN or inf."
+        )
     if gnorm0 <= singular_tol:
         raise ProblemError(
             f"‖∇L(θ0)‖ = {gnorm0:.3g} vanishes: θ0 is a critical point of L (an exact minimum?) "
@@ -449,10 +540,38 @@ def _project(evaluate, theta, point: PointData, level: float, tau: float, singul
     )
 
 
+PATH_OPTIONS = ("scheme", "corrector", "direction", "drift_gain", "drift_cap")
+"""Options that decide a walk's path: a walk resumed with others takes another path."""
+
+
+def _warn_if_the_path_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Warn where a resumed walk's options differ from the saved result's in a way that
+    changes its path (a longer budget does not; another scheme does)."""
+    changed = [
+        f"{k}={saved[k]!r} -> {now[k]!r}"
+        for k in PATH_OPTIONS
+        if k in saved and k in now and saved[k] != now[k]
+    ]
+    if changed:
+        warnings.warn(
+            f"resume_from: the result was walked with other options ({', '.join(changed)}); "
+            "the resumed walk will not take the path the uninterrupted walk would have. Pass "
+            "the options of the walk that saved it to continue that walk.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def _restore_state(result: WalkResult, like: Array) -> WalkState:
     """A saved state moved into θ0's array type, device and dtype."""
     if result.state is None:
         raise ValueError("resume_from: this result holds no state to resume from.")
+    shape = tuple(np.shape(result.state.theta))
+    if shape != tuple(like.shape):
+        raise ValueError(
+            f"resume_from: the result's θ has shape {shape} but θ0 has shape "
+            f"{tuple(like.shape)}; resume with the problem and θ0 of the walk that saved it."
+        )
     xp = namespace(like)
     fields = {}
     for name, value in result.state._asdict().items():
@@ -492,7 +611,13 @@ class _Recorder:
     def extend(self, previous: WalkResult) -> None:
         """Start from a previous result's history and trajectory (resuming)."""
         n = len(next(iter(previous.history.values()), []))
-        self.rows = [{k: float(v[i]) for k, v in previous.history.items()} for i in range(n)]
+        self.rows = [
+            {
+                k: int(v[i]) if k in COUNT_COLUMNS else float(v[i])
+                for k, v in previous.history.items()
+            }
+            for i in range(n)
+        ]  # counts stay ints, as a fresh walk records them
         if self.rows:
             self.last_recorded = int(self.rows[-1]["n_predictor"])
         self.prior_trajectory = previous.trajectory
@@ -702,7 +827,11 @@ class PreparedWalk:
         n_pred, n_corr, n_evals, max_dev, max_step = to_host(
             last.n_predictor, last.n_corrector, last.n_evals, last.max_dev, last.max_step
         )
-        message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
+        if reason == "non_finite":  # say which of them
+            which = _what_is_not_finite(self.problem, self.direction, last)
+            message = f"the walk met NaN or inf in {which}; θ is the last point on the level set"
+        else:
+            message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
         return WalkResult(
             theta=good.theta,
             level=float(to_host(good.level)[0]),
@@ -725,13 +854,28 @@ class PreparedWalk:
         )
 
 
+def _what_is_not_finite(problem: Problem, direction: Direction, s: WalkState) -> str:
+    """Which of L, ∇L, ∇R or the direction is NaN or inf at a state that stopped the walk
+    as non-finite (looked at once, at the stop: the step's look tests only scalars)."""
+    xp = namespace(s.theta)
+    loss_ok, grad_ok = to_host(xp.isfinite(s.loss), xp.isfinite(s.grad_sq))
+    if not loss_ok:
+        return "the loss L"
+    if not grad_ok:
+        return "the loss's gradient ∇L"
+    # the loss is finite: the direction r was not (the look's stationarity test)
+    if isinstance(direction, MinimiseReg):
+        (reg_grad_ok,) = to_host(xp.all(xp.isfinite(problem.reg_grad(s.theta))))
+        if not reg_grad_ok:
+            return "the regulariser's gradient ∇R (the direction is −∇R)"
+    return f"the direction of interest ({type(direction).__name__})"
+
+
 def _details(reason: str, final: dict[str, float], v: dict[str, Any], rules: StopRules) -> str:
     if reason == "stationary":
         return f" ({final['kkt']:.3g} ≤ {rules.kkt_tol:g})"
     if reason == "corrector_failed":
         return f" ({int(v['n_consec'])} steps); θ is the last point on the level set"
-    if reason == "non_finite":
-        return "; θ is the last point on the level set"
     if reason == "singular":
         return f" (‖∇L‖ = {v['gnorm']:.3g})"
     return ""

@@ -41,7 +41,8 @@ HISTORY_COLUMNS = (
 )
 """Columns of :attr:`WalkResult.history`, before any caller-supplied metrics."""
 
-_COUNTS = ("step", "n_predictor", "n_corrector", "n_grad_evals")
+COUNT_COLUMNS = ("step", "n_predictor", "n_corrector", "n_grad_evals")
+"""The history columns that are counts (recorded as ints)."""
 
 
 def describe_values(problem: Problem, state: WalkState) -> tuple[Array, ...]:
@@ -90,7 +91,7 @@ def describe_vector(problem: Problem, state: WalkState) -> Array:
 def row_of(values: Sequence[float]) -> dict[str, float]:
     """The record dict of host values in :data:`HISTORY_COLUMNS` order (counts as ints)."""
     row = dict(zip(HISTORY_COLUMNS, (float(v) for v in values), strict=True))
-    for k in _COUNTS:
+    for k in COUNT_COLUMNS:
         row[k] = int(round(row[k]))
     return row
 

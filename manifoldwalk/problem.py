@@ -102,8 +102,8 @@ def make_problem(
     loss: Callable[[Array], Array] | None = None,
     grad: Callable[[Array], Array] | None = None,
     *,
-    reg: Callable[[Array], Array] = squared_norm,
-    reg_grad: Callable[[Array], Array] = squared_norm_grad,
+    reg: Callable[[Array], Array] | None = None,
+    reg_grad: Callable[[Array], Array] | None = None,
     loss_and_grad: Callable[[Array], tuple[Array, Array]] | None = None,
 ) -> FunctionProblem:
     """Build a Problem from plain callables on flat 1-D arrays.
@@ -111,8 +111,8 @@ def make_problem(
     Args:
         loss: θ ↦ L(θ). May be omitted when ``loss_and_grad`` is given.
         grad: θ ↦ ∇L(θ). May be omitted when ``loss_and_grad`` is given.
-        reg: θ ↦ R(θ); defaults to the paper's θᵀθ.
-        reg_grad: θ ↦ ∇R(θ); defaults to 2θ.
+        reg: θ ↦ R(θ); with ``reg_grad``, or neither: both default to the paper's θᵀθ and 2θ.
+        reg_grad: θ ↦ ∇R(θ); given exactly when ``reg`` is.
         loss_and_grad: θ ↦ (L, ∇L) in one pass; preferred by the engine.
 
     Returns:
@@ -120,7 +120,8 @@ def make_problem(
 
     Raises:
         ProblemError: if neither ``loss_and_grad`` nor both ``loss`` and ``grad`` are given,
-            or if a given argument is not callable.
+            if only one of ``reg`` and ``reg_grad`` is given (the other would be the default's,
+            a gradient of another R), or if a given argument is not callable.
     """
     given = {"loss": loss, "grad": grad, "reg": reg, "reg_grad": reg_grad}
     given["loss_and_grad"] = loss_and_grad
@@ -132,6 +133,15 @@ def make_problem(
             "make_problem needs either loss_and_grad=, or both loss and grad "
             "(a gradient the engine can call; use an autodiff adapter to get one)."
         )
+    if (reg is None) != (reg_grad is None):
+        given_one, missing = ("reg", "reg_grad") if reg_grad is None else ("reg_grad", "reg")
+        raise ProblemError(
+            f"make_problem got {given_one}= without {missing}=: the default R is θᵀθ with "
+            f"gradient 2θ, and pairing it with your own {given_one} would walk one function "
+            f"with the gradient of another. Pass both reg= and reg_grad=, or neither."
+        )
+    if reg is None:
+        reg, reg_grad = squared_norm, squared_norm_grad
     if loss is None:
 
         def loss(theta: Array) -> Array:
@@ -156,7 +166,7 @@ _REQUIRED = ("reg", "reg_grad")
 
 
 def check_theta(theta: Array, what: str = "theta0") -> None:
-    """Check that ``theta`` is a finite 1-D floating-point array.
+    """Check that ``theta`` is a finite 1-D float32 or float64 array.
 
     Raises:
         ProblemError: naming what is wrong and what to do about it.
@@ -175,10 +185,11 @@ def check_theta(theta: Array, what: str = "theta0") -> None:
         )
     if theta.shape[0] == 0:
         raise ProblemError(f"{what} is empty: there are no parameters to walk over.")
-    if not xp.isdtype(theta.dtype, "real floating"):
+    if theta.dtype not in (xp.float32, xp.float64):
         raise ProblemError(
-            f"{what} has dtype {theta.dtype}; the walk needs float32 or float64 "
-            "(cast integer parameters with astype)."
+            f"{what} has dtype {theta.dtype}; the walk needs float32 or float64 (lower "
+            "precisions cannot resolve the level set, complex parameters are not supported): "
+            "cast it, e.g. theta.astype(numpy.float64), tensor.double() or .float()."
         )
     (finite,) = to_host(xp.all(xp.isfinite(theta)))
     if not finite:
@@ -215,8 +226,8 @@ def validate_problem(problem: Any, theta: Array) -> None:
     a mistake is reported here, by name, not deep inside the engine.
 
     Raises:
-        ProblemError: a method is missing, returns the wrong shape or dtype, or the
-            loss is not a scalar.
+        ProblemError: a method is missing, returns the wrong shape or dtype, the loss is
+            not a scalar, or θ's length differs from the problem's ``dim`` (where it has one).
     """
     has_fused = callable(getattr(problem, "loss_and_grad", None))
     needed = list(_REQUIRED) + ([] if has_fused else ["loss", "grad"])
@@ -226,6 +237,12 @@ def validate_problem(problem: Any, theta: Array) -> None:
             f"{type(problem).__name__} is not a Problem: it lacks {', '.join(missing)}. "
             "A Problem needs loss, grad (or loss_and_grad), reg and reg_grad; "
             "manifoldwalk.make_problem builds one from callables."
+        )
+    dim = getattr(problem, "dim", None)
+    if isinstance(dim, int) and not isinstance(dim, bool) and dim != theta.shape[0]:
+        raise ProblemError(
+            f"{type(problem).__name__} has {dim} variables but θ has shape "
+            f"{tuple(theta.shape)}; pass a θ0 of shape ({dim},)."
         )
     loss, grad = loss_and_grad_of(problem)(theta)
     _check_scalar(loss, "loss")

@@ -19,7 +19,7 @@ STOP_REASONS = {
     "max_steps": "the predictor-step budget (max_steps) is spent",
     "max_total_steps": "the total-step budget (max_total_steps) is spent",
     "corrector_failed": "the corrector failed to get back under τ in max_corrector_steps steps",
-    "non_finite": "the loss or its gradient became NaN or inf",
+    "non_finite": "the walk met NaN or inf (in the loss, its gradient, ∇R or the direction)",
     "singular": "‖∇L‖ vanished: the level set is singular here (an exact minimum?)",
     "callback": "a callback asked to stop",
 }

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from manifoldwalk.correctors import (
     Corrector,
     GradientCorrector,
@@ -146,7 +148,9 @@ def get_scheme(
         The configured :class:`Scheme`.
 
     Raises:
-        ValueError: an unknown name, or an override that does not apply to the pieces chosen.
+        ValueError: an unknown name, an override that does not apply to the pieces chosen, or
+            a ``max_corrector_steps`` below 1.
+        TypeError: a ``predictor_step`` that is not a step-size rule.
     """
     if isinstance(name, Scheme):
         scheme = name
@@ -160,6 +164,16 @@ def get_scheme(
     if corrector is not None:
         scheme = scheme.replace(corrector=get_corrector(corrector))
     if predictor_step is not None:
+        if not (
+            callable(getattr(predictor_step, "update", None))
+            and hasattr(predictor_step, "eta_init")
+            and hasattr(predictor_step, "eta_min")
+        ):
+            raise TypeError(
+                f"predictor_step must be a step-size rule, got {type(predictor_step).__name__} "
+                f"{predictor_step!r}; for a constant step pass predictor_step=ConstantStep(eta) "
+                "(manifoldwalk.ConstantStep), or an AngleRule(...)."
+            )
         scheme = scheme.replace(predictor_step=predictor_step)
     if eta_min is not None or eta_max is not None:
         rule = scheme.predictor_step
@@ -182,5 +196,14 @@ def get_scheme(
             rule = dataclasses.replace(rule, eta=eta_c)
         scheme = scheme.replace(corrector=dataclasses.replace(corr, step_rule=rule))
     if max_corrector_steps is not None:
+        if not (
+            isinstance(max_corrector_steps, int | np.integer)
+            and not isinstance(max_corrector_steps, bool)
+            and max_corrector_steps >= 1
+        ):
+            raise ValueError(
+                "max_corrector_steps must be None (the scheme's) or a positive integer, got "
+                f"{max_corrector_steps!r}."
+            )
         scheme = scheme.replace(max_corrector_steps=int(max_corrector_steps))
     return scheme

@@ -183,6 +183,12 @@ def cos_between(xp: Any, pred: Array, pred_norm: Array, dir_p: Array) -> Array:
     return dot(xp, pred, dir_p) * inverse(xp, pred_norm)
 
 
+def _larger_finite(xp: Any, old: Array, new: Array) -> Array:
+    """``max(old, new)`` for 0-d arrays, keeping ``old`` where ``new`` is NaN or inf (a walk
+    that stops on a non-finite loss reports the largest deviation of its finite points)."""
+    return xp.where(xp.isfinite(new) & (new > old), new, old)
+
+
 StepFunction = Callable[..., WalkState]
 """``step(state, on=None) -> state``: see :func:`make_step`."""
 
@@ -309,7 +315,7 @@ def make_step(problem: Problem, direction: Direction, scheme: Scheme) -> StepFun
             n_evals=s.n_evals + 1,
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
             cos_p=cos_between(xp, point.pred, point.pred_norm, f["dir_p"]),
-            max_dev=xp.maximum(s.max_dev, xp.abs(point.loss - s.level)),
+            max_dev=_larger_finite(xp, s.max_dev, xp.abs(point.loss - s.level)),
         )
 
     return step

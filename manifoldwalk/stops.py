@@ -88,7 +88,9 @@ class StopRules:
         """
         xp = namespace(s.theta)
         dev = s.loss - s.level
-        finite = xp.isfinite(s.loss) & xp.isfinite(s.grad_sq)
+        # stationarity is ‖pred‖/‖r‖, finite exactly where the direction r is (0 for r = 0):
+        # a scalar test that catches a NaN ∇R or direction before θ steps along it
+        finite = xp.isfinite(s.loss) & xp.isfinite(s.grad_sq) & xp.isfinite(s.stationarity)
         reached = direction.reached(s.theta) if self.has_reached else xp.zeros_like(s.has_p)
         return (
             dev * dev <= s.tau,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import manifoldwalk as mw
-from manifoldwalk.problems import Circle
+from manifoldwalk.problems import Circle, Sphere
 
 TOP = np.array([0.0, 1.0])
 
@@ -65,3 +65,26 @@ def test_files_saved_before_the_state_carried_cos_p_resume_the_same_path(tmp_pat
         for r in (mw.WalkResult.load(tmp_path / n) for n in ("new.npz", "old.npz"))
     )
     assert np.array_equal(a.theta, b.theta) and a.n_corrector == b.n_corrector
+
+
+def test_resuming_a_result_of_another_length_names_the_shapes():
+    first = mw.walk(Circle(), TOP.copy(), max_steps=5)
+    sphere = Sphere(np.ones(3))
+    with pytest.raises(ValueError, match=r"θ has shape \(2,\) but θ0 has shape \(3,\)"):
+        mw.walk(sphere, np.array([1.0, 0.0, 0.0]), resume_from=first)
+
+
+def test_resuming_with_another_scheme_warns_and_the_same_does_not(recwarn):
+    first = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=5)
+    mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=10, resume_from=first)
+    assert not [w for w in recwarn if "resume_from" in str(w.message)]
+    with pytest.warns(UserWarning, match="scheme='paper' -> 'default'.*not take the path"):
+        mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first)
+
+
+def test_a_resumed_history_keeps_integer_counts():
+    first = mw.walk(Circle(), TOP.copy(), max_steps=5)
+    rest = mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first)
+    for key in ("step", "n_predictor", "n_corrector", "n_grad_evals"):
+        assert first.history[key].dtype.kind == "i"
+        assert rest.history[key].dtype.kind == "i", key

@@ -163,6 +163,60 @@ def test_nan_mid_walk_stops_with_a_reason_and_keeps_the_last_good_point():
     assert r.theta[0] >= -0.5 and abs(r.loss - 1.0) <= 1e-5
 
 
+def test_a_nan_loss_names_the_loss_and_keeps_max_deviation_finite():
+    r = mw.walk(NaNAfter(), TOP.copy())
+    assert "NaN or inf in the loss L;" in r.message
+    # max_deviation was max(…, NaN) = NaN: it is now the largest over the finite points
+    assert 0 < r.max_deviation < 0.1
+
+
+def _left_of(x0, value, *, nan):
+    """``value`` where θ[0] ≥ x0, NaN (if ``nan``) to its left."""
+    return lambda x: value(x) * (np.nan if nan and x[0] < x0 else 1.0)
+
+
+def test_a_nan_regulariser_mid_walk_is_named_and_the_last_good_point_has_a_finite_r():
+    # R = x + y (and ∇R) turn NaN left of x = -0.3; the stop blamed the loss, and the
+    # returned point carried R = NaN
+    p = mw.make_problem(
+        loss_and_grad=lambda x: (x @ x, 2 * x),
+        reg=_left_of(-0.3, np.sum, nan=True),
+        reg_grad=_left_of(-0.3, np.ones_like, nan=True),
+    )
+    r = mw.walk(p, TOP.copy())
+    assert r.stop_reason == "non_finite"
+    assert "NaN or inf in the regulariser's gradient ∇R" in r.message
+    assert r.theta[0] >= -0.3 and np.isfinite(r.reg) and np.isfinite(r.max_deviation)
+    assert np.all(np.isfinite(r.history["reg"]))
+
+
+def test_a_nan_direction_mid_walk_is_named():
+    r = mw.walk(
+        Circle(), TOP.copy(), direction=_left_of(-0.3, lambda t: -np.ones_like(t), nan=True)
+    )
+    assert r.stop_reason == "non_finite"
+    assert "NaN or inf in the direction of interest (FunctionDirection)" in r.message
+    assert r.theta[0] >= -0.3 and abs(r.loss - 1.0) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"reg": lambda x: np.nan, "reg_grad": lambda x: 2 * x}, "regulariser at θ0"),
+        ({"reg": np.sum, "reg_grad": lambda x: x * np.nan}, "gradient ∇R at θ0"),
+    ],
+)
+def test_a_non_finite_regulariser_at_the_start_is_refused(kwargs, match):
+    p = mw.make_problem(loss_and_grad=lambda x: (x @ x, 2 * x), **kwargs)
+    with pytest.raises(mw.ProblemError, match=match):
+        mw.walk(p, TOP.copy())
+
+
+def test_a_non_finite_direction_at_the_start_is_refused():
+    with pytest.raises(mw.ProblemError, match=r"direction of interest \(FunctionDirection\) at θ0"):
+        mw.walk(Circle(), TOP.copy(), direction=lambda t: np.full_like(t, np.nan))
+
+
 def test_linear_objective_on_a_translated_ellipsoid_matches_the_closed_form():
     p = Quadric(np.diag([1.0, 4.0]), b=np.array([0.5, -1.0]), c=np.array([1.0, 2.0]))
     x0 = p.point_on_level(np.array([0.0, 1.0]), 2.0)
