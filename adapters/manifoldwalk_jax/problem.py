@@ -105,7 +105,13 @@ class JaxProblem:
 
         Returns:
             ``(L, ∇L)``: a 0-d array and an array like θ, on θ's device, in θ's dtype.
+
+        Raises:
+            TypeError: θ is not a ``jax.Array`` (a numpy θ, e.g. a loaded WalkResult's: pass
+                ``jnp.asarray(theta)``) or not in the parameters' dtype.
+            ValueError: θ is not flat of length ``n_params``.
         """
+        self._check_theta(theta)
         return self._loss_and_grad(theta, self._frozen, *self._data)
 
     def compile_step(self, step, donate: bool = False):
@@ -132,7 +138,12 @@ class JaxProblem:
         return compile_loop(loop, self.loop_cache)
 
     def loss(self, theta: jax.Array) -> jax.Array:
-        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""
+        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only).
+
+        Raises:
+            TypeError, ValueError: as :meth:`loss_and_grad`.
+        """
+        self._check_theta(theta)
         return self._loss(theta, self._frozen, *self._data)
 
     def grad(self, theta: jax.Array) -> jax.Array:
@@ -150,8 +161,16 @@ class JaxProblem:
     # --- between θ and the pytree ---------------------------------------------------------
 
     def unflatten(self, theta: jax.Array) -> PyTree:
-        """The parameter pytree (frozen leaves included) for a flat θ, as ``apply_fn`` takes it."""
-        return self._flat.assemble(jnp.asarray(theta), self._frozen)
+        """The parameter pytree (frozen leaves included) for a flat θ, as ``apply_fn`` takes it.
+
+        θ may be any array of length ``n_params`` (numpy too, e.g. a loaded WalkResult's).
+
+        Raises:
+            ValueError: θ is not flat of length ``n_params``.
+        """
+        theta = jnp.asarray(theta)
+        self._check_length(theta)
+        return self._flat.assemble(theta, self._frozen)
 
     def assign(self, theta: jax.Array) -> PyTree:
         """The parameter pytree for θ: JAX arrays are immutable, so this returns it.
@@ -244,6 +263,29 @@ class JaxProblem:
             err = outputs - jnp.reshape(yb, outputs.shape)
             metric = jnp.sum(err * err) * n_b / outputs.size
         return jnp.stack([loss, jnp.asarray(metric, dtype=theta.dtype)])
+
+    def _check_theta(self, theta: Any) -> None:
+        """Raise unless θ is a flat ``jax.Array`` (or tracer) of the parameters' length and
+        dtype: said here, not as an error from deep inside the engine or the unravelling."""
+        if not isinstance(theta, jax.Array):
+            kind = f"{type(theta).__module__}.{type(theta).__name__}"
+            raise TypeError(
+                f"θ must be a jax.Array, got {kind}; convert it with jnp.asarray(theta) first "
+                "(a loaded WalkResult's θ is numpy)."
+            )
+        self._check_length(theta)
+        if theta.dtype != self.theta0.dtype:
+            raise TypeError(
+                f"θ has dtype {theta.dtype} but the model's parameters are "
+                f"{self.theta0.dtype}; cast θ with theta.astype(jnp.{self.theta0.dtype}) (or "
+                "build the problem from parameters of θ's dtype) first."
+            )
+
+    def _check_length(self, theta: Any) -> None:
+        if tuple(theta.shape) != (self.n_params,):
+            raise ValueError(
+                f"θ must be a flat array of length {self.n_params}, got shape {tuple(theta.shape)}."
+            )
 
     def _check_loss_is_scalar(self, xb: Any, yb: Any) -> None:
         """Raise if the loss of one batch is not a scalar (traced shapes only; nothing runs)."""

@@ -153,7 +153,7 @@ class TorchProblem:
             return self._traced_loss_and_grad(theta)
         # each piece its own autograd leaf, the gradient joined after: the same values as
         # differentiating the flat θ, without autograd's split and view nodes
-        params = [v.requires_grad_(True) for v in self._views(theta.detach())]
+        params = [v.requires_grad_(True) for v in self._views(theta, detach=True)]
         total, grad, n = None, None, 0
         with torch.enable_grad(), _eval_mode(self.model):
             for x, y in self._data.batches():
@@ -200,7 +200,7 @@ class TorchProblem:
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean training loss L(θ) as a 0-d tensor (forward passes only)."""
-        params = self._views(theta.detach())
+        params = self._views(theta, detach=True)
         total, n = None, 0
         with torch.no_grad(), _eval_mode(self.model):
             for x, y in self._data.batches():
@@ -258,7 +258,7 @@ class TorchProblem:
         """
         check_eval_task(task)
         data = _Data.build((x, y), self.dtype, None, _check_batch_size(batch_size))
-        params = self._views(theta.detach())
+        params = self._views(theta, detach=True)
         sums = torch.zeros(2, dtype=self.dtype, device=self.device)
         n, size = 0, 0
         with torch.no_grad(), _eval_mode(self.model):
@@ -288,9 +288,12 @@ class TorchProblem:
                 list(self._data.batches()),
             )
 
-    def _views(self, theta: torch.Tensor) -> list[torch.Tensor]:
-        """θ split into views shaped like the trainable parameters, in θ's order (no copy)."""
+    def _views(self, theta: torch.Tensor, detach: bool = False) -> list[torch.Tensor]:
+        """θ (detached, if asked) split into views shaped like the trainable parameters, in
+        θ's order (no copy); θ is checked first."""
         self._check_theta(theta)
+        if detach:
+            theta = theta.detach()
         pieces = theta.split_with_sizes(self._sizes)
         return [piece.view(shape) for piece, shape in zip(pieces, self._shapes, strict=True)]
 
@@ -301,7 +304,12 @@ class TorchProblem:
 
     def _check_theta(self, theta: Any) -> None:
         if not isinstance(theta, torch.Tensor):
-            raise TypeError(f"θ must be a torch.Tensor, got {type(theta).__name__}.")
+            raise TypeError(
+                f"θ must be a torch.Tensor, got {type(theta).__module__}."
+                f"{type(theta).__name__}; convert it with torch.as_tensor(theta, "
+                f"dtype={self.dtype}, device='{self.device}') first (a loaded WalkResult's θ "
+                "is numpy)."
+            )
         if tuple(theta.shape) != (self.n_params,):
             raise ValueError(
                 f"θ must be a flat tensor of length {self.n_params}, got shape "

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
-from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step
+from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step, walk
 from manifoldwalk.driver import prepare_walk
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -270,6 +270,19 @@ def test_theta_of_the_wrong_dtype_or_length_is_refused():
         problem.loss_and_grad(problem.theta0.float())
     with pytest.raises(ValueError, match="length"):
         problem.loss_and_grad(problem.theta0[:-1])
+
+
+def test_numpy_theta_is_refused_with_the_conversion_to_make():
+    """A numpy θ (a loaded WalkResult's) is refused by name, not with an AttributeError."""
+    problem, _ = small_problem()
+    theta = problem.theta0.numpy()
+    for call in (
+        lambda: walk(problem, theta, max_steps=1),
+        lambda: problem.loss(theta),
+        lambda: problem.evaluate(theta, np.zeros((2, 5)), np.zeros(2, dtype=np.int64)),
+    ):
+        with pytest.raises(TypeError, match=r"torch.Tensor, got numpy.ndarray.*torch.as_tensor"):
+            call()
 
 
 def test_mixed_parameter_dtypes_are_refused():
