@@ -71,6 +71,13 @@ class JaxProblem:
             if not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}.")
         self._flat = FlatParams(params, trainable)
+        if len(self._flat.leaf_dtypes) > 1:
+            # θ would take the promoted dtype and each leaf be cut back to its own at every
+            # evaluation: the walk would move θ in steps the model rounds away
+            raise TypeError(
+                f"the trainable parameters mix dtypes {self._flat.leaf_dtypes}; θ needs one: "
+                "cast them, e.g. jax.tree.map(lambda a: a.astype(jnp.float32), params)."
+            )
         self.theta0: jax.Array = self._flat.theta0
         self.n_params: int = int(self.theta0.shape[0])
         self._device = _single_device(self.theta0)
@@ -313,7 +320,8 @@ def from_apply(
     Args:
         apply_fn: ``apply_fn(params, x) -> outputs``, a pure JAX function (Flax:
             ``lambda p, x: model.apply({"params": p}, x)``).
-        params: the parameter pytree; its trainable leaves, flattened, are θ. Use float64
+        params: the parameter pytree; its trainable leaves, flattened, are θ, and must share
+            one floating dtype, θ's. Use float64
             leaves for a float64 walk (with ``jax.config.update("jax_enable_x64", True)`` set
             by you: the adapter never changes JAX's global configuration).
         loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss over the batch (a
@@ -338,7 +346,8 @@ def from_apply(
     Raises:
         ProblemError: no trainable parameters, a non-float trainable leaf, inputs and targets
             of different lengths, or a loss (or a callable ``reg``) that is not a scalar.
-        TypeError: ``apply_fn`` or ``loss_fn`` not callable, or a bad ``trainable`` mask leaf.
+        TypeError: ``apply_fn`` or ``loss_fn`` not callable, a bad ``trainable`` mask leaf, or
+            trainable leaves of mixed dtypes.
         ValueError: an unknown ``reg`` name or a bad ``batch_size``.
     """
     return JaxProblem(

@@ -267,6 +267,11 @@ def test_bad_masks_and_leaves_are_refused():
         )
     with pytest.raises(ProblemError, match="structure"):
         _problem().flatten({"layers": []})
+    # mixed trainable dtypes would be promoted in θ and cut back in the model: refused
+    mixed = jax.tree.map(lambda a: a, params)
+    mixed["layers"][0]["b"] = mixed["layers"][0]["b"].astype(jnp.bfloat16)
+    with pytest.raises(TypeError, match=r"mix dtypes \['bfloat16', 'float64'\].*astype"):
+        manifoldwalk_jax.from_apply(mlp_apply, mixed, cross_entropy, (x, y))
 
 
 def test_bad_arguments_are_refused():
