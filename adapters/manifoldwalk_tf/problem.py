@@ -358,11 +358,13 @@ class TFProblem:
     def _check_loss_is_scalar(self) -> None:
         """Raise if the loss of a few examples is not a scalar (one small forward pass)."""
         theta = tf.convert_to_tensor(self.theta0)
-        value = self._loss_fn(self._outputs(theta, self._x[:8]), self._y[:8])
+        xb, yb = self._x[:8], self._y[:8]
+        value = self._loss_fn(self._outputs(theta, xb), yb)
         shape = tuple(tf.convert_to_tensor(value).shape)
         if shape != ():
             raise ProblemError(
-                f"loss_fn must return a scalar (the mean loss over the batch), got shape {shape}. "
+                f"loss_fn must return a scalar (the mean loss over the batch), got shape {shape} "
+                f"on a probe of the first {int(xb.shape[0])} training examples. "
                 "Reduce it (tf.reduce_mean), or use a Keras loss object such as "
                 "keras.losses.SparseCategoricalCrossentropy(), which averages over the batch."
             )
