@@ -169,6 +169,34 @@ def test_dataloader_dropping_its_last_batch_is_refused():
         from_model(full.model, nn.CrossEntropyLoss(), loader)
 
 
+def test_mistakes_the_model_shows_on_a_few_examples_are_refused_at_build():
+    """from_model runs the model and the loss on a few examples, so these are reported when
+    the problem is built, by name, with the framework's error as the cause."""
+    full, (x, y) = small_problem()
+    model, lf = full.model, nn.CrossEntropyLoss()
+    wide = torch.zeros(len(x), x.shape[1] + 1, dtype=x.dtype)
+    with pytest.raises(ValueError, match=r"model fails on the first 8 .*shape \(8, 6\)") as info:
+        from_model(model, lf, (wide, y))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ValueError, match=r"features must be floating-point .*x.to\(torch.float64"):
+        from_model(model, lf, (x.long(), y))
+    with pytest.raises(ValueError, match=r"loss_fn\(outputs, targets\) fails .*outputs first"):
+        from_model(model, lambda targets, outputs: lf(outputs, targets), (x, y))
+    with pytest.raises(TypeError, match=r"class CrossEntropyLoss.*CrossEntropyLoss\(\)"):
+        from_model(model, nn.CrossEntropyLoss, (x, y))
+    with pytest.raises(TypeError, match="data must be \\(x, y\\), two arrays; got a tuple of 3"):
+        from_model(model, lf, (x, y, y))
+    with pytest.raises(ValueError, match="yielded no batches"):
+        from_model(model, lf, DataLoader(TensorDataset(x[:0], y[:0]), batch_size=4))
+    # a list of (x, y) batches is still data, and a shuffling loader draws no random numbers
+    assert from_model(model, lf, [(x[:5], y[:5]), (x[5:9], y[5:9]), (x[9:], y[9:])]).n_params
+    torch.manual_seed(3)
+    from_model(model, lf, DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True))
+    drawn = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, torch.rand(3))
+
+
 def test_numpy_data_is_accepted_and_cast_to_the_model_dtype():
     full, _ = small_problem()
     x, y = small_data("classification")
