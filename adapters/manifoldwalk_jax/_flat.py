@@ -50,6 +50,8 @@ class FlatParams:
                 + ", so there is nothing to walk over."
             )
         self.frozen: list[Any] = [leaf for leaf, m in zip(leaves, self._mask, strict=True) if not m]
+        # the trainable leaves' dtypes (θ takes their promotion; the adapter wants one)
+        self.leaf_dtypes: list[str] = sorted({str(leaf.dtype) for leaf in train})
         self.theta0, self._unravel = ravel_pytree(train)
         sizes = [int(leaf.size) for leaf in train]
         starts = [sum(sizes[:i]) for i in range(len(sizes))]

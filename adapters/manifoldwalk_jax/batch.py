@@ -59,8 +59,9 @@ def walk_batch(
 
     Args:
         problems: S :class:`~manifoldwalk_jax.JaxProblem` of the same model and loss (the
-            first problem's ``apply_fn``, ``loss_fn`` and regulariser are used for all), with
-            data of equal shapes and dtypes (e.g. one per seed).
+            first problem's ``apply_fn``, ``loss_fn`` and regulariser are used for all; checked
+            once at the start against each problem's own loss, gradient and R), with data of
+            equal shapes and dtypes (e.g. one per seed).
         thetas: S starting points (default: each problem's ``theta0``).
         steps_per_sync: K, the most steps per host synchronisation.
         steps_per_iteration: M, masked steps per iteration of the batched ``while_loop``
@@ -80,7 +81,10 @@ def walk_batch(
 
     Raises:
         ValueError: no problems, lists of the wrong length, problems of different models,
-            data shapes or dtypes, or a direction that cannot be traced.
+            data shapes or dtypes, or a direction that cannot be traced; or a seed whose
+            loss, gradient or regulariser at its start, evaluated as the batch does (with the
+            first problem's ``apply_fn``, ``loss_fn`` and regulariser), differs from its own
+            problem's beyond rounding (the error names the seed).
         TypeError: a problem that is not a JaxProblem.
     """
     problems = list(problems)
@@ -96,6 +100,7 @@ def walk_batch(
         **options,
     )
     template, loop = problems[0], hosts[0].loop
+    _check_same_values(problems, hosts)
     jitted = template.loop_cache.get(loop, lambda: _batched_chunk(template, loop), kind="batch")
     frozen = _stack([p._frozen for p in problems])
     data = _stack([p._data for p in problems])
@@ -192,6 +197,41 @@ def _check_same_model(problems: list[JaxProblem]) -> None:
                 f"walk_batch: problems[{i}] has data, frozen parameters or θ of other shapes or "
                 "dtypes than problems[0]; batch seeds of equal shapes only."
             )
+
+
+def _check_same_values(problems: list[JaxProblem], hosts: list[Any]) -> None:
+    """Raise unless each seed's loss, gradient and regulariser at its start, as the batch
+    evaluates them (the first problem's functions on the seed's data and frozen leaves), equal
+    its own problem's within rounding: two closures of one code over other functions or
+    constants pass :func:`_check_same_model`. One evaluation of each per seed, at the start."""
+    template = problems[0]
+    for i, (p, h) in enumerate(zip(problems, hosts, strict=True)):
+        if i == 0:
+            continue
+        theta = h.carry.state.theta
+        lane = _Bound(template, p._frozen, p._data)
+        batched = (*lane.loss_and_grad(theta), lane.reg(theta), lane.reg_grad(theta))
+        own = (*p.loss_and_grad(theta), p.reg(theta), p.reg_grad(theta))
+        tol = float(jnp.finfo(theta.dtype).eps) ** 0.5  # rounding differs; another function not
+        for what, a, b in zip(("loss", "gradient", "regulariser", "∇R"), batched, own, strict=True):
+            gap = float(jnp.linalg.norm(jnp.ravel(a - b)))
+            if not gap <= tol * (1 + float(jnp.linalg.norm(jnp.ravel(b)))):
+                raise ValueError(_differs_message(i, what, a, b, gap))
+
+
+def _differs_message(i: int, what: str, batched: jax.Array, own: jax.Array, gap: float) -> str:
+    """The error for a seed whose start the batch evaluates differently from its problem."""
+    if jnp.ndim(batched) == 0:
+        found = f"{what} {float(batched):.8g} where problems[{i}] itself gives {float(own):.8g}"
+    else:
+        found = f"a {what} {gap:.3g} away (in norm) from problems[{i}]'s own"
+    return (
+        f"walk_batch: problems[{i}] is not the function the batch would walk: at its start "
+        f"θ the batch, which evaluates every seed with problems[0]'s apply_fn, loss_fn and "
+        f"regulariser, gives {found}. Batch only seeds of one model, loss and reg (the same "
+        "functions and closed-over constants) that differ in their data, start and frozen "
+        "leaves; walk this problem alone or in another batch."
+    )
 
 
 def _avals(tree: Any) -> list[tuple[tuple[int, ...], Any]]:

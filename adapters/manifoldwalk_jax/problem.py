@@ -71,6 +71,13 @@ class JaxProblem:
             if not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}.")
         self._flat = FlatParams(params, trainable)
+        if len(self._flat.leaf_dtypes) > 1:
+            # θ would take the promoted dtype and each leaf be cut back to its own at every
+            # evaluation: the walk would move θ in steps the model rounds away
+            raise TypeError(
+                f"the trainable parameters mix dtypes {self._flat.leaf_dtypes}; θ needs one: "
+                "cast them, e.g. jax.tree.map(lambda a: a.astype(jnp.float32), params)."
+            )
         self.theta0: jax.Array = self._flat.theta0
         self.n_params: int = int(self.theta0.shape[0])
         self._device = _single_device(self.theta0)
@@ -105,7 +112,13 @@ class JaxProblem:
 
         Returns:
             ``(L, ∇L)``: a 0-d array and an array like θ, on θ's device, in θ's dtype.
+
+        Raises:
+            TypeError: θ is not a ``jax.Array`` (a numpy θ, e.g. a loaded WalkResult's: pass
+                ``jnp.asarray(theta)``) or not in the parameters' dtype.
+            ValueError: θ is not flat of length ``n_params``.
         """
+        self._check_theta(theta)
         return self._loss_and_grad(theta, self._frozen, *self._data)
 
     def compile_step(self, step, donate: bool = False):
@@ -132,7 +145,12 @@ class JaxProblem:
         return compile_loop(loop, self.loop_cache)
 
     def loss(self, theta: jax.Array) -> jax.Array:
-        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""
+        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only).
+
+        Raises:
+            TypeError, ValueError: as :meth:`loss_and_grad`.
+        """
+        self._check_theta(theta)
         return self._loss(theta, self._frozen, *self._data)
 
     def grad(self, theta: jax.Array) -> jax.Array:
@@ -150,8 +168,16 @@ class JaxProblem:
     # --- between θ and the pytree ---------------------------------------------------------
 
     def unflatten(self, theta: jax.Array) -> PyTree:
-        """The parameter pytree (frozen leaves included) for a flat θ, as ``apply_fn`` takes it."""
-        return self._flat.assemble(jnp.asarray(theta), self._frozen)
+        """The parameter pytree (frozen leaves included) for a flat θ, as ``apply_fn`` takes it.
+
+        θ may be any array of length ``n_params`` (numpy too, e.g. a loaded WalkResult's).
+
+        Raises:
+            ValueError: θ is not flat of length ``n_params``.
+        """
+        theta = jnp.asarray(theta)
+        self._check_length(theta)
+        return self._flat.assemble(theta, self._frozen)
 
     def assign(self, theta: jax.Array) -> PyTree:
         """The parameter pytree for θ: JAX arrays are immutable, so this returns it.
@@ -245,6 +271,29 @@ class JaxProblem:
             metric = jnp.sum(err * err) * n_b / outputs.size
         return jnp.stack([loss, jnp.asarray(metric, dtype=theta.dtype)])
 
+    def _check_theta(self, theta: Any) -> None:
+        """Raise unless θ is a flat ``jax.Array`` (or tracer) of the parameters' length and
+        dtype: said here, not as an error from deep inside the engine or the unravelling."""
+        if not isinstance(theta, jax.Array):
+            kind = f"{type(theta).__module__}.{type(theta).__name__}"
+            raise TypeError(
+                f"θ must be a jax.Array, got {kind}; convert it with jnp.asarray(theta) first "
+                "(a loaded WalkResult's θ is numpy)."
+            )
+        self._check_length(theta)
+        if theta.dtype != self.theta0.dtype:
+            raise TypeError(
+                f"θ has dtype {theta.dtype} but the model's parameters are "
+                f"{self.theta0.dtype}; cast θ with theta.astype(jnp.{self.theta0.dtype}) (or "
+                "build the problem from parameters of θ's dtype) first."
+            )
+
+    def _check_length(self, theta: Any) -> None:
+        if tuple(theta.shape) != (self.n_params,):
+            raise ValueError(
+                f"θ must be a flat array of length {self.n_params}, got shape {tuple(theta.shape)}."
+            )
+
     def _check_loss_is_scalar(self, xb: Any, yb: Any) -> None:
         """Raise if the loss of one batch is not a scalar (traced shapes only; nothing runs)."""
         outputs = jax.eval_shape(self._apply_fn, self.unflatten(self.theta0), xb)
@@ -271,7 +320,8 @@ def from_apply(
     Args:
         apply_fn: ``apply_fn(params, x) -> outputs``, a pure JAX function (Flax:
             ``lambda p, x: model.apply({"params": p}, x)``).
-        params: the parameter pytree; its trainable leaves, flattened, are θ. Use float64
+        params: the parameter pytree; its trainable leaves, flattened, are θ, and must share
+            one floating dtype, θ's. Use float64
             leaves for a float64 walk (with ``jax.config.update("jax_enable_x64", True)`` set
             by you: the adapter never changes JAX's global configuration).
         loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss over the batch (a
@@ -296,7 +346,8 @@ def from_apply(
     Raises:
         ProblemError: no trainable parameters, a non-float trainable leaf, inputs and targets
             of different lengths, or a loss (or a callable ``reg``) that is not a scalar.
-        TypeError: ``apply_fn`` or ``loss_fn`` not callable, or a bad ``trainable`` mask leaf.
+        TypeError: ``apply_fn`` or ``loss_fn`` not callable, a bad ``trainable`` mask leaf, or
+            trainable leaves of mixed dtypes.
         ValueError: an unknown ``reg`` name or a bad ``batch_size``.
     """
     return JaxProblem(

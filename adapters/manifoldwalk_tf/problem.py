@@ -120,10 +120,12 @@ class TFProblem:
 
         Raises:
             ProblemError: θ of the wrong length.
+            TypeError: θ of another dtype than the model's variables.
         """
+        theta = self._checked(theta)
         if tf.is_tensor(theta):  # the compiled seam: stay in TensorFlow
             return self._tf_loss_and_grad(theta)
-        loss, grad = self._tf_loss_and_grad(self._flat.check(theta))
+        loss, grad = self._tf_loss_and_grad(theta)
         return np.asarray(loss.numpy()), grad.numpy()
 
     def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -158,9 +160,10 @@ class TFProblem:
 
     def loss(self, theta: np.ndarray) -> np.ndarray:
         """The full-batch mean training loss L(θ) as a 0-d array of θ's kind (forward pass only)."""
+        theta = self._checked(theta)
         if tf.is_tensor(theta):
             return self._tf_loss(theta)
-        return np.asarray(self._tf_loss(self._flat.check(theta)).numpy())
+        return np.asarray(self._tf_loss(theta).numpy())
 
     def grad(self, theta: np.ndarray) -> np.ndarray:
         """The gradient ∇L(θ), a numpy array like θ."""
@@ -168,11 +171,11 @@ class TFProblem:
 
     def reg(self, theta: np.ndarray) -> np.ndarray:
         """The regulariser R(θ) as a 0-d array of θ's kind (numpy, or ``tf.Tensor``)."""
-        return self._reg(theta if tf.is_tensor(theta) else self._flat.check(theta))
+        return self._reg(self._checked(theta))
 
     def reg_grad(self, theta: np.ndarray) -> np.ndarray:
         """The gradient ∇R(θ), an array like θ (numpy, or ``tf.Tensor``)."""
-        return self._reg_grad(theta if tf.is_tensor(theta) else self._flat.check(theta))
+        return self._reg_grad(self._checked(theta))
 
     # --- between θ and the model ----------------------------------------------------------
 
@@ -320,6 +323,34 @@ class TFProblem:
             metric = tf.reduce_sum(err * err) * n_b / size
         return tf.stack([loss, metric])
 
+    def _checked(self, theta: Any) -> Any:
+        """θ for the Problem protocol: a ``tf.Tensor`` as it is, anything else as a numpy
+        array; either checked to be flat of ``n_params`` entries in the variables' dtype (a
+        gradient in another dtype than θ's would stop the walk with a less helpful error).
+
+        Raises:
+            ProblemError: the wrong shape.
+            TypeError: another dtype.
+        """
+        if not tf.is_tensor(theta):
+            theta = np.asarray(theta)
+        dtype = np.dtype(tf.as_dtype(theta.dtype).as_numpy_dtype)
+        if dtype != self.dtype:
+            cast = (
+                f"tf.cast(theta, tf.{self.dtype})"
+                if tf.is_tensor(theta)
+                else f"theta.astype(np.{self.dtype})"
+            )
+            raise TypeError(
+                f"θ has dtype {dtype} but the model's variables are {self.dtype}; cast θ with "
+                f"{cast} (or build the model in θ's dtype) first."
+            )
+        if tuple(theta.shape) != (self.n_params,):
+            raise ProblemError(
+                f"θ must be a flat array of length {self.n_params}, got shape {tuple(theta.shape)}."
+            )
+        return theta
+
     def _cast(self, a: tf.Tensor) -> tf.Tensor:
         """Floating-point data in θ's dtype; integer data (labels, token ids) unchanged."""
         return tf.cast(a, self.dtype) if a.dtype.is_floating else a
@@ -327,11 +358,13 @@ class TFProblem:
     def _check_loss_is_scalar(self) -> None:
         """Raise if the loss of a few examples is not a scalar (one small forward pass)."""
         theta = tf.convert_to_tensor(self.theta0)
-        value = self._loss_fn(self._outputs(theta, self._x[:8]), self._y[:8])
+        xb, yb = self._x[:8], self._y[:8]
+        value = self._loss_fn(self._outputs(theta, xb), yb)
         shape = tuple(tf.convert_to_tensor(value).shape)
         if shape != ():
             raise ProblemError(
-                f"loss_fn must return a scalar (the mean loss over the batch), got shape {shape}. "
+                f"loss_fn must return a scalar (the mean loss over the batch), got shape {shape} "
+                f"on a probe of the first {int(xb.shape[0])} training examples. "
                 "Reduce it (tf.reduce_mean), or use a Keras loss object such as "
                 "keras.losses.SparseCategoricalCrossentropy(), which averages over the batch."
             )

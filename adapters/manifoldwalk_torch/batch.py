@@ -87,7 +87,8 @@ def walk_batch(
     Args:
         problems: S :class:`~manifoldwalk_torch.TorchProblem` of the same architecture and
             loss (the first problem's model, ``loss_fn`` and regulariser are used for all,
-            with each problem's own data, frozen parameters and buffers), with ``(x, y)``
+            with each problem's own data, frozen parameters and buffers; checked once at the
+            start against each problem's own loss, gradient and R), with ``(x, y)``
             data of equal shapes and dtypes and the same ``batch_size`` (not a DataLoader).
             Their ``compile`` setting is not used: the batch runs eagerly.
         thetas: S starting points (default: each problem's ``theta0``).
@@ -98,7 +99,8 @@ def walk_batch(
         callback: one callable for every seed, or S callables (or None).
         resume_from: S results (or None) to resume each seed from.
         **options: any other keyword of ``manifoldwalk.walk`` (scheme, max_steps, tau,
-            record_every, trajectory_every, ...), the same for every seed.
+            record_every, trajectory_every, ...), the same for every seed; not
+            ``steps_per_iteration`` (the host loop reads every step's flags).
 
     Returns:
         S WalkResults, the same (path, history, stop) as walking each problem alone with
@@ -106,10 +108,18 @@ def walk_batch(
 
     Raises:
         ValueError: no problems, lists of the wrong length, problems of different models,
-            losses, data shapes or dtypes, DataLoader data, or a direction that cannot be
-            traced.
+            losses, data shapes or dtypes, DataLoader data, a ``steps_per_iteration`` option,
+            or a direction that cannot be traced; or a seed whose loss, gradient or
+            regulariser at its start, evaluated as the batch does (with the first problem's
+            model, loss and regulariser), differs from its own problem's beyond rounding (the
+            error names the seed).
         TypeError: a problem that is not a TorchProblem.
     """
+    if "steps_per_iteration" in options:
+        raise ValueError(
+            "walk_batch (PyTorch) takes no steps_per_iteration: its host loop checks every "
+            "step (manifoldwalk_jax.walk_batch has masked iterations)."
+        )
     problems = list(problems)
     hosts = prepare_hosts(
         problems,
@@ -123,6 +133,7 @@ def walk_batch(
     )
     template = problems[0]
     lanes = _LaneSteps(template, hosts[0].loop)
+    _check_same_values(problems, hosts, lanes.lane)
     extras = _stack([_extras(p) for p in problems])
     batches = [  # batch j of every seed, stacked
         (torch.stack([x for x, _ in group]), torch.stack([y for _, y in group]))
@@ -266,6 +277,45 @@ def _check_same_model(problems: list[TorchProblem]) -> None:
                 f"walk_batch: problems[{i}] has parameters, buffers or data of other names, "
                 "shapes or dtypes than problems[0]; batch seeds of equal shapes only."
             )
+
+
+def _check_same_values(problems: list[TorchProblem], hosts: list[Any], lane: _Lane) -> None:
+    """Raise unless each seed's loss, gradient and regulariser at its start, as the batch
+    evaluates them (the first problem's model, loss and R on the seed's tensors), equal its own
+    problem's within rounding: the structural checks cannot see another activation or a
+    closure's constant. One evaluation of each per seed, before the first step."""
+    template = problems[0]
+    for i, (p, h) in enumerate(zip(problems, hosts, strict=True)):
+        if i == 0:
+            continue
+        theta = h.carry.state.theta
+        with _eval_mode(template.model):
+            lane.bind(_extras(p), list(p._data.batches()))
+            batched = (*lane.loss_and_grad(theta), lane.reg(theta), lane.reg_grad(theta))
+        own = (*p.loss_and_grad(theta), p.reg(theta), p.reg_grad(theta))
+        lane.bind({}, [])
+        tol = torch.finfo(theta.dtype).eps ** 0.5  # rounding differs; another function does not
+        for what, a, b in zip(("loss", "gradient", "regulariser", "∇R"), batched, own, strict=True):
+            gap = float(torch.linalg.vector_norm(a - b))
+            if not gap <= tol * (1 + float(torch.linalg.vector_norm(b))):
+                raise ValueError(_differs_message(i, what, a, b, gap))
+
+
+def _differs_message(
+    i: int, what: str, batched: torch.Tensor, own: torch.Tensor, gap: float
+) -> str:
+    """The error for a seed whose start the batch evaluates differently from its problem."""
+    if batched.dim() == 0:
+        found = f"{what} {float(batched):.8g} where problems[{i}] itself gives {float(own):.8g}"
+    else:
+        found = f"a {what} {gap:.3g} away (in norm) from problems[{i}]'s own"
+    return (
+        f"walk_batch: problems[{i}] is not the function the batch would walk: at its start "
+        f"θ the batch, which evaluates every seed with problems[0]'s model, loss_fn and "
+        f"regulariser, gives {found}. Batch only seeds of one model, loss and reg (the same "
+        "layers, activations and constants) that differ in their data, start, frozen "
+        "parameters and buffers; walk this problem alone or in another batch."
+    )
 
 
 def _same_loss(f: Any, g: Any) -> bool:

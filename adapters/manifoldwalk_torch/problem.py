@@ -74,6 +74,11 @@ class TorchProblem:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
         if not callable(loss_fn):
             raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+        if isinstance(loss_fn, type) and issubclass(loss_fn, nn.Module):
+            raise TypeError(
+                f"loss_fn is the class {loss_fn.__name__}, not a loss: pass an instance, "
+                f"e.g. {loss_fn.__name__}()."
+            )
         self.model = model
         self._loss_fn = loss_fn
         self._params = _trainable_parameters(model)
@@ -97,6 +102,7 @@ class TorchProblem:
             )
         self._traced_loss_and_grad = None
         _warn_if_stochastic(model)
+        self._probe()
 
     # --- θ and the model ------------------------------------------------------------------
 
@@ -147,13 +153,17 @@ class TorchProblem:
             ``(L, ∇L)``: a 0-d tensor and a flat tensor like θ (both detached).
 
         Raises:
-            ValueError: the loss function returns a non-scalar.
+            ValueError: the loss function returns a non-scalar, or θ is not flat of length
+                ``n_params``.
+            TypeError: θ is not a ``torch.Tensor`` (a numpy θ, e.g. a loaded WalkResult's:
+                pass ``torch.as_tensor(theta, dtype=problem.dtype, device=problem.device)``)
+                or not in the model's dtype.
         """
         if torch.compiler.is_compiling():  # inside compile_step's graph: the traceable path
             return self._traced_loss_and_grad(theta)
         # each piece its own autograd leaf, the gradient joined after: the same values as
         # differentiating the flat θ, without autograd's split and view nodes
-        params = [v.requires_grad_(True) for v in self._views(theta.detach())]
+        params = [v.requires_grad_(True) for v in self._views(theta, detach=True)]
         total, grad, n = None, None, 0
         with torch.enable_grad(), _eval_mode(self.model):
             for x, y in self._data.batches():
@@ -200,7 +210,7 @@ class TorchProblem:
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean training loss L(θ) as a 0-d tensor (forward passes only)."""
-        params = self._views(theta.detach())
+        params = self._views(theta, detach=True)
         total, n = None, 0
         with torch.no_grad(), _eval_mode(self.model):
             for x, y in self._data.batches():
@@ -258,7 +268,7 @@ class TorchProblem:
         """
         check_eval_task(task)
         data = _Data.build((x, y), self.dtype, None, _check_batch_size(batch_size))
-        params = self._views(theta.detach())
+        params = self._views(theta, detach=True)
         sums = torch.zeros(2, dtype=self.dtype, device=self.device)
         n, size = 0, 0
         with torch.no_grad(), _eval_mode(self.model):
@@ -288,9 +298,55 @@ class TorchProblem:
                 list(self._data.batches()),
             )
 
-    def _views(self, theta: torch.Tensor) -> list[torch.Tensor]:
-        """θ split into views shaped like the trainable parameters, in θ's order (no copy)."""
+    def _probe(self, n: int = 8) -> None:
+        """Run the model and the loss on the first ``n`` examples (no gradient), so that data
+        the model cannot take or a loss that cannot read its outputs is reported here, by
+        name, rather than at the first walk step. Draws from no random stream (a shuffling
+        DataLoader's first batch is drawn with torch's generator state restored after).
+
+        Raises:
+            ProblemError: the model or the loss fails on those examples (the framework's
+                error is the cause), the loss is not a scalar, or a DataLoader is empty.
+        """
+        with torch.random.fork_rng(devices=[]):
+            x, y = next(self._data.batches())
+        x, y = x[:n], y[:n]
+        with torch.no_grad(), _eval_mode(self.model):
+            try:
+                out = self.model(x)
+            except Exception as err:
+                hint = (
+                    f" x has dtype {x.dtype}: features must be floating-point (cast x with "
+                    f"x.to({self.dtype}))."
+                    if not x.is_floating_point()
+                    else " Check that x's shape (examples first) is what the model takes."
+                )
+                raise ProblemError(
+                    f"the model fails on the first {x.shape[0]} training examples (x of shape "
+                    f"{tuple(x.shape)}, dtype {x.dtype}): {_first_line(err)}.{hint}"
+                ) from err
+            try:
+                loss = self._loss_fn(out, y)
+            except Exception as err:
+                kind = (
+                    f"shape {tuple(out.shape)}"
+                    if isinstance(out, torch.Tensor)
+                    else "a " + type(out).__name__
+                )
+                raise ProblemError(
+                    f"loss_fn(outputs, targets) fails on the model's outputs ({kind}) and "
+                    f"targets (shape {tuple(y.shape)}, dtype {y.dtype}) of the first "
+                    f"{x.shape[0]} training examples: {_first_line(err)}. loss_fn takes the "
+                    "outputs first, then the targets, and returns the batch's mean loss."
+                ) from err
+        _scalar_loss(loss)
+
+    def _views(self, theta: torch.Tensor, detach: bool = False) -> list[torch.Tensor]:
+        """θ (detached, if asked) split into views shaped like the trainable parameters, in
+        θ's order (no copy); θ is checked first."""
         self._check_theta(theta)
+        if detach:
+            theta = theta.detach()
         pieces = theta.split_with_sizes(self._sizes)
         return [piece.view(shape) for piece, shape in zip(pieces, self._shapes, strict=True)]
 
@@ -301,7 +357,12 @@ class TorchProblem:
 
     def _check_theta(self, theta: Any) -> None:
         if not isinstance(theta, torch.Tensor):
-            raise TypeError(f"θ must be a torch.Tensor, got {type(theta).__name__}.")
+            raise TypeError(
+                f"θ must be a torch.Tensor, got {type(theta).__module__}."
+                f"{type(theta).__name__}; convert it with torch.as_tensor(theta, "
+                f"dtype={self.dtype}, device='{self.device}') first (a loaded WalkResult's θ "
+                "is numpy)."
+            )
         if tuple(theta.shape) != (self.n_params,):
             raise ValueError(
                 f"θ must be a flat tensor of length {self.n_params}, got shape "
@@ -384,10 +445,14 @@ def from_model(
 
     Raises:
         ValueError: no trainable parameters, parameters on several devices, inputs and
-            targets of different lengths, an unknown ``reg`` name, a bad ``batch_size``, or
-            a DataLoader that drops its last batch.
+            targets of different lengths, an unknown ``reg`` name, a bad ``batch_size``, a
+            DataLoader that drops its last batch or yields none, or a model or loss that fails
+            on the first few training examples (the model and the loss are run once on up to 8
+            of them while building; the framework's error is the cause) or a loss that is not
+            a scalar there.
         TypeError: a non-floating (e.g. integer) parameter, trainable parameters of mixed
-            dtypes, or arguments of the wrong type.
+            dtypes, a loss class where an instance is needed, ``data`` of more than two
+            arrays, or arguments of the wrong type.
 
     Warns:
         UserWarning: the model holds dropout or batch-norm layers; the problem evaluates the
@@ -487,6 +552,12 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.__dict__["training"] = True
 
 
+def _first_line(err: Exception) -> str:
+    """An exception's message, first line only, without a trailing full stop."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__).rstrip(".")
+
+
 def _scalar_loss(loss: Any) -> torch.Tensor:
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
@@ -581,6 +652,12 @@ class _Data:
             if batch_size is not None and batch_size >= x.shape[0]:
                 batch_size = None
             return cls((x, y), batch_size)
+        if isinstance(data, tuple | list) and data and all(map(_is_array, data)):
+            raise TypeError(
+                f"data must be (x, y), two arrays; got a {type(data).__name__} of {len(data)} "
+                "arrays. Pass the inputs and the targets only (extra targets go in a loss_fn "
+                "that closes over them)."
+            )
         if isinstance(data, Iterable) and not isinstance(data, torch.Tensor | str | bytes):
             if batch_size is not None:
                 raise ValueError("batch_size applies to (x, y) data; a DataLoader has its own.")
@@ -617,6 +694,13 @@ class _Data:
             yield x, y
         if empty:
             raise ProblemError("the DataLoader yielded no batches.")
+
+
+def _is_array(value: Any) -> bool:
+    """A tensor or an array (not a pair of them, as a list of loader batches holds)."""
+    return isinstance(value, torch.Tensor) or (
+        hasattr(value, "__array__") and not isinstance(value, tuple | list)
+    )
 
 
 def _as_tensor(

@@ -312,6 +312,20 @@ class BackendSuite:
             flat([a for layer in layers for a in layer]).astype(np.float32),
         )
 
+    def test_theta_of_another_length_or_dtype_is_refused_clearly(self):
+        """A θ of the wrong length, or float64 on a float32 model, is refused by the adapter
+        with the length it needs or the cast to make, not by an error from deep inside."""
+        problem, *_ = self.small_problem(dtype="float32")
+        theta, n = self.to_numpy(problem.theta0), problem.n_params
+        short = self.from_numpy(theta[:-1], problem.theta0)
+        for call in (lambda: walk(problem, short, max_steps=1), lambda: problem.unflatten(short)):
+            with pytest.raises(ValueError, match=f"θ must be a flat .* of length {n}"):
+                call()
+        like64 = self.small_problem(dtype="float64")[0].theta0
+        wide = self.from_numpy(theta.astype(np.float64), like64)
+        with pytest.raises(TypeError, match=r"θ has dtype .*float64.* cast θ with .*float32"):
+            walk(problem, wide, max_steps=1)
+
     def test_theta_dtype_follows_model(self):
         problem, *_ = self.small_problem(dtype="float64")
         assert self.to_numpy(problem.theta0).dtype == np.float64

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from manifoldwalk_jax._flat import FlatParams
 
+import manifoldwalk
 from manifoldwalk.problem import ProblemError
 
 
@@ -185,6 +186,22 @@ def test_batched_accumulation_exact_when_batches_divide_and_when_one_batch():
         np.testing.assert_allclose(float(batched.loss(batched.theta0)), float(loss_f), rtol=1e-13)
 
 
+def test_numpy_theta_is_refused_with_the_conversion_to_make():
+    """A numpy θ (a loaded WalkResult's) is refused by name, not by the array API's namespace
+    error; ``unflatten`` takes one."""
+    problem = _problem()
+    theta = np.asarray(problem.theta0)
+    for call in (
+        lambda: manifoldwalk.walk(problem, theta, max_steps=1),
+        lambda: problem.loss(theta),
+    ):
+        with pytest.raises(TypeError, match=r"jax.Array, got numpy.ndarray.*jnp.asarray"):
+            call()
+    assert jax.tree.all(
+        jax.tree.map(jnp.array_equal, problem.unflatten(theta), problem.unflatten(problem.theta0))
+    )
+
+
 def test_float32_params_without_x64_and_config_untouched():
     with jax.enable_x64(False):
         problem = _problem("float32")
@@ -250,6 +267,11 @@ def test_bad_masks_and_leaves_are_refused():
         )
     with pytest.raises(ProblemError, match="structure"):
         _problem().flatten({"layers": []})
+    # mixed trainable dtypes would be promoted in θ and cut back in the model: refused
+    mixed = jax.tree.map(lambda a: a, params)
+    mixed["layers"][0]["b"] = mixed["layers"][0]["b"].astype(jnp.bfloat16)
+    with pytest.raises(TypeError, match=r"mix dtypes \['bfloat16', 'float64'\].*astype"):
+        manifoldwalk_jax.from_apply(mlp_apply, mixed, cross_entropy, (x, y))
 
 
 def test_bad_arguments_are_refused():

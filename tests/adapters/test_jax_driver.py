@@ -387,6 +387,34 @@ def test_walk_batch_refuses_problems_of_other_shapes():
         walk_batch([a, b], thetas=[a.theta0] * 3, max_steps=3)
 
 
+def test_walk_batch_refuses_seeds_the_first_model_does_not_compute():
+    """Two closures of one code over other activations pass the structural check; the batch
+    would walk seed 1 with seed 0's function, so it refuses, naming the seed."""
+
+    def make_apply(act):
+        def apply_fn(params: dict, x: jax.Array) -> jax.Array:
+            h = act(x @ params["layers"][0]["w"] + params["layers"][0]["b"])
+            return h @ params["layers"][1]["w"] + params["layers"][1]["b"]
+
+        return apply_fn
+
+    rng = np.random.default_rng(0)
+    data = (rng.normal(size=(40, 4)), rng.integers(0, 3, size=40))
+    tanh = from_apply(make_apply(jnp.tanh), _mlp(4, 8, 3, 1), _xent, data)
+    relu = from_apply(make_apply(jax.nn.relu), _mlp(4, 8, 3, 1), _xent, data)
+    with pytest.raises(ValueError, match=r"problems\[1\] is not the function.*gives loss"):
+        walk_batch([tanh, relu], max_steps=3)
+    other_reg = from_apply(
+        make_apply(jnp.tanh), _mlp(4, 8, 3, 2), _xent, data, reg=lambda t: jnp.sum(t**4)
+    )
+    with pytest.raises(ValueError, match=r"problems\[1\].*gives regulariser"):
+        walk_batch([tanh, other_reg], max_steps=3)
+    # the same function of other parameters passes; each seed keeps its own level
+    other = from_apply(make_apply(jnp.tanh), _mlp(4, 8, 3, 2), _xent, data)
+    batch = walk_batch([tanh, other], max_steps=3)
+    assert batch[1].level == pytest.approx(float(other.loss(other.theta0)), rel=1e-12)
+
+
 # --- several masked steps per while-loop iteration (steps_per_iteration=M) --------------------
 
 

@@ -273,6 +273,19 @@ def test_unbuilt_model_is_built_and_float32_is_kept():
     assert problem.theta0.dtype == grad.dtype == loss.dtype == np.float32
 
 
+def test_per_example_loss_is_reported_with_the_probe_size():
+    """The loss is probed on a few examples: the shape it reports is the probe's, said so."""
+    x, y = small_data("classification")
+    model = make_mlp(init_layers(SIZES, seed=0), "float64")
+
+    def per_example(logits, labels):
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+
+    assert len(x) > 8
+    with pytest.raises(ProblemError, match=r"shape \(8,\) on a probe of the first 8 training"):
+        manifoldwalk_tf.from_model(model, per_example, (x, y))
+
+
 def test_bad_arguments_are_refused(small, monkeypatch):
     model, x, y = small
     with pytest.raises(TypeError, match="Keras 3 model"):

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
-from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step
+from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step, walk
 from manifoldwalk.driver import prepare_walk
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -169,6 +169,34 @@ def test_dataloader_dropping_its_last_batch_is_refused():
         from_model(full.model, nn.CrossEntropyLoss(), loader)
 
 
+def test_mistakes_the_model_shows_on_a_few_examples_are_refused_at_build():
+    """from_model runs the model and the loss on a few examples, so these are reported when
+    the problem is built, by name, with the framework's error as the cause."""
+    full, (x, y) = small_problem()
+    model, lf = full.model, nn.CrossEntropyLoss()
+    wide = torch.zeros(len(x), x.shape[1] + 1, dtype=x.dtype)
+    with pytest.raises(ValueError, match=r"model fails on the first 8 .*shape \(8, 6\)") as info:
+        from_model(model, lf, (wide, y))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(ValueError, match=r"features must be floating-point .*x.to\(torch.float64"):
+        from_model(model, lf, (x.long(), y))
+    with pytest.raises(ValueError, match=r"loss_fn\(outputs, targets\) fails .*outputs first"):
+        from_model(model, lambda targets, outputs: lf(outputs, targets), (x, y))
+    with pytest.raises(TypeError, match=r"class CrossEntropyLoss.*CrossEntropyLoss\(\)"):
+        from_model(model, nn.CrossEntropyLoss, (x, y))
+    with pytest.raises(TypeError, match="data must be \\(x, y\\), two arrays; got a tuple of 3"):
+        from_model(model, lf, (x, y, y))
+    with pytest.raises(ValueError, match="yielded no batches"):
+        from_model(model, lf, DataLoader(TensorDataset(x[:0], y[:0]), batch_size=4))
+    # a list of (x, y) batches is still data, and a shuffling loader draws no random numbers
+    assert from_model(model, lf, [(x[:5], y[:5]), (x[5:9], y[5:9]), (x[9:], y[9:])]).n_params
+    torch.manual_seed(3)
+    from_model(model, lf, DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True))
+    drawn = torch.rand(3)
+    torch.manual_seed(3)
+    assert torch.equal(drawn, torch.rand(3))
+
+
 def test_numpy_data_is_accepted_and_cast_to_the_model_dtype():
     full, _ = small_problem()
     x, y = small_data("classification")
@@ -270,6 +298,19 @@ def test_theta_of_the_wrong_dtype_or_length_is_refused():
         problem.loss_and_grad(problem.theta0.float())
     with pytest.raises(ValueError, match="length"):
         problem.loss_and_grad(problem.theta0[:-1])
+
+
+def test_numpy_theta_is_refused_with_the_conversion_to_make():
+    """A numpy θ (a loaded WalkResult's) is refused by name, not with an AttributeError."""
+    problem, _ = small_problem()
+    theta = problem.theta0.numpy()
+    for call in (
+        lambda: walk(problem, theta, max_steps=1),
+        lambda: problem.loss(theta),
+        lambda: problem.evaluate(theta, np.zeros((2, 5)), np.zeros(2, dtype=np.int64)),
+    ):
+        with pytest.raises(TypeError, match=r"torch.Tensor, got numpy.ndarray.*torch.as_tensor"):
+            call()
 
 
 def test_mixed_parameter_dtypes_are_refused():

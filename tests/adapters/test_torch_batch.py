@@ -141,3 +141,34 @@ def test_walk_batch_refuses_what_it_cannot_stack():
         mt.walk_batch([a, mt.from_model(a.model, nn.CrossEntropyLoss(), loader)], max_steps=3)
     with pytest.raises(ValueError, match="metrics or a callback to every seed or to none"):
         mt.walk_batch([a, b], callback=[None, lambda row: False], max_steps=3)
+
+
+def test_walk_batch_refuses_seeds_the_first_model_does_not_compute():
+    """Models of one class and shapes that compute other functions (another activation) or
+    another regulariser pass the structural checks; the batch would walk seed 1 with seed 0's
+    function, so it refuses, naming the seed, instead of returning wrong numbers."""
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = (x[:, 0] > 0).long()
+
+    def net(act: nn.Module) -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 8), act, nn.Linear(8, 3)).double()
+
+    lf = nn.CrossEntropyLoss()
+    tanh = mt.from_model(net(nn.Tanh()), lf, (x, y))
+    relu = mt.from_model(net(nn.ReLU()), lf, (x, y))
+    with pytest.raises(ValueError, match=r"problems\[1\] is not the function.*gives loss"):
+        mt.walk_batch([tanh, relu], max_steps=3)
+    weights_only = mt.from_model(net(nn.Tanh()), lf, (x + 0.1, y), reg="l2-weights")
+    with pytest.raises(ValueError, match=r"problems\[1\].*gives regulariser"):
+        mt.walk_batch([tanh, weights_only], max_steps=3)
+    # the same function on other data passes; each seed keeps its own level
+    shifted = mt.from_model(net(nn.Tanh()), lf, (x + 0.1, y))
+    batch = mt.walk_batch([tanh, shifted], max_steps=3)
+    assert batch[1].level == pytest.approx(float(shifted.loss(shifted.theta0)), rel=1e-12)
+
+
+def test_walk_batch_refuses_steps_per_iteration():
+    a = _problem(0)
+    with pytest.raises(ValueError, match="takes no steps_per_iteration"):
+        mt.walk_batch([a, a], max_steps=3, steps_per_iteration=2)
