@@ -33,6 +33,7 @@ __all__ = [
     "experiment_groups",
     "format_table",
     "mean_std",
+    "no_finished_runs",
     "table_row",
 ]
 
@@ -253,13 +254,18 @@ def build_table(root: str | os.PathLike[str]) -> list[TableRow]:
     groups = experiment_groups(root)
     rows = [table_row(g) for g in groups if g.finished]
     if not rows:
-        started = sum(len(g.unfinished) for g in groups)
-        extra = f" ({started} unfinished seed directories)" if started else ""
-        raise FileNotFoundError(
-            f"no finished run directories (seed-*/DONE) under {Path(root)}{extra}; "
-            "make some with `manifoldwalk reproduce EXPERIMENT --out DIR`"
-        )
+        raise no_finished_runs(root, groups)
     return rows
+
+
+def no_finished_runs(root: str | os.PathLike[str], groups: list[RunGroup]) -> FileNotFoundError:
+    """The error for a root without a finished seed, counting the unfinished ones found."""
+    started = sum(len(g.unfinished) for g in groups)
+    extra = f" ({started} unfinished seed directories)" if started else ""
+    return FileNotFoundError(
+        f"no finished run directories (seed-*/DONE) under {Path(root)}{extra}; "
+        "make some with `manifoldwalk reproduce EXPERIMENT --out DIR`"
+    )
 
 
 def _fmt(metric: str, mean: float, std: float) -> str:

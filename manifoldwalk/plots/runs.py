@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk.experiments import rundir
-from manifoldwalk.experiments.table import TableRow, experiment_groups, table_row
+from manifoldwalk.experiments.table import (
+    TableRow,
+    experiment_groups,
+    no_finished_runs,
+    table_row,
+)
 from manifoldwalk.plots.pca import npz_array
 
 __all__ = ["ExperimentRuns", "SeedRun", "load_runs"]
@@ -235,10 +240,5 @@ def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
             )
         )
     if not out:
-        found = sum(len(g.unfinished) for g in groups)
-        extra = f" ({found} unfinished seed directories)" if found else ""
-        raise FileNotFoundError(
-            f"no finished runs (seed-*/DONE) under {root}{extra}; "
-            "make some with `manifoldwalk reproduce EXPERIMENT --out DIR`"
-        )
+        raise no_finished_runs(root, groups)
     return out
