@@ -81,8 +81,10 @@ class ProgressBar:
         filled = int(frac * 20)
         bar = "#" * filled + "-" * (20 - filled)
         extra = f" {self.extra}" if self.extra else ""
+        # slow units (seeds take minutes) per minute: "0.0 seeds/s" says nothing
+        speed = f"{rate:.1f} {self.unit}/s" if rate >= 0.1 else f"{rate * 60:.1f} {self.unit}/min"
         return (
-            f"{self.label} [{bar}] {self.count}/{self.total} {rate:.1f} {self.unit}/s "
+            f"{self.label} [{bar}] {self.count}/{self.total} {speed} "
             f"elapsed {format_seconds(elapsed)} left {format_seconds(left)}{extra}"
         )
 

@@ -21,3 +21,10 @@ def test_a_fresh_bar_counts_from_zero():
     bar.start -= 10.0
     bar.update(20)
     assert "20/100 2.0 steps/s" in bar.line() and "left 40s" in bar.line()
+
+
+def test_a_slow_bar_gives_its_rate_per_minute():
+    bar = ProgressBar(3, "iris-ff seeds", unit="seeds", stream=io.StringIO(), interval=0)
+    bar.start -= 120.0  # one seed in two minutes
+    bar.update(1)
+    assert "1/3 0.5 seeds/min" in bar.line() and "left 4m" in bar.line(), bar.line()
