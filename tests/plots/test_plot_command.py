@@ -269,7 +269,11 @@ def test_a_directory_without_runs_fails_with_a_clear_message(tmp_path, capsys):
     (tmp_path / "iris-ff" / "seed-000").mkdir(parents=True)  # started, never finished
     assert main(["plot", str(tmp_path), "--out", str(tmp_path / "plots")]) == 2
     err = capsys.readouterr().err
-    assert "no finished run directories" in err and "1 unfinished" in err and "manifoldwalk reproduce" in err
+    assert (
+        "no finished run directories" in err
+        and "1 unfinished" in err
+        and "manifoldwalk reproduce" in err
+    )
     assert main(["plot", str(tmp_path / "missing")]) == 2
     assert "missing does not exist" in capsys.readouterr().err
     assert not (tmp_path / "plots").exists()
