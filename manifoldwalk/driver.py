@@ -490,23 +490,14 @@ def _start(problem, direction, scheme, theta0, level, tau, tau_relative, singula
     zero = zero_count(theta0)
     point = evaluate(theta0, zero)
     reg0 = as_scalar(problem.reg(theta0), theta0)
-    loss0, gnorm0, reg0, reg_grad_ok, stat0 = to_host(
-        point.loss,
-        xp.sqrt(point.grad_sq),
-        reg0,
-        xp.all(xp.isfinite(problem.reg_grad(theta0))),
-        point.stationarity,
+    loss0, gnorm0, reg0, stat0 = to_host(
+        point.loss, xp.sqrt(point.grad_sq), reg0, point.stationarity
     )
-    if not (np.isfinite(loss0) and np.isfinite(gnorm0)):
-        raise ProblemError(f"the loss or its gradient at θ0 is not finite (L = {loss0}).")
+    if not (np.isfinite(loss0) and np.isfinite(gnorm0) and np.isfinite(stat0)):
+        which = _what_is_not_finite(problem, direction, theta0, point)
+        raise ProblemError(f"{which} at θ0 holds NaN or inf (L = {loss0}).")
     if not np.isfinite(reg0):
         raise ProblemError(f"the regulariser at θ0 is not finite (R = {reg0}).")
-    if not reg_grad_ok:
-        raise ProblemError("the regulariser's gradient ∇R at θ0 holds NaN or inf.")
-    if not np.isfinite(stat0):
-        raise ProblemError(
-            f"the direction of interest ({type(direction).__name__}) at θ0 holds NaN or inf."
-        )
     if gnorm0 <= singular_tol:
         raise ProblemError(
             f"‖∇L(θ0)‖ = {gnorm0:.3g} vanishes: θ0 is a critical point of L (an exact minimum?) "
@@ -828,7 +819,7 @@ class PreparedWalk:
             last.n_predictor, last.n_corrector, last.n_evals, last.max_dev, last.max_step
         )
         if reason == "non_finite":  # say which of them
-            which = _what_is_not_finite(self.problem, self.direction, last)
+            which = _what_is_not_finite(self.problem, self.direction, last.theta, last)
             message = f"the walk met NaN or inf in {which}; θ is the last point on the level set"
         else:
             message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
@@ -854,20 +845,23 @@ class PreparedWalk:
         )
 
 
-def _what_is_not_finite(problem: Problem, direction: Direction, s: WalkState) -> str:
-    """Which of L, ∇L, ∇R or the direction is NaN or inf at a state that stopped the walk
-    as non-finite (looked at once, at the stop: the step's look tests only scalars)."""
-    xp = namespace(s.theta)
-    loss_ok, grad_ok = to_host(xp.isfinite(s.loss), xp.isfinite(s.grad_sq))
+def _what_is_not_finite(
+    problem: Problem, direction: Direction, theta: Array, point: PointData | WalkState
+) -> str:
+    """Which of L, ∇L, ∇R or the direction is NaN or inf at θ, where ``point`` (θ's
+    evaluation) failed the finiteness test (looked at once, at the start or the stop: the
+    step's look tests only scalars)."""
+    xp = namespace(theta)
+    loss_ok, grad_ok = to_host(xp.isfinite(point.loss), xp.isfinite(point.grad_sq))
     if not loss_ok:
         return "the loss L"
     if not grad_ok:
         return "the loss's gradient ∇L"
     # the loss is finite: the direction r was not (the look's stationarity test)
     if isinstance(direction, MinimiseReg):
-        (reg_grad_ok,) = to_host(xp.all(xp.isfinite(problem.reg_grad(s.theta))))
+        (reg_grad_ok,) = to_host(xp.all(xp.isfinite(problem.reg_grad(theta))))
         if not reg_grad_ok:
-            return "the regulariser's gradient ∇R (the direction is −∇R)"
+            return "the regulariser's gradient ∇R"
     return f"the direction of interest ({type(direction).__name__})"
 
 
