@@ -3,7 +3,8 @@
 An adapter's ``walk_batch`` (``manifoldwalk_jax.walk_batch``, ``manifoldwalk_torch.walk_batch``)
 walks S problems of one model together. What it shares with every other batched driver lives
 here: the per-seed arguments, one prepared walk and :class:`~manifoldwalk.chunked.ChunkHost`
-per seed (:func:`prepare_hosts`), the problem one lane evaluates (:class:`LaneProblem`), and the
+per seed (:func:`prepare_hosts`), the problem one lane evaluates (:class:`LaneProblem`), the
+check that a lane computes what its seed's own problem does (:func:`check_lane_agrees`), and the
 loop that hands every unfinished seed's carry to the adapter's batched chunk and each seed's output back
 to its host (:func:`drive_hosts`). The adapter only supplies the chunk: a function from the S
 carries to the S carries after up to K steps of each, in which a seed whose host is done (or
@@ -15,7 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from manifoldwalk._array import Array, namespace
+import numpy as np
+
+from manifoldwalk._array import Array, namespace, to_numpy
 from manifoldwalk.chunked import Carry, ChunkHost
 from manifoldwalk.driver import prepare_walk
 from manifoldwalk.problem import Problem
@@ -160,3 +163,44 @@ def same_function(f: Any, g: Any) -> bool:
     """The same callable, or two closures of the same code (one lambda made per seed)."""
     code = getattr(f, "__code__", None)
     return f is g or (code is not None and code is getattr(g, "__code__", None))
+
+
+def check_lane_agrees(i: int, lane: Problem, own: Problem, theta: Array, batch_uses: str) -> None:
+    """Raise unless seed ``i``'s loss, gradient, R and ∇R at ``theta`` as its batch lane
+    evaluates them equal its own problem's within rounding (√ε of θ's dtype, relative).
+
+    A batch evaluates every seed with the first problem's functions; the structural checks an
+    adapter makes (model class, shapes, code objects) cannot see another activation or a
+    closure's constant, which would walk the seed on another function with no sign of it.
+    One evaluation of each, at the start (host copies are fine there).
+
+    Args:
+        i: The seed's index in the batch (for the message).
+        lane: The seed as the batch evaluates it (the template's functions on its data).
+        own: The seed's own problem.
+        theta: The seed's start.
+        batch_uses: What the batch takes from ``problems[0]``, e.g. ``"model, loss_fn and
+            regulariser"`` (for the message).
+
+    Raises:
+        ValueError: Naming the seed, the first quantity that differs and both values.
+    """
+    batched = (*lane.loss_and_grad(theta), lane.reg(theta), lane.reg_grad(theta))
+    mine = (*own.loss_and_grad(theta), own.reg(theta), own.reg_grad(theta))
+    for what, a, b in zip(("loss", "gradient", "regulariser", "∇R"), batched, mine, strict=True):
+        a, b = np.asarray(to_numpy(a)), np.asarray(to_numpy(b))
+        tol = float(np.finfo(b.dtype).eps) ** 0.5  # rounding differs; another function does not
+        gap = float(np.linalg.norm(np.ravel(a - b)))
+        if gap <= tol * (1.0 + float(np.linalg.norm(np.ravel(b)))):
+            continue
+        if a.ndim == 0:
+            found = f"{what} {float(a):.8g} where problems[{i}] itself gives {float(b):.8g}"
+        else:
+            found = f"a {what} {gap:.3g} away (in norm) from problems[{i}]'s own"
+        raise ValueError(
+            f"walk_batch: problems[{i}] is not the function the batch would walk: at its start "
+            f"θ the batch, which evaluates every seed with problems[0]'s {batch_uses}, gives "
+            f"{found}. Batch only seeds of one model, loss and reg (the same functions, layers "
+            "and constants) that differ in their data, start and frozen parameters; walk this "
+            "problem alone or in another batch."
+        )

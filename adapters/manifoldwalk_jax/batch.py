@@ -20,7 +20,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifoldwalk.batched import LaneProblem, drive_hosts, prepare_hosts, same_function
+from manifoldwalk.batched import (
+    LaneProblem,
+    check_lane_agrees,
+    drive_hosts,
+    prepare_hosts,
+    same_function,
+)
 from manifoldwalk.chunked import DeviceLoop
 from manifoldwalk.result import WalkResult
 from manifoldwalk_jax.loop import committed, put_select, run_chunk
@@ -200,38 +206,13 @@ def _check_same_model(problems: list[JaxProblem]) -> None:
 
 
 def _check_same_values(problems: list[JaxProblem], hosts: list[Any]) -> None:
-    """Raise unless each seed's loss, gradient and regulariser at its start, as the batch
-    evaluates them (the first problem's functions on the seed's data and frozen leaves), equal
-    its own problem's within rounding: two closures of one code over other functions or
-    constants pass :func:`_check_same_model`. One evaluation of each per seed, at the start."""
+    """Check each seed's start as the batch evaluates it (:func:`check_lane_agrees`): two
+    closures of one code over other functions or constants pass :func:`_check_same_model`."""
     template = problems[0]
     for i, (p, h) in enumerate(zip(problems, hosts, strict=True)):
-        if i == 0:
-            continue
-        theta = h.carry.state.theta
-        lane = _Bound(template, p._frozen, p._data)
-        batched = (*lane.loss_and_grad(theta), lane.reg(theta), lane.reg_grad(theta))
-        own = (*p.loss_and_grad(theta), p.reg(theta), p.reg_grad(theta))
-        tol = float(jnp.finfo(theta.dtype).eps) ** 0.5  # rounding differs; another function not
-        for what, a, b in zip(("loss", "gradient", "regulariser", "∇R"), batched, own, strict=True):
-            gap = float(jnp.linalg.norm(jnp.ravel(a - b)))
-            if not gap <= tol * (1 + float(jnp.linalg.norm(jnp.ravel(b)))):
-                raise ValueError(_differs_message(i, what, a, b, gap))
-
-
-def _differs_message(i: int, what: str, batched: jax.Array, own: jax.Array, gap: float) -> str:
-    """The error for a seed whose start the batch evaluates differently from its problem."""
-    if jnp.ndim(batched) == 0:
-        found = f"{what} {float(batched):.8g} where problems[{i}] itself gives {float(own):.8g}"
-    else:
-        found = f"a {what} {gap:.3g} away (in norm) from problems[{i}]'s own"
-    return (
-        f"walk_batch: problems[{i}] is not the function the batch would walk: at its start "
-        f"θ the batch, which evaluates every seed with problems[0]'s apply_fn, loss_fn and "
-        f"regulariser, gives {found}. Batch only seeds of one model, loss and reg (the same "
-        "functions and closed-over constants) that differ in their data, start and frozen "
-        "leaves; walk this problem alone or in another batch."
-    )
+        if i:
+            lane = _Bound(template, p._frozen, p._data)
+            check_lane_agrees(i, lane, p, h.carry.state.theta, "apply_fn, loss_fn and regulariser")
 
 
 def _avals(tree: Any) -> list[tuple[tuple[int, ...], Any]]:

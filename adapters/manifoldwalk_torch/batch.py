@@ -33,7 +33,13 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
-from manifoldwalk.batched import LaneProblem, drive_hosts, prepare_hosts, same_function
+from manifoldwalk.batched import (
+    LaneProblem,
+    check_lane_agrees,
+    drive_hosts,
+    prepare_hosts,
+    same_function,
+)
 from manifoldwalk.chunked import Carry, DeviceLoop
 from manifoldwalk.history import describe_vector
 from manifoldwalk.result import WalkResult
@@ -280,42 +286,16 @@ def _check_same_model(problems: list[TorchProblem]) -> None:
 
 
 def _check_same_values(problems: list[TorchProblem], hosts: list[Any], lane: _Lane) -> None:
-    """Raise unless each seed's loss, gradient and regulariser at its start, as the batch
-    evaluates them (the first problem's model, loss and R on the seed's tensors), equal its own
-    problem's within rounding: the structural checks cannot see another activation or a
-    closure's constant. One evaluation of each per seed, before the first step."""
+    """Check each seed's start as the batch evaluates it (:func:`check_lane_agrees`): the
+    structural checks cannot see another activation or a closure's constant."""
     template = problems[0]
     for i, (p, h) in enumerate(zip(problems, hosts, strict=True)):
         if i == 0:
             continue
-        theta = h.carry.state.theta
         with _eval_mode(template.model):
             lane.bind(_extras(p), list(p._data.batches()))
-            batched = (*lane.loss_and_grad(theta), lane.reg(theta), lane.reg_grad(theta))
-        own = (*p.loss_and_grad(theta), p.reg(theta), p.reg_grad(theta))
+            check_lane_agrees(i, lane, p, h.carry.state.theta, "model, loss_fn and regulariser")
         lane.bind({}, [])
-        tol = torch.finfo(theta.dtype).eps ** 0.5  # rounding differs; another function does not
-        for what, a, b in zip(("loss", "gradient", "regulariser", "∇R"), batched, own, strict=True):
-            gap = float(torch.linalg.vector_norm(a - b))
-            if not gap <= tol * (1 + float(torch.linalg.vector_norm(b))):
-                raise ValueError(_differs_message(i, what, a, b, gap))
-
-
-def _differs_message(
-    i: int, what: str, batched: torch.Tensor, own: torch.Tensor, gap: float
-) -> str:
-    """The error for a seed whose start the batch evaluates differently from its problem."""
-    if batched.dim() == 0:
-        found = f"{what} {float(batched):.8g} where problems[{i}] itself gives {float(own):.8g}"
-    else:
-        found = f"a {what} {gap:.3g} away (in norm) from problems[{i}]'s own"
-    return (
-        f"walk_batch: problems[{i}] is not the function the batch would walk: at its start "
-        f"θ the batch, which evaluates every seed with problems[0]'s model, loss_fn and "
-        f"regulariser, gives {found}. Batch only seeds of one model, loss and reg (the same "
-        "layers, activations and constants) that differ in their data, start, frozen "
-        "parameters and buffers; walk this problem alone or in another batch."
-    )
 
 
 def _same_loss(f: Any, g: Any) -> bool:
