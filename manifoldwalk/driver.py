@@ -131,8 +131,10 @@ def walk(
         resume_from: a result (possibly loaded from a file) whose state the walk continues
             from, on the same path the uninterrupted walk would have taken, with history
             and trajectory appended. Pass the same options as the original walk (another
-            scheme, corrector or direction warns: the path would differ); a path is not a
-            result: load it with ``WalkResult.load(path)``.
+            scheme, corrector or direction warns: the path would differ). The saved walk's
+            level set and threshold are kept (``level``, ``tau`` and ``tau_relative`` passed
+            otherwise warn and are ignored). A path is not a result: load it with
+            ``WalkResult.load(path)``.
         compile_step: let the problem compile the step where it offers to (a Problem's
             optional ``compile_step(fn) -> fn``; the JAX adapter jit-compiles it), with the
             stop rules' look at the new state fused in, so that the host copies one small
@@ -280,6 +282,7 @@ def prepare_walk(
     }
     if resume_from is not None:
         _warn_if_the_path_changes(resume_from.options, options)
+        _keep_the_saved_level_set(resume_from.options, options)
         state = fit_drift(_restore_state(resume_from, theta0), scheme)
     else:
         state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
@@ -551,6 +554,31 @@ def _warn_if_the_path_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) 
             UserWarning,
             stacklevel=4,
         )
+
+
+LEVEL_SET_OPTIONS = ("level", "tau", "tau_relative")
+"""Options that decide the level set and its threshold: a resumed walk keeps the saved state's
+(its L0 and absolute τ), whatever is passed now."""
+
+
+def _keep_the_saved_level_set(saved: Mapping[str, Any], options: dict[str, Any]) -> None:
+    """Record the saved walk's ``level``, ``tau`` and ``tau_relative`` in a resumed walk's
+    ``options`` (its state walks by them), warning where others were passed (a ``level`` of
+    None, "L(θ0)", passes none)."""
+    changed = [
+        f"{k}={options[k]!r} (kept: {saved[k]!r})"
+        for k in LEVEL_SET_OPTIONS
+        if k in saved and saved[k] != options[k] and not (k == "level" and options[k] is None)
+    ]
+    if changed:
+        warnings.warn(
+            f"resume_from: the resumed walk stays on the saved walk's level set with its "
+            f"threshold; ignored: {', '.join(changed)}. Start a new walk from the result's θ "
+            "to walk another level set or threshold.",
+            UserWarning,
+            stacklevel=4,
+        )
+    options.update({k: saved[k] for k in LEVEL_SET_OPTIONS if k in saved})
 
 
 def _restore_state(result: WalkResult, like: Array) -> WalkState:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,28 @@ def test_a_resumed_history_keeps_integer_counts():
     for key in ("step", "n_predictor", "n_corrector", "n_grad_evals"):
         assert first.history[key].dtype.kind == "i"
         assert rest.history[key].dtype.kind == "i", key
+
+
+@pytest.mark.parametrize(
+    ("changed", "named"),
+    [({"tau": 1e-6}, "tau=1e-06 (kept: 1e-10)"), ({"level": 0.5}, "level=0.5 (kept: None)")],
+)
+def test_a_resumed_walk_keeps_the_saved_level_set_and_threshold(changed, named):
+    """A walk resumed with another τ or L0 walks by the saved state's (so it continues the
+    saved walk), says so, and records the values it walked by."""
+    whole = mw.walk(Circle(), TOP.copy(), max_steps=40)
+    first = mw.walk(Circle(), TOP.copy(), max_steps=20)
+    with pytest.warns(UserWarning, match=re.escape(named)):
+        rest = mw.walk(Circle(), TOP.copy(), max_steps=40, resume_from=first, **changed)
+    assert np.array_equal(rest.theta, whole.theta)
+    assert rest.options["tau"] == first.options["tau"]
+    assert rest.options["level"] == first.options["level"]
+
+
+def test_a_resumed_walk_with_a_relative_threshold_records_it(recwarn):
+    first = mw.walk(Circle(), TOP.copy(), max_steps=5, tau=1e-3, tau_relative=True)
+    rest = mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first, tau=1e-3)
+    assert rest.options["tau_relative"] is True
+    assert [w for w in recwarn if "tau_relative=False (kept: True)" in str(w.message)]
+    mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first, tau=1e-3, tau_relative=True)
+    assert len([w for w in recwarn if "resume_from" in str(w.message)]) == 1

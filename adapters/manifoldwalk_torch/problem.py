@@ -16,6 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -644,7 +645,7 @@ class _Data:
     ) -> _Data:
         """Arrays moved to ``device`` (if given), or a loader; see :func:`from_model`."""
         batch_size = _check_batch_size(batch_size)
-        if isinstance(data, tuple | list) and len(data) == 2:
+        if isinstance(data, tuple | list) and len(data) == 2 and not _is_batch_list(data):
             x, y = (_as_tensor(a, dtype, device, name) for a, name in zip(data, "xy", strict=True))
             _check_lengths(x, y)
             if x.shape[0] == 0:
@@ -696,6 +697,12 @@ class _Data:
             raise ProblemError("the DataLoader yielded no batches.")
 
 
+def _is_batch_list(data: tuple | list) -> bool:
+    """``data`` is a sequence of ``(x, y)`` batches, each a pair of arrays (two batches, read as
+    one ``(x, y)``, would take the first batch for the inputs and the second for the targets)."""
+    return all(isinstance(b, tuple | list) and len(b) == 2 and all(map(_is_array, b)) for b in data)
+
+
 def _is_array(value: Any) -> bool:
     """A tensor or an array (not a pair of them, as a list of loader batches holds)."""
     return isinstance(value, torch.Tensor) or (
@@ -707,7 +714,9 @@ def _as_tensor(
     value: Any, dtype: torch.dtype | None, device: torch.device | None, name: str
 ) -> torch.Tensor:
     """A tensor on ``device``; floating values cast to ``dtype`` (integer labels kept)."""
-    tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+    # Through numpy: torch.as_tensor makes Python floats float32 (its default dtype), so a
+    # float64 model's nested-list data would lose digits before the cast below.
+    tensor = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     target = dtype if tensor.is_floating_point() and dtype is not None else tensor.dtype
     if tensor.dim() == 0:
         raise ValueError(f"{name} must have a leading example axis, got a scalar.")

@@ -729,9 +729,9 @@ class _Seed:
 
 
 def _start_seed(config: RunConfig, seed: int, d: Path, stage: _Stage, threads) -> _Seed:
-    """Prepare seed ``seed``'s run directory, load its data and run (or reload) phase 1."""
+    """Prepare seed ``seed``'s run directory, load its data and run (or reload) phase 1 (the
+    caller has checked the directory's config)."""
     spec = config.spec
-    _check_config(d, config.for_seed(seed))
     backend = load_backend(config.backend)
     backend.configure(device=config.device, threads=threads or 1)
     ds = _load_data(config, spec, seed)

@@ -155,6 +155,18 @@ def test_dataloader_accumulates_the_full_batch_mean(shuffle):
     assert abs(batched.loss(full.theta0).item() - loss_f.item()) <= 1e-12 * loss_f.item()
 
 
+def test_a_list_of_two_batches_is_two_batches_and_nested_lists_are_x_and_y():
+    """Two (x, y) batches are not read as one (x, y) pair (the first batch as the inputs);
+    (x, y) given as nested Python lists still are."""
+    full, (x, y) = small_problem()
+    lf = nn.CrossEntropyLoss()
+    loss_f, grad_f = full.loss_and_grad(full.theta0)
+    for data in ([(x[:7], y[:7]), (x[7:], y[7:])], (x.tolist(), y.tolist())):
+        loss, grad = from_model(full.model, lf, data).loss_and_grad(full.theta0)
+        assert abs(loss.item() - loss_f.item()) <= 1e-12 * loss_f.item()
+        assert rel_err(grad.numpy(), grad_f.numpy()) <= 1e-12
+
+
 def test_dataloader_batches_take_the_model_dtype():
     full, (x, y) = small_problem()
     loader = DataLoader(TensorDataset(x.float(), y), batch_size=8)
