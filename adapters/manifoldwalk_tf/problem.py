@@ -453,6 +453,8 @@ def _takes_training(model: keras.layers.Layer) -> bool:
 def _as_tensors(data: Any, what: str) -> tuple[tf.Tensor, tf.Tensor]:
     """``(x, y)`` as tensors, checked to be of equal, non-zero length."""
     check_pair(data, what)
-    x, y = (tf.convert_to_tensor(a) for a in data)
+    # Through numpy: TensorFlow makes Python floats float32, so a float64 model's nested-list
+    # data would lose digits.
+    x, y = (tf.convert_to_tensor(a if tf.is_tensor(a) else np.asarray(a)) for a in data)
     check_examples(what, tuple(x.shape), tuple(y.shape))
     return x, y

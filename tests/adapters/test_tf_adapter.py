@@ -20,6 +20,7 @@ from backend_suite import (  # noqa: E402
     BackendSuite,
     assert_same_walk,
     init_layers,
+    rel_err,
     small_data,
 )
 
@@ -271,6 +272,19 @@ def test_unbuilt_model_is_built_and_float32_is_kept():
     assert problem.n_params == 5 * 4 + 4 + 4 * 3 + 3
     loss, grad = problem.loss_and_grad(problem.theta0)
     assert problem.theta0.dtype == grad.dtype == loss.dtype == np.float32
+
+
+def test_nested_list_data_keep_float64_digits():
+    """(x, y) given as Python lists give a float64 model the loss and gradient of the arrays
+    (TensorFlow would make the floats float32 first)."""
+    x, y = small_data("classification")
+    model = make_mlp(init_layers(SIZES, seed=0), "float64")
+    arrays = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
+    listed = manifoldwalk_tf.from_model(model, cross_entropy, (x.tolist(), y.tolist()))
+    loss_a, grad_a = arrays.loss_and_grad(arrays.theta0)
+    loss_l, grad_l = listed.loss_and_grad(listed.theta0)
+    assert abs(float(loss_l) - float(loss_a)) <= 1e-12 * float(loss_a)
+    assert rel_err(grad_l, grad_a) <= 1e-12
 
 
 def test_per_example_loss_is_reported_with_the_probe_size():
