@@ -26,7 +26,6 @@ same round).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -86,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import jax
     from manifoldwalk_jax import experiment as backend
-    from perf import jax_floor, paired_ratios
+    from perf import chunk_table, jax_floor
 
     modules = [importlib.import_module(m) for m in MODULES]
 
@@ -108,11 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                     module.dot = written["dots"]
             fns[f"{scheme}, {form}"] = chunk
     times = time_interleaved(fns, args.reps, warmup=1)
-    paired = paired_ratios(times)
     print(f"JAX {jax.__version__}, MNIST-FF, K = {args.k}, {args.reps} rounds")
-    print("| chunk | ms/step | / floor, paired |\n|---|---|---|")
-    for key, ts in times.items():
-        print(f"| {key} | {statistics.median(ts) / args.k * 1e3:.3f} | {paired[key]:.3f} |")
+    print(chunk_table(times, args.k))
     return 0
 
 

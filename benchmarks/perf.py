@@ -102,6 +102,17 @@ def paired_ratios(
     }
 
 
+def chunk_table(times: dict[str, list[float]], k: int) -> str:
+    """A markdown table of timed chunks of ``k`` steps and their floor (key ``"floor"``, of
+    ``k`` evaluations): per step the median in ms and the paired ratio over the floor."""
+    paired = paired_ratios(times)
+    rows = [
+        f"| {key} | {statistics.median(ts) / k * 1e3:.3f} | {paired[key]:.3f} |"
+        for key, ts in times.items()
+    ]
+    return "\n".join(["| chunk | ms/step | / floor, paired |", "|---|---|---|", *rows])
+
+
 # --- JAX: the compiled driver ----------------------------------------------------------------
 
 

@@ -15,7 +15,6 @@ float32), and prints per step the median and the paired ratio over the floor.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from manifoldwalk_tf import _namespace
     from manifoldwalk_tf import experiment as backend
     from manifoldwalk_tf.training import data_loss
-    from perf import paired_ratios, tf_floor
+    from perf import chunk_table, tf_floor
 
     k = args.k
     backend.configure(device="cpu", threads=args.threads)
@@ -65,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
                 namespace.matmul = sums
             fns[f"{scheme}, {form}"] = chunk
     times = time_interleaved(fns, args.reps, warmup=1)
-    paired = paired_ratios(times)
     print(f"TensorFlow {tf.__version__}, MNIST-FF, K = {k}, {args.reps} rounds")
-    print("| chunk | ms/step | / floor, paired |\n|---|---|---|")
-    for key, ts in times.items():
-        print(f"| {key} | {statistics.median(ts) / k * 1e3:.3f} | {paired[key]:.3f} |")
+    print(chunk_table(times, k))
     return 0
 
 
