@@ -282,7 +282,7 @@ def prepare_walk(
     }
     if resume_from is not None:
         _warn_if_the_path_changes(resume_from.options, options)
-        _keep_the_saved_level_set(resume_from.options, options)
+        _keep_the_saved_level_set(resume_from, options)
         state = fit_drift(_restore_state(resume_from, theta0), scheme)
     else:
         state = _start(problem, direction, scheme, theta0, level, tau, tau_relative, singular_tol)
@@ -561,14 +561,18 @@ LEVEL_SET_OPTIONS = ("level", "tau", "tau_relative")
 (its L0 and absolute τ), whatever is passed now."""
 
 
-def _keep_the_saved_level_set(saved: Mapping[str, Any], options: dict[str, Any]) -> None:
+def _keep_the_saved_level_set(result: WalkResult, options: dict[str, Any]) -> None:
     """Record the saved walk's ``level``, ``tau`` and ``tau_relative`` in a resumed walk's
-    ``options`` (its state walks by them), warning where others were passed (a ``level`` of
-    None, "L(θ0)", passes none)."""
+    ``options`` (its state walks by them), warning where others were passed (``level=None``,
+    the default, asks for none)."""
+    saved = result.options
+    kept = {k: repr(saved[k]) for k in LEVEL_SET_OPTIONS if k in saved}
+    if saved.get("level") is None and result.state is not None:  # L0 was L(θ0): say which
+        kept["level"] = f"L0 = {float(to_numpy(result.state.level)):.6g}"
     changed = [
-        f"{k}={options[k]!r} (kept: {saved[k]!r})"
-        for k in LEVEL_SET_OPTIONS
-        if k in saved and saved[k] != options[k] and not (k == "level" and options[k] is None)
+        f"{k}={options[k]!r} (kept: {kept[k]})"
+        for k in kept
+        if saved[k] != options[k] and not (k == "level" and options[k] is None)
     ]
     if changed:
         warnings.warn(
@@ -578,7 +582,7 @@ def _keep_the_saved_level_set(saved: Mapping[str, Any], options: dict[str, Any])
             UserWarning,
             stacklevel=4,
         )
-    options.update({k: saved[k] for k in LEVEL_SET_OPTIONS if k in saved})
+    options.update({k: saved[k] for k in kept})
 
 
 def _restore_state(result: WalkResult, like: Array) -> WalkState:

@@ -94,7 +94,7 @@ def test_a_resumed_history_keeps_integer_counts():
 
 @pytest.mark.parametrize(
     ("changed", "named"),
-    [({"tau": 1e-6}, "tau=1e-06 (kept: 1e-10)"), ({"level": 0.5}, "level=0.5 (kept: None)")],
+    [({"tau": 1e-6}, "tau=1e-06 (kept: 1e-10)"), ({"level": 0.5}, "level=0.5 (kept: L0 = 1)")],
 )
 def test_a_resumed_walk_keeps_the_saved_level_set_and_threshold(changed, named):
     """A walk resumed with another τ or L0 walks by the saved state's (so it continues the
