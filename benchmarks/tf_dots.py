@@ -1,13 +1,15 @@
-"""TensorFlow's compiled walk with its vector inner products as XLA dots or as sums (not a test).
+"""TensorFlow's compiled walk with its vector inner products as blocks, sums or dots (not a test).
 
 The walk step takes up to six inner products of θ-sized vectors. Inside an XLA-compiled
-``tf.function`` the TensorFlow namespace (``manifoldwalk_tf._namespace``) writes them as
-``reduce_sum(a * b)``, which XLA:CPU fuses into one reduction; ``tnp.matmul`` of two vectors
-becomes an XLA dot, 1.8× slower on this CPU. This times, in one process, interleaved round by
-round, the floor (K value-and-gradient evaluations in one XLA ``tf.while_loop``) and one
-compiled chunk of K walk steps per scheme with each form (the dot form traced with the
-namespace's ``matmul`` swapped back to ``tnp.matmul``), on MNIST-FF (1000 random examples,
-float32), and prints per step the median and the paired ratio over the floor.
+``tf.function`` the TensorFlow namespace (``manifoldwalk_tf._namespace``) writes them as sums of
+products in blocks of 32 entries, then of the blocks' sums ("blocks"); before stop 24 it wrote
+``reduce_sum(a * b)`` ("sums"), which XLA:CPU turns into the product written out in full and a
+tree of windowed sums over it; ``tnp.matmul`` of two vectors ("dots") becomes an XLA dot, 1.8×
+slower on this CPU. This times, in one process, interleaved round by round, the floor (K
+value-and-gradient evaluations in one XLA ``tf.while_loop``) and one compiled chunk of K walk
+steps per scheme with each form (the namespace's ``matmul`` swapped while the chunk is traced),
+on MNIST-FF (1000 random examples, float32), and prints per step the median and the paired ratio
+over the floor.
 
     python benchmarks/tf_dots.py [--threads 1] [--reps 20] [--k 48] [--schemes paper default]
 """
@@ -24,8 +26,18 @@ sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 from adapter_overhead import chunked_walk, random_data, set_threads, time_interleaved  # noqa: E402
 
 
+def _plain_sum(a, b):
+    """The namespace's ``matmul`` before stop 24: vectors as ``reduce_sum(a * b)``."""
+    import tensorflow as tf
+    import tensorflow.experimental.numpy as tnp
+
+    if a.shape.rank == 1 and b.shape.rank == 1:
+        return tf.reduce_sum(a * b)
+    return tnp.matmul(a, b)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Time the floor and each scheme's chunk with sums and with dots; print the table."""
+    """Time the floor and each scheme's chunk with each form; print the table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, help="intra-op threads (set before TF is imported)")
     ap.add_argument("--reps", type=int, default=20)
@@ -53,15 +65,20 @@ def main(argv: list[str] | None = None) -> int:
 
     fns = {"floor": tf_floor(problem(), k)}
     namespace = _namespace.TensorFlowNamespace
-    sums = namespace.__dict__["matmul"]
+    blocks = namespace.__dict__["matmul"]
+    forms = {
+        "blocks": blocks,
+        "sums": staticmethod(_plain_sum),
+        "dots": staticmethod(tnp.matmul),
+    }
     for scheme in args.schemes:
-        for form, matmul in (("sums", sums), ("dots", staticmethod(tnp.matmul))):
+        for form, matmul in forms.items():
             namespace.matmul = matmul
             try:
                 chunk = chunked_walk(problem(), k, scheme)
                 chunk()  # traced and compiled now, with this form
             finally:
-                namespace.matmul = sums
+                namespace.matmul = blocks
             fns[f"{scheme}, {form}"] = chunk
     times = time_interleaved(fns, args.reps, warmup=1)
     print(f"TensorFlow {tf.__version__}, MNIST-FF, K = {k}, {args.reps} rounds")

@@ -23,6 +23,8 @@ from backend_suite import (  # noqa: E402
     rel_err,
     small_data,
 )
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from manifoldwalk.problem import ProblemError  # noqa: E402
 
@@ -466,3 +468,24 @@ def test_namespace_fills_float64_without_a_float32_detour():
     assert xp.full_like(like, 0.2).numpy().tolist() == [0.2, 0.2, 0.2]
     assert xp.full_like(like, tf.constant(0.2, tf.float64)).numpy()[0] == 0.2
     assert xp.full_like(like, 2, dtype=tf.int64).dtype == tf.int64
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    n=st.one_of(st.integers(1, 70), st.sampled_from([96, 128, 1000, 1023])),
+    dtype=st.sampled_from(["float32", "float64"]),
+    seed=st.integers(0, 2**16),
+)
+def test_vector_dot_in_blocks_is_the_inner_product(n, dtype, seed):
+    """The namespace's inner product of two vectors inside a compiled function (summed in
+    blocks of 32) is a·b, for lengths below, at and between multiples of the block, to the
+    round-off of a sum of n products in its dtype."""
+    from manifoldwalk_tf._namespace import TensorFlowNamespace as xp
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=(2, n))
+    dot = tf.function(xp.matmul, jit_compile=True)
+    got = float(dot(tf.constant(a, dtype), tf.constant(b, dtype)))
+    a_r, b_r = a.astype(dtype).astype(np.float64), b.astype(dtype).astype(np.float64)
+    eps = np.finfo(dtype).eps
+    assert abs(got - a_r @ b_r) <= 2 * n * eps * (np.abs(a_r) @ np.abs(b_r))
