@@ -60,7 +60,7 @@ class PlotOptions:
         chunk: Weight vectors evaluated together (None: 256 for feed-forward nets, 8 for
             convolutional ones).
         threads: CPU threads for the framework (None: its default).
-        endpoints: Evaluate the average of the final θ's.
+        endpoints: Evaluate the average of the final θ's (with two seeds or more).
         show_progress: Progress on stderr.
     """
 
@@ -387,7 +387,9 @@ def plot_experiment(
             fmt,
         )
 
-    if options.endpoints:
+    if options.endpoints and n < 2:  # the average of one seed's final θ is that θ
+        _note(result, f"no endpoint averaging: only {figs.seeds_text(n)} finished")
+    elif options.endpoints:
         _say(options, f"{name}: endpoint averaging")
         result.endpoints = endpoint_average(exp, evaluators)
         result.endpoints_table = format_endpoints(result.endpoints, exp.metric)

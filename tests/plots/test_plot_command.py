@@ -234,7 +234,7 @@ def test_copies_of_an_experiment_in_nested_directories_are_plotted_apart(tiny, t
     assert (top.label, [s.seed for s in top.seeds]) == ("runs/iris-ff", [0, 1])
     assert (nested.label, [s.seed for s in nested.seeds]) == ("runs/grid14/iris-ff", [0])
     assert nested.row.seeds == [0] and nested.row.label == nested.label
-    options = PlotOptions(grid=3, surfaces=("1", "5"), endpoints=False, show_progress=False)
+    options = PlotOptions(grid=3, surfaces=("1", "5"), show_progress=False)
     with pytest.warns(UserWarning, match="no 5-walk loss surface: only"):
         results = plot_runs(root, tmp_path / "plots", options)
     assert [r.directory for r in results] == [
@@ -248,7 +248,11 @@ def test_copies_of_an_experiment_in_nested_directories_are_plotted_apart(tiny, t
     assert "| runs/grid14/iris-ff | 1 |" in md and "seeds)" not in md
     assert "Not drawn: no 5-walk loss surface: only 1 seed finished." in md
     assert "mean over 1 seeds" not in md and "± –" not in md
+    # averaging one seed's final θ is that θ: not done, and said so
+    assert "Not drawn: no endpoint averaging: only 1 seed finished." in md
+    assert not results[1].endpoints and not (results[1].directory / "endpoints.csv").exists()
     assert results[0].notes == ["no 5-walk loss surface: only 2 seeds finished"]
+    assert len(results[0].endpoints) == 2
 
 
 def test_files_of_an_earlier_call_are_kept_and_not_claimed(tiny, tmp_path):
