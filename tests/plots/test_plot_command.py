@@ -235,8 +235,11 @@ def test_copies_of_an_experiment_in_nested_directories_are_plotted_apart(tiny, t
     assert (nested.label, [s.seed for s in nested.seeds]) == ("runs/grid14/iris-ff", [0])
     assert nested.row.seeds == [0] and nested.row.label == nested.label
     options = PlotOptions(grid=3, surfaces=("1", "5"), show_progress=False)
-    with pytest.warns(UserWarning, match="no 5-walk loss surface: only"):
+    with pytest.warns(UserWarning) as caught:
         results = plot_runs(root, tmp_path / "plots", options)
+    said = [str(w.message) for w in caught]
+    assert "runs/grid14/iris-ff: no endpoint averaging: only 1 seed finished" in said
+    assert any("no 5-walk loss surface: only" in m for m in said)
     assert [r.directory for r in results] == [
         tmp_path / "plots" / "runs" / "iris-ff",
         tmp_path / "plots" / "runs" / "grid14" / "iris-ff",
