@@ -8,7 +8,8 @@ of K steps per scheme with the core's ``dot`` written three ways, each chunk tra
 form and compiled before timing:
 
 - ``dots``: ``matmul`` of the two vectors (the library's form; XLA:CPU makes it a dot);
-- ``sums``: ``sum(a * b)`` (an XLA reduction of the fused product);
+- ``sums``: ``sum(a * b)`` (in a loop on its own it gives the dot's value and time to the
+  last bit and microsecond: XLA rewrites it as the same dot);
 - ``free``: ``a[0] * b[0] + 1``, reading one entry: what the chunk would cost if inner products
   cost nothing. The walk it takes is wrong (the step sizes and branches come from these
   numbers), but every other operation of the step runs as before: every branch is formed and
