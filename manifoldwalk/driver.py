@@ -29,6 +29,7 @@ from manifoldwalk._array import (
     to_numpy,
     zero_count,
 )
+from manifoldwalk._checks import is_count
 from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
 from manifoldwalk.compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
@@ -401,19 +402,19 @@ def _replay(advance: Advance, anchor: WalkState, steps: int) -> WalkState:
 
 
 def _check_steps_per_iteration(m: Any) -> None:
-    if not (isinstance(m, int | np.integer) and not isinstance(m, bool) and m >= 1):
+    if not is_count(m):
         raise ValueError(f"steps_per_iteration must be a positive integer, got {m!r}.")
 
 
 def _check_options(max_steps, max_total_steps, record_every, trajectory_every, tau, kkt_tol):
-    if not (isinstance(max_steps, int | np.integer) and max_steps >= 1):
+    if not is_count(max_steps):
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}.")
     for name, value in (
         ("max_total_steps", max_total_steps),
         ("record_every", record_every),
         ("trajectory_every", trajectory_every),
     ):
-        if value is not None and not (isinstance(value, int | np.integer) and value >= 1):
+        if value is not None and not is_count(value):
             raise ValueError(f"{name} must be None or a positive integer, got {value!r}.")
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau!r}.")
@@ -459,11 +460,7 @@ def _check_arguments(metrics, callback, resume_from, level, stall_patience) -> N
             ok = False
         if not ok:
             raise TypeError(f"level must be None or a finite number, got {level!r}.")
-    if not (
-        isinstance(stall_patience, int | np.integer)
-        and not isinstance(stall_patience, bool)
-        and stall_patience >= 1
-    ):
+    if not is_count(stall_patience):
         raise ValueError(f"stall_patience must be a positive integer, got {stall_patience!r}.")
 
 
@@ -781,7 +778,7 @@ class PreparedWalk:
                 that cannot be traced.
         """
         _check_steps_per_iteration(steps_per_iteration)
-        if not (isinstance(steps_per_sync, int | np.integer) and steps_per_sync >= 1):
+        if not is_count(steps_per_sync):
             raise ValueError(
                 f"steps_per_sync must be None or a positive integer, got {steps_per_sync!r}."
             )

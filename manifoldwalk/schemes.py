@@ -13,8 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import numpy as np
-
+from manifoldwalk._checks import is_count
 from manifoldwalk.correctors import (
     Corrector,
     GradientCorrector,
@@ -196,11 +195,7 @@ def get_scheme(
             rule = dataclasses.replace(rule, eta=eta_c)
         scheme = scheme.replace(corrector=dataclasses.replace(corr, step_rule=rule))
     if max_corrector_steps is not None:
-        if not (
-            isinstance(max_corrector_steps, int | np.integer)
-            and not isinstance(max_corrector_steps, bool)
-            and max_corrector_steps >= 1
-        ):
+        if not is_count(max_corrector_steps):
             raise ValueError(
                 "max_corrector_steps must be None (the scheme's) or a positive integer, got "
                 f"{max_corrector_steps!r}."

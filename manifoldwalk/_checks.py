@@ -1,0 +1,13 @@
+"""Small argument checks shared by the engine's entry points."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a positive integer (a Python or numpy int; not a bool, which
+    Python counts as an int, nor a float such as ``1e3``)."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1
