@@ -106,8 +106,12 @@ class FlatVariables:
             ProblemError: the wrong shape.
         """
         theta = np.asarray(theta, dtype=self.dtype)
-        if theta.shape != (self.n,):
-            raise ProblemError(
-                f"θ must be a flat array of length {self.n}, got shape {theta.shape}."
-            )
+        self.check_shape(theta.shape)
         return theta
+
+    def check_shape(self, shape: Any) -> None:
+        """Raise ProblemError unless ``shape`` is θ's, ``(n,)``."""
+        if tuple(shape) != (self.n,):
+            raise ProblemError(
+                f"θ must be a flat array of length {self.n}, got shape {tuple(shape)}."
+            )

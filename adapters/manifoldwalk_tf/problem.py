@@ -345,10 +345,7 @@ class TFProblem:
                 f"θ has dtype {dtype} but the model's variables are {self.dtype}; cast θ with "
                 f"{cast} (or build the model in θ's dtype) first."
             )
-        if tuple(theta.shape) != (self.n_params,):
-            raise ProblemError(
-                f"θ must be a flat array of length {self.n_params}, got shape {tuple(theta.shape)}."
-            )
+        self._flat.check_shape(theta.shape)
         return theta
 
     def _cast(self, a: tf.Tensor) -> tf.Tensor:

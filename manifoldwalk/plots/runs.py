@@ -163,20 +163,20 @@ class ExperimentRuns:
         seeds: Its finished seeds, in seed order.
         row: Its Table I row (the weight-decay λ chosen on the test set is ``row.by_test.lam``).
         unfinished: Seed directories found but not finished (not plotted).
-        label: Its name, or its directory's path where the experiment appears in several
-            directories (:attr:`~manifoldwalk.experiments.table.RunGroup.label`); the plots go
-            to ``OUT/<label>``.
     """
 
     name: str
     seeds: list[SeedRun]
     row: TableRow
     unfinished: list[Path] = field(default_factory=list)
-    label: str = ""
 
-    def __post_init__(self) -> None:
-        """Label the runs by the experiment when no label is given."""
-        self.label = self.label or self.name
+    @property
+    def label(self) -> str:
+        """Its row's label: the experiment's name, or its directory's path where the
+        experiment appears in several directories
+        (:attr:`~manifoldwalk.experiments.table.RunGroup.label`); the plots go to
+        ``OUT/<label>``."""
+        return self.row.label
 
     @property
     def metric(self) -> str:
@@ -236,7 +236,6 @@ def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
                 seeds=sorted(seeds, key=lambda s: s.seed),
                 row=table_row(g),
                 unfinished=list(g.unfinished),
-                label=g.label,
             )
         )
     if not out:
