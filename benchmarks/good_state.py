@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from manifoldwalk_jax import experiment as backend
     from manifoldwalk_jax.loop import run_chunk
 
-    from manifoldwalk.chunked import DeviceLoop
+    from manifoldwalk._chunked import DeviceLoop
     from manifoldwalk.driver import prepare_walk
     from manifoldwalk.step import WalkState
 

@@ -1,6 +1,6 @@
 """What the history record costs an eager walk: ``record_every`` 1 (the default), 10, 50 and None.
 
-A record (``manifoldwalk.history.describe``) forms ∇R, λ, the KKT residual, two angles and R:
+A record (``manifoldwalk._history.describe``) forms ∇R, λ, the KKT residual, two angles and R:
 several passes over θ and one host synchronisation. This times whole eager walks of a fixed
 number of steps (``max_total_steps``; no other stop can fire) of the default scheme on the
 PyTorch nets of ``eager_step.py`` (the Iris-sized FF net, 120 examples, float64; MNIST-FF, 1000

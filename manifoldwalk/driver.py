@@ -3,8 +3,8 @@
 The driver is the only place that synchronises with the device. The eager driver copies a
 handful of scalars to the host once per step (one transfer) to decide whether to record or
 stop; with ``steps_per_sync=K`` a problem's ``compile_loop`` hook runs up to K steps per
-synchronisation on the device (:mod:`manifoldwalk.chunked`). Both decide with the same stop
-rules (:mod:`manifoldwalk.stops`). Everything else stays in θ0's array type and device.
+synchronisation on the device (:mod:`manifoldwalk._chunked`). Both decide with the same stop
+rules (:mod:`manifoldwalk._stops`). Everything else stays in θ0's array type and device.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from manifoldwalk._array import (
     zero_count,
 )
 from manifoldwalk._checks import is_count
-from manifoldwalk.chunked import ChunkHost, DeviceLoop, check_replayed
-from manifoldwalk.compile_cache import step_cache_of, step_key
+from manifoldwalk._chunked import ChunkHost, DeviceLoop, check_replayed
+from manifoldwalk._compile_cache import step_cache_of, step_key
 from manifoldwalk.correctors import Corrector
 from manifoldwalk.directions import Direction, MinimiseReg, TowardTarget, as_direction
-from manifoldwalk.history import COUNT_COLUMNS, HISTORY_COLUMNS, describe
+from manifoldwalk._history import COUNT_COLUMNS, HISTORY_COLUMNS, describe
 from manifoldwalk.problem import Problem, ProblemError, check_theta, validate_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import Scheme, get_scheme
@@ -48,7 +48,7 @@ from manifoldwalk.step import (
     make_step,
 )
 from manifoldwalk.step_sizes import StepRule
-from manifoldwalk.stops import BEFORE_CALLBACK, StopRules, host_values
+from manifoldwalk._stops import BEFORE_CALLBACK, StopRules, host_values
 
 __all__ = ["HISTORY_COLUMNS", "PreparedWalk", "describe", "prepare_walk", "walk"]
 
@@ -695,7 +695,7 @@ class PreparedWalk:
 
     Attributes:
         problem, direction, scheme: the walk's pieces.
-        rules: the :class:`~manifoldwalk.stops.StopRules`.
+        rules: the :class:`~manifoldwalk._stops.StopRules`.
         recorder: keeps the history and trajectory, calls metrics and the callback.
         state: the starting :class:`~manifoldwalk.WalkState`.
         options: the JSON-able options recorded in the result.
@@ -770,8 +770,8 @@ class PreparedWalk:
             steps_per_iteration: M, masked steps per iteration of the device loop.
 
         Returns:
-            A :class:`~manifoldwalk.chunked.ChunkHost` whose ``loop`` is the
-            :class:`~manifoldwalk.chunked.DeviceLoop` to compile.
+            A :class:`~manifoldwalk._chunked.ChunkHost` whose ``loop`` is the
+            :class:`~manifoldwalk._chunked.DeviceLoop` to compile.
 
         Raises:
             ValueError: a bad ``steps_per_sync`` or ``steps_per_iteration``, or a direction

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from manifoldwalk import backends
-from manifoldwalk.backends import ADAPTERS, load_adapter
+from manifoldwalk import _load_adapter as backends
+from manifoldwalk._load_adapter import ADAPTERS, load_adapter
 
 
 def test_unknown_name_lists_the_valid_ones():
@@ -21,7 +21,7 @@ def test_importing_manifoldwalk_imports_no_framework():
     import subprocess
 
     code = (
-        "import sys, manifoldwalk, manifoldwalk.backends; "
+        "import sys, manifoldwalk, manifoldwalk._load_adapter; "
         "print([m for m in ('torch', 'jax', 'tensorflow') if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import manifoldwalk as mw
-from manifoldwalk.compile_cache import CompileCache, step_cache_of, value_key
+from manifoldwalk._compile_cache import CompileCache, step_cache_of, value_key
 from manifoldwalk.problems import Circle
-from manifoldwalk.stops import StopRules
+from manifoldwalk._stops import StopRules
 
 TOP = np.array([0.0, 1.0])
 

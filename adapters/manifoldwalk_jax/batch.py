@@ -20,14 +20,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifoldwalk.batched import (
+from manifoldwalk._batched import (
     LaneProblem,
     check_lane_agrees,
     drive_hosts,
     prepare_hosts,
     same_function,
 )
-from manifoldwalk.chunked import DeviceLoop
+from manifoldwalk._chunked import DeviceLoop
 from manifoldwalk.result import WalkResult
 from manifoldwalk_jax.loop import committed, put_select, run_chunk
 from manifoldwalk_jax.problem import JaxProblem

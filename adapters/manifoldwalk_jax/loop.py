@@ -1,7 +1,7 @@
 """The compiled JAX walk driver: K walk steps per host synchronisation in ``lax.while_loop``.
 
 ``manifoldwalk.walk(problem, theta0, steps_per_sync=K)`` calls the problem's
-``compile_loop(loop)`` hook with the engine's :class:`~manifoldwalk.chunked.DeviceLoop` (the
+``compile_loop(loop)`` hook with the engine's :class:`~manifoldwalk._chunked.DeviceLoop` (the
 step, the stop rules, the history and trajectory buffers as pure functions);
 :func:`compile_loop` jit-compiles it around ``jax.lax.while_loop``, writing buffer rows with
 ``lax.dynamic_update_index_in_dim``. :class:`JaxProblem` has the hook; :func:`compiled` adds it
@@ -9,7 +9,7 @@ step, the stop rules, the history and trajectory buffers as pure functions);
 of ``manifoldwalk.problems`` on jax arrays.
 
 Compiled chunks are kept in a small per-problem
-:class:`~manifoldwalk.compile_cache.CompileCache`, keyed by
+:class:`~manifoldwalk._compile_cache.CompileCache`, keyed by
 :meth:`DeviceLoop.cache_key`, so a second walk of the same problem with the same options
 (another start, a resumed walk) reuses the compiled chunk instead of tracing and compiling it
 again. With ``walk(..., steps_per_iteration=M)``, M > 1, each ``while`` iteration runs M masked
@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifoldwalk.chunked import Carry, DeviceLoop
-from manifoldwalk.compile_cache import CompileCache
+from manifoldwalk._chunked import Carry, DeviceLoop
+from manifoldwalk._compile_cache import CompileCache
 
 
 def put_row(
@@ -118,7 +118,7 @@ class CompiledProblem:
     Attributes:
         problem: the wrapped problem.
         loop_cache: the compiled chunks of earlier walks
-            (:class:`~manifoldwalk.compile_cache.CompileCache`).
+            (:class:`~manifoldwalk._compile_cache.CompileCache`).
     """
 
     def __init__(self, problem: Any) -> None:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifoldwalk.adapter_checks import (
+from manifoldwalk._adapter_checks import (
     EVAL_TASKS,
     accuracy_shape_error,
     check_batch_size,
@@ -28,8 +28,8 @@ from manifoldwalk.adapter_checks import (
     check_pair,
     eval_metrics,
 )
-from manifoldwalk.chunked import Carry, DeviceLoop
-from manifoldwalk.compile_cache import CompileCache
+from manifoldwalk._chunked import Carry, DeviceLoop
+from manifoldwalk._compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
@@ -53,7 +53,7 @@ class JaxProblem:
         theta0: the trainable parameters as one flat ``jax.Array``.
         n_params: the length of θ.
         loop_cache: the compiled driver's chunks of earlier walks of this problem
-            (:class:`~manifoldwalk.compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
+            (:class:`~manifoldwalk._compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(

@@ -27,9 +27,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from manifoldwalk.adapter_checks import check_examples, check_pair
-from manifoldwalk.chunked import Carry, DeviceLoop
-from manifoldwalk.compile_cache import CompileCache
+from manifoldwalk._adapter_checks import check_examples, check_pair
+from manifoldwalk._chunked import Carry, DeviceLoop
+from manifoldwalk._compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._reg import RegFn, make_reg
@@ -62,7 +62,7 @@ class ShardedJaxProblem:
         base: the single-device :class:`~manifoldwalk_jax.JaxProblem` this one is built on
             (used for evaluation and the θ ↔ pytree conversions).
         loop_cache: the compiled driver's chunks of earlier walks
-            (:class:`~manifoldwalk.compile_cache.CompileCache`).
+            (:class:`~manifoldwalk._compile_cache.CompileCache`).
     """
 
     def __init__(

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifoldwalk.training_result import REGS as _REGS
-from manifoldwalk.training_result import TrainResult as _TrainResult
-from manifoldwalk.training_result import (
+from manifoldwalk._training_result import REGS as _REGS
+from manifoldwalk._training_result import TrainResult as _TrainResult
+from manifoldwalk._training_result import (
     check_train_options,
     check_train_set,
     end_epoch,
@@ -114,7 +114,7 @@ def adam_update(
 
 
 class TrainResult(_TrainResult):
-    """What :func:`train` returns: :class:`manifoldwalk.training_result.TrainResult`, whose
+    """What :func:`train` returns: :class:`manifoldwalk._training_result.TrainResult`, whose
     ``model`` is the trained parameter pytree, also available as :attr:`params`."""
 
     @property

@@ -1,6 +1,6 @@
 """K walk steps per host synchronisation on TensorFlow: the engine's chunk in ``tf.while_loop``.
 
-:meth:`TFProblem.compile_loop` hands the engine's :class:`~manifoldwalk.chunked.DeviceLoop` to
+:meth:`TFProblem.compile_loop` hands the engine's :class:`~manifoldwalk._chunked.DeviceLoop` to
 :func:`chunk_runner`, which compiles one chunk (the step, the stop rules, the history and
 trajectory buffers) into a single XLA ``tf.function``. Calling a ``tf.function`` costs a few
 microseconds per argument, and the walk state has 23 of them: one call per K steps instead of
@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from manifoldwalk.chunked import Carry, DeviceLoop
+from manifoldwalk._chunked import Carry, DeviceLoop
 
 
 def put_row(buffer: tf.Tensor, i: tf.Tensor, due: tf.Tensor, make_row: Callable) -> tf.Tensor:
     """``buffer`` with row ``i`` replaced by ``make_row()`` where ``due`` holds (a
-    :data:`~manifoldwalk.chunked.Put`): the row, a history record of several passes over θ,
+    :data:`~manifoldwalk._chunked.Put`): the row, a history record of several passes over θ,
     is computed only when due (``tf.cond``, an XLA conditional), not at every step."""
 
     def write() -> tf.Tensor:

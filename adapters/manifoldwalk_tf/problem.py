@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk.adapter_checks import (
+from manifoldwalk._adapter_checks import (
     EVAL_TASKS,
     accuracy_shape_error,
     check_batch_size,
@@ -33,8 +33,8 @@ from manifoldwalk.adapter_checks import (
     check_pair,
     eval_metrics,
 )
-from manifoldwalk.chunked import DeviceLoop
-from manifoldwalk.compile_cache import CompileCache
+from manifoldwalk._chunked import DeviceLoop
+from manifoldwalk._compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_tf._flat import FlatVariables
 from manifoldwalk_tf._loop import chunk_runner
@@ -60,7 +60,7 @@ class TFProblem:
         n_params: the length of θ.
         dtype: θ's numpy dtype (the variables' dtype).
         loop_cache: the compiled chunks of earlier walks
-            (:class:`~manifoldwalk.compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
+            (:class:`~manifoldwalk._compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(

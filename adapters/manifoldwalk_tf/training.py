@@ -24,8 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk.training_result import REGS as _REGS
-from manifoldwalk.training_result import (
+from manifoldwalk._training_result import REGS as _REGS
+from manifoldwalk._training_result import (
     TrainResult,
     check_train_options,
     check_train_set,

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from manifoldwalk.chunked import Carry, DeviceLoop, put_by_mask
+from manifoldwalk._chunked import Carry, DeviceLoop, put_by_mask
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """The ``torch.compile`` modes ``from_model(compile=...)`` accepts (``True`` is ``"default"``)."""
@@ -145,7 +145,7 @@ def chunk_runner(loop: DeviceLoop, mode: str | None, around: Callable[[], Any]) 
     one graph of K.
 
     Args:
-        loop: the engine's device loop (``manifoldwalk.chunked.DeviceLoop``).
+        loop: the engine's device loop (``manifoldwalk._chunked.DeviceLoop``).
         mode: a ``torch.compile`` mode, or None for eager.
         around: a context-manager factory entered around every call (the model's eval mode).
 

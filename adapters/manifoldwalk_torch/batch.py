@@ -33,15 +33,15 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
-from manifoldwalk.batched import (
+from manifoldwalk._batched import (
     LaneProblem,
     check_lane_agrees,
     drive_hosts,
     prepare_hosts,
     same_function,
 )
-from manifoldwalk.chunked import Carry, DeviceLoop
-from manifoldwalk.history import describe_vector
+from manifoldwalk._chunked import Carry, DeviceLoop
+from manifoldwalk._history import describe_vector
 from manifoldwalk.result import WalkResult
 from manifoldwalk_torch._compile import _map, functional_loss_and_grad
 from manifoldwalk_torch.problem import TorchProblem, _eval_mode, _scalar_loss

@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from manifoldwalk.adapter_checks import check_eval_task
+from manifoldwalk._adapter_checks import check_eval_task
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_torch.problem import LossFn, RegFn, TorchProblem, _check_batch_size
 

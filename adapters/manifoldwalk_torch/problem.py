@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from manifoldwalk.adapter_checks import EVAL_TASKS, check_eval_task, eval_metrics
-from manifoldwalk.chunked import DeviceLoop
-from manifoldwalk.compile_cache import CompileCache
+from manifoldwalk._adapter_checks import EVAL_TASKS, check_eval_task, eval_metrics
+from manifoldwalk._chunked import DeviceLoop
+from manifoldwalk._compile_cache import CompileCache
 from manifoldwalk.problem import ProblemError
 from manifoldwalk_torch._compile import (
     check_compile,
@@ -58,7 +58,7 @@ class TorchProblem:
         n_params: the length of θ.
         dtype, device: θ's dtype and device (the model's).
         loop_cache: the chunks of earlier walks
-            (:class:`~manifoldwalk.compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
+            (:class:`~manifoldwalk._compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
     """
 
     def __init__(

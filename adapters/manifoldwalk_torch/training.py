@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from manifoldwalk.training_result import REGS as _REGS
-from manifoldwalk.training_result import (
+from manifoldwalk._training_result import REGS as _REGS
+from manifoldwalk._training_result import (
     TrainResult,
     check_train_options,
     check_train_set,

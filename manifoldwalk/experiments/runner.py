@@ -227,7 +227,7 @@ def load_backend(name: str) -> ModuleType:
         ValueError: For an unknown name (the valid ones are listed).
         ImportError: When the framework is missing (the message names the extra to install).
     """
-    from manifoldwalk.backends import load_adapter
+    from manifoldwalk._load_adapter import load_adapter
 
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")

@@ -8,7 +8,7 @@ float64 reference of the same tanh MLP.
 
 Hooks (class attributes):
 
-- ``framework``: the name ``manifoldwalk.backends.load_adapter`` takes: ``"torch"``, ``"jax"``
+- ``framework``: the name ``manifoldwalk._load_adapter.load_adapter`` takes: ``"torch"``, ``"jax"``
   or ``"tensorflow"``.
 - ``adapter_module``: the adapter's import package, e.g. ``"manifoldwalk_torch"``.
 - ``framework_modules``: the top-level modules whose absence means "framework not installed",
@@ -76,7 +76,7 @@ import pytest
 
 from manifoldwalk import check_gradient, walk
 from manifoldwalk._array import namespace
-from manifoldwalk.backends import load_adapter
+from manifoldwalk._load_adapter import load_adapter
 from manifoldwalk.datasets import load_dataset
 
 SIZES = (5, 6, 4, 3)
@@ -526,7 +526,7 @@ class BackendSuite:
                 import {self.adapter_module}
             except ImportError as err:
                 messages.append(str(err))
-            from manifoldwalk.backends import load_adapter
+            from manifoldwalk._load_adapter import load_adapter
             try:
                 load_adapter({self.framework!r})
             except ImportError as err:

@@ -515,7 +515,7 @@ def test_a_masked_step_changes_nothing():
     as it was, buffers included, though the discarded step lands on a record point."""
     from manifoldwalk_jax.loop import put_row, put_select
 
-    from manifoldwalk.chunked import Carry
+    from manifoldwalk._chunked import Carry
     from manifoldwalk.driver import prepare_walk
 
     run = prepare_walk(compiled(Circle()), top(), scheme="paper", trajectory_every=1)
@@ -659,7 +659,7 @@ def test_unhashable_pieces_are_compiled_each_time():
 
 
 def test_cache_key_tells_ints_from_floats():
-    from manifoldwalk.compile_cache import value_key as _key
+    from manifoldwalk._compile_cache import value_key as _key
 
     assert _key(1) != _key(1.0) and _key(True) != _key(1) and _key(-0.0) != _key(0.0)
     assert _key(mw.get_scheme("paper")) == _key(mw.get_scheme("paper"))

@@ -2,7 +2,7 @@
 
 A *chunk* runs up to K steps without looking at the host. :class:`DeviceLoop` gives its pieces
 as pure, branch-free array functions: ``examine`` (the stop rules of
-:class:`~manifoldwalk.stops.StopRules`, where the last on-level state was, history rows and
+:class:`~manifoldwalk._stops.StopRules`, where the last on-level state was, history rows and
 trajectory points written into preallocated buffers) and the loop's ``cond`` and ``body``. The
 engine never imports a framework, so the loop itself is run by a problem's ``compile_loop(loop)``
 hook, which calls :meth:`DeviceLoop.run` with its framework's ``while_loop`` and a row-writing
@@ -39,13 +39,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
-from manifoldwalk.compile_cache import value_key
+from manifoldwalk._compile_cache import value_key
 from manifoldwalk.directions import Direction
-from manifoldwalk.history import describe_vector, row_of
+from manifoldwalk._history import describe_vector, row_of
 from manifoldwalk.problem import Problem
 from manifoldwalk.schemes import Scheme
 from manifoldwalk.step import WalkState, make_step
-from manifoldwalk.stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
+from manifoldwalk._stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
 
 Put = Callable[[Array, Array, Array, Callable[[], Array]], Array]
 """``put(buffer, i, due, make_row) -> buffer``: where the 0-d bool ``due`` holds, ``buffer``
@@ -74,7 +74,7 @@ class Carry(NamedTuple):
         points: trajectory points written in this chunk, ``(capacity, n)`` (0 rows when the
             walk keeps no trajectory).
         n_points: points written.
-        look: the stop rules' values at ``state`` in :data:`~manifoldwalk.stops.LOOK_KEYS`
+        look: the stop rules' values at ``state`` in :data:`~manifoldwalk._stops.LOOK_KEYS`
             order, in θ's dtype (formed once, at the end of the chunk: :meth:`DeviceLoop.finish`).
         max_steps, max_total_steps: the walk's step budgets, as counts (0 for no
             ``max_total_steps``): values, not constants of the compiled chunk.

@@ -35,7 +35,7 @@ class CompileCache:
         self._entries: OrderedDict[Hashable, Callable[..., Any]] = OrderedDict()
 
     def get(self, loop: Any, build: Callable[[], Callable[..., Any]], kind: str = "chunk"):
-        """The cached chunk for a :class:`~manifoldwalk.chunked.DeviceLoop`, or ``build()``'s.
+        """The cached chunk for a :class:`~manifoldwalk._chunked.DeviceLoop`, or ``build()``'s.
 
         Args:
             loop: the device loop the chunk runs (keyed by its ``cache_key()``; not cached
