@@ -13,7 +13,6 @@ The frameworks are reached only through an experiment backend module
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import os
@@ -33,6 +32,7 @@ import numpy as np
 
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments.backend import BACKENDS, load_backend
 from manifoldwalk.experiments.definitions import WD_LAMBDAS, Experiment, get_experiment
 from manifoldwalk.experiments.progress import ProgressBar
 
@@ -46,9 +46,6 @@ __all__ = [
     "run_seed",
     "run_seeds_batched",
 ]
-
-BACKENDS = ("torch", "jax", "tensorflow")
-"""Backend names accepted by :func:`load_backend` and ``--backend``."""
 
 SCHEMES = ("authors", "paper", "default", "compensated")
 """Walk schemes: the authors' code (Table I), the paper as written, the library's default,
@@ -211,28 +208,6 @@ class RunConfig:
             "experiment": self.spec.to_dict(),
             "wd_lambdas": list(self.lambdas),
         }
-
-
-def load_backend(name: str) -> ModuleType:
-    """Import the experiment backend of a framework (``<adapter>.experiment``).
-
-    Args:
-        name: ``"torch"``, ``"jax"`` or ``"tensorflow"``.
-
-    Returns:
-        The module with ``configure``, ``build_net``, ``train``, ``make_problem``,
-        ``held_out`` and ``from_numpy``.
-
-    Raises:
-        ValueError: For an unknown name (the valid ones are listed).
-        ImportError: When the framework is missing (the message names the extra to install).
-    """
-    from manifoldwalk._load_adapter import load_adapter
-
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
-    package = load_adapter(name)
-    return importlib.import_module(f"{package.__name__}.experiment")
 
 
 def _load_data(config: RunConfig, spec: Experiment, seed: int) -> Any:
