@@ -1,12 +1,19 @@
 """manifoldwalk: walk the level sets of a training loss.
 
-Re-exports the public names; see the submodules for the pieces.
+The public surface, re-exported from the submodules: :func:`walk` and its option groups
+(:class:`Stop`, :class:`Record`, :class:`Tolerance`) and drivers (:class:`Eager`,
+:class:`Chunked`); the pieces a scheme is made of (predictors, correctors, step-size rules,
+directions); the :class:`Problem` protocol; the result. Modules whose names start with ``_`` are
+internal; adapter authors import from :mod:`manifoldwalk.adapter_api`.
 """
 
 from manifoldwalk.correctors import GradientCorrector, NewtonCorrector, authors_corrector
 from manifoldwalk.diagnostics import GradientCheck, check_gradient
 from manifoldwalk.directions import FunctionDirection, MinimiseReg, RandomWalk, TowardTarget
 from manifoldwalk.driver import walk
+from manifoldwalk.drivers import Chunked, Eager
+from manifoldwalk.options import Record, Stop, Tolerance
+from manifoldwalk.predictors import DriftCompensated, TangentPredictor
 from manifoldwalk.problem import Problem, ProblemError, make_problem
 from manifoldwalk.result import STOP_REASONS, WalkResult
 from manifoldwalk.schemes import SCHEMES, Scheme, get_scheme
@@ -17,7 +24,10 @@ __all__ = [
     "STOP_REASONS",
     "SCHEMES",
     "AngleRule",
+    "Chunked",
     "ConstantStep",
+    "DriftCompensated",
+    "Eager",
     "FunctionDirection",
     "GradientCheck",
     "GradientCorrector",
@@ -26,7 +36,11 @@ __all__ = [
     "Problem",
     "ProblemError",
     "RandomWalk",
+    "Record",
     "Scheme",
+    "Stop",
+    "TangentPredictor",
+    "Tolerance",
     "TowardTarget",
     "WalkResult",
     "WalkState",

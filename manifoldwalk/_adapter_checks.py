@@ -17,6 +17,7 @@ __all__ = [
     "EVAL_TASKS",
     "accuracy_shape_error",
     "check_batch_size",
+    "check_callable",
     "check_eval_task",
     "check_examples",
     "check_pair",
@@ -35,6 +36,16 @@ def check_eval_task(task: str) -> None:
     """
     if task not in EVAL_TASKS:
         raise ValueError(f"task must be one of {EVAL_TASKS}, got {task!r}.")
+
+
+def check_callable(name: str, fn: Any) -> None:
+    """Raise unless ``fn`` (the argument ``name``, e.g. ``"loss_fn"``) is callable.
+
+    Raises:
+        TypeError: ``fn`` is not callable.
+    """
+    if not callable(fn):
+        raise TypeError(f"{name} must be callable, got {type(fn).__name__}.")
 
 
 def check_batch_size(batch_size: int | None, what: str) -> int | None:

@@ -204,3 +204,15 @@ def to_numpy(x: Array) -> Any:
 
 DEG = 180.0 / math.pi
 """Degrees per radian."""
+
+
+def to_like(xp: Any, value: Any, like: Array, dtype: Any = None) -> Array:
+    """``value`` (any array) copied into ``like``'s namespace and device, in ``dtype`` (None:
+    bool stays bool, other non-floats become the namespace's default integer)."""
+    host = to_numpy(value)
+    if dtype is None:
+        dtype = xp.bool if host.dtype == np.dtype(bool) else default_dtype(xp, "integral")
+    dev = device_of(like)
+    return (
+        xp.asarray(host, dtype=dtype) if dev is None else xp.asarray(host, dtype=dtype, device=dev)
+    )

@@ -13,7 +13,7 @@ whose ``n_limit`` is 0) takes no step.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,8 @@ import numpy as np
 from manifoldwalk._array import Array, namespace, to_numpy
 from manifoldwalk._chunked import Carry, ChunkHost
 from manifoldwalk.driver import prepare_walk
+from manifoldwalk.drivers import Chunked
+from manifoldwalk.options import Record
 from manifoldwalk.problem import Problem
 from manifoldwalk.result import WalkResult
 
@@ -28,24 +30,12 @@ BatchChunk = Callable[[list[Carry]], list[Carry]]
 """``chunk(carries) -> carries``: up to K steps of every seed at once, one carry per seed."""
 
 
-def _per_seed(value: Any, n: int, name: str, kind: Any) -> list[Any]:
-    """One value for every seed (None, a mapping, or a callable when ``kind`` is
-    ``Callable``), or a sequence of S values, as a list (its length checked by the caller)."""
-    if value is None or isinstance(value, Mapping) or (callable(value) and kind is Callable):
-        return [value] * n
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return list(value)
-    raise ValueError(f"walk_batch: {name} must be one value for every seed or a list of {n}.")
-
-
 def prepare_hosts(
     problems: Sequence[Problem],
     thetas: Sequence[Array] | None,
     *,
-    steps_per_sync: int,
-    steps_per_iteration: int = 1,
-    metrics: Any = None,
-    callback: Any = None,
+    driver: Chunked,
+    record: Record | Sequence[Record] = Record(),
     resume_from: Sequence[WalkResult | None] | None = None,
     check: Callable[[list[Any]], None] | None = None,
     **options: Any,
@@ -55,14 +45,13 @@ def prepare_hosts(
     Args:
         problems: the S problems (at least one).
         thetas: S starting points, or None for each problem's ``theta0``.
-        steps_per_sync: K, the most steps per chunk.
-        steps_per_iteration: M, masked steps per iteration of the device loop.
-        metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s.
-        callback: one callable for every seed, or S callables (or None).
+        driver: K steps per chunk and M masked steps per iteration of the device loop.
+        record: one :class:`~manifoldwalk.Record` for every seed, or S of them.
         resume_from: S results (or None) to resume each seed from.
         check: the adapter's test that the problems can be batched (one model, data of equal
             shapes), called with the list of problems before anything is evaluated; it raises.
-        **options: any other keyword of ``manifoldwalk.walk``, the same for every seed.
+        **options: any other keyword of ``manifoldwalk.walk`` (``scheme``, ``direction``,
+            ``level``, ``tolerance``, ``stop``), the same for every seed.
 
     Returns:
         S hosts, in the order of ``problems``; their ``loop`` is the first seed's device loop
@@ -71,8 +60,13 @@ def prepare_hosts(
     Raises:
         ValueError: no problems, lists of the wrong length, metrics or callbacks given to
             some seeds only, or anything ``manifoldwalk.walk`` refuses.
+        TypeError: ``driver`` not a :class:`~manifoldwalk.Chunked`.
         Exception: what ``check`` raises.
     """
+    if not isinstance(driver, Chunked):
+        raise TypeError(
+            f"walk_batch: driver must be manifoldwalk.Chunked(steps_per_sync=K), got {driver!r}."
+        )
     problems = list(problems)
     n = len(problems)
     if n == 0:
@@ -80,26 +74,28 @@ def prepare_hosts(
     if check is not None:
         check(problems)
     thetas = [p.theta0 for p in problems] if thetas is None else list(thetas)
+    records = [record] * n if isinstance(record, Record) else list(record)
     seeds = {
         "thetas": thetas,
-        "metrics": _per_seed(metrics, n, "metrics", Mapping),
-        "callback": _per_seed(callback, n, "callback", Callable),
+        "record": records,
         "resume_from": [None] * n if resume_from is None else list(resume_from),
     }
     for name, values in seeds.items():
         if len(values) != n:
             raise ValueError(f"walk_batch: {name} has {len(values)} entries for {n} problems.")
-    pairs = zip(seeds["metrics"], seeds["callback"], strict=True)
-    if len({bool(m) or c is not None for m, c in pairs}) > 1:
+    if len({bool(r.metrics) or r.callback is not None for r in records}) > 1:
         raise ValueError(
             "walk_batch: give metrics or a callback to every seed or to none (a batched chunk "
             "pauses at record points for all seeds alike)."
         )
     runs = [
-        prepare_walk(p, th, metrics=m, callback=c, resume_from=r, compile_step=False, **options)
-        for p, th, m, c, r in zip(problems, *seeds.values(), strict=True)
+        prepare_walk(p, th, record=rec, resume_from=r, **options)
+        for p, th, rec, r in zip(problems, *seeds.values(), strict=True)
     ]
-    return [run.host(steps_per_sync, steps_per_iteration=steps_per_iteration) for run in runs]
+    return [
+        run.host(driver.steps_per_sync, steps_per_iteration=driver.steps_per_iteration)
+        for run in runs
+    ]
 
 
 def drive_hosts(hosts: list[ChunkHost], chunk: BatchChunk) -> list[WalkResult]:

@@ -40,12 +40,12 @@ import numpy as np
 
 from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
 from manifoldwalk._compile_cache import value_key
-from manifoldwalk.directions import Direction
 from manifoldwalk._history import describe_vector, row_of
+from manifoldwalk._stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
+from manifoldwalk.directions import Direction
 from manifoldwalk.problem import Problem
 from manifoldwalk.schemes import Scheme
-from manifoldwalk.step import WalkState, make_step
-from manifoldwalk._stops import BEFORE_CALLBACK, LOOK_KEYS, StopRules, host_values, reason_of
+from manifoldwalk.step import WalkState, make_step, select
 
 Put = Callable[[Array, Array, Array, Callable[[], Array]], Array]
 """``put(buffer, i, due, make_row) -> buffer``: where the 0-d bool ``due`` holds, ``buffer``
@@ -241,7 +241,7 @@ class DeviceLoop:
         new = self.body(c, gated, on)
         return Carry(
             *(
-                n if name in ("rows", "points") else _select(xp, go, n, o)
+                n if name in ("rows", "points") else select(xp, go, n, o)
                 for name, n, o in zip(Carry._fields, new, c, strict=True)
             )
         )
@@ -342,7 +342,7 @@ class ChunkHost:
             state=state,
             good_at=xp.zeros_like(count) - 1,
             code=xp.zeros_like(count),
-            pause=xp.zeros_like(state.has_p),
+            pause=xp.zeros_like(state.predictor.started),
             n_done=xp.zeros_like(count),
             n_limit=_count_like(count, loop.steps),
             last_rec=xp.zeros_like(count) + rec.last_recorded,
@@ -452,13 +452,6 @@ def put_by_mask(buffer: Array, i: Array, due: Array, make_row: Callable[[], Arra
     index = xp.arange(buffer.shape[0]) if dev is None else xp.arange(buffer.shape[0], device=dev)
     hit = (index == i) & due
     return xp.where(hit[:, None], xp.astype(make_row(), buffer.dtype)[None, :], buffer)
-
-
-def _select(xp: Any, go: Array, new: Any, old: Any) -> Any:
-    """``where(go, new, old)`` over an array or a NamedTuple of arrays (a WalkState)."""
-    if isinstance(new, tuple):
-        return type(new)(*(_select(xp, go, a, b) for a, b in zip(new, old, strict=True)))
-    return xp.where(go, new, old)
 
 
 def _unbuffered(carry: Carry) -> Carry:

@@ -76,9 +76,13 @@ def describe_values(problem: Problem, state: WalkState) -> tuple[Array, ...]:
         angle_from_rejection(xp, rejection, state.grad_sq, gr_g) * DEG,
         lam,
         kkt,
-        state.eta_p,
-        state.eta_c,
-        xp.where(state.has_p, angle_between(xp, state.pred, state.dir_p) * DEG, 0.0),
+        state.predictor.eta,
+        getattr(state.corrector, "eta", xp.zeros_like(state.loss)),  # 0: no step size (Newton)
+        xp.where(
+            state.predictor.started,
+            angle_between(xp, state.pred, state.predictor.direction) * DEG,
+            0.0,
+        ),
     )
 
 

@@ -91,13 +91,15 @@ class StopRules:
         # stationarity is ‖pred‖/‖r‖, finite exactly where the direction r is (0 for r = 0):
         # a scalar test that catches a NaN ∇R or direction before θ steps along it
         finite = xp.isfinite(s.loss) & xp.isfinite(s.grad_sq) & xp.isfinite(s.stationarity)
-        reached = direction.reached(s.theta) if self.has_reached else xp.zeros_like(s.has_p)
+        reached = (
+            direction.reached(s.theta) if self.has_reached else xp.zeros_like(s.predictor.started)
+        )
         return (
             dev * dev <= s.tau,
             ~finite,
             xp.sqrt(s.grad_sq),
             s.stationarity,
-            s.n_stall,
+            s.predictor.n_stall,
             s.n_consec_corr,
             s.n_predictor,
             s.n_corrector,

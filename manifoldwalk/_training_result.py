@@ -1,11 +1,13 @@
-"""Framework-free pieces of the adapters' training loops (``manifoldwalk_*.training``).
+"""Framework-free pieces of the paper's training loops (``manifoldwalk_*.paper.training``).
 
-The PyTorch, JAX and Keras loops share their result type, their argument checks and their
-per-epoch bookkeeping; these live here, in numpy only, so that the three stay the same.
+The PyTorch, JAX and Keras loops share their result type, their argument checks, the epoch
+loop with its shuffling and its per-epoch bookkeeping; these live here, in numpy only, so that
+the three stay the same and shuffle identically for a given seed.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,8 @@ __all__ = [
     "check_train_options",
     "check_train_set",
     "end_epoch",
+    "prepare_training",
+    "run_epochs",
     "unpack_train_data",
 ]
 
@@ -31,7 +35,7 @@ TASKS = ("classification", "regression")
 
 @dataclass
 class TrainResult:
-    """What the adapters' ``train`` returns (the same fields in PyTorch, JAX and Keras).
+    """What the paper's ``train`` loops return (the same fields in PyTorch, JAX and Keras).
 
     Attributes:
         model: The trained model (PyTorch, Keras: the one passed in, trained in place; JAX: the
@@ -156,3 +160,76 @@ def end_epoch(
     if progress is not None:
         progress(epoch, epochs, epoch_loss)
     return bool(callback is not None and callback(epoch, model, epoch_loss))
+
+
+def prepare_training(
+    data: Any, task: str | None, epochs: int, batch_size: int, weight_decay: float, reg: str
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Unpack a loop's training data and check its options (the start of every loop).
+
+    Args:
+        data: A Dataset-like object or an ``(x, y)`` pair (see :func:`unpack_train_data`).
+        task: The task asked for, or None to take the dataset's.
+        epochs: Passes over the training set.
+        batch_size: Minibatch size.
+        weight_decay: λ.
+        reg: The regulariser's name.
+
+    Returns:
+        ``(x, y, task)``: the inputs and targets as numpy arrays, and the task.
+
+    Raises:
+        ValueError: As :func:`check_train_options` and :func:`check_train_set`.
+    """
+    x, y, data_task = unpack_train_data(data)
+    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
+    check_train_set(x, y)
+    return x, y, task
+
+
+def run_epochs(
+    result: TrainResult,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    order: Callable[[np.ndarray], Any],
+    step: Callable[[Any], Any],
+    current: Callable[[], Any],
+    progress: Callable[[int, int, float], None] | None,
+    callback: Callable[[int, Any, float], bool | None] | None,
+) -> None:
+    """Run a loop's epochs: shuffle, step through the minibatches, record each epoch.
+
+    Every epoch draws a permutation of the ``result.n_train`` examples from
+    ``numpy.random.default_rng(seed)`` (one generator for the whole run, so the three frameworks
+    see the same minibatches), hands it to ``order`` once and ``step`` each slice of
+    ``batch_size`` (the last may be smaller). The summed losses stay in the framework until the
+    epoch ends, where one ``float`` brings their total to the host. Sets ``result.wall_time``.
+
+    Args:
+        result: The result being filled (its ``n_train`` set, at least 1).
+        epochs: The epochs asked for.
+        batch_size: Minibatch size.
+        seed: Seeds the shuffling.
+        order: Turns the epoch's int64 permutation into what ``step`` slices (e.g. a tensor on
+            the device).
+        step: Takes one Adam step on the minibatch of the given indices and returns its summed
+            data loss (mean loss × batch size), a framework scalar.
+        current: Returns what the callback receives (the model, or the current parameters).
+        progress: Called as ``progress(epoch, epochs, epoch_loss)``, if given.
+        callback: Called as ``callback(epoch, current(), epoch_loss)``; ``True`` stops training.
+    """
+    n = result.n_train
+    rng = np.random.default_rng(seed)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        perm = order(rng.permutation(n))
+        total = None
+        for lo in range(0, n, batch_size):
+            loss = step(perm[lo : lo + batch_size])
+            total = loss if total is None else total + loss
+        epoch_loss = float(total) / n
+        if end_epoch(result, epoch, epochs, epoch_loss, current(), progress, callback):
+            break
+    result.wall_time = time.perf_counter() - start

@@ -108,8 +108,9 @@ def _table(args: argparse.Namespace) -> int:
 
 
 def _add_reproduce(sub) -> None:
+    from manifoldwalk.experiments.backend import BACKENDS
+    from manifoldwalk.experiments.config import BUDGETS, SCHEMES, WD_REGS
     from manifoldwalk.experiments.definitions import EXPERIMENTS
-    from manifoldwalk.experiments.runner import BACKENDS, BUDGETS, SCHEMES, WD_REGS
 
     rep = sub.add_parser(
         "reproduce",

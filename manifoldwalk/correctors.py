@@ -1,46 +1,54 @@
-"""Correctors: steps that bring θ back onto the level set {L = L0}.
+"""Correctors: steps that bring θ back onto the level set {L = L0}, each owning its state.
 
-A corrector maps (θ, L − L0, ∇L, ‖∇L‖², the last unit predictor direction, its
-own step size and last unit direction) to a displacement and its updated step
-size and direction. Correctors are pure array functions.
+A corrector is a small piece in the manner of optax's transformations: :meth:`Corrector.init`
+returns its state (a NamedTuple of arrays, empty for a corrector without memory) and
+:meth:`Corrector.correct` maps the state and the point (L − L0, ∇L, ‖∇L‖², the last unit
+predictor direction) to a displacement and the new state. Both are pure array functions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from manifoldwalk._array import Array, dot, inverse, namespace, safe_divide
+from manifoldwalk._array import Array, dot, inverse, namespace, safe_divide, scalar_like
 from manifoldwalk.step_sizes import AngleRule, ConstantStep, StepRule
-
-
-class Correction(NamedTuple):
-    """A corrector's output: the displacement and its updated step size and direction."""
-
-    delta: Array
-    eta: Array
-    direction: Array
 
 
 class Corrector(Protocol):
     """What the engine needs from a corrector."""
 
     name: str
-    eta_init: float
-    """Initial corrector step size (unused by step-size-free correctors)."""
+    """The corrector's name, recorded in a result's options."""
 
-    def __call__(
-        self,
-        deviation: Array,
-        grad: Array,
-        grad_sq: Array,
-        dir_p: Array,
-        eta: Array,
-        dir_prev: Array,
-        has_prev: Array,
-    ) -> Correction:
-        """The correction at a point with ``L − L0 = deviation`` and gradient ``grad``."""
+    def init(self, theta: Array) -> Any:
+        """The state before the first corrector step, on θ's device and in its dtype."""
         ...
+
+    def correct(self, state: Any, deviation: Array, point: Any, dir_p: Array) -> tuple[Array, Any]:
+        """The displacement at a point with ``L − L0 = deviation`` and the new state.
+
+        Args:
+            state: the corrector's state.
+            deviation: L − L0 at the point (0-d).
+            point: the point's data (fields of :class:`~manifoldwalk.step.PointData`:
+                ``grad``, ``grad_sq``, ...).
+            dir_p: the last unit predictor direction (zeros before the first).
+        """
+        ...
+
+
+class GradientState(NamedTuple):
+    """The state of a :class:`GradientCorrector`: the step size η_c, the last unit corrector
+    direction (zeros before the first) and whether there was one."""
+
+    eta: Array
+    direction: Array
+    started: Array
+
+
+class NoState(NamedTuple):
+    """The state of a piece without memory (e.g. :class:`NewtonCorrector`)."""
 
 
 @dataclass(frozen=True)
@@ -67,13 +75,19 @@ class GradientCorrector:
     name: str = "paper"
     cap: bool = True
 
-    @property
-    def eta_init(self) -> float:
-        """Initial corrector step size."""
-        return self.step_rule.eta_init
-
-    def __call__(self, deviation, grad, grad_sq, dir_p, eta, dir_prev, has_prev) -> Correction:
+    def init(self, theta: Array) -> GradientState:
         """See :class:`Corrector`."""
+        xp = namespace(theta)
+        started = scalar_like(False, theta, dtype=xp.bool)
+        return GradientState(
+            scalar_like(self.step_rule.eta_init, theta), xp.zeros_like(theta), started
+        )
+
+    def correct(
+        self, state: GradientState, deviation: Array, point: Any, dir_p: Array
+    ) -> tuple[Array, GradientState]:
+        """See :class:`Corrector`."""
+        grad, grad_sq = point.grad, point.grad_sq
         xp = namespace(grad)
         # ∇D = 2(L − L0)∇L, so d̂_c = sign(L − L0)·v/‖v‖ with v the rejection of ∇L from
         # d̂_p: scalars first, so each vector is touched once.
@@ -86,12 +100,15 @@ class GradientCorrector:
         # arrays of θ's dtype (two Python floats would make a float64 and promote θ).
         one = xp.ones_like(deviation)
         scale = xp.where(deviation < 0, -one, one) * inverse(xp, xp.sqrt(v_sq))  # unit = scale·v
-        eta_new = self.step_rule.update(eta, dot(xp, v, dir_prev) * scale, has_prev)
+        eta_new = self.step_rule.update(
+            state.eta, dot(xp, v, state.direction) * scale, state.started
+        )
         length = eta_new
         if self.cap:  # at most |L − L0|/|∇L·unit| = |L − L0|/(‖v‖²·|scale|)
             reach = safe_divide(xp, xp.abs(deviation), v_sq * xp.abs(scale))
             length = xp.where(reach > 0, xp.minimum(eta_new, reach), eta_new)
-        return Correction((-length * scale) * v, eta_new, scale * v)
+        new = GradientState(eta_new, scale * v, xp.ones_like(state.started))
+        return (-length * scale) * v, new
 
 
 def authors_corrector(eta: float = 1e-4) -> GradientCorrector:
@@ -108,12 +125,17 @@ class NewtonCorrector:
     """
 
     name: str = "newton"
-    eta_init: float = 0.0
 
-    def __call__(self, deviation, grad, grad_sq, dir_p, eta, dir_prev, has_prev) -> Correction:
+    def init(self, theta: Array) -> NoState:
+        """See :class:`Corrector`: Newton's step has no memory."""
+        return NoState()
+
+    def correct(
+        self, state: NoState, deviation: Array, point: Any, dir_p: Array
+    ) -> tuple[Array, NoState]:
         """See :class:`Corrector`."""
-        xp = namespace(grad)
-        return Correction(-safe_divide(xp, deviation, grad_sq) * grad, eta, dir_prev)
+        xp = namespace(point.grad)
+        return -safe_divide(xp, deviation, point.grad_sq) * point.grad, state
 
 
 CORRECTORS = {"paper": GradientCorrector, "authors": authors_corrector, "newton": NewtonCorrector}
@@ -134,6 +156,9 @@ def get_corrector(spec: str | Corrector) -> Corrector:
                 f"unknown corrector {spec!r}; choose one of {', '.join(sorted(CORRECTORS))} "
                 "or pass a Corrector object."
             ) from None
-    if not callable(spec):
-        raise ValueError(f"corrector must be a name or a Corrector, got {type(spec).__name__}.")
+    if not (callable(getattr(spec, "init", None)) and callable(getattr(spec, "correct", None))):
+        raise ValueError(
+            f"corrector must be a name or a Corrector (with init and correct), got "
+            f"{type(spec).__name__}."
+        )
     return spec

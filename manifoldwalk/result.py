@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from manifoldwalk._array import Array, namespace, to_numpy
-from manifoldwalk.step import WalkState, cos_between
+from manifoldwalk import _state_io
+from manifoldwalk._array import Array, to_numpy
+from manifoldwalk.step import WalkState
 
 STOP_REASONS = {
     "stationary": "stationary: the KKT residual ‖∇R + λ∇L‖/‖∇R‖ fell below kkt_tol",
@@ -92,11 +93,11 @@ class WalkResult:
             arrays["trajectory"] = to_numpy(self.trajectory)
         for name, column in self.history.items():
             arrays[f"history/{name}"] = np.asarray(column)
-        if self.state is not None:
-            for name, value in self.state._asdict().items():
-                arrays[f"state/{name}"] = to_numpy(value)
         meta = {k: getattr(self, k) for k in _SCALAR_FIELDS}
         meta["options"] = self.options
+        if self.state is not None:
+            state_arrays, meta["state_layout"] = _state_io.flatten(self.state)
+            arrays.update({f"state/{k}": v for k, v in state_arrays.items()})
         arrays["meta"] = np.array(json.dumps(meta))
         with open(path, "wb") as f:
             np.savez(f, **arrays)
@@ -114,14 +115,14 @@ class WalkResult:
             meta = json.loads(str(data["meta"]))
             history = {k[8:]: data[k] for k in data.files if k.startswith("history/")}
             state_items = {k[6:]: data[k] for k in data.files if k.startswith("state/")}
-            if state_items:  # files from before drift compensation lack its two fields
-                state_items.setdefault("drift", np.zeros(()))
-                state_items.setdefault("eta_sq_sum", np.zeros(()))
-                if "cos_p" not in state_items:  # nor from before the state carried cos_p
-                    items = [state_items[k] for k in ("pred", "pred_norm", "dir_p")]
-                    state_items["cos_p"] = cos_between(namespace(items[0]), *items)
-                state_items.pop("reg_grad", None)  # which it no longer carries
-            state = WalkState(**state_items) if state_items else None
+            layout = meta.pop("state_layout", None)
+            if layout is not None:
+                state = _state_io.unflatten(state_items, layout)
+            elif state_items:  # a file whose state was one flat record
+                corrector = meta.get("options", {}).get("corrector")
+                state = _state_io.from_flat_fields(state_items, corrector)
+            else:
+                state = None
             trajectory = data["trajectory"] if "trajectory" in data.files else None
             theta = data["theta"]
         options = meta.pop("options")

@@ -11,6 +11,7 @@ figures and how each differs from the paper).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from manifoldwalk._checks import is_count
@@ -21,59 +22,61 @@ from manifoldwalk.correctors import (
     authors_corrector,
     get_corrector,
 )
+from manifoldwalk.predictors import DriftCompensated, Predictor, TangentPredictor
 from manifoldwalk.step_sizes import AngleRule, StepRule
 
 
 @dataclass(frozen=True)
 class Scheme:
-    """A predictor/corrector combination.
+    """A named predictor/corrector combination.
 
     Attributes:
         name: the scheme's name.
-        corrector: the corrector piece.
-        predictor_step: the predictor's step-size rule.
-        reset_after_corrector: set η_p to its floor after every corrector step (paper, authors).
+        predictor: the predictor piece (:mod:`manifoldwalk.predictors`), e.g. a
+            :class:`~manifoldwalk.predictors.TangentPredictor`, or one wrapped in
+            :class:`~manifoldwalk.predictors.DriftCompensated`.
+        corrector: the corrector piece (:mod:`manifoldwalk.correctors`).
         max_corrector_steps: consecutive corrector steps after which the walk stops as failed.
-        drift_gain: drift compensation (0: off, the paper's pure tangent predictor). Each
-            predictor step adds η_p²·w, where w is learnt from the corrector steps: each one,
-            δ, adds ``drift_gain``·δ/Ση_p² (the η_p² of the predictor steps it undoes). The
-            predictor then anticipates the return to the level set that the corrector would
-            otherwise make in separate evaluations. In (0, 1]; 0.5 is measured best.
-        drift_cap: the added η_p²·w is at most ``drift_cap``·η_p long.
 
     Raises:
-        ValueError: ``drift_gain`` outside [0, 1] or ``drift_cap`` not positive.
+        ValueError: ``max_corrector_steps`` not a positive integer.
     """
 
     name: str
+    predictor: Predictor
     corrector: Corrector
-    predictor_step: StepRule
-    reset_after_corrector: bool
     max_corrector_steps: int
-    drift_gain: float = 0.0
-    drift_cap: float = 0.5
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.drift_gain <= 1.0:
+        if not is_count(self.max_corrector_steps):
             raise ValueError(
-                f"Scheme {self.name!r}: drift_gain must lie in [0, 1] (0 turns drift "
-                f"compensation off), got {self.drift_gain}."
+                f"Scheme {self.name!r}: max_corrector_steps must be a positive integer, got "
+                f"{self.max_corrector_steps!r}."
             )
-        if not self.drift_cap > 0.0:
-            raise ValueError(f"Scheme {self.name!r}: drift_cap must be > 0, got {self.drift_cap}.")
+
+    @property
+    def drift_gain(self) -> float:
+        """The drift compensation's gain (0 where the predictor does not compensate)."""
+        return float(getattr(self.predictor, "gain", 0.0))
+
+    @property
+    def drift_cap(self) -> float | None:
+        """The drift compensation's cap (None where the predictor does not compensate)."""
+        return getattr(self.predictor, "cap", None)
 
     def replace(self, **changes: object) -> Scheme:
-        """A copy with some fields changed."""
+        """A copy with some fields changed (``name``, ``predictor``, ``corrector``,
+        ``max_corrector_steps``)."""
         return dataclasses.replace(self, **changes)
 
 
 def paper_scheme() -> Scheme:
     """The paper's scheme as written: angle rule on both the predictor and the corrector."""
+    rule = AngleRule(eta_init=1e-4, eta_min=1e-4, eta_max=0.1)
     return Scheme(
         name="paper",
+        predictor=TangentPredictor(rule, reset_after_corrector=True),
         corrector=GradientCorrector(),
-        predictor_step=AngleRule(eta_init=1e-4, eta_min=1e-4, eta_max=0.1),
-        reset_after_corrector=True,
         max_corrector_steps=10_000,
     )
 
@@ -85,13 +88,13 @@ def authors_scheme() -> Scheme:
 
 def default_scheme() -> Scheme:
     """The library's default: Newton corrector, a looser and faster angle rule, no reset."""
+    rule = AngleRule(
+        threshold_deg=15.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=1.0
+    )
     return Scheme(
         name="default",
+        predictor=TangentPredictor(rule),
         corrector=NewtonCorrector(),
-        predictor_step=AngleRule(
-            threshold_deg=15.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=1.0
-        ),
-        reset_after_corrector=False,
         max_corrector_steps=100,
     )
 
@@ -101,19 +104,18 @@ def compensated_scheme() -> Scheme:
 
     The fewest gradient evaluations measured on the paper's nets (docs/schemes.md): each
     predictor step also makes the correction the corrector keeps having to make (see
-    :class:`Scheme`'s ``drift_gain``), so longer predictor steps stay near the level set.
+    :class:`~manifoldwalk.predictors.DriftCompensated`), so longer predictor steps stay near
+    the level set.
     """
+    rule = AngleRule(
+        threshold_deg=45.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=0.2
+    )
     return default_scheme().replace(
-        name="compensated",
-        predictor_step=AngleRule(
-            threshold_deg=45.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=0.2
-        ),
-        drift_gain=0.5,
-        drift_cap=0.5,
+        name="compensated", predictor=DriftCompensated(TangentPredictor(rule), gain=0.5, cap=0.5)
     )
 
 
-SCHEMES = {
+SCHEMES: dict[str, Callable[[], Scheme]] = {
     "default": default_scheme,
     "paper": paper_scheme,
     "authors": authors_scheme,
@@ -173,17 +175,16 @@ def get_scheme(
                 f"{predictor_step!r}; for a constant step pass predictor_step=ConstantStep(eta) "
                 "(manifoldwalk.ConstantStep), or an AngleRule(...)."
             )
-        scheme = scheme.replace(predictor_step=predictor_step)
+        scheme = scheme.replace(predictor=scheme.predictor.with_step_rule(predictor_step))
     if eta_min is not None or eta_max is not None:
-        rule = scheme.predictor_step
+        rule = scheme.predictor.step_rule
         if not isinstance(rule, AngleRule):
             raise ValueError("eta_min/eta_max apply to an AngleRule predictor step only.")
         lo = rule.eta_min if eta_min is None else eta_min
         hi = rule.eta_max if eta_max is None else eta_max
         init = min(max(rule.eta_init, lo), hi)
-        scheme = scheme.replace(
-            predictor_step=dataclasses.replace(rule, eta_min=lo, eta_max=hi, eta_init=init)
-        )
+        rule = dataclasses.replace(rule, eta_min=lo, eta_max=hi, eta_init=init)
+        scheme = scheme.replace(predictor=scheme.predictor.with_step_rule(rule))
     if eta_c is not None:
         corr = scheme.corrector
         if not isinstance(corr, GradientCorrector):

@@ -1,9 +1,10 @@
 """The paper's experiments: definitions, runs with resumable run directories, Table I.
 
 Nothing here imports a framework at module level; runs load a backend by name
-(:func:`~manifoldwalk.experiments.runner.load_backend`).
+(:func:`~manifoldwalk.experiments.backend.load_backend`).
 """
 
+from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.experiments.definitions import (
     EXPERIMENTS,
     WD_LAMBDAS,
@@ -11,7 +12,7 @@ from manifoldwalk.experiments.definitions import (
     PaperRow,
     get_experiment,
 )
-from manifoldwalk.experiments.runner import RunConfig, run_experiment, run_seed
+from manifoldwalk.experiments.runner import run_experiment, run_seed
 from manifoldwalk.experiments.table import build_table, format_table
 
 __all__ = [

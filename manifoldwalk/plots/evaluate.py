@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from manifoldwalk.experiments import runner
+from manifoldwalk.experiments._seed import build_net, load_data
+from manifoldwalk.experiments.backend import load_backend
+from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.plots.runs import SeedRun
 
 __all__ = ["SeedProblem", "rebuild"]
@@ -132,20 +134,17 @@ def rebuild(run: SeedRun, *, device: str = "cpu", threads: int | None = None) ->
         ValueError: For a device the framework cannot use.
         manifoldwalk.datasets.DatasetError: When the dataset's files are missing.
     """
-    fields = {f.name for f in dataclasses.fields(runner.RunConfig)}
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
     options = {k: v for k, v in run.config["options"].items() if k in fields}
     for key in ("seeds", "wd_lambdas"):
         if isinstance(options.get(key), list):
             options[key] = tuple(options[key])
-    config = runner.RunConfig(**options)
+    config = RunConfig(**options)
     spec = config.spec
-    backend = runner.load_backend(config.backend)
+    backend = load_backend(config.backend)
     backend.configure(device=device, threads=threads)
-    ds = runner._load_data(config, spec, run.seed)
-    shape, n_out = ds.x_train.shape[1:], ds.n_classes or ds.y_train.shape[1]
-    model = backend.build_net(
-        spec.net, shape, n_out, hidden=spec.hidden, seed=run.seed, dtype=spec.dtype
-    )
+    ds = load_data(config, spec, run.seed)
+    model = build_net(backend, spec, ds, run.seed)
     problem = backend.make_problem(model, ds.x_train, ds.y_train, task=spec.task)
     return SeedProblem(
         seed=run.seed,

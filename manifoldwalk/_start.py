@@ -1,0 +1,107 @@
+"""The start of a walk: checks of θ0 and the direction, the first evaluation, the projection
+onto a given level, and naming what is not finite."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from manifoldwalk._array import Array, namespace, safe_divide, to_host, zero_count
+from manifoldwalk.directions import Direction
+from manifoldwalk.options import Tolerance
+from manifoldwalk.problem import Problem, ProblemError
+from manifoldwalk.schemes import Scheme
+from manifoldwalk.step import PointData, WalkState, as_scalar, init_state, make_evaluate
+
+
+def check_direction(direction: Direction, problem: Problem, theta0: Array) -> None:
+    """Evaluate the direction once at θ0 and check its shape (a wrong one fails, or worse
+    broadcasts silently, inside the step)."""
+    target = getattr(direction, "target", None)
+    if target is not None and tuple(np.shape(target)) != tuple(theta0.shape):
+        raise ProblemError(
+            f"{type(direction).__name__}'s target has shape {tuple(np.shape(target))} but θ0 has "
+            f"shape {tuple(theta0.shape)}; give a target point of θ0's shape."
+        )
+    r = direction(theta0, problem.reg_grad(theta0), zero_count(theta0))
+    shape = getattr(r, "shape", None)
+    if shape is None or tuple(shape) != tuple(theta0.shape):
+        got = f"a {type(r).__name__}" if shape is None else f"shape {tuple(shape)}"
+        raise ProblemError(
+            f"the direction {type(direction).__name__} must return an array of θ's shape "
+            f"{tuple(theta0.shape)}, got {got}."
+        )
+
+
+def start(
+    problem: Problem,
+    direction: Direction,
+    scheme: Scheme,
+    theta0: Array,
+    level: float | None,
+    tolerance: Tolerance,
+    singular_tol: float,
+) -> WalkState:
+    """Evaluate θ0, project it onto {L = level} if a level is given, and build the state."""
+    xp = namespace(theta0)
+    evaluate = make_evaluate(problem, direction)
+    zero = zero_count(theta0)
+    point = evaluate(theta0, zero)
+    reg0 = as_scalar(problem.reg(theta0), theta0)
+    loss0, gnorm0, reg0, stat0 = to_host(
+        point.loss, xp.sqrt(point.grad_sq), reg0, point.stationarity
+    )
+    if not (np.isfinite(loss0) and np.isfinite(gnorm0) and np.isfinite(stat0)):
+        which = what_is_not_finite(problem, direction, theta0, point)
+        raise ProblemError(f"{which} at θ0 holds NaN or inf (L = {loss0}).")
+    if not np.isfinite(reg0):
+        raise ProblemError(f"the regulariser at θ0 is not finite (R = {reg0}).")
+    if gnorm0 <= singular_tol:
+        raise ProblemError(
+            f"‖∇L(θ0)‖ = {gnorm0:.3g} vanishes: θ0 is a critical point of L (an exact minimum?) "
+            "and the level set is singular there, so there is no tangent space to walk in. "
+            "Start from a point with L slightly above its minimum (e.g. stop training earlier)."
+        )
+    target = loss0 if level is None else float(level)
+    tau_abs = tolerance.absolute(target)
+    theta, n_evals = theta0, 1
+    if level is not None:
+        theta, point, n_evals = project(evaluate, theta0, point, target, tau_abs, singular_tol)
+    return init_state(problem, direction, scheme, theta, target, tau_abs, n_evals, point)
+
+
+def project(evaluate, theta, point: PointData, level: float, tau: float, singular_tol: float):
+    """Newton steps from θ onto {L = level} until (L − level)² ≤ τ."""
+    xp = namespace(theta)
+    zero = zero_count(theta)
+    for n_evals in range(1, 101):
+        loss, gnorm = to_host(point.loss, xp.sqrt(point.grad_sq))
+        if (loss - level) ** 2 <= tau:
+            return theta, point, n_evals
+        if not (np.isfinite(loss) and gnorm > singular_tol):
+            break
+        theta = theta - safe_divide(xp, point.loss - level, point.grad_sq) * point.grad
+        point = evaluate(theta, zero)
+    raise ProblemError(
+        f"could not project θ0 onto the level set {{L = {level}}}: after {n_evals} Newton steps "
+        f"L = {loss:.6g}, ‖∇L‖ = {gnorm:.3g}. Is the level reachable from θ0 (above the "
+        "minimum of L, below where ∇L vanishes)?"
+    )
+
+
+def what_is_not_finite(
+    problem: Problem, direction: Direction, theta: Array, point: PointData | WalkState
+) -> str:
+    """Which of L, ∇L, ∇R or the direction is NaN or inf at θ, where ``point`` (θ's
+    evaluation) failed the finiteness test (looked at once, at the start or the stop: the
+    step's look tests only scalars)."""
+    xp = namespace(theta)
+    loss_ok, grad_ok = to_host(xp.isfinite(point.loss), xp.isfinite(point.grad_sq))
+    if not loss_ok:
+        return "the loss L"
+    if not grad_ok:
+        return "the loss's gradient ∇L"
+    # the loss is finite: the direction r was not (the look's stationarity test)
+    (reg_grad_ok,) = to_host(xp.all(xp.isfinite(problem.reg_grad(theta))))
+    if not reg_grad_ok:
+        return "the regulariser's gradient ∇R"
+    return f"the direction of interest ({type(direction).__name__})"

@@ -1,0 +1,308 @@
+"""The walk of a seed (or of several seeds batched), in checkpointed segments.
+
+A walk runs in segments of ``checkpoint_every`` predictor steps (a multiple of
+``save_every``); after each segment its θs (``walk/thetas-<n>.npz``), its checkpoint
+(``walk/checkpoint.npz``) and ``metrics.csv`` are saved, so an interrupted walk continues from
+its last checkpoint on the same path the uninterrupted walk takes. :func:`walk_seeds` runs that
+loop for one seed or for several seeds batched by the backend; :func:`walk_segment` is the one
+place that calls :func:`manifoldwalk.walk` or the backend's ``walk_batch`` and spells out the
+walk's keyword options.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from manifoldwalk._array import to_numpy
+from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._seed import Seed, Stage, damaged
+from manifoldwalk.experiments.config import RunConfig
+from manifoldwalk.experiments.definitions import Experiment
+from manifoldwalk.experiments.progress import ProgressBar
+
+__all__ = ["SeedWalk", "walk_seeds", "walk_segment", "write_metrics"]
+
+
+def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[str, Callable]:
+    """``test_loss`` and ``test_<metric>`` callables sharing one evaluation per θ.
+
+    The test set is moved into the framework (and onto the device) once, here, not at every
+    record.
+    """
+    memo: dict[str, Any] = {"theta": None, "value": None}
+    x_test, y_test = backend.held_out(problem, ds.x_test, ds.y_test)
+
+    def evaluate(theta: Any) -> dict[str, float]:
+        if memo["theta"] is not theta:
+            memo["theta"] = theta
+            memo["value"] = problem.evaluate(theta, x_test, y_test, task=task)
+        return memo["value"]
+
+    key = "accuracy" if task == "classification" else "mse"
+    return {
+        "test_loss": lambda t: evaluate(t)["loss"],
+        f"test_{key}": lambda t: evaluate(t)[key],
+    }
+
+
+def write_metrics(d: Path, history: dict[str, np.ndarray], n_train: int, metric: str) -> None:
+    """Write the walk's ``metrics.csv`` from its history (one row a record).
+
+    Args:
+        d: The seed's run directory.
+        history: The walk's history (with ``test_loss`` and ``test_<metric>``).
+        n_train: Training examples (an evaluation's example gradients).
+        metric: ``"accuracy"`` or ``"mse"``.
+    """
+    n = len(history["step"])
+    cols = {
+        "step": history["step"],
+        "n_predictor": history["n_predictor"],
+        "n_corrector": history["n_corrector"],
+        "n_grad_evals": history["n_grad_evals"],
+        "example_grads": history["n_grad_evals"] * n_train,
+        "train_loss": history["loss"],
+        "deviation": history["deviation"],
+        "reg": history["reg"],
+        "angle": history["angle"],
+        "kkt": history["kkt"],
+        "eta_p": history["eta_p"],
+        "test_loss": history["test_loss"],
+        f"test_{metric}": history[f"test_{metric}"],
+    }
+    ints = {"step", "n_predictor", "n_corrector", "n_grad_evals", "example_grads"}
+    rows = [[int(cols[c][i]) if c in ints else float(cols[c][i]) for c in cols] for i in range(n)]
+    rundir.atomic_write_csv(d / "metrics.csv", list(cols), rows)
+
+
+def _load_checkpoint(d: Path) -> Any:
+    """The walk's last checkpoint in run directory ``d`` (a WalkResult), or None."""
+    import manifoldwalk as mw
+
+    ckpt = d / "walk" / "checkpoint.npz"
+    if not ckpt.exists():
+        return None
+    try:
+        prev = mw.WalkResult.load(ckpt)
+    except Exception as err:  # a truncated zip raises BadZipFile, EOFError, ValueError…
+        damaged(ckpt, err, "walking again from phase 1's θ0")
+        return None
+    for path in sorted((d / "walk").glob("thetas-*.npz")):
+        err = rundir.npz_error(path)
+        if err is not None:  # the saved path has a hole: the walk is redone (it is seeded)
+            damaged(path, err, "walking again from phase 1's θ0")
+            return None
+    return prev
+
+
+def _needs_segment(config: RunConfig, spec: Experiment, prev: Any) -> bool:
+    """Whether the walk has another checkpointed segment to run after ``prev``."""
+    if prev is None:
+        return True
+    if config.budget == "total":
+        return False
+    return prev.stop_reason == "max_steps" and prev.n_predictor < spec.max_steps
+
+
+def _segment_end(config: RunConfig, spec: Experiment, prev: Any) -> int:
+    """Where the next checkpointed segment after ``prev`` (None: the first) ends: its last
+    predictor step, or with a ``"total"`` budget the walk's whole budget of steps (one
+    segment)."""
+    if config.budget == "total":
+        return spec.max_steps
+    every = config.save_every
+    seg = max(every, (config.checkpoint_every // every) * every)
+    n0 = 0 if prev is None else prev.n_predictor
+    return min(spec.max_steps, (n0 // seg + 1) * seg)
+
+
+@dataclass
+class SeedWalk:
+    """One seed's walk in progress: its last segment's result and its recording.
+
+    Attributes:
+        seed: The seed, after its phase 1.
+        prev: The WalkResult of its last segment (None before the first).
+        metrics: The test-set metrics recorded with the history.
+        bar: Its progress bar.
+        progress: The walk's callback moving the bar.
+    """
+
+    seed: Seed
+    prev: Any
+    metrics: dict[str, Callable]
+    bar: ProgressBar
+    progress: Callable[[dict], None]
+
+
+def walk_segment(
+    config: RunConfig,
+    backend: ModuleType,
+    spec: Experiment,
+    walks: list[SeedWalk],
+    end: int,
+    *,
+    batched: bool,
+) -> list[Any]:
+    """Run the next segment of each walk, from its last result to ``end``.
+
+    The one place that calls :func:`manifoldwalk.walk` and the backend's ``walk_batch`` and
+    that spells out their keyword options.
+
+    Args:
+        config: The configuration (scheme, budget, save interval).
+        backend: The experiment backend module.
+        spec: The experiment (step sizes, threshold, record interval).
+        walks: The walks, all of whose next segments end at ``end``.
+        end: Where the segment ends (see :func:`_segment_end`).
+        batched: Walk them together through ``backend.walk_batch``; otherwise one by one
+            through :func:`manifoldwalk.walk`.
+
+    Returns:
+        The segments' WalkResults, in the order of ``walks``.
+    """
+    import manifoldwalk as mw
+
+    total = config.budget == "total"
+    # the authors' step sizes belong to the gradient-corrector schemes; the Newton ones keep
+    # their own
+    gradient = config.scheme in ("authors", "paper")
+    step_sizes = {"eta_min": spec.eta_min, "eta_c": spec.eta_c} if gradient else {}
+    options = dict(
+        scheme=config.scheme,
+        # a total budget counts every step: no predictor-step limit, the walk stops at ``end``
+        max_steps=10**12 if total else end,
+        max_total_steps=end if total else None,
+        **step_sizes,
+        tau=spec.tau,
+        record_every=spec.record_every,
+        trajectory_every=config.save_every,
+    )
+    if batched:
+        return backend.walk_batch(
+            [w.seed.problem for w in walks],
+            [w.seed.theta0 for w in walks],
+            metrics=[w.metrics for w in walks],
+            callback=[w.progress for w in walks],
+            resume_from=[w.prev for w in walks],
+            steps_per_sync=spec.record_every,
+            **options,
+        )
+    # the compiled driver, K steps per host synchronisation with K the record interval, for a
+    # backend that asks for it (``COMPILED_WALKS``); the eager driver otherwise
+    compiled = getattr(backend, "COMPILED_WALKS", False)
+    driver = {"steps_per_sync": spec.record_every} if compiled else {}
+    return [
+        mw.walk(
+            w.seed.problem,
+            w.seed.theta0,
+            **options,
+            **driver,
+            metrics=w.metrics,
+            callback=w.progress,
+            resume_from=w.prev,
+        )
+        for w in walks
+    ]
+
+
+def _save_segment(d: Path, result: Any, n0: int, every: int, n_train: int, metric: str) -> None:
+    """Write a finished segment: its θs, the checkpoint (trajectory dropped) and metrics.csv."""
+    traj = np.asarray(to_numpy(result.trajectory), dtype=np.float32)
+    steps = n0 + every * np.arange(len(traj), dtype=np.int64)
+    rundir.atomic_write_npz(
+        d / "walk" / f"thetas-{result.n_predictor:08d}.npz", steps=steps, theta=traj
+    )
+    result.trajectory = None
+    ckpt = d / "walk" / "checkpoint.npz"
+    tmp = ckpt.with_name(".checkpoint.tmp.npz")
+    result.save(tmp)
+    os.replace(tmp, ckpt)
+    write_metrics(d, result.history, n_train, metric)
+
+
+def _walk_bar(
+    stage: Stage, config: RunConfig, spec: Experiment, seed: int, prev: Any
+) -> ProgressBar:
+    """The walk's progress bar, counting from where a resumed walk stood."""
+    total = config.budget == "total"
+    done = 0
+    if prev is not None and not total:
+        done = prev.n_predictor
+    elif prev is not None:
+        steps = prev.history.get("step")
+        done = int(steps[-1]) if steps is not None and len(steps) else 0
+    return stage.bar(spec.max_steps, f"seed {seed} walk", "steps", initial=done)
+
+
+def _progress(bar: ProgressBar, spec: Experiment, total: bool) -> Callable[[dict], None]:
+    """The walk's callback: move the bar at each record."""
+
+    def progress(row: dict[str, float]) -> None:
+        count = row["step"] if total else row["n_predictor"]
+        bar.update(int(count), f"R {row['reg']:.4g} acc/mse {row[f'test_{spec.metric}']:.4g}")
+
+    return progress
+
+
+def _start_walk(config: RunConfig, backend: ModuleType, spec: Experiment, s: Seed) -> SeedWalk:
+    """A seed's walk from its last checkpoint (None: from phase 1's θ0), with its bar."""
+    prev = _load_checkpoint(s.d)
+    bar = _walk_bar(s.stage, config, spec, s.seed, prev)
+    metrics = _metric_fns(backend, s.problem, s.ds, spec.task)
+    return SeedWalk(s, prev, metrics, bar, _progress(bar, spec, config.budget == "total"))
+
+
+def walk_seeds(
+    config: RunConfig,
+    backend: ModuleType,
+    spec: Experiment,
+    seeds: list[Seed],
+    *,
+    batched: bool = False,
+) -> list[tuple[Any, float]]:
+    """Run (or continue) the walks of ``seeds`` in checkpointed segments.
+
+    Every seed's segments, files and results are those of its walk alone; batched, seeds whose
+    next segment ends at the same step run together in one ``backend.walk_batch`` call.
+
+    Args:
+        config: The configuration.
+        backend: The experiment backend module.
+        spec: The experiment.
+        seeds: The seeds, after their phase 1.
+        batched: Walk them together through the backend's ``walk_batch``.
+
+    Returns:
+        For each seed, its final WalkResult and the seconds its walk took here (batched: the
+        time of all the walks together).
+    """
+    walks = [_start_walk(config, backend, spec, s) for s in seeds]
+    start = time.perf_counter()
+    while True:
+        groups: dict[int, list[SeedWalk]] = {}
+        for w in walks:
+            if _needs_segment(config, spec, w.prev):
+                groups.setdefault(_segment_end(config, spec, w.prev), []).append(w)
+        if not groups:
+            break
+        for end, group in groups.items():
+            results = walk_segment(config, backend, spec, group, end, batched=batched)
+            for w, result in zip(group, results, strict=True):
+                n0 = 0 if w.prev is None else w.prev.n_predictor
+                n_train = len(w.seed.ds.x_train)
+                _save_segment(w.seed.d, result, n0, config.save_every, n_train, spec.metric)
+                w.prev = result
+    elapsed = time.perf_counter() - start
+    for w in walks:  # metrics.csv also when nothing was left to walk
+        write_metrics(w.seed.d, w.prev.history, len(w.seed.ds.x_train), spec.metric)
+        w.bar.close()
+    return [(w.prev, elapsed) for w in walks]
