@@ -69,10 +69,10 @@ def run(configs: dict[str, dict], families, max_steps: int) -> None:
                 r = mw.walk(
                     problem,
                     x0.copy(),
-                    max_steps=max_steps,
-                    max_corrector_steps=10_000,
-                    record_every=10**6,
+                    scheme=mw.get_scheme("default", max_corrector_steps=10_000),
                     **options,
+                    stop=mw.Stop(max_steps=max_steps),
+                    record=mw.Record(every=10**6),
                 )
                 evals.append(r.n_grad_evals)
                 errors.append(float(np.linalg.norm(np.asarray(r.theta) - problem.solution(1.0))))

@@ -10,9 +10,9 @@ times, in one process, interleaved round by round, per step (of one seed, or of 
 - ``batch``: one chunk of ``walk_batch``'s loop, whose lanes agree on the loop predicate and on
   history writes (a ``psum`` over the seed axis keeps both branches under ``vmap``);
 - ``batch, plain vmap``: the same chunk as ``vmap`` of the single-seed loop (what
-  ``walk_batch`` ran before 2026-11-28: ``vmap`` turned the loop's per-lane predicate into a
+  ``default_runner`` runs off a CPU: ``vmap`` turns the loop's per-lane predicate into a
   select of every carry field at every step, and the history record's ``lax.cond`` into a
-  select that computed the record at every step).
+  select that computes the record at every step).
 
 It prints the medians and the paired ratios (median over rounds of the ratio of the same
 round): each walk over its floor, and the batch's speed-up over S walks one after another
@@ -52,7 +52,7 @@ def seed_problems(net: str, n_seeds: int, framework: str = "jax") -> list[Any]:
 
     import numpy as np
 
-    backend = importlib.import_module(f"manifoldwalk_{framework}.experiment")
+    backend = importlib.import_module(f"manifoldwalk_{framework}.paper")
 
     shape, n_out, n_examples, dtype = NETS[net]
     problems = []

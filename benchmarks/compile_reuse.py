@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from manifoldwalk import Record, Stop
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
@@ -106,7 +108,13 @@ def main(argv: list[str] | None = None) -> int:
             times, r = [], None
             for _ in range(3):
                 start = time.perf_counter()
-                r = mw.walk(problem, problem.theta0, max_steps=30, record_every=10, **extra)
+                r = mw.walk(
+                    problem,
+                    problem.theta0,
+                    **extra,
+                    stop=Stop(max_steps=30),
+                    record=Record(every=10),
+                )
                 times.append(time.perf_counter() - start)
             cells = " | ".join(f"{t:.2f}" for t in times)
             print(

@@ -9,7 +9,7 @@ way) of:
 
 - ``donating``: a JAX problem as the library builds it (the step donates its state);
 - ``plain``: the same net and data, its hook replaced by ``jax.jit(step)`` (the plain
-  ``compile_step(fn)`` protocol: no donation, what the driver did before);
+  ``compile_step(fn)`` protocol: no donation);
 - ``floor``: as many jitted value-and-gradient calls, dispatched and waited for one by one
   (the eager driver's own floor),
 
@@ -45,7 +45,7 @@ def rows(net: str, steps: int, stop: str, reps: int, scheme: str = "default") ->
     import jax
     import numpy as np
     from adapter_overhead import random_data, time_interleaved
-    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax import paper as backend
     from perf import NETS, paired_ratios
 
     import manifoldwalk as mw

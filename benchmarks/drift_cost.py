@@ -52,8 +52,7 @@ def main() -> None:
                 problem,
                 problem.theta0,
                 scheme=scheme,
-                max_steps=10**9,
-                max_total_steps=args.evals,
+                stop=mw.Stop(max_steps=10**9, max_total_steps=args.evals),
             )
             per_eval[scheme].append((time.perf_counter() - start) / r.n_grad_evals)
     median = {s: statistics.median(v) for s, v in per_eval.items()}

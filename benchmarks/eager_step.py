@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from manifoldwalk import Record, Stop
+
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "benchmarks"))
 
@@ -62,7 +64,7 @@ def numpy_rows(reps: int) -> list[dict[str, Any]]:
     )
 
     def walk(record_every: int) -> Callable[[], Any]:
-        return lambda: mw.walk(problem, x0, record_every=record_every, **options)
+        return lambda: mw.walk(problem, x0, **options, record=Record(every=record_every))
 
     def floor() -> None:
         for _ in range(SPHERE_STEPS):
@@ -93,7 +95,7 @@ def torch_problem(net: str) -> Any:
     one intra-op thread."""
     import numpy as np
     import torch
-    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch import paper as backend
 
     shape, n_out, n_examples, dtype = TORCH_NETS[net]
     torch.set_num_threads(1)
@@ -113,7 +115,11 @@ def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
 
     def eager_step(scheme: str) -> Callable[[], None]:
         run = prepare_walk(
-            p, p.theta0, scheme=scheme, max_steps=10**9, record_every=10**9, kkt_tol=0.0
+            p,
+            p.theta0,
+            scheme=scheme,
+            stop=Stop(max_steps=10**9, kkt_tol=0.0),
+            record=Record(every=10**9),
         )
         advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
         if len(inspect.signature(advance).parameters) > 1:

@@ -10,7 +10,7 @@ float32):
 - ``eval model``: ``loss_and_grad`` with the model already in eval mode (no switch);
 - ``train model``: the same with the model in training mode (the switch the adapter makes);
 - ``train model, Module.eval/train``: the same with the switch made by ``Module.eval()`` and
-  ``Module.train()``, as the adapter did before 2026-11-29.
+  ``Module.train()``, walking the whole module tree each time.
 
 It prints per-call medians and each row over ``eval model`` (paired: the median of per-round
 ratios).
@@ -53,7 +53,7 @@ def net_rows(net: str, reps: int) -> None:
     """Time one net's three rows and print them."""
     import numpy as np
     import torch
-    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch import paper as backend
     from manifoldwalk_torch import problem as torch_problem
 
     shape, n_out, n_examples, dtype = NETS[net]

@@ -1,10 +1,10 @@
 """What finding the last good state costs a compiled JAX chunk: replayed against kept (not a test).
 
 A walk that stops off the level set returns its last good state (on the level set, finite).
-Since 2026-11-28 (second change) a chunk keeps only that state's step number, and the host
-replays the chunk up to it when a walk stops off the level set (``ChunkHost.replay``); before, a
-chunk selected the state into a copy at every step (thinned to θ, the last predictor direction
-and the scalars) and stacked the stop rules' look at every step. This times both, in one
+A chunk keeps only that state's step number, and the host replays the chunk up to it when a
+walk stops off the level set (``ChunkHost.replay``); the alternative timed here, "kept", selects
+the state into a copy at every step (thinned to θ, the last predictor direction
+and the scalars) and stacks the stop rules' look at every step. This times both, in one
 process, interleaved with the while-loop floor (K value-and-gradient evaluations with no walk
 logic), on MNIST-FF (784-100-100-100-10 tanh, 1000 random examples, float32), and prints per
 step the median time and the median over rounds of step / floor of the same round. Each variant
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     import jax
     import jax.numpy as jnp
     from jax import lax
-    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax import paper as backend
     from manifoldwalk_jax.loop import run_chunk
 
     from manifoldwalk._chunked import DeviceLoop

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from manifoldwalk import Chunked, Stop
+
 DEVICE = "cuda"
 """Where the torch runs go (``--device``)."""
 
@@ -91,7 +93,7 @@ def torch_rows(net: str, steps: int, k: int = 100, m: int = 4) -> dict[str, floa
     """PyTorch per-step times: eager, the compiled step (host sync per step) and the compiled
     chunked walk (K steps per sync, graphs of M steps), each against its floor."""
     import manifoldwalk_torch
-    import manifoldwalk_torch.experiment as tx
+    import manifoldwalk_torch.paper as tx
     import torch
 
     import manifoldwalk as mw
@@ -124,12 +126,14 @@ def torch_rows(net: str, steps: int, k: int = 100, m: int = 4) -> dict[str, floa
     fast = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt), compile="reduce-overhead")
     kw = {"scheme": "paper", "record_every": 50}
     t_eager = per_walk_step(
-        walker(steps, lambda n: mw.walk(eager, eager.theta0, max_steps=n, **kw))
+        walker(steps, lambda n: mw.walk(eager, eager.theta0, **kw, stop=Stop(max_steps=n)))
     )
-    t_fast = per_walk_step(walker(steps, lambda n: mw.walk(fast, fast.theta0, max_steps=n, **kw)))
+    t_fast = per_walk_step(
+        walker(steps, lambda n: mw.walk(fast, fast.theta0, **kw, stop=Stop(max_steps=n)))
+    )
     chunked = {"steps_per_sync": k, "steps_per_iteration": m}
     t_chunk = per_walk_step(
-        walker(steps, lambda n: mw.walk(fast, fast.theta0, max_steps=n, **chunked, **kw))
+        walker(steps, lambda n: mw.walk(fast, fast.theta0, **chunked, **kw, stop=Stop(max_steps=n)))
     )
     floor, floor_c = per_call(raw), per_call(raw_compiled)
     return {
@@ -149,7 +153,7 @@ def jax_rows(
 ) -> dict[str, float]:
     import jax
     import manifoldwalk_jax
-    import manifoldwalk_jax.experiment as jx
+    import manifoldwalk_jax.paper as jx
 
     import manifoldwalk as mw
 
@@ -172,7 +176,12 @@ def jax_rows(
     floor = per_call(lambda: floor_loop(theta).block_until_ready(), reps=20) / k
     kw = {"scheme": "paper", "record_every": 50}
     t_walk = per_walk_step(
-        walker(steps, lambda n: mw.walk(p, theta, steps_per_sync=k, max_steps=n, **kw))
+        walker(
+            steps,
+            lambda n: mw.walk(
+                p, theta, **kw, stop=Stop(max_steps=n), driver=Chunked(steps_per_sync=k)
+            ),
+        )
     )
 
     # The eager driver (no steps_per_sync: one jitted step and one host sync per step), its
@@ -184,7 +193,9 @@ def jax_rows(
     )
     undonated.compile_step = lambda step: jax.jit(step)  # the plain protocol
     t_eager = {
-        name: per_walk_step(walker(steps, lambda n, q=q: mw.walk(q, q.theta0, max_steps=n, **kw)))
+        name: per_walk_step(
+            walker(steps, lambda n, q=q: mw.walk(q, q.theta0, **kw, stop=Stop(max_steps=n)))
+        )
         for name, q in (("donating", p), ("plain", undonated))
     }
 
@@ -194,7 +205,11 @@ def jax_rows(
             walker(
                 steps,
                 lambda n, m=m: mw.walk(
-                    p, theta, steps_per_sync=k, steps_per_iteration=m, max_steps=n, **kw
+                    p,
+                    theta,
+                    **kw,
+                    stop=Stop(max_steps=n),
+                    driver=Chunked(steps_per_sync=k, steps_per_iteration=m),
                 ),
             )
         )
@@ -202,7 +217,9 @@ def jax_rows(
         by_m[f"jax driver step / floor, M={m}"] = t_m / floor
 
     def batch(n):
-        return manifoldwalk_jax.walk_batch(problems, steps_per_sync=k, max_steps=n, **kw)[0]
+        return manifoldwalk_jax.walk_batch(
+            problems, **kw, stop=Stop(max_steps=n), driver=Chunked(steps_per_sync=k)
+        )[0]
 
     t_batch = per_walk_step(walker(steps, batch))
     # The same with the CPU's way of running the lanes (branches the lanes agree on, each
@@ -236,9 +253,9 @@ def jax_rows(
 def agreement(steps: int) -> dict[str, Any]:
     """float64 MNIST-FF: compiled torch and chunked JAX walks against their eager walks."""
     import jax
-    import manifoldwalk_jax.experiment as jx
+    import manifoldwalk_jax.paper as jx
     import manifoldwalk_torch
-    import manifoldwalk_torch.experiment as tx
+    import manifoldwalk_torch.paper as tx
     import torch
 
     import manifoldwalk as mw
@@ -257,7 +274,7 @@ def agreement(steps: int) -> dict[str, Any]:
         jx.build_net("ff", (784,), 10, seed=0, dtype="float64"), x, y, task="classification"
     )
     c = mw.walk(jp, jp.theta0, **kw)
-    d = mw.walk(jp, jp.theta0, steps_per_sync=64, **kw)
+    d = mw.walk(jp, jp.theta0, **kw, driver=Chunked(steps_per_sync=64))
     return {
         "torch eager steps": [a.n_predictor, a.n_corrector, a.stop_reason],
         "torch compiled steps": [b.n_predictor, b.n_corrector, b.stop_reason],
@@ -272,7 +289,7 @@ def torch_batch_rows(net: str, steps: int, seeds: int) -> dict[str, float]:
     """PyTorch ``walk_batch`` of S seeds (each step one ``vmap`` over them) against one seed's
     eager walk: per-step times and the speed-up over S walks one after another."""
     import manifoldwalk_torch
-    import manifoldwalk_torch.experiment as tx
+    import manifoldwalk_torch.paper as tx
     import torch
 
     import manifoldwalk as mw
@@ -286,10 +303,12 @@ def torch_batch_rows(net: str, steps: int, seeds: int) -> dict[str, float]:
         problems.append(manifoldwalk_torch.from_model(model, loss_fn, xy))
     kw = {"scheme": "paper", "record_every": 50}
     one = problems[0]
-    t_one = per_walk_step(walker(steps, lambda n: mw.walk(one, one.theta0, max_steps=n, **kw)))
+    t_one = per_walk_step(
+        walker(steps, lambda n: mw.walk(one, one.theta0, **kw, stop=Stop(max_steps=n)))
+    )
 
     def batch(n: int) -> Any:
-        results = manifoldwalk_torch.walk_batch(problems, max_steps=n, **kw)
+        results = manifoldwalk_torch.walk_batch(problems, **kw, stop=Stop(max_steps=n))
         # the batch steps until its longest walk ends
         longest = max(r.n_predictor + r.n_corrector for r in results)
         return SimpleNamespace(n_predictor=longest, n_corrector=0)

@@ -55,7 +55,10 @@ from typing import Any
 import numpy as np
 
 import manifoldwalk as mw
-from manifoldwalk.experiments import runner
+from manifoldwalk.experiments._phase1 import run_phase1
+from manifoldwalk.experiments._seed import Stage, load_data
+from manifoldwalk.experiments.backend import load_backend
+from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.experiments.definitions import Experiment, get_experiment
 
 EXPERIMENTS = ("iris-ff", "mpg-ff", "fashion-ff")
@@ -122,15 +125,15 @@ def start_point(name: str, seed: int, runs: str | None) -> tuple[Any, Any, Any, 
         FileNotFoundError: ``runs`` has no ``phase1.npz`` for this seed.
         ValueError: The saved θ does not fit the experiment's net.
     """
-    config = runner.RunConfig(experiment=name)
+    config = RunConfig(experiment=name)
     spec = config.spec
-    backend = runner.load_backend("torch")
+    backend = load_backend("torch")
     backend.configure(device="cpu", threads=1)
-    ds = runner._load_data(config, spec, seed)
-    stage = runner._Stage(False, True)
+    ds = load_data(config, spec, seed)
+    stage = Stage(False, True)
     if runs is None:
         with tempfile.TemporaryDirectory() as tmp:
-            problem, theta0, _ = runner._phase1(backend, spec, ds, seed, Path(tmp), stage)
+            problem, theta0, _ = run_phase1(backend, spec, ds, seed, Path(tmp), stage)
         return problem, theta0, ds, spec
     d = Path(runs) / name / f"seed-{seed:03d}"
     path = d / "phase1.npz"
@@ -141,7 +144,7 @@ def start_point(name: str, seed: int, runs: str | None) -> tuple[Any, Any, Any, 
         )
     with np.load(path, allow_pickle=False) as f:
         n_saved = f["theta"].shape[0]
-    problem, theta0, _ = runner._phase1(backend, spec, ds, seed, d, stage)
+    problem, theta0, _ = run_phase1(backend, spec, ds, seed, d, stage)
     if n_saved != problem.n_params:
         raise ValueError(
             f"{path} holds {n_saved} parameters but the {name} net has {problem.n_params}: "
@@ -188,11 +191,10 @@ def _reference_run(
     ref = mw.walk(
         problem,
         theta0,
-        tau=spec.tau,
-        max_steps=max_steps,
-        record_every=1,
-        callback=lambda row: stamps.append(time.perf_counter() - start),
         **settings(spec)[REFERENCE],
+        tolerance=mw.Tolerance(tau=spec.tau),
+        stop=mw.Stop(max_steps=max_steps),
+        record=mw.Record(every=1, callback=lambda row: stamps.append(time.perf_counter() - start)),
     )
     ref_time = time.perf_counter() - start
     h = ref.history
@@ -292,12 +294,10 @@ def run_seed(
             res = mw.walk(
                 problem,
                 theta0,
-                tau=spec.tau,
-                max_steps=10**9,
-                max_total_steps=cap - 1,
-                record_every=1,
-                callback=lambda row, r_star=r_star: row["reg"] <= r_star,
                 **table[setting],
+                tolerance=mw.Tolerance(tau=spec.tau),
+                stop=mw.Stop(max_steps=10**9, max_total_steps=cap - 1),
+                record=mw.Record(every=1, callback=lambda row, r_star=r_star: row["reg"] <= r_star),
             )
             elapsed = time.perf_counter() - start
             rows.append(

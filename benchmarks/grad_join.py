@@ -41,7 +41,7 @@ def problem_with_join(n_examples: int, in_place: bool):
     """A MNIST-FF ``JaxProblem`` on the first ``n_examples`` random examples (float32) whose
     gradient is joined as ``in_place`` says."""
     import jax
-    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax import paper as backend
 
     model = backend.build_net("ff", (784,), 10, seed=0, dtype="float32")
     x, y = random_data(0, (784,))

@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from manifoldwalk import Tolerance
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
@@ -59,7 +61,9 @@ def full_chunk(problem: Any, k: int, scheme: str) -> Callable[[], Any]:
     from manifoldwalk.driver import prepare_walk
 
     options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
-    walk = prepare_walk(problem, problem.theta0, scheme=scheme, tau=1e30, **options)
+    walk = prepare_walk(
+        problem, problem.theta0, scheme=scheme, **options, tolerance=Tolerance(tau=1e30)
+    )
     host = walk.host(k)
     chunk = problem.compile_loop(host.loop)
 
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
 
     import jax
-    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax import paper as backend
     from perf import chunk_table, jax_floor
 
     modules = [importlib.import_module(m) for m in MODULES]

@@ -49,6 +49,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from manifoldwalk import Record, Stop
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
@@ -169,7 +171,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     """The JAX rows of one net: floor, compiled walk chunks (the default scheme also with M
     masked steps per iteration for each M in ``ms`` other than 1), eager driver, batched."""
     import jax
-    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax import paper as backend
     from manifoldwalk_jax.batch import _batched_chunk, _stack
 
     from manifoldwalk.driver import prepare_walk
@@ -291,7 +293,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
 def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     """The eager PyTorch rows of one net: eager value+grad (the floor) and eager walk steps."""
     import torch
-    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch import paper as backend
 
     from manifoldwalk.driver import prepare_walk
 
@@ -335,7 +337,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     return rows
 
 
-# --- place for the PyTorch compiled driver's rows (issue 6, item 1, torch half) -------------
+# --- place for the PyTorch compiled driver's rows ------------------------------------------
 # Its author adds a function ``(net, reps, device) -> list[Row]`` here: floor = the same
 # value-and-gradient run the same way (graphed for a graphed driver), walk step per step.
 
@@ -356,7 +358,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     """
     import manifoldwalk_torch
     import torch
-    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch import paper as backend
     from manifoldwalk_torch._compile import compiled
 
     from manifoldwalk.driver import prepare_walk
@@ -376,7 +378,9 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     p._trace_loss_and_grad()
     floor_fn = compiled(p._traced_loss_and_grad, mode, contextlib.nullcontext)
     theta = p.theta0
-    run = prepare_walk(p, theta, scheme="paper", max_steps=10**9, record_every=None)
+    run = prepare_walk(
+        p, theta, scheme="paper", stop=Stop(max_steps=10**9), record=Record(every=None)
+    )
     step = p.compile_step(make_step(p, run.direction, run.scheme))
     box = {"s": run.state}
 
@@ -471,8 +475,8 @@ def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
     XLA-compiled ``tf.while_loop``, θ ← θ − c·∇L with a run-time c = 0) and one compiled chunk
     of K walk steps per scheme (``from_model(..., compile=True)``, ``steps_per_sync=K``)."""
     import manifoldwalk_tf
-    from manifoldwalk_tf import experiment as backend
-    from manifoldwalk_tf.training import data_loss
+    from manifoldwalk_tf import paper as backend
+    from manifoldwalk_tf.paper.training import data_loss
 
     label, name, shape = NETS[net]
     backend.configure(device="cpu", threads=threads)

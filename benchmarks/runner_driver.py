@@ -1,7 +1,7 @@
 """The experiment runner's JAX walk: the eager driver against the compiled one (not a test).
 
 ``manifoldwalk reproduce --backend jax`` walks with ``steps_per_sync`` = the record interval
-(``manifoldwalk_jax.experiment.COMPILED_WALKS``). This walks the Iris-sized FF net (4-100-100-
+(``manifoldwalk_jax.paper.COMPILED_WALKS``). This walks the Iris-sized FF net (4-100-100-
 100-3 tanh, 120 random examples, float64) as the runner does for iris-ff (the authors' scheme,
 η_min 1e-5, η_c 1e-6, a history record and a trajectory point every 50 predictor steps) with
 each driver, in rounds: the first round of each includes its compilations, later ones do not.
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         set_threads(args.threads)
     import numpy as np
-    from manifoldwalk_jax import experiment as backend
+    from manifoldwalk_jax import paper as backend
 
     import manifoldwalk as mw
 

@@ -20,7 +20,7 @@ import numpy as np
 
 
 def _setup(net: str, device: str, threads: int | None):
-    from manifoldwalk_torch import experiment as backend
+    from manifoldwalk_torch import paper as backend
 
     backend.configure(device=device, threads=threads)
     rng = np.random.default_rng(0)

@@ -2,8 +2,8 @@
 
 The walk step takes up to six inner products of θ-sized vectors. Inside an XLA-compiled
 ``tf.function`` the TensorFlow namespace (``manifoldwalk_tf._namespace``) writes them as sums of
-products in blocks of 32 entries, then of the blocks' sums ("blocks"); before stop 24 it wrote
-``reduce_sum(a * b)`` ("sums"), which XLA:CPU turns into the product written out in full and a
+products in blocks of 32 entries, then of the blocks' sums ("blocks"), which measured faster
+than ``reduce_sum(a * b)`` ("sums"), which XLA:CPU turns into the product written out in full and a
 tree of windowed sums over it; ``tnp.matmul`` of two vectors ("dots") becomes an XLA dot, 1.8×
 slower on this CPU. This times, in one process, interleaved round by round, the floor (K
 value-and-gradient evaluations in one XLA ``tf.while_loop``) and one compiled chunk of K walk
@@ -27,7 +27,7 @@ from adapter_overhead import chunked_walk, random_data, set_threads, time_interl
 
 
 def _plain_sum(a, b):
-    """The namespace's ``matmul`` before stop 24: vectors as ``reduce_sum(a * b)``."""
+    """The "sums" form of the namespace's ``matmul``: vectors as ``reduce_sum(a * b)``."""
     import tensorflow as tf
     import tensorflow.experimental.numpy as tnp
 
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
     import tensorflow.experimental.numpy as tnp
     from manifoldwalk_tf import _namespace
-    from manifoldwalk_tf import experiment as backend
-    from manifoldwalk_tf.training import data_loss
+    from manifoldwalk_tf import paper as backend
+    from manifoldwalk_tf.paper.training import data_loss
     from perf import chunk_table, tf_floor
 
     k = args.k

@@ -30,6 +30,8 @@ import statistics
 import sys
 from pathlib import Path
 
+from manifoldwalk import Chunked
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
@@ -69,7 +71,7 @@ def net_rows(net: str, n_seeds: int, steps: int, k: int, reps: int) -> dict[str,
         "floor": floor,
         "floor xS": floor_batched,
         "walk": lambda: [mw.walk(p, p.theta0, **options) for p in problems],
-        "batch": lambda: walk_batch(problems, steps_per_sync=k, **options),
+        "batch": lambda: walk_batch(problems, **options, driver=Chunked(steps_per_sync=k)),
     }
     # a walk of max_steps predictor steps also takes corrector steps: per evaluation, not per
     # predictor step (the walks are deterministic, so every round makes the same evaluations)

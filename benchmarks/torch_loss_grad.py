@@ -1,23 +1,23 @@
-"""The PyTorch adapter's loss-and-gradient against the code it replaced and against plain PyTorch.
+"""The PyTorch adapter's loss-and-gradient against ``functional_call`` and against plain PyTorch.
 
 ``TorchProblem.loss_and_grad`` runs the model on views into flat θ swapped into the parameters'
 places, resolved once (``manifoldwalk_torch/_slots.py``), with each view its own autograd leaf
-and the gradient joined after. Before (to 2026-11-29) it called
-:func:`torch.func.functional_call`, which resolves every name again at each call, and
-differentiated the flat θ through autograd's split and view nodes. This times, interleaved round
+and the gradient joined after. The alternative, :func:`torch.func.functional_call`, resolves
+every name again at each call and differentiates the flat θ through autograd's split and view
+nodes. This times, interleaved round
 by round in one process, on the Iris-sized FF net (4-100-100-100-3 tanh, 120 examples, float64:
 what ``manifoldwalk reproduce iris-ff`` walks) and MNIST-FF (784-100-100-100-10, 1000 random
 examples, float32), one intra-op thread:
 
 - ``adapter``: ``problem.loss_and_grad(θ)`` as it is;
-- ``before``: the earlier ``loss_and_grad``, restated here (:func:`loss_and_grad_before`; it
-  splits θ as the adapter now does, ``split_with_sizes`` and tuple shapes, a few µs less than
-  the earlier ``torch.split`` and ``torch.Size``);
+- ``functional_call``: ``loss_and_grad`` through ``functional_call``
+  (:func:`loss_and_grad_functional_call`; it splits θ as the adapter does, ``split_with_sizes``
+  and tuple shapes);
 - ``raw``: the model's own parameters as autograd leaves, ``loss_fn(model(x), y)`` and
   ``torch.autograd.grad`` (no flat θ, the gradient left in pieces, no eval-mode switch):
   PyTorch's plain floor;
-- ``step, adapter`` / ``step, before``: one eager-driver step (the default scheme) of the
-  problem as it is and of one answering with the earlier ``loss_and_grad``, as ``walk`` runs it.
+- ``step, adapter`` / ``step, functional_call``: one eager-driver step (the default scheme) of
+  the problem as it is and of one answering with the ``functional_call`` one, as ``walk`` runs it.
 
 Times are medians; ratios are paired (the median over rounds of the ratio in each round), the
 calls over ``adapter`` and the steps over ``step, adapter``.
@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from manifoldwalk import Record, Stop
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adapter_overhead import time_interleaved  # noqa: E402
@@ -40,8 +42,8 @@ from eager_step import TORCH_NETS, torch_problem  # noqa: E402
 from perf import eager_driver_step, paired_ratios  # noqa: E402
 
 
-def loss_and_grad_before(problem: Any, x: Any, y: Any) -> Any:
-    """The adapter's one-batch ``loss_and_grad`` before the slots, as a function of θ."""
+def loss_and_grad_functional_call(problem: Any, x: Any, y: Any) -> Any:
+    """A one-batch ``loss_and_grad`` through ``functional_call``, as a function of θ."""
     import torch
     from manifoldwalk_torch.problem import _eval_mode
     from torch.func import functional_call
@@ -63,29 +65,31 @@ def rows_for(net: str, reps: int) -> list[dict[str, Any]]:
 
     from manifoldwalk.driver import prepare_walk
 
-    adapter, before = torch_problem(net), torch_problem(net)
+    adapter, fcall = torch_problem(net), torch_problem(net)
     theta = adapter.theta0
     x, y = next(adapter._data.batches())  # the problem's own tensors, on its device
-    before.loss_and_grad = loss_and_grad_before(before, x, y)  # what the walk calls
+    fcall.loss_and_grad = loss_and_grad_functional_call(fcall, x, y)  # what the walk calls
     params = list(adapter.model.parameters())
 
     def raw() -> None:
         torch.autograd.grad(adapter._loss_fn(adapter.model(x), y), params)
 
     def step(problem: Any) -> Any:
-        run = prepare_walk(problem, theta, max_steps=10**9, record_every=None, kkt_tol=0.0)
+        run = prepare_walk(
+            problem, theta, stop=Stop(max_steps=10**9, kkt_tol=0.0), record=Record(every=None)
+        )
         return eager_driver_step(run)
 
     assert all(
         torch.equal(a, b)
-        for a, b in zip(adapter.loss_and_grad(theta), before.loss_and_grad(theta), strict=True)
+        for a, b in zip(adapter.loss_and_grad(theta), fcall.loss_and_grad(theta), strict=True)
     ), "the adapter's loss and gradient changed"
     fns = {
         "adapter": lambda: adapter.loss_and_grad(theta),
-        "before": lambda: before.loss_and_grad(theta),
+        "functional_call": lambda: fcall.loss_and_grad(theta),
         "raw": raw,
         "step, adapter": step(adapter),
-        "step, before": step(before),
+        "step, functional_call": step(fcall),
     }
     times = time_interleaved(fns, reps, warmup=3)
     over = paired_ratios(times, floor="adapter")

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from manifoldwalk import Record, Stop
+
 HERE = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(HERE / "adapters"), str(HERE / "benchmarks")]
 
@@ -68,7 +70,11 @@ def step_rows(net: str, reps: int) -> list[str]:
 
     def step(scheme: str, xp: Any) -> Callable[[], None]:
         run = prepare_walk(
-            p, p.theta0, scheme=scheme, max_steps=10**9, record_every=None, kkt_tol=0.0
+            p,
+            p.theta0,
+            scheme=scheme,
+            stop=Stop(max_steps=10**9, kkt_tol=0.0),
+            record=Record(every=None),
         )
         one = eager_driver_step(run)
 

@@ -6,7 +6,7 @@ second walk with the same options does not trace and compile again. For the MNIS
 fresh problem: the first walk of N steps (tracing and compiling included), a second walk with
 the same options (cache hit), and a walk from another start (θ0 + noise, same shapes: cache
 hit too). Each repetition does the same on a second fresh problem whose cache has size 0 (every
-walk compiles, as before the cache), interleaved so that machine noise hits both alike.
+walk compiles), interleaved so that machine noise hits both alike.
 Medians over the repetitions (not a test).
 
     python benchmarks/walk_cache.py [--threads 1] [--reps 5] [--steps 200] [--k 50] [--m 1]

@@ -161,8 +161,9 @@ def to_host(*scalars: Array) -> list[float]:
     the only places the engine waits for the device.
     """
     first = scalars[0]
-    # Already on the host: no packing needed (packing a dozen CPU tensors costs 90 µs, reading
-    # them one by one 6 µs).
+    # Already on the host: read one by one, which is cheaper than packing a dozen small CPU
+    # tensors into one array (measured:
+    # docs/measurements/performance_history_2026-11-27_to_2026-12-03.md, "The eager step").
     if array_api_compat.is_numpy_array(first) or (
         array_api_compat.is_torch_array(first) and first.device.type == "cpu"
     ):

@@ -1,11 +1,11 @@
 """numpy's array-API namespace with fast paths for 0-d operands.
 
 The walk step, written once for every backend, spends most of an eager numpy step on scalars
-(step sizes, counters, flags): ``np.where`` on 0-d operands costs about 4 µs and
-``np.full_like`` 4 µs, where numpy-scalar arithmetic costs 0.1 µs, so on small problems the
-scalar selects cost more than the problem's own gradient. :data:`NUMPY` answers those calls
-on numpy scalars (and 0-d arrays) in Python, with numpy's values and dtypes, and hands
-everything else to ``array_api_compat.numpy``.
+(step sizes, counters, flags): ``np.where`` and ``np.full_like`` on 0-d operands cost tens of
+times what numpy-scalar arithmetic costs, so on small problems the scalar selects cost more
+than the problem's own gradient (measured: docs/performance.md, "The eager step").
+:data:`NUMPY` answers those calls on numpy scalars (and 0-d arrays) in Python, with numpy's
+values and dtypes, and hands everything else to ``array_api_compat.numpy``.
 """
 
 from __future__ import annotations

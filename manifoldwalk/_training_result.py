@@ -193,11 +193,11 @@ def run_epochs(
     epochs: int,
     batch_size: int,
     seed: int,
+    progress: Callable[[int, int, float], None] | None,
+    callback: Callable[[int, Any, float], bool | None] | None,
     order: Callable[[np.ndarray], Any],
     step: Callable[[Any], Any],
     current: Callable[[], Any],
-    progress: Callable[[int, int, float], None] | None,
-    callback: Callable[[int, Any, float], bool | None] | None,
 ) -> None:
     """Run a loop's epochs: shuffle, step through the minibatches, record each epoch.
 
@@ -212,13 +212,13 @@ def run_epochs(
         epochs: The epochs asked for.
         batch_size: Minibatch size.
         seed: Seeds the shuffling.
+        progress: Called as ``progress(epoch, epochs, epoch_loss)``, if given.
+        callback: Called as ``callback(epoch, current(), epoch_loss)``; ``True`` stops training.
         order: Turns the epoch's int64 permutation into what ``step`` slices (e.g. a tensor on
             the device).
         step: Takes one Adam step on the minibatch of the given indices and returns its summed
             data loss (mean loss × batch size), a framework scalar.
         current: Returns what the callback receives (the model, or the current parameters).
-        progress: Called as ``progress(epoch, epochs, epoch_loss)``, if given.
-        callback: Called as ``callback(epoch, current(), epoch_loss)``; ``True`` stops training.
     """
     n = result.n_train
     rng = np.random.default_rng(seed)

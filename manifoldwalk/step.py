@@ -233,9 +233,19 @@ def select(xp: Any, cond: Array, a: Any, b: Any) -> Any:
 
 def state_leaves(state: Any) -> list[Array]:
     """The arrays of a state (or any nest of tuples), depth first."""
-    if isinstance(state, tuple):
-        return [leaf for part in state for leaf in state_leaves(part)]
-    return [state]
+    return [leaf for _, leaf in named_leaves(state)]
+
+
+def named_leaves(state: Any, prefix: str = "") -> list[tuple[str, Array]]:
+    """The arrays of a state (or any nest of NamedTuples) with their paths, depth first:
+    ``[("theta", θ), ..., ("predictor/eta", η_p), ...]``."""
+    if not isinstance(state, tuple):
+        return [(prefix, state)]
+    names = getattr(state, "_fields", None) or [str(i) for i in range(len(state))]
+    out: list[tuple[str, Array]] = []
+    for name, part in zip(names, state, strict=True):
+        out += named_leaves(part, f"{prefix}/{name}" if prefix else name)
+    return out
 
 
 def map_state(fn: Callable[[Array], Array], state: Any) -> Any:

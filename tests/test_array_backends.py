@@ -33,13 +33,19 @@ def test_short_walks_take_the_same_steps_in_every_array_type(scheme, case):
     # there, so they grow about 10x every 15 steps: over 200 steps 6 of 300 comparisons (150
     # drawn problems, numpy against torch and jax) ended more than 1e-8 apart, over 60 none
     # (worst 1.4e-13). The default and "paper" schemes part far later: none of 250 and 120
-    # drawn problems within 200 steps (stop 24), but one walk creeping to its optimum (kkt
+    # drawn problems within 200 steps, but one walk creeping to its optimum (kkt
     # 3e-5, η_p ~1e-7) took another η_p than numpy's on JAX from step 110 and on torch from
     # 147 and stopped as stationary 3-4 steps later (docs/schemes.md): compared over 100 steps.
     max_steps = 60 if scheme == "compensated" else 100
 
     def run(theta0):
-        return mw.walk(case.problem, theta0, scheme=scheme, max_steps=max_steps, record_every=1)
+        return mw.walk(
+            case.problem,
+            theta0,
+            scheme=scheme,
+            stop=mw.Stop(max_steps=max_steps),
+            record=mw.Record(every=1),
+        )
 
     results = check_backends_agree(run, case.x0, [TO_NUMPY, TO_TORCH, TO_JAX], atol=1e-8)
     assert isinstance(results[1].theta, torch.Tensor) and results[1].theta.dtype == torch.float64
@@ -55,7 +61,7 @@ def test_full_walks_reach_the_same_endpoint_in_every_array_type(case):
 
 
 def test_float32_stays_float32():
-    r = mw.walk(Circle(), torch.tensor([0.0, 1.0]), tau=1e-8)
+    r = mw.walk(Circle(), torch.tensor([0.0, 1.0]), tolerance=mw.Tolerance(tau=1e-8))
     assert r.theta.dtype == torch.float32
     assert np.linalg.norm(r.theta.numpy() + 1 / np.sqrt(2)) < 1e-3
 

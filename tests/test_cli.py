@@ -83,7 +83,7 @@ def _live_processes_of_group(pgid: int) -> list[str]:
 
 def test_ctrl_c_with_parallel_seeds_stops_the_workers_and_exits(tmp_path):
     """Ctrl-C (SIGINT to the process group) while two spawn workers walk: the command stops
-    them and exits promptly with status 130, its work kept (it used to hang)."""
+    them and exits promptly with status 130, its work kept, without hanging."""
     out = tmp_path / "runs"
     argv = ["reproduce", "iris-ff", "--seeds", "2", "--jobs", "2", "--steps", "1000000"]
     proc = subprocess.Popen(

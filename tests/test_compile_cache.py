@@ -10,8 +10,8 @@ import pytest
 
 import manifoldwalk as mw
 from manifoldwalk._compile_cache import CompileCache, step_cache_of, value_key
-from manifoldwalk.problems import Circle
 from manifoldwalk._stops import StopRules
+from manifoldwalk.problems import Circle
 
 TOP = np.array([0.0, 1.0])
 
@@ -64,12 +64,12 @@ class Slotted:
 
 def test_a_second_walk_reuses_the_compiled_step():
     p = Counting()
-    options = dict(scheme="paper", max_steps=40)
+    options = dict(scheme="paper", stop=mw.Stop(max_steps=40))
     first = mw.walk(p, TOP, **options)
     assert p.compiled == 1
     again = mw.walk(p, TOP, **options)
-    other = mw.walk(p, np.array([1.0, 0.0]), **options | {"tau": 1e-8})  # state, not step
-    half = mw.walk(p, TOP, **options | {"max_steps": 15})
+    other = mw.walk(p, np.array([1.0, 0.0]), tolerance=mw.Tolerance(tau=1e-8), **options)
+    half = mw.walk(p, TOP, **options | {"stop": mw.Stop(max_steps=15)})  # state, not step
     resumed = mw.walk(p, TOP, resume_from=half, **options)
     assert p.compiled == 1 and len(p.step_cache) == 1
     np.testing.assert_array_equal(again.theta, first.theta)
@@ -79,14 +79,19 @@ def test_a_second_walk_reuses_the_compiled_step():
 
 def test_another_scheme_or_direction_compiles_anew():
     p = Counting()
-    mw.walk(p, TOP, scheme="paper", max_steps=10)
-    mw.walk(p, TOP, scheme="default", max_steps=10)
-    mw.walk(p, TOP, scheme="paper", eta_max=0.05, max_steps=10)
+    mw.walk(p, TOP, scheme="paper", stop=mw.Stop(max_steps=10))
+    mw.walk(p, TOP, scheme="default", stop=mw.Stop(max_steps=10))
+    mw.walk(p, TOP, scheme=mw.get_scheme("paper", eta_max=0.05), stop=mw.Stop(max_steps=10))
     assert p.compiled == 3
     for target in ([1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]):  # directions by value
-        mw.walk(p, TOP, direction=mw.TowardTarget(np.asarray(target), tol=1e-3), max_steps=10)
+        mw.walk(
+            p,
+            TOP,
+            direction=mw.TowardTarget(np.asarray(target), tol=1e-3),
+            stop=mw.Stop(max_steps=10),
+        )
     assert p.compiled == 5
-    mw.walk(p, TOP, scheme="paper", max_steps=10, compile_step=False)
+    mw.walk(p, TOP, scheme="paper", stop=mw.Stop(max_steps=10), driver=mw.Eager(compile_step=False))
     assert p.compiled == 5  # not asked to compile: nothing compiled, nothing cached
     assert len(p.step_cache) == p.step_cache.maxsize == 4  # bounded
 
@@ -105,11 +110,11 @@ class DescendWithNotes:
 def test_unkeyable_directions_and_slotted_problems_compile_every_walk():
     p = Counting()
     for _ in range(2):
-        mw.walk(p, TOP, direction=DescendWithNotes(), max_steps=10)
+        mw.walk(p, TOP, direction=DescendWithNotes(), stop=mw.Stop(max_steps=10))
     assert p.compiled == 2 and len(p.step_cache) == 0
     q = Slotted()
     assert step_cache_of(q) is None
-    a, b = (mw.walk(q, TOP, scheme="paper", max_steps=10) for _ in range(2))
+    a, b = (mw.walk(q, TOP, scheme="paper", stop=mw.Stop(max_steps=10)) for _ in range(2))
     assert q.compiled == 2
     np.testing.assert_array_equal(a.theta, b.theta)
 
@@ -153,10 +158,16 @@ def test_the_look_is_fused_into_the_compiled_step(monkeypatch):
         return original(self, s, direction)
 
     monkeypatch.setattr(StopRules, "host_look", counting)
-    fused = mw.walk(Counting(), TOP, scheme="paper", max_steps=30)
+    fused = mw.walk(Counting(), TOP, scheme="paper", stop=mw.Stop(max_steps=30))
     assert len(looks) == 1
     looks.clear()
-    plain = mw.walk(Counting(), TOP, scheme="paper", max_steps=30, compile_step=False)
+    plain = mw.walk(
+        Counting(),
+        TOP,
+        scheme="paper",
+        stop=mw.Stop(max_steps=30),
+        driver=mw.Eager(compile_step=False),
+    )
     assert len(looks) == plain.n_predictor + plain.n_corrector + 1
     assert fused.stop_reason == plain.stop_reason == "max_steps"
     assert (fused.n_predictor, fused.n_corrector) == (plain.n_predictor, plain.n_corrector)
@@ -166,7 +177,7 @@ def test_the_look_is_fused_into_the_compiled_step(monkeypatch):
 def test_a_step_handed_back_runs_plain_and_is_told_its_branch(monkeypatch):
     """A hook that compiles nothing gets the plain driver: each step is told its branch (the
     host look's ``on`` at the state it starts from); the walk is the one without the hook."""
-    from manifoldwalk import driver
+    from manifoldwalk import _eager as driver
 
     calls: list[tuple[bool | None, bool]] = []
     make_step = driver.make_step
@@ -182,11 +193,11 @@ def test_a_step_handed_back_runs_plain_and_is_told_its_branch(monkeypatch):
         return spy
 
     monkeypatch.setattr(driver, "make_step", spying)
-    told = mw.walk(HandsBack(), TOP, scheme="paper", max_steps=30)
+    told = mw.walk(HandsBack(), TOP, scheme="paper", stop=mw.Stop(max_steps=30))
     assert len(calls) == told.n_predictor + told.n_corrector
     assert all(on is truth for on, truth in calls)  # told, and told right
     assert {truth for _, truth in calls} == {True, False}  # both branches taken
     monkeypatch.setattr(driver, "make_step", make_step)
-    plain = mw.walk(Circle(), TOP, scheme="paper", max_steps=30)
+    plain = mw.walk(Circle(), TOP, scheme="paper", stop=mw.Stop(max_steps=30))
     assert (told.n_predictor, told.n_corrector) == (plain.n_predictor, plain.n_corrector)
     np.testing.assert_array_equal(told.theta, plain.theta)

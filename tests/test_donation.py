@@ -21,14 +21,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import manifoldwalk as mw
-import manifoldwalk.driver as driver
+import manifoldwalk._eager as driver
 from manifoldwalk.problems import Circle
+from manifoldwalk.step import state_leaves
 
 
 def _destroy(given_state: Any, result: Any) -> None:
     """Overwrite every writable array of ``given_state`` that shares no memory with ``result``."""
-    kept = [y for y in (*result[0], result[1]) if isinstance(y, np.ndarray)]
-    for x in given_state:
+    kept = [y for y in (*state_leaves(result[0]), result[1]) if isinstance(y, np.ndarray)]
+    for x in state_leaves(given_state):
         if not (isinstance(x, np.ndarray) and x.flags.writeable):
             continue
         if any(np.shares_memory(x, y) for y in kept):
@@ -105,7 +106,7 @@ def assert_same(a: mw.WalkResult, b: mw.WalkResult) -> None:
         assert b.trajectory is None
     else:
         np.testing.assert_array_equal(a.trajectory, b.trajectory)
-    for x, y in zip(a.state, b.state, strict=True):
+    for x, y in zip(state_leaves(a.state), state_leaves(b.state), strict=True):
         np.testing.assert_array_equal(x, y)
 
 
@@ -129,15 +130,17 @@ def keeping_metric() -> tuple[dict[str, Any], list[Any]]:
 )
 def test_a_consuming_step_walks_the_same_path(angle, scheme, anchor_every, trajectory_every):
     theta0 = np.array([np.cos(angle), np.sin(angle)])
-    options = dict(scheme=scheme, max_steps=60, trajectory_every=trajectory_every)
     if scheme == "authors":  # its corrector oscillates: the walk stops off the level set
-        options["max_corrector_steps"] = 30
+        scheme = mw.get_scheme(scheme, max_corrector_steps=30)
+    options = dict(scheme=scheme, stop=mw.Stop(max_steps=60))
     plain_metrics, plain_kept = keeping_metric()
-    plain = mw.walk(Plain(), theta0.copy(), metrics=plain_metrics, **options)
+    record = mw.Record(trajectory_every=trajectory_every, metrics=plain_metrics)
+    plain = mw.walk(Plain(), theta0.copy(), **options, record=record)
     start = theta0.copy()
     metrics, kept = keeping_metric()
     with mock.patch.object(driver, "ANCHOR_EVERY", anchor_every):
-        consuming = mw.walk(Donating(), start, metrics=metrics, **options)
+        record = mw.Record(trajectory_every=trajectory_every, metrics=metrics)
+        consuming = mw.walk(Donating(), start, **options, record=record)
     assert_same(consuming, plain)
     np.testing.assert_array_equal(start, theta0)  # the caller's θ0 is whole
     np.testing.assert_array_equal(np.array(kept), np.array(plain_kept))
@@ -146,7 +149,9 @@ def test_a_consuming_step_walks_the_same_path(angle, scheme, anchor_every, traje
 def test_an_off_level_stop_replays_from_the_last_anchor():
     """The authors' corrector fails 30 steps after the last good state: the driver runs the
     steps from its last anchor again (and only then), and returns the plain walk's θ."""
-    options = dict(scheme="authors", max_corrector_steps=30, max_steps=200)
+    options = dict(
+        scheme=mw.get_scheme("authors", max_corrector_steps=30), stop=mw.Stop(max_steps=200)
+    )
     plain = mw.walk(Plain(), np.array([0.0, 1.0]), **options)
     assert plain.stop_reason == "corrector_failed"
     p = Donating()
@@ -155,34 +160,42 @@ def test_an_off_level_stop_replays_from_the_last_anchor():
     steps = plain.n_grad_evals - 1
     assert steps < p.calls <= steps + driver.ANCHOR_EVERY + 31
     on_level = Donating()
-    mw.walk(on_level, np.array([0.0, 1.0]), scheme="paper", max_steps=40)
+    mw.walk(on_level, np.array([0.0, 1.0]), scheme="paper", stop=mw.Stop(max_steps=40))
     assert (
         on_level.calls
         == mw.walk(
-            Plain(), np.array([0.0, 1.0]), **{"scheme": "paper", "max_steps": 40}
+            Plain(), np.array([0.0, 1.0]), scheme="paper", stop=mw.Stop(max_steps=40)
         ).n_grad_evals
         - 1
     )
 
 
 def test_a_walk_that_meets_nan_keeps_its_last_good_point():
-    plain = mw.walk(NaNLeftOf(Plain), np.array([0.0, 1.0]), trajectory_every=2)
-    consuming = mw.walk(NaNLeftOf(Donating), np.array([0.0, 1.0]), trajectory_every=2)
+    plain = mw.walk(NaNLeftOf(Plain), np.array([0.0, 1.0]), record=mw.Record(trajectory_every=2))
+    consuming = mw.walk(
+        NaNLeftOf(Donating), np.array([0.0, 1.0]), record=mw.Record(trajectory_every=2)
+    )
     assert consuming.stop_reason == "non_finite" and consuming.theta[0] >= -0.5
     assert_same(consuming, plain)
 
 
 def test_resuming_leaves_the_earlier_result_whole():
-    first = mw.walk(Donating(), np.array([0.0, 1.0]), scheme="paper", max_steps=20)
-    before = [np.array(x, copy=True) for x in first.state]
+    first = mw.walk(Donating(), np.array([0.0, 1.0]), scheme="paper", stop=mw.Stop(max_steps=20))
+    before = [np.array(x, copy=True) for x in state_leaves(first.state)]
     theta = np.array(first.theta, copy=True)
-    resumed = mw.walk(Donating(), first.theta, scheme="paper", max_steps=50, resume_from=first)
-    for x, y in zip(first.state, before, strict=True):
+    resumed = mw.walk(
+        Donating(), first.theta, scheme="paper", resume_from=first, stop=mw.Stop(max_steps=50)
+    )
+    for x, y in zip(state_leaves(first.state), before, strict=True):
         np.testing.assert_array_equal(x, y)
     np.testing.assert_array_equal(first.theta, theta)
-    plain_first = mw.walk(Plain(), np.array([0.0, 1.0]), scheme="paper", max_steps=20)
+    plain_first = mw.walk(Plain(), np.array([0.0, 1.0]), scheme="paper", stop=mw.Stop(max_steps=20))
     plain = mw.walk(
-        Plain(), plain_first.theta, scheme="paper", max_steps=50, resume_from=plain_first
+        Plain(),
+        plain_first.theta,
+        scheme="paper",
+        resume_from=plain_first,
+        stop=mw.Stop(max_steps=50),
     )
     assert_same(resumed, plain)
 
@@ -207,7 +220,9 @@ class Unreproducible(Donating):
 
 
 def test_a_replay_that_lands_off_the_level_set_warns_at_the_callers_line():
-    options = dict(scheme="authors", max_corrector_steps=30, max_steps=200)
+    options = dict(
+        scheme=mw.get_scheme("authors", max_corrector_steps=30), stop=mw.Stop(max_steps=200)
+    )
     plain = mw.walk(Plain(), np.array([0.0, 1.0]), **options)
     p = Unreproducible(limit=plain.n_grad_evals - 1)
     with pytest.warns(RuntimeWarning, match="replayed last good state is off the level") as w:

@@ -1,4 +1,4 @@
-"""Drift compensation (``Scheme.drift_gain``): the predictor learns the corrector's return."""
+"""Drift compensation (``DriftCompensated``): the predictor learns the corrector's return."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from manifoldwalk.problems import Circle, Sphere
 
 
 def _constant_step_walk(problem, x0, gain: float, steps: int = 60) -> mw.WalkResult:
-    scheme = mw.get_scheme("compensated").replace(
-        drift_gain=gain, predictor_step=mw.ConstantStep(0.01)
-    )
-    return mw.walk(problem, x0, scheme=scheme, max_steps=steps)
+    predictor = mw.TangentPredictor(mw.ConstantStep(0.01))
+    if gain > 0:
+        predictor = mw.DriftCompensated(predictor, gain=gain)
+    scheme = mw.get_scheme("compensated").replace(predictor=predictor)
+    return mw.walk(problem, x0, scheme=scheme, stop=mw.Stop(max_steps=steps))
 
 
 @settings(max_examples=20, deadline=None)
@@ -41,20 +42,19 @@ def test_compensation_saves_most_corrections_on_spheres(dim, seed):
 
 def test_without_gain_the_compensated_scheme_is_its_plain_rule():
     scheme = mw.get_scheme("compensated")
-    plain = mw.walk(Circle(), np.array([0.0, 1.0]), scheme=scheme.replace(drift_gain=0.0))
+    unwrapped = scheme.replace(predictor=scheme.predictor.inner)
+    plain = mw.walk(Circle(), np.array([0.0, 1.0]), scheme=unwrapped)
     default_rule = mw.walk(
         Circle(),
         np.array([0.0, 1.0]),
-        scheme="default",
-        predictor_step=scheme.predictor_step,
+        scheme=mw.get_scheme("default", predictor_step=scheme.predictor.step_rule),
     )
     assert plain.n_grad_evals == default_rule.n_grad_evals
     np.testing.assert_array_equal(plain.theta, default_rule.theta)
 
 
-@pytest.mark.parametrize(
-    ("field", "value"), [("drift_gain", -0.1), ("drift_gain", 1.5), ("drift_cap", 0.0)]
-)
+@pytest.mark.parametrize(("field", "value"), [("gain", -0.1), ("gain", 1.5), ("cap", 0.0)])
 def test_bad_drift_settings_are_refused(field, value):
+    inner = mw.get_scheme("compensated").predictor.inner
     with pytest.raises(ValueError, match=field):
-        mw.get_scheme("compensated").replace(**{field: value})
+        mw.DriftCompensated(inner, **{field: value})

@@ -89,44 +89,58 @@ def test_make_problem_from_a_fused_callable_walks():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("options", "match"),
     [
-        ({"max_steps": 0}, "max_steps"),
-        ({"record_every": 1.5}, "record_every"),
-        ({"trajectory_every": 0}, "trajectory_every"),
-        ({"tau": 0.0}, "tau"),
-        ({"scheme": "fast"}, "scheme"),
-        ({"corrector": "gauss"}, "corrector"),
-        ({"stall_patience": 0}, "stall_patience"),
-        ({"max_corrector_steps": 0}, "max_corrector_steps"),
+        (lambda: {"stop": mw.Stop(max_steps=0)}, "max_steps"),
+        (lambda: {"record": mw.Record(every=1.5)}, "every"),
+        (lambda: {"record": mw.Record(trajectory_every=0)}, "trajectory_every"),
+        (lambda: {"tolerance": mw.Tolerance(tau=0.0)}, "tau"),
+        (lambda: {"scheme": "fast"}, "scheme"),
+        (lambda: {"scheme": mw.get_scheme("default", corrector="gauss")}, "corrector"),
+        (lambda: {"stop": mw.Stop(stall_patience=0)}, "stall_patience"),
+        (
+            lambda: {"scheme": mw.get_scheme("default", max_corrector_steps=0)},
+            "max_corrector_steps",
+        ),
     ],
 )
-def test_bad_options_name_themselves(kwargs, match):
+def test_bad_options_name_themselves(options, match):
+    """A bad option is refused where it is written (the option group checks itself), by name."""
     with pytest.raises(ValueError, match=match):
-        mw.walk(Circle(), TOP.copy(), **kwargs)
+        mw.walk(Circle(), TOP.copy(), **options())
 
 
 @pytest.mark.parametrize("name", ["reg", "step", "loss"])
 def test_a_metric_may_not_overwrite_a_history_column(name):
     # a metric called "reg" silently replaced the column with its own values
     with pytest.raises(ValueError, match=f"'{name}' is a built-in history column.*Reserved: step"):
-        mw.walk(Circle(), TOP.copy(), metrics={name: lambda t: 123.0}, max_steps=3)
+        mw.walk(
+            Circle(),
+            TOP.copy(),
+            stop=mw.Stop(max_steps=3),
+            record=mw.Record(metrics={name: lambda t: 123.0}),
+        )
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("options", "match"),
     [
-        ({"predictor_step": 0.01}, r"step-size rule.*ConstantStep\(eta\)"),
-        ({"metrics": [float]}, "metrics must be a dict"),
-        ({"metrics": {"x": 3.0}}, r"metrics\['x'\] must be a callable"),
-        ({"callback": "print"}, "callback must be None or callable"),
-        ({"resume_from": "r.npz"}, r"WalkResult.load\('r.npz'\)"),
-        ({"level": "1"}, "level must be None or a finite number"),
+        (
+            lambda: {"scheme": mw.get_scheme("default", predictor_step=0.01)},
+            r"step-size rule.*ConstantStep\(eta\)",
+        ),
+        (lambda: {"record": mw.Record(metrics=[float])}, "metrics must be a dict"),
+        (lambda: {"record": mw.Record(metrics={"x": 3.0})}, r"metrics\['x'\] must be a callable"),
+        (lambda: {"record": mw.Record(callback="print")}, "callback must be None or callable"),
+        (lambda: {"resume_from": "r.npz"}, r"WalkResult.load\('r.npz'\)"),
+        (lambda: {"level": "1"}, "level must be None or a finite number"),
+        (lambda: {"stop": {"max_steps": 3}}, r"stop must be a manifoldwalk.Stop"),
+        (lambda: {"driver": 8}, r"driver must be None, manifoldwalk.Eager"),
     ],
 )
-def test_mistyped_arguments_say_what_to_pass(kwargs, match):
+def test_mistyped_arguments_say_what_to_pass(options, match):
     with pytest.raises(TypeError, match=match):
-        mw.walk(Circle(), TOP.copy(), max_steps=3, **kwargs)
+        mw.walk(Circle(), TOP.copy(), **options())
 
 
 def test_unreachable_level_is_reported():
@@ -151,4 +165,4 @@ def test_unreachable_level_is_reported():
 def test_wrong_lengths_are_refused_with_the_shapes(problem, theta0, kwargs, match):
     # these failed with raw matmul or broadcast errors, or (a length-1 r) broadcast silently
     with pytest.raises(mw.ProblemError, match=match):
-        mw.walk(problem, theta0.copy(), max_steps=3, **kwargs)
+        mw.walk(problem, theta0.copy(), **kwargs, stop=mw.Stop(max_steps=3))

@@ -14,7 +14,13 @@ TOP = np.array([0.0, 1.0])
 
 
 def test_save_and_load_round_trip(tmp_path):
-    r = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=200, trajectory_every=10)
+    r = mw.walk(
+        Circle(),
+        TOP.copy(),
+        scheme="paper",
+        stop=mw.Stop(max_steps=200),
+        record=mw.Record(trajectory_every=10),
+    )
     r.save(tmp_path / "walk.npz")
     back = mw.WalkResult.load(tmp_path / "walk.npz")
     assert back.stop_reason == r.stop_reason and back.message == r.message
@@ -29,17 +35,17 @@ def test_save_and_load_round_trip(tmp_path):
 
 @pytest.mark.parametrize(("scheme", "split"), [("paper", 150), ("compensated", 20)])
 def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path, scheme, split):
-    options = {"scheme": scheme, "trajectory_every": 5}
-    whole = mw.walk(Circle(), TOP.copy(), max_steps=400, **options)
-    first = mw.walk(Circle(), TOP.copy(), max_steps=split, **options)
+    options = {"scheme": scheme, "record": mw.Record(trajectory_every=5)}
+    whole = mw.walk(Circle(), TOP.copy(), **options, stop=mw.Stop(max_steps=400))
+    first = mw.walk(Circle(), TOP.copy(), **options, stop=mw.Stop(max_steps=split))
     assert first.stop_reason == "max_steps" and whole.n_predictor > split
     first.save(tmp_path / "part.npz")
     rest = mw.walk(
         Circle(),
         TOP.copy(),
-        max_steps=400,
         resume_from=mw.WalkResult.load(tmp_path / "part.npz"),
         **options,
+        stop=mw.Stop(max_steps=400),
     )
     assert rest.n_predictor == whole.n_predictor and rest.n_corrector == whole.n_corrector
     assert np.array_equal(rest.theta, whole.theta)
@@ -48,45 +54,74 @@ def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path, sc
     assert np.array_equal(rest.trajectory, whole.trajectory)
 
 
-def test_files_saved_before_the_state_carried_cos_p_resume_the_same_path(tmp_path):
-    """A file without ``state/cos_p`` and with ``state/reg_grad`` (written before the state
-    carried the one and dropped the other) loads with the cosine formed from its pred and
-    dir_p, and resumes exactly as the new file does."""
-    first = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=60)
-    first.save(tmp_path / "new.npz")
-    with np.load(tmp_path / "new.npz", allow_pickle=False) as data:
-        old = {k: data[k] for k in data.files if k != "state/cos_p"}
+def _as_flat_file(src, dst) -> None:
+    """Rewrite a saved result as the engine wrote it while its state was one flat record
+    (``state/eta_p``, ``state/dir_p``, ...; no ``state/cos_p``, an extra ``state/reg_grad``)."""
+    import json
+
+    with np.load(src, allow_pickle=False) as data:
+        files = {k: data[k] for k in data.files}
+    meta = json.loads(str(files["meta"]))
+    meta.pop("state_layout")
+    flat = {
+        "predictor/eta": "eta_p",
+        "predictor/direction": "dir_p",
+        "predictor/started": "has_p",
+        "predictor/n_stall": "n_stall",
+        "corrector/eta": "eta_c",
+        "corrector/direction": "dir_c",
+        "corrector/started": "has_c",
+    }
+    old = {"meta": np.array(json.dumps(meta))}
+    for key, value in files.items():
+        if key.startswith("state/"):
+            name = key[6:]
+            if name != "predictor/cos":
+                old["state/" + flat.get(name, name)] = value
+        elif key != "meta":
+            old[key] = value
     old["state/reg_grad"] = 2 * old["state/theta"]
-    np.savez(tmp_path / "old.npz", **old)
+    np.savez(dst, **old)
+
+
+def test_files_saved_with_a_flat_state_without_cos_p_resume_the_same_path(tmp_path):
+    """A file whose state is one flat record without ``cos_p`` and with ``reg_grad`` (as the
+    engine once wrote them) loads with the cosine formed from its pred and dir_p, and resumes
+    exactly as the new file does."""
+    first = mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_steps=60))
+    first.save(tmp_path / "new.npz")
+    _as_flat_file(tmp_path / "new.npz", tmp_path / "old.npz")
     new_state = mw.WalkResult.load(tmp_path / "new.npz").state
     old_state = mw.WalkResult.load(tmp_path / "old.npz").state
-    assert float(new_state.cos_p) > 0.9  # a walk along the circle turns a little each step
-    np.testing.assert_allclose(float(old_state.cos_p), float(new_state.cos_p), rtol=1e-12)
+    assert float(new_state.predictor.cos) > 0.9  # a walk along the circle turns a little each step
+    np.testing.assert_allclose(
+        float(old_state.predictor.cos), float(new_state.predictor.cos), rtol=1e-12
+    )
     a, b = (
-        mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=120, resume_from=r)
+        mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_steps=120), resume_from=r)
         for r in (mw.WalkResult.load(tmp_path / n) for n in ("new.npz", "old.npz"))
     )
     assert np.array_equal(a.theta, b.theta) and a.n_corrector == b.n_corrector
 
 
 def test_resuming_a_result_of_another_length_names_the_shapes():
-    first = mw.walk(Circle(), TOP.copy(), max_steps=5)
+    first = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=5))
     sphere = Sphere(np.ones(3))
     with pytest.raises(ValueError, match=r"θ has shape \(2,\) but θ0 has shape \(3,\)"):
         mw.walk(sphere, np.array([1.0, 0.0, 0.0]), resume_from=first)
 
 
 def test_resuming_with_another_scheme_warns_and_the_same_does_not(recwarn):
-    first = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=5)
-    mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=10, resume_from=first)
+    first = mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_steps=5))
+    mw.walk(Circle(), TOP.copy(), scheme="paper", resume_from=first, stop=mw.Stop(max_steps=10))
     assert not [w for w in recwarn if "resume_from" in str(w.message)]
     with pytest.warns(UserWarning, match="scheme='paper' -> 'default'.*not take the path"):
-        mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first)
+        mw.walk(Circle(), TOP.copy(), resume_from=first, stop=mw.Stop(max_steps=10))
 
 
 def test_a_resumed_history_keeps_integer_counts():
-    first = mw.walk(Circle(), TOP.copy(), max_steps=5)
-    rest = mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first)
+    first = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=5))
+    rest = mw.walk(Circle(), TOP.copy(), resume_from=first, stop=mw.Stop(max_steps=10))
     for key in ("step", "n_predictor", "n_corrector", "n_grad_evals"):
         assert first.history[key].dtype.kind == "i"
         assert rest.history[key].dtype.kind == "i", key
@@ -94,24 +129,46 @@ def test_a_resumed_history_keeps_integer_counts():
 
 @pytest.mark.parametrize(
     ("changed", "named"),
-    [({"tau": 1e-6}, "tau=1e-06 (kept: 1e-10)"), ({"level": 0.5}, "level=0.5 (kept: L0 = 1)")],
+    [
+        ({"tolerance": mw.Tolerance(tau=1e-6)}, "tau=1e-06 (kept: 1e-10)"),
+        ({"level": 0.5}, "level=0.5 (kept: L0 = 1)"),
+    ],
 )
 def test_a_resumed_walk_keeps_the_saved_level_set_and_threshold(changed, named):
     """A walk resumed with another τ or L0 walks by the saved state's (so it continues the
     saved walk), says so, and records the values it walked by."""
-    whole = mw.walk(Circle(), TOP.copy(), max_steps=40)
-    first = mw.walk(Circle(), TOP.copy(), max_steps=20)
+    whole = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=40))
+    first = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=20))
     with pytest.warns(UserWarning, match=re.escape(named)):
-        rest = mw.walk(Circle(), TOP.copy(), max_steps=40, resume_from=first, **changed)
+        rest = mw.walk(
+            Circle(), TOP.copy(), resume_from=first, **changed, stop=mw.Stop(max_steps=40)
+        )
     assert np.array_equal(rest.theta, whole.theta)
     assert rest.options["tau"] == first.options["tau"]
     assert rest.options["level"] == first.options["level"]
 
 
 def test_a_resumed_walk_with_a_relative_threshold_records_it(recwarn):
-    first = mw.walk(Circle(), TOP.copy(), max_steps=5, tau=1e-3, tau_relative=True)
-    rest = mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first, tau=1e-3)
+    first = mw.walk(
+        Circle(),
+        TOP.copy(),
+        tolerance=mw.Tolerance(tau=1e-3, relative=True),
+        stop=mw.Stop(max_steps=5),
+    )
+    rest = mw.walk(
+        Circle(),
+        TOP.copy(),
+        resume_from=first,
+        tolerance=mw.Tolerance(tau=1e-3),
+        stop=mw.Stop(max_steps=10),
+    )
     assert rest.options["tau_relative"] is True
     assert [w for w in recwarn if "tau_relative=False (kept: True)" in str(w.message)]
-    mw.walk(Circle(), TOP.copy(), max_steps=10, resume_from=first, tau=1e-3, tau_relative=True)
+    mw.walk(
+        Circle(),
+        TOP.copy(),
+        resume_from=first,
+        tolerance=mw.Tolerance(tau=1e-3, relative=True),
+        stop=mw.Stop(max_steps=10),
+    )
     assert len([w for w in recwarn if "resume_from" in str(w.message)]) == 1

@@ -9,6 +9,7 @@ import torch
 from hypothesis import given, settings
 
 import manifoldwalk as mw
+from manifoldwalk.step import named_leaves
 from manifoldwalk._array import to_numpy
 from manifoldwalk.directions import MinimiseReg
 from manifoldwalk.testing import ellipsoid_cases, sphere_distance_cases
@@ -29,7 +30,7 @@ TO_ARRAY = {
 def _fields_equal(a: mw.WalkState, b: mw.WalkState) -> list[str]:
     """The fields where two states differ in value (NaN equal to NaN), shape or dtype."""
     differ = []
-    for name, x, y in zip(a._fields, a, b, strict=True):
+    for (name, x), (_, y) in zip(named_leaves(a), named_leaves(b), strict=True):
         x, y = np.asarray(to_numpy(x)), np.asarray(to_numpy(y))
         if x.dtype != y.dtype or not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
             differ.append(name)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import manifoldwalk as mw
+from manifoldwalk.step import named_leaves
 from manifoldwalk.problems import Circle, Quadric, Sphere
 
 TOP = np.array([0.0, 1.0])
@@ -25,22 +26,26 @@ def test_circle_reaches_the_papers_answer(scheme):
 def test_a_float32_walk_stays_float32(scheme):
     """Every scheme keeps θ's dtype: no Python float pair may make a float64 that promotes θ
     (the gradient corrector's sign once did, in every step, since both candidates are formed)."""
-    r = mw.walk(Circle(), TOP.astype(np.float32), scheme=scheme, max_steps=30)
+    r = mw.walk(Circle(), TOP.astype(np.float32), scheme=scheme, stop=mw.Stop(max_steps=30))
     assert r.n_predictor + r.n_corrector > 30  # both kinds of step were taken
     assert r.theta.dtype == np.float32
-    vectors = ("theta", "grad", "pred", "dir_p", "dir_c")
-    assert {k: getattr(r.state, k).dtype for k in vectors} == dict.fromkeys(vectors, np.float32)
+    vectors = {"/" + k: v for k, v in named_leaves(r.state) if np.ndim(v) == 1}
+    assert {"/theta", "/grad", "/pred"} <= set(vectors)
+    assert any(k.startswith("/predictor/") and k.endswith("/direction") for k in vectors)
+    assert {k: v.dtype for k, v in vectors.items()} == dict.fromkeys(vectors, np.float32)
 
 
 def test_authors_constant_corrector_works_where_its_step_is_small_enough():
     # The authors' corrector needs eta_c·‖∇L‖ far below √τ: here 5e-8·2 = 1e-7 ≪ 1e-5.
-    r = mw.walk(Circle(), TOP.copy(), scheme="authors", eta_c=5e-8, max_corrector_steps=10**5)
+    r = mw.walk(
+        Circle(), TOP.copy(), scheme=mw.get_scheme("authors", eta_c=5e-8, max_corrector_steps=10**5)
+    )
     assert r.converged, r.message
     assert np.linalg.norm(r.theta - CORNER) < 1e-3
 
 
 def test_authors_default_corrector_oscillates_and_stops_as_failed_keeping_a_good_point():
-    r = mw.walk(Circle(), TOP.copy(), scheme="authors", max_corrector_steps=500)
+    r = mw.walk(Circle(), TOP.copy(), scheme=mw.get_scheme("authors", max_corrector_steps=500))
     assert r.stop_reason == "corrector_failed"
     assert "last point on the level set" in r.message
     assert abs(r.loss - 1.0) <= 1e-5  # θ is the last on-level point
@@ -53,7 +58,12 @@ def test_level_option_projects_the_start_onto_the_requested_level():
 
 
 def test_relative_tau_scales_with_the_level():
-    big = mw.walk(Circle(), 1e3 * TOP, tau=1e-10, tau_relative=True, max_steps=5)
+    big = mw.walk(
+        Circle(),
+        1e3 * TOP,
+        tolerance=mw.Tolerance(tau=1e-10, relative=True),
+        stop=mw.Stop(max_steps=5),
+    )
     assert big.options["tau_relative"] and big.max_deviation <= 1e-5 * 1e6 + 1e-9
 
 
@@ -64,9 +74,9 @@ def test_random_walk_stays_on_the_level_set_and_is_reproducible():
         mw.walk(
             Sphere(np.ones(5)),
             np.eye(5)[0],
+            scheme=mw.get_scheme("default", predictor_step=mw.ConstantStep(0.01)),
             direction=mw.RandomWalk(seed=1),
-            predictor_step=mw.ConstantStep(0.01),
-            max_steps=300,
+            stop=mw.Stop(max_steps=300),
         )
         for _ in range(2)
     ]
@@ -92,7 +102,12 @@ def test_toward_target_off_the_level_set_stops_at_its_closest_point():
 
 
 def test_any_callable_is_a_direction():
-    r = mw.walk(Circle(), TOP.copy(), direction=lambda th: np.array([-1.0, -1.0]), max_steps=50)
+    r = mw.walk(
+        Circle(),
+        TOP.copy(),
+        direction=lambda th: np.array([-1.0, -1.0]),
+        stop=mw.Stop(max_steps=50),
+    )
     assert r.options["direction"] == "FunctionDirection" and r.stop_reason == "max_steps"
     assert r.theta[0] < 0  # moved toward smaller x + y
 
@@ -107,10 +122,12 @@ def test_history_metrics_trajectory_and_callback():
     r = mw.walk(
         Circle(),
         TOP.copy(),
-        record_every=2,
-        trajectory_every=5,
-        metrics={"x_plus_y": lambda th: float(th.sum())},
-        callback=stop_at_ten,
+        record=mw.Record(
+            every=2,
+            trajectory_every=5,
+            metrics={"x_plus_y": lambda th: float(th.sum())},
+            callback=stop_at_ten,
+        ),
     )
     assert r.stop_reason == "callback"
     assert list(r.history["n_predictor"]) == [0, 2, 4, 6, 8, 10]
@@ -122,8 +139,14 @@ def test_history_metrics_trajectory_and_callback():
 
 @pytest.mark.parametrize("scheme", ["paper", "default"])
 def test_record_every_none_records_only_the_start_and_the_returned_point(scheme):
-    every = mw.walk(Circle(), TOP.copy(), scheme=scheme, max_steps=40)
-    none = mw.walk(Circle(), TOP.copy(), scheme=scheme, max_steps=40, record_every=None)
+    every = mw.walk(Circle(), TOP.copy(), scheme=scheme, stop=mw.Stop(max_steps=40))
+    none = mw.walk(
+        Circle(),
+        TOP.copy(),
+        scheme=scheme,
+        stop=mw.Stop(max_steps=40),
+        record=mw.Record(every=None),
+    )
     assert list(none.history["n_predictor"]) == [0, every.n_predictor]
     for k, column in none.history.items():  # the same rows as the full history's ends
         np.testing.assert_array_equal(column, every.history[k][[0, -1]], err_msg=k)
@@ -132,9 +155,9 @@ def test_record_every_none_records_only_the_start_and_the_returned_point(scheme)
 
 
 def test_budgets_stop_the_walk_on_the_level_set():
-    r = mw.walk(Circle(), TOP.copy(), scheme="paper", max_steps=100)
+    r = mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_steps=100))
     assert r.stop_reason == "max_steps" and r.n_predictor == 100
-    t = mw.walk(Circle(), TOP.copy(), scheme="paper", max_total_steps=100)
+    t = mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_total_steps=100))
     assert t.stop_reason == "max_total_steps" and t.n_predictor + t.n_corrector == 100
     assert abs(t.loss - 1.0) <= 1e-5
 

@@ -25,7 +25,7 @@ from manifoldwalk.testing import (
 KKT_TOL = 1e-6
 SCHEMES = {
     "paper": {"scheme": "paper"},
-    "newton": {"scheme": "paper", "corrector": "newton"},
+    "newton": {"scheme": mw.get_scheme("paper", corrector="newton")},
     "default": {"scheme": "default"},
     "compensated": {"scheme": "compensated"},
 }
@@ -46,10 +46,9 @@ def _walk_without_history(case, options: dict) -> mw.WalkResult:
     return mw.walk(
         case.problem,
         case.x0,
-        kkt_tol=KKT_TOL,
-        max_steps=200_000,
-        record_every=None,
         **options,
+        stop=mw.Stop(max_steps=200_000, kkt_tol=KKT_TOL),
+        record=mw.Record(every=None),
     )
 
 
@@ -75,7 +74,9 @@ def test_walk_finds_the_nearest_point_on_spheres(options, case):
 @given(case=ellipsoid_cases(max_dim=10))
 def test_reg_decreases_until_the_predictor_first_reverses(options, case):
     p = case.problem
-    result = mw.walk(p, case.x0, record_every=1, max_steps=200_000, **options)
+    result = mw.walk(
+        p, case.x0, **options, stop=mw.Stop(max_steps=200_000), record=mw.Record(every=1)
+    )
     lam = float(np.max(np.abs(result.history["lam"])))
     lagrangian = np.linalg.norm(p.reg_hessian() + lam * p.loss_hessian(), 2)
     check_reg_decreasing(result, reg_slack(result, lagrangian))

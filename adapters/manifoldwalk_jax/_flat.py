@@ -10,7 +10,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.flatten_util import ravel_pytree
 
-from manifoldwalk.problem import ProblemError
+from manifoldwalk.adapter_api import ProblemError
 
 PyTree = Any
 """A JAX pytree: nested dicts, lists, tuples, dataclasses registered as pytrees, arrays."""
@@ -59,10 +59,8 @@ class FlatParams:
         self._writes = sorted(
             zip(starts, range(len(sizes)), strict=True), key=lambda w: -sizes[w[1]]
         )
-        # 1 where θ's entry belongs to a leaf of rank ≥ 2 (a kernel), else 0.
-        self.weight_mask = ravel_pytree(
-            [jnp.full(leaf.shape, leaf.ndim >= 2, self.theta0.dtype) for leaf in train]
-        )[0]
+        # the trainable leaves' shapes, in θ's order
+        self.shapes: list[tuple[int, ...]] = [tuple(leaf.shape) for leaf in train]
 
     def assemble(self, theta: jax.Array, frozen: list[Any]) -> PyTree:
         """The full pytree from flat trainable θ and the frozen leaves (traceable under jit)."""

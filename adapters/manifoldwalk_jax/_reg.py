@@ -1,4 +1,5 @@
-"""The regulariser R(θ) and its gradient, jitted, on θ's device."""
+"""The regularisers R(θ) and their gradients, jitted, on θ's device (chosen by
+:class:`~manifoldwalk.adapter_api.ModelProblem`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from manifoldwalk.problem import ProblemError
+from manifoldwalk.adapter_api import ProblemError
 
 RegFn = Callable[[jax.Array], jax.Array]
-
-REG_NAMES = ("l2", "l2-weights")
-"""The named regularisers: θᵀθ over all parameters, or over the weights (rank ≥ 2) only."""
 
 
 @jax.jit
@@ -35,30 +33,41 @@ def _masked_l2_grad(theta: jax.Array, mask: jax.Array) -> jax.Array:
     return 2 * mask * theta
 
 
-def make_reg(reg: str | RegFn, theta0: jax.Array, weight_mask: jax.Array) -> tuple[RegFn, RegFn]:
-    """``(R, ∇R)`` as jitted functions of flat θ.
+def l2_reg() -> tuple[RegFn, RegFn]:
+    """``(θ ↦ θᵀθ, θ ↦ 2θ)``, jitted.
+
+    Returns:
+        ``(R, ∇R)``.
+    """
+    return _l2, _l2_grad
+
+
+def weights_reg(mask: jax.Array) -> tuple[RegFn, RegFn]:
+    """``(θ ↦ Σ mask·θ², θ ↦ 2·mask·θ)``, jitted: θᵀθ over the weight entries only.
 
     Args:
-        reg: ``"l2"`` (θᵀθ), ``"l2-weights"`` (θᵀθ over entries where ``weight_mask`` is 1),
-            or a differentiable function of the flat θ (a jax.Array) returning a scalar.
-        theta0: a θ to check a callable ``reg`` on (its output shape only; nothing runs).
-        weight_mask: 1 on weight entries (parameters of rank ≥ 2), 0 elsewhere.
+        mask: 1 on weight entries (parameters of rank ≥ 2), 0 elsewhere, in θ's dtype and
+            where θ lives.
+
+    Returns:
+        ``(R, ∇R)``.
+    """
+    return (lambda t: _masked_l2(t, mask)), (lambda t: _masked_l2_grad(t, mask))
+
+
+def callable_reg(reg: RegFn, theta0: jax.Array) -> tuple[RegFn, RegFn]:
+    """``(R, ∇R)`` for a differentiable function of the flat θ, jitted (∇R by ``jax.grad``).
+
+    Args:
+        reg: the function, of a ``jax.Array`` θ, returning a scalar.
+        theta0: a θ to check ``reg`` on (its output shape only; nothing runs).
+
+    Returns:
+        ``(R, ∇R)``, each returning θ's dtype.
 
     Raises:
-        ValueError: an unknown regulariser name.
-        ProblemError: a callable that does not return a scalar.
-        TypeError: ``reg`` is neither a name nor a callable.
+        ProblemError: ``reg`` does not return a scalar.
     """
-    if isinstance(reg, str):
-        if reg == "l2":
-            return _l2, _l2_grad
-        if reg == "l2-weights":
-            return (lambda t: _masked_l2(t, weight_mask)), (
-                lambda t: _masked_l2_grad(t, weight_mask)
-            )
-        raise ValueError(f"reg must be one of {REG_NAMES} or a callable, got {reg!r}.")
-    if not callable(reg):
-        raise TypeError(f"reg must be one of {REG_NAMES} or a callable, got {type(reg).__name__}.")
     shape = jax.eval_shape(reg, theta0).shape
     if shape != ():
         raise ProblemError(f"reg(θ) must return a scalar, got shape {shape}.")

@@ -13,22 +13,23 @@ callback, and ends each seed with the WalkResult it would have had walked alone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifoldwalk._batched import (
+from manifoldwalk import Chunked, Record
+from manifoldwalk.adapter_api import (
+    DeviceLoop,
     LaneProblem,
+    WalkResult,
     check_lane_agrees,
     drive_hosts,
     prepare_hosts,
     same_function,
 )
-from manifoldwalk._chunked import DeviceLoop
-from manifoldwalk.result import WalkResult
 from manifoldwalk_jax.loop import committed, put_select, run_chunk
 from manifoldwalk_jax.problem import JaxProblem
 
@@ -54,10 +55,8 @@ def walk_batch(
     problems: Sequence[JaxProblem],
     thetas: Sequence[jax.Array] | None = None,
     *,
-    steps_per_sync: int = 64,
-    steps_per_iteration: int = 1,
-    metrics: Mapping[str, Callable] | Sequence[Mapping[str, Callable] | None] | None = None,
-    callback: Callable | Sequence[Callable | None] | None = None,
+    driver: Chunked = Chunked(64),
+    record: Record | Sequence[Record] = Record(),
     resume_from: Sequence[WalkResult | None] | None = None,
     **options: Any,
 ) -> list[WalkResult]:
@@ -69,20 +68,18 @@ def walk_batch(
             once at the start against each problem's own loss, gradient and R), with data of
             equal shapes and dtypes (e.g. one per seed).
         thetas: S starting points (default: each problem's ``theta0``).
-        steps_per_sync: K, the most steps per host synchronisation.
-        steps_per_iteration: M, masked steps per iteration of the batched ``while_loop``
-            (as ``manifoldwalk.walk``'s).
-        metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s
-            ``metrics``; with metrics or callbacks each seed's chunk also ends at its record
-            points, as in ``walk(..., steps_per_sync=K)``.
-        callback: one callable for every seed, or S callables (or None).
+        driver: K steps per host synchronisation and M masked steps per iteration of the
+            batched ``while_loop`` (:class:`~manifoldwalk.Chunked`).
+        record: one :class:`~manifoldwalk.Record` for every seed, or S of them; with metrics
+            or callbacks each seed's chunk also ends at its record points, as in
+            ``walk(..., driver=Chunked(K))``.
         resume_from: S results (or None) to resume each seed from.
-        **options: any other keyword of ``manifoldwalk.walk`` (scheme, max_steps, tau,
-            record_every, trajectory_every, ...), the same for every seed.
+        **options: any other keyword of ``manifoldwalk.walk`` (``scheme``, ``direction``,
+            ``level``, ``tolerance``, ``stop``), the same for every seed.
 
     Returns:
         S WalkResults, the same (path, history, stop) as walking each problem alone with
-        ``manifoldwalk.walk(problem, theta, steps_per_sync=K, ...)``, within floating-point
+        ``manifoldwalk.walk(problem, theta, driver=Chunked(K), ...)``, within floating-point
         tolerance.
 
     Raises:
@@ -97,10 +94,8 @@ def walk_batch(
     hosts = prepare_hosts(
         problems,
         thetas,
-        steps_per_sync=steps_per_sync,
-        steps_per_iteration=steps_per_iteration,
-        metrics=metrics,
-        callback=callback,
+        driver=driver,
+        record=record,
         resume_from=resume_from,
         check=_check_same_model,
         **options,

@@ -26,8 +26,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from manifoldwalk._chunked import Carry, DeviceLoop
-from manifoldwalk._compile_cache import CompileCache
+from manifoldwalk.adapter_api import Carry, CompileCache, DeviceLoop
 
 
 def put_row(
@@ -97,8 +96,8 @@ def compile_loop(
 
 def jit_step(step: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
     """``jax.jit(step)``, donating its first argument (the walk state) where ``donate``: XLA
-    then writes the new state into the old one's buffers instead of fresh ones (MNIST-FF on a
-    2-core CPU: the eager driver's step 1.24 → 1.12 over one jitted value-and-gradient;
+    then writes the new state into the old one's buffers instead of fresh ones, which saves
+    allocating a state per step where the step is cheap next to its state (measured:
     docs/performance.md); the caller must not read a state it has passed."""
     return jax.jit(step, donate_argnums=0) if donate else jax.jit(step)
 

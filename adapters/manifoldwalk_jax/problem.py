@@ -19,20 +19,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifoldwalk._adapter_checks import (
+from manifoldwalk.adapter_api import (
     EVAL_TASKS,
+    Carry,
+    DeviceLoop,
+    ModelProblem,
+    ProblemError,
+    RegPair,
     accuracy_shape_error,
     check_batch_size,
-    check_eval_task,
+    check_callable,
     check_examples,
     check_pair,
-    eval_metrics,
 )
-from manifoldwalk._chunked import Carry, DeviceLoop
-from manifoldwalk._compile_cache import CompileCache
-from manifoldwalk.problem import ProblemError
 from manifoldwalk_jax._flat import FlatParams, PyTree
-from manifoldwalk_jax._reg import RegFn, make_reg
+from manifoldwalk_jax._reg import RegFn, callable_reg, l2_reg, weights_reg
 from manifoldwalk_jax.loop import compile_loop, jit_step
 
 ApplyFn = Callable[[PyTree, jax.Array], Any]
@@ -42,7 +43,7 @@ TASKS = EVAL_TASKS
 """The tasks :meth:`JaxProblem.evaluate` knows: accuracy or mean squared error."""
 
 
-class JaxProblem:
+class JaxProblem(ModelProblem):
     """A JAX model's training loss as a manifoldwalk Problem on the flat trainable θ.
 
     Build it with :func:`from_apply`, which documents the arguments. Besides the Problem
@@ -52,9 +53,12 @@ class JaxProblem:
     Attributes:
         theta0: the trainable parameters as one flat ``jax.Array``.
         n_params: the length of θ.
+        dtype: θ's dtype (the parameters').
         loop_cache: the compiled driver's chunks of earlier walks of this problem
-            (:class:`~manifoldwalk._compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
+            (:class:`~manifoldwalk.adapter_api.CompileCache`; ``loop_cache.clear()`` frees them).
     """
+
+    _theta_type = "jax.Array"
 
     def __init__(
         self,
@@ -67,9 +71,8 @@ class JaxProblem:
         batch_size: int | None = None,
         trainable: PyTree | None = None,
     ) -> None:
-        for name, fn in (("apply_fn", apply_fn), ("loss_fn", loss_fn)):
-            if not callable(fn):
-                raise TypeError(f"{name} must be callable, got {type(fn).__name__}.")
+        check_callable("apply_fn", apply_fn)
+        check_callable("loss_fn", loss_fn)
         self._flat = FlatParams(params, trainable)
         if len(self._flat.leaf_dtypes) > 1:
             # θ would take the promoted dtype and each leaf be cut back to its own at every
@@ -79,10 +82,11 @@ class JaxProblem:
                 "cast them, e.g. jax.tree.map(lambda a: a.astype(jnp.float32), params)."
             )
         self.theta0: jax.Array = self._flat.theta0
-        self.n_params: int = int(self.theta0.shape[0])
         self._device = _single_device(self.theta0)
         self._frozen = [jax.device_put(leaf, self._device) for leaf in self._flat.frozen]
+        self._eval_frozen = self._frozen  # evaluate's frozen leaves, on its one device
         self._apply_fn, self._loss_fn = apply_fn, loss_fn
+        super().__init__(self._flat.shapes, self.theta0.dtype, reg)
         x, y = _as_data(data, self._device, "data")
         n = int(x.shape[0])
         batch = check_batch_size(batch_size, "batch_size")
@@ -98,30 +102,11 @@ class JaxProblem:
         else:
             self._loss_and_grad = jax.jit(_batched(value_and_grad, n))
             self._loss = jax.jit(_batched(self._loss_at, n))
-        self._reg, self._reg_grad = make_reg(reg, self.theta0, self._flat.weight_mask)
         self._eval_batch = jax.jit(self._eval_sums, static_argnames="task")
-        self.loop_cache = CompileCache()
 
-    # --- the Problem protocol -------------------------------------------------------------
+    # --- compiled steps and chunks -------------------------------------------------------
 
-    def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The full-batch mean loss L(θ) and its gradient ∇L(θ), in one jitted pass.
-
-        Args:
-            theta: flat θ (``jax.Array`` of length ``n_params``).
-
-        Returns:
-            ``(L, ∇L)``: a 0-d array and an array like θ, on θ's device, in θ's dtype.
-
-        Raises:
-            TypeError: θ is not a ``jax.Array`` (a numpy θ, e.g. a loaded WalkResult's: pass
-                ``jnp.asarray(theta)``) or not in the parameters' dtype.
-            ValueError: θ is not flat of length ``n_params``.
-        """
-        self._check_theta(theta)
-        return self._loss_and_grad(theta, self._frozen, *self._data)
-
-    def compile_step(self, step, donate: bool = False):
+    def compile_step(self, step: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
         """``jax.jit(step)``: the walk's pure step compiled into one XLA computation.
 
         ``manifoldwalk.walk`` calls this (unless ``compile_step=False``); the step then
@@ -132,6 +117,9 @@ class JaxProblem:
             donate: let the compiled function write its results into its first argument's
                 buffers (``donate_argnums=0``); the caller must not read that argument again.
                 The eager driver asks for it and keeps copies of what it needs.
+
+        Returns:
+            The jitted step.
         """
         return jit_step(step, donate)
 
@@ -141,29 +129,14 @@ class JaxProblem:
         ``manifoldwalk.walk(..., steps_per_sync=K)`` calls this; see
         :func:`manifoldwalk_jax.loop.compile_loop`. The compiled chunk is kept in
         :attr:`loop_cache`: a later walk with the same options does not compile again.
+
+        Args:
+            loop: the engine's device loop.
+
+        Returns:
+            The compiled chunk, ``carry -> carry``.
         """
         return compile_loop(loop, self.loop_cache)
-
-    def loss(self, theta: jax.Array) -> jax.Array:
-        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only).
-
-        Raises:
-            TypeError, ValueError: as :meth:`loss_and_grad`.
-        """
-        self._check_theta(theta)
-        return self._loss(theta, self._frozen, *self._data)
-
-    def grad(self, theta: jax.Array) -> jax.Array:
-        """The gradient ∇L(θ), an array like θ."""
-        return self.loss_and_grad(theta)[1]
-
-    def reg(self, theta: jax.Array) -> jax.Array:
-        """The regulariser R(θ) as a 0-d array."""
-        return self._reg(theta)
-
-    def reg_grad(self, theta: jax.Array) -> jax.Array:
-        """The gradient ∇R(θ), an array like θ."""
-        return self._reg_grad(theta)
 
     # --- between θ and the pytree ---------------------------------------------------------
 
@@ -176,7 +149,7 @@ class JaxProblem:
             ValueError: θ is not flat of length ``n_params``.
         """
         theta = jnp.asarray(theta)
-        self._check_length(theta)
+        self._check_shape(theta.shape)
         return self._flat.assemble(theta, self._frozen)
 
     def assign(self, theta: jax.Array) -> PyTree:
@@ -196,58 +169,11 @@ class JaxProblem:
         """
         return self._flat.flatten(params)
 
-    # --- evaluation -----------------------------------------------------------------------
-
-    def evaluate(
-        self,
-        theta: jax.Array,
-        x: Any,
-        y: Any,
-        *,
-        task: str = "classification",
-        batch_size: int = 1024,
-    ) -> dict[str, float]:
-        """The mean loss and accuracy (or MSE) of θ on ``(x, y)``, in batches.
-
-        Meant for the walk's metric callables, e.g.
-        ``metrics={"test_loss": lambda th: problem.evaluate(th, x_te, y_te)["loss"]}``.
-        Pass jax arrays to avoid a host-to-device copy on every call.
-
-        Args:
-            theta: flat θ.
-            x, y: held-out inputs and targets (same length).
-            task: ``"classification"`` (accuracy: argmax of the outputs' last axis against
-                integer labels, or against the argmax of one-hot labels) or ``"regression"``
-                (mean squared error over examples and outputs).
-            batch_size: examples per batch.
-
-        Returns:
-            ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "mse": float}``.
-
-        Raises:
-            ValueError: an unknown task or a bad batch size.
-            ProblemError: ``x`` and ``y`` of different lengths, or accuracy asked of a model
-                with a single output column.
-        """
-        check_eval_task(task)
-        batch = check_batch_size(batch_size, "batch_size")
-        theta = jnp.asarray(theta)
-        x, y = _as_data((x, y), self._device, "evaluate")
-        n = int(x.shape[0])
-        total = None
-        for start in range(0, n, batch):
-            sums = self._eval_batch(
-                theta, self._frozen, x[start : start + batch], y[start : start + batch], task=task
-            )
-            total = sums if total is None else total + sums
-        loss_sum, metric_sum = np.asarray(total, dtype=np.float64).tolist()
-        return eval_metrics(task, loss_sum, metric_sum, n)
-
     # --- traced pieces --------------------------------------------------------------------
 
-    def _loss_at(self, theta: jax.Array, frozen: list[Any], xb: Any, yb: Any) -> jax.Array:
-        """The mean loss over one batch (traced)."""
-        loss = self._loss_of(self._flat.assemble(theta, frozen), xb, yb)
+    def _loss_at(self, theta: jax.Array, frozen: list[Any], *data: Any) -> jax.Array:
+        """The mean loss over ``data`` (one batch: ``xb, yb``) at flat θ (traced)."""
+        loss = self._loss_of(self._flat.assemble(theta, frozen), *data)
         return jnp.asarray(loss, dtype=theta.dtype)
 
     def _loss_of(self, params: PyTree, xb: Any, yb: Any) -> jax.Array:
@@ -271,28 +197,49 @@ class JaxProblem:
             metric = jnp.sum(err * err) * n_b / outputs.size
         return jnp.stack([loss, jnp.asarray(metric, dtype=theta.dtype)])
 
-    def _check_theta(self, theta: Any) -> None:
-        """Raise unless θ is a flat ``jax.Array`` (or tracer) of the parameters' length and
-        dtype: said here, not as an error from deep inside the engine or the unravelling."""
-        if not isinstance(theta, jax.Array):
-            kind = f"{type(theta).__module__}.{type(theta).__name__}"
-            raise TypeError(
-                f"θ must be a jax.Array, got {kind}; convert it with jnp.asarray(theta) first "
-                "(a loaded WalkResult's θ is numpy)."
-            )
-        self._check_length(theta)
-        if theta.dtype != self.theta0.dtype:
-            raise TypeError(
-                f"θ has dtype {theta.dtype} but the model's parameters are "
-                f"{self.theta0.dtype}; cast θ with theta.astype(jnp.{self.theta0.dtype}) (or "
-                "build the problem from parameters of θ's dtype) first."
-            )
+    # --- ModelProblem's hooks -------------------------------------------------------------
 
-    def _check_length(self, theta: Any) -> None:
-        if tuple(theta.shape) != (self.n_params,):
-            raise ValueError(
-                f"θ must be a flat array of length {self.n_params}, got shape {tuple(theta.shape)}."
-            )
+    def _loss_and_grad_flat(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(L, ∇L)`` at a checked θ, in one jitted pass (on θ's device, in θ's dtype)."""
+        return self._loss_and_grad(theta, self._frozen, *self._data)
+
+    def _loss_flat(self, theta: jax.Array) -> jax.Array:
+        """L at a checked θ, one jitted forward pass."""
+        return self._loss(theta, self._frozen, *self._data)
+
+    def _is_theta(self, theta: Any) -> bool:
+        return isinstance(theta, jax.Array)  # tracers too
+
+    def _theta_conversion(self) -> str:
+        return "jnp.asarray(theta)"
+
+    def _cast_hint(self, theta: Any) -> str:
+        return f"theta.astype(jnp.{self.dtype})"
+
+    def _l2_reg(self) -> RegPair:
+        return l2_reg()
+
+    def _weights_reg(self, mask: np.ndarray) -> RegPair:
+        return weights_reg(self._on_params(jnp.asarray(mask, self.dtype)))
+
+    def _callable_reg(self, fn: RegFn) -> RegPair:
+        return callable_reg(fn, self.theta0)
+
+    def _eval_theta(self, theta: Any) -> jax.Array:
+        # no check: any array of θ's length, moved to the parameters' device
+        return jax.device_put(jnp.asarray(theta), self._device)
+
+    def _eval_data(self, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
+        return _as_data((x, y), self._device, "evaluate")
+
+    def _eval_batch_sums(
+        self, theta: jax.Array, xb: jax.Array, yb: jax.Array, task: str
+    ) -> tuple[jax.Array, int]:
+        return self._eval_batch(theta, self._eval_frozen, xb, yb, task=task), int(xb.shape[0])
+
+    def _on_params(self, a: jax.Array) -> jax.Array:
+        """``a`` where θ lives (the parameters' device)."""
+        return jax.device_put(a, self._device)
 
     def _check_loss_is_scalar(self, xb: Any, yb: Any) -> None:
         """Raise if the loss of one batch is not a scalar (traced shapes only; nothing runs)."""

@@ -27,12 +27,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from manifoldwalk._adapter_checks import check_examples, check_pair
-from manifoldwalk._chunked import Carry, DeviceLoop
-from manifoldwalk._compile_cache import CompileCache
-from manifoldwalk.problem import ProblemError
+from manifoldwalk.adapter_api import Carry, DeviceLoop, ProblemError, check_examples, check_pair
 from manifoldwalk_jax._flat import PyTree
-from manifoldwalk_jax._reg import RegFn, make_reg
+from manifoldwalk_jax._reg import RegFn
 from manifoldwalk_jax.loop import compile_loop
 from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 
@@ -40,15 +37,15 @@ AXIS = "batch"
 """The name of the mesh axis the examples are split over."""
 
 
-class ShardedJaxProblem:
+class ShardedJaxProblem(JaxProblem):
     """A JAX model's training loss with the data sharded over devices, θ replicated.
 
-    Build it with :func:`from_apply`, which documents the arguments. It is a manifoldwalk
-    Problem (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) with
-    ``compile_step`` and ``compile_loop`` (the walk's step, or the compiled driver's chunk,
-    jitted with the data as arguments) and, like
-    :class:`~manifoldwalk_jax.JaxProblem`, ``theta0``, ``n_params``, ``unflatten``,
-    ``flatten``, ``assign`` and ``evaluate``.
+    Build it with :func:`from_apply`, which documents the arguments. It is a
+    :class:`~manifoldwalk_jax.JaxProblem` (``loss``, ``grad``, ``loss_and_grad``, ``reg``,
+    ``reg_grad`` on flat θ, ``theta0``, ``n_params``, ``unflatten``, ``flatten``, ``assign``,
+    ``evaluate``) whose training data lie split over a device mesh; ``compile_step`` and
+    ``compile_loop`` jit the walk's step, or the compiled driver's chunk, with the data as
+    arguments. θ may be any array (a numpy one is placed on the mesh automatically).
 
     Attributes:
         mesh: the one-axis device mesh (axis ``"batch"``).
@@ -59,10 +56,8 @@ class ShardedJaxProblem:
             the other ``n_examples - n_sharded`` are replicated.
         data_sharding: the sharding of the training inputs and targets (over ``"batch"``).
         replicated: the sharding of θ (a full copy on every device).
-        base: the single-device :class:`~manifoldwalk_jax.JaxProblem` this one is built on
-            (used for evaluation and the θ ↔ pytree conversions).
         loop_cache: the compiled driver's chunks of earlier walks
-            (:class:`~manifoldwalk._compile_cache.CompileCache`).
+            (:class:`~manifoldwalk.adapter_api.CompileCache`).
     """
 
     def __init__(
@@ -80,57 +75,26 @@ class ShardedJaxProblem:
         x, y = (np.asarray(a) if not isinstance(a, jax.Array) else a for a in data)
         check_examples("data", x.shape, y.shape)
         devices = _check_devices(devices)
-        # the single-device problem checks the model, the loss and the parameters; it holds
-        # one example only, so that the training set is never copied whole onto one device
-        self.base = JaxProblem(apply_fn, params, loss_fn, (x[:1], y[:1]), trainable=trainable)
         self.mesh = Mesh(np.asarray(devices, dtype=object), (AXIS,))
         self.data_sharding = NamedSharding(self.mesh, P(AXIS))
         self.replicated = NamedSharding(self.mesh, P())
+        # the single-device problem checks the model, the loss and the parameters on one
+        # example, so that the training set is never copied whole onto one device; its
+        # jitted loss takes the data as arguments, which are then swapped for the shards
+        super().__init__(apply_fn, params, loss_fn, (x[:1], y[:1]), reg=reg, trainable=trainable)
         self.n_examples = int(x.shape[0])
         self.n_sharded = self.n_examples - self.n_examples % len(devices)
-        self.n_params = self.base.n_params
-        self.theta0: jax.Array = jax.device_put(self.base.theta0, self.replicated)
+        self.theta0: jax.Array = jax.device_put(self.theta0, self.replicated)
         self._args = self._place(x, y)
-        weight_mask = jax.device_put(self.base._flat.weight_mask, self.replicated)
-        self._reg, self._reg_grad = make_reg(reg, self.theta0, weight_mask)
-        # in place on CPU devices, as JaxProblem (FlatParams.join says why)
-        in_place = next(iter(self.replicated.device_set)).platform == "cpu"
-        self._loss_and_grad = jax.jit(self.base._flat.value_and_grad(self._loss_of, in_place))
-        self._loss = jax.jit(self._loss_at)
-        self.loop_cache = CompileCache()
 
-    # --- the Problem protocol -------------------------------------------------------------
+    @property
+    def _args(self) -> tuple[Any, ...]:
+        """``(frozen, x_sharded, y_sharded, x_rest, y_rest)``: what the jitted loss takes after θ."""
+        return (self._frozen, *self._data)
 
-    def loss_and_grad(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """The full-batch mean loss and gradient: one SPMD program over the mesh.
-
-        Args:
-            theta: flat θ, replicated on the mesh (``problem.theta0``, or
-                ``problem.replicate(θ)``); a numpy array is placed automatically.
-
-        Returns:
-            ``(L, ∇L)``: a 0-d array and an array like θ, both replicated.
-
-        Raises:
-            ProblemError: θ is a ``jax.Array`` committed to other devices than the mesh's.
-        """
-        return self._loss_and_grad(self._check_theta(theta), *self._args)
-
-    def loss(self, theta: jax.Array) -> jax.Array:
-        """The full-batch mean training loss L(θ) as a 0-d array (forward pass only)."""
-        return self._loss(self._check_theta(theta), *self._args)
-
-    def grad(self, theta: jax.Array) -> jax.Array:
-        """The gradient ∇L(θ), an array like θ."""
-        return self.loss_and_grad(theta)[1]
-
-    def reg(self, theta: jax.Array) -> jax.Array:
-        """The regulariser R(θ) as a 0-d array."""
-        return self._reg(theta)
-
-    def reg_grad(self, theta: jax.Array) -> jax.Array:
-        """The gradient ∇R(θ), an array like θ."""
-        return self._reg_grad(theta)
+    @_args.setter
+    def _args(self, args: tuple[Any, ...]) -> None:
+        self._frozen, self._data = args[0], tuple(args[1:])
 
     def compile_step(self, step: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
         """The walk's pure step jitted with the training data as arguments (see :meth:`jit`);
@@ -196,62 +160,40 @@ class ShardedJaxProblem:
         """θ (any array of length ``n_params``) as a ``jax.Array`` replicated on the mesh."""
         return jax.device_put(jnp.asarray(theta), self.replicated)
 
-    def unflatten(self, theta: jax.Array) -> PyTree:
-        """The parameter pytree for a flat θ (see :meth:`JaxProblem.unflatten`)."""
-        return self.base.unflatten(theta)
-
-    def assign(self, theta: jax.Array) -> PyTree:
-        """The parameter pytree for θ (see :meth:`JaxProblem.assign`)."""
-        return self.base.assign(theta)
-
     def flatten(self, params: PyTree) -> jax.Array:
         """The flat θ of a parameter pytree, replicated on the mesh (inverse of ``unflatten``)."""
-        return self.replicate(self.base.flatten(params))
-
-    def evaluate(
-        self,
-        theta: jax.Array,
-        x: Any,
-        y: Any,
-        *,
-        task: str = "classification",
-        batch_size: int = 1024,
-    ) -> dict[str, float]:
-        """Held-out loss and accuracy (or MSE) of θ, on the mesh's first device, in batches.
-
-        See :meth:`JaxProblem.evaluate` for the arguments, result and errors.
-        """
-        local = jax.device_put(jnp.asarray(theta), self.base._device)
-        return self.base.evaluate(local, x, y, task=task, batch_size=batch_size)
+        return self.replicate(super().flatten(params))
 
     # --- internals ------------------------------------------------------------------------
 
     def _place(self, x: Any, y: Any) -> tuple[Any, ...]:
         """``(frozen, x_sharded, y_sharded, x_rest, y_rest)`` on the mesh."""
         cut = self.n_sharded
-        frozen = jax.device_put(self.base._frozen, self.replicated)
+        frozen = jax.device_put(self._eval_frozen, self.replicated)
         sharded = [jax.device_put(a[:cut], self.data_sharding) for a in (x, y)]
         rest = [jax.device_put(a[cut:], self.replicated) for a in (x, y)]
         return (frozen, *sharded, *rest)
 
-    def _loss_at(
-        self, theta: jax.Array, frozen: Any, xs: Any, ys: Any, x_rest: Any, y_rest: Any
-    ) -> jax.Array:
-        """The exact mean loss over all examples, at flat θ (traced)."""
-        loss = self._loss_of(self.base._flat.assemble(theta, frozen), xs, ys, x_rest, y_rest)
-        return jnp.asarray(loss, dtype=theta.dtype)
-
     def _loss_of(self, params: PyTree, xs: Any, ys: Any, x_rest: Any, y_rest: Any) -> jax.Array:
         """The exact mean loss of the parameter pytree over all examples: the sharded part and
         the rest (traced)."""
-        loss = self.base._loss_of(params, xs, ys)
+        loss = super()._loss_of(params, xs, ys)
         n_rest = x_rest.shape[0]
         if n_rest == 0:
             return loss
-        rest = self.base._loss_of(params, x_rest, y_rest)
+        rest = super()._loss_of(params, x_rest, y_rest)
         return (loss * xs.shape[0] + rest * n_rest) / self.n_examples
 
-    def _check_theta(self, theta: Any) -> Any:
+    def _on_params(self, a: jax.Array) -> jax.Array:
+        """``a`` replicated on the mesh, as θ is."""
+        return jax.device_put(a, self.replicated)
+
+    def _checked(self, theta: Any) -> Any:
+        """θ as it is, unless it is committed to other devices than the mesh's.
+
+        Raises:
+            ProblemError: θ is a ``jax.Array`` committed to other devices.
+        """
         if isinstance(theta, jax.Array) and not isinstance(theta, jax.core.Tracer):
             if theta.committed and theta.sharding.device_set != self.replicated.device_set:
                 raise ProblemError(

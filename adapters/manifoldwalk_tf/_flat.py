@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk.problem import ProblemError
+from manifoldwalk.adapter_api import ProblemError
 
 
 class FlatVariables:
@@ -45,13 +45,6 @@ class FlatVariables:
         self.tf_dtypes = [tf.as_dtype(v.dtype) for v in self.variables]
         self.dtype = np.result_type(*(d.as_numpy_dtype for d in self.tf_dtypes))
         self.n = sum(self.sizes)
-        # 1 where θ's entry belongs to a variable of rank ≥ 2 (a kernel), else 0.
-        self.weight_mask = np.concatenate(
-            [
-                np.full(size, len(shape) >= 2, self.dtype)
-                for shape, size in zip(self.shapes, self.sizes, strict=True)
-            ]
-        )
 
     def read(self) -> np.ndarray:
         """The variables' current values as flat θ (numpy)."""

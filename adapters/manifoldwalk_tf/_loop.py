@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from manifoldwalk._chunked import Carry, DeviceLoop
+from manifoldwalk.adapter_api import Carry, DeviceLoop
 
 
 def put_row(buffer: tf.Tensor, i: tf.Tensor, due: tf.Tensor, make_row: Callable) -> tf.Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 import tensorflow as tf
 import tensorflow.experimental.numpy as tnp
 
-from manifoldwalk._array import register_namespace
+from manifoldwalk.adapter_api import register_namespace
 
 
 class _Info:
@@ -41,11 +41,10 @@ def _vector_dot(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
 
     XLA:CPU sums a long vector as a tree of windowed sums of 32 (for accuracy), and so it does
     here: the sum of each row of 32 becomes the tree's first level, with the product written
-    out as before. Yet the compiled chunk measured faster than with ``reduce_sum(a * b)``:
-    ``"paper"`` and ``"compensated"`` 0.02 lower over the floor, the default 0.01 (medians of
-    five or six runs; ``benchmarks/tf_dots.py``, "blocks" against "sums";
-    docs/performance.md, stop 24). The optimised HLO differs in how XLA fuses the flat
-    gradient's concatenation into the products; why that is faster was not pinned down.
+    out in full. Yet the compiled chunk runs faster than with ``reduce_sum(a * b)``
+    (``benchmarks/tf_dots.py``, "blocks" against "sums"; measured: docs/performance.md). The
+    optimised HLO differs in how XLA fuses the flat gradient's concatenation into the
+    products; why that is faster was not pinned down.
     """
     n = a.shape[0]
     if n is None or n < 2 * _BLOCK:
@@ -86,9 +85,9 @@ class TensorFlowNamespace:
     @staticmethod
     def matmul(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
         """``a @ b``; for two vectors in a traced function, a sum of products in blocks
-        (:func:`_vector_dot`): XLA:CPU's dot of two vectors is 1.8× slower (and the walk step
-        has up to six: ``"paper"`` ran 1.09× its floor per step with dots, 1.055× with sums, in
-        ``benchmarks/tf_dots.py``)."""
+        (:func:`_vector_dot`): XLA:CPU runs its dot of two vectors slower than a fused sum, and
+        the walk step has up to six (``benchmarks/tf_dots.py``; measured:
+        docs/performance.md)."""
         if a.shape.rank == 1 and b.shape.rank == 1 and not tf.executing_eagerly():
             return _vector_dot(a, b)
         return tnp.matmul(a, b)

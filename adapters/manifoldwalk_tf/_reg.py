@@ -3,7 +3,8 @@
 θ is a numpy array at the adapter's eager seam, so the named regularisers are computed in
 numpy with no conversion there; inside a compiled step (``from_model(..., compile=True)``) θ is
 a ``tf.Tensor`` and they are TensorFlow ops. A user's callable is a TensorFlow function of the
-flat θ, run with its gradient inside one ``tf.function``.
+flat θ, run with its gradient inside one ``tf.function``. Which one a problem takes is
+:class:`~manifoldwalk.adapter_api.ModelProblem`'s choice.
 """
 
 from __future__ import annotations
@@ -14,47 +15,54 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk.problem import ProblemError
+from manifoldwalk.adapter_api import ProblemError
 
 NumpyFn = Callable[[np.ndarray], Any]
 
-REG_NAMES = ("l2", "l2-weights")
-"""The named regularisers: θᵀθ over all parameters, or over the weights (rank ≥ 2) only."""
+
+def l2_reg() -> tuple[NumpyFn, NumpyFn]:
+    """``(θ ↦ θᵀθ, θ ↦ 2θ)`` on θ of either kind.
+
+    Returns:
+        ``(R, ∇R)``.
+    """
+    return _either(lambda t: np.asarray(t @ t), lambda t: tf.tensordot(t, t, 1)), (lambda t: 2 * t)
 
 
-def make_reg(
-    reg: str | Callable[[tf.Tensor], tf.Tensor], n: int, dtype: Any, weight_mask: np.ndarray
-) -> tuple[NumpyFn, NumpyFn]:
-    """``(R, ∇R)`` as functions of θ, returning values of θ's kind (numpy or ``tf.Tensor``).
+def weights_reg(weight_mask: np.ndarray) -> tuple[NumpyFn, NumpyFn]:
+    """``(θ ↦ Σ mask·θ², θ ↦ 2·mask·θ)`` on θ of either kind: θᵀθ over the weights only.
 
     Args:
-        reg: ``"l2"`` (θᵀθ), ``"l2-weights"`` (θᵀθ over entries where ``weight_mask`` is 1),
-            or a differentiable TensorFlow function of the flat θ (a ``tf.Tensor``) returning
-            a scalar.
+        weight_mask: 1 on weight entries (variables of rank ≥ 2), 0 elsewhere, in θ's dtype.
+
+    Returns:
+        ``(R, ∇R)``.
+    """
+    mask = tf.constant(weight_mask)
+    value = _either(
+        lambda t: np.asarray((weight_mask * t) @ t),
+        lambda t: tf.tensordot(mask * t, t, 1),
+    )
+    return value, _either(lambda t: 2 * weight_mask * t, lambda t: 2 * mask * t)
+
+
+def callable_reg(
+    reg: Callable[[tf.Tensor], tf.Tensor], n: int, dtype: Any
+) -> tuple[NumpyFn, NumpyFn]:
+    """``(R, ∇R)`` for a differentiable TensorFlow function of the flat θ, run with its
+    gradient inside one ``tf.function``.
+
+    Args:
+        reg: the function, of a ``tf.Tensor`` θ, returning a scalar.
         n: the length of θ.
         dtype: θ's numpy dtype.
-        weight_mask: 1 on weight entries (variables of rank ≥ 2), 0 elsewhere.
+
+    Returns:
+        ``(R, ∇R)``, returning values of θ's kind (numpy or ``tf.Tensor``).
 
     Raises:
-        ValueError: an unknown regulariser name.
-        ProblemError: a callable that does not return a scalar.
-        TypeError: ``reg`` is neither a name nor a callable.
+        ProblemError: ``reg`` does not return a scalar.
     """
-    if isinstance(reg, str):
-        if reg == "l2":
-            return _either(lambda t: np.asarray(t @ t), lambda t: tf.tensordot(t, t, 1)), (
-                lambda t: 2 * t
-            )
-        if reg == "l2-weights":
-            mask = tf.constant(weight_mask, dtype=tf.as_dtype(dtype))
-            value = _either(
-                lambda t: np.asarray((weight_mask * t) @ t),
-                lambda t: tf.tensordot(mask * t, t, 1),
-            )
-            return value, _either(lambda t: 2 * weight_mask * t, lambda t: 2 * mask * t)
-        raise ValueError(f"reg must be one of {REG_NAMES} or a callable, got {reg!r}.")
-    if not callable(reg):
-        raise TypeError(f"reg must be one of {REG_NAMES} or a callable, got {type(reg).__name__}.")
     spec = tf.TensorSpec([n], tf.as_dtype(dtype))
 
     @tf.function(input_signature=[spec])

@@ -24,22 +24,22 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk._adapter_checks import (
+from manifoldwalk.adapter_api import (
     EVAL_TASKS,
+    DeviceLoop,
+    ModelProblem,
+    ProblemError,
+    RegPair,
     accuracy_shape_error,
     check_batch_size,
-    check_eval_task,
+    check_callable,
     check_examples,
     check_pair,
-    eval_metrics,
 )
-from manifoldwalk._chunked import DeviceLoop
-from manifoldwalk._compile_cache import CompileCache
-from manifoldwalk.problem import ProblemError
 from manifoldwalk_tf._flat import FlatVariables
 from manifoldwalk_tf._loop import chunk_runner
 from manifoldwalk_tf._namespace import register as register_namespace
-from manifoldwalk_tf._reg import make_reg
+from manifoldwalk_tf._reg import callable_reg, l2_reg, weights_reg
 
 LossFn = Callable[[Any, Any], Any]
 
@@ -47,7 +47,7 @@ TASKS = EVAL_TASKS
 """The tasks :meth:`TFProblem.evaluate` knows: accuracy or mean squared error."""
 
 
-class TFProblem:
+class TFProblem(ModelProblem):
     """A Keras model's training loss as a manifoldwalk Problem on the flat trainable θ.
 
     Build it with :func:`from_model`, which documents the arguments. Besides the Problem
@@ -60,8 +60,13 @@ class TFProblem:
         n_params: the length of θ.
         dtype: θ's numpy dtype (the variables' dtype).
         loop_cache: the compiled chunks of earlier walks
-            (:class:`~manifoldwalk._compile_cache.CompileCache`; ``loop_cache.clear()`` frees them).
+            (:class:`~manifoldwalk.adapter_api.CompileCache`; ``loop_cache.clear()`` frees them).
     """
+
+    _dtype_owner = "the model's variables are"
+    _dtype_remedy = "or build the model in θ's dtype"
+    _shape_error = ProblemError
+    _checks_reg_theta = True
 
     def __init__(
         self,
@@ -78,17 +83,14 @@ class TFProblem:
             raise TypeError(f"compile must be True or False, got {compile!r}.")
         if not isinstance(model, keras.layers.Layer):
             raise TypeError(f"model must be a Keras 3 model, got {type(model).__name__}.")
-        if not callable(loss_fn):
-            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+        check_callable("loss_fn", loss_fn)
         x, y = _as_tensors(data, "data")
         if not model.built:
             model(x[:1])  # build the variables
         self.model = model
         self._flat = FlatVariables(model.trainable_variables)
-        self.dtype: np.dtype = np.dtype(self._flat.dtype)
-        self.n_params: int = self._flat.n
+        super().__init__(self._flat.shapes, np.dtype(self._flat.dtype), reg)
         self.compiled = compile
-        self.loop_cache = CompileCache()
         self.theta0: np.ndarray | tf.Tensor = self._flat.read()
         if compile:  # the walk runs on tf.Tensor from its first step
             register_namespace()
@@ -104,29 +106,9 @@ class TFProblem:
         spec = [tf.TensorSpec([self.n_params], tf.as_dtype(self.dtype))]
         self._tf_loss_and_grad = tf.function(self._full_loss_and_grad, input_signature=spec)
         self._tf_loss = tf.function(self._full_loss, input_signature=spec)
-        self._reg, self._reg_grad = make_reg(reg, self.n_params, self.dtype, self._flat.weight_mask)
         self._tf_eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
 
-    # --- the Problem protocol -------------------------------------------------------------
-
-    def loss_and_grad(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The full-batch mean loss L(θ) and its gradient ∇L(θ), in one ``tf.function`` call.
-
-        Args:
-            theta: flat θ, a numpy array of length ``n_params``.
-
-        Returns:
-            ``(L, ∇L)``: a 0-d numpy array and a numpy array like θ, in θ's dtype.
-
-        Raises:
-            ProblemError: θ of the wrong length.
-            TypeError: θ of another dtype than the model's variables.
-        """
-        theta = self._checked(theta)
-        if tf.is_tensor(theta):  # the compiled seam: stay in TensorFlow
-            return self._tf_loss_and_grad(theta)
-        loss, grad = self._tf_loss_and_grad(theta)
-        return np.asarray(loss.numpy()), grad.numpy()
+    # --- compiled steps and chunks -------------------------------------------------------
 
     def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """The walk's pure step as one XLA-compiled ``tf.function``, if ``compile`` was asked.
@@ -158,25 +140,6 @@ class TFProblem:
             )
         return self.loop_cache.get(loop, lambda: chunk_runner(loop))
 
-    def loss(self, theta: np.ndarray) -> np.ndarray:
-        """The full-batch mean training loss L(θ) as a 0-d array of θ's kind (forward pass only)."""
-        theta = self._checked(theta)
-        if tf.is_tensor(theta):
-            return self._tf_loss(theta)
-        return np.asarray(self._tf_loss(theta).numpy())
-
-    def grad(self, theta: np.ndarray) -> np.ndarray:
-        """The gradient ∇L(θ), a numpy array like θ."""
-        return self.loss_and_grad(theta)[1]
-
-    def reg(self, theta: np.ndarray) -> np.ndarray:
-        """The regulariser R(θ) as a 0-d array of θ's kind (numpy, or ``tf.Tensor``)."""
-        return self._reg(self._checked(theta))
-
-    def reg_grad(self, theta: np.ndarray) -> np.ndarray:
-        """The gradient ∇R(θ), an array like θ (numpy, or ``tf.Tensor``)."""
-        return self._reg_grad(self._checked(theta))
-
     # --- between θ and the model ----------------------------------------------------------
 
     def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
@@ -195,52 +158,6 @@ class TFProblem:
     def assign(self, theta: np.ndarray) -> None:
         """Write θ into the model's trainable variables (e.g. the walk's final θ)."""
         self._flat.assign(theta)
-
-    # --- evaluation -----------------------------------------------------------------------
-
-    def evaluate(
-        self,
-        theta: np.ndarray,
-        x: Any,
-        y: Any,
-        *,
-        task: str = "classification",
-        batch_size: int = 1024,
-    ) -> dict[str, float]:
-        """The mean loss and accuracy (or MSE) of θ on ``(x, y)``, in batches.
-
-        Meant for the walk's metric callables, e.g.
-        ``metrics={"test_loss": lambda th: problem.evaluate(th, x_te, y_te)["loss"]}``.
-        The model's variables are not touched.
-
-        Args:
-            theta: flat θ.
-            x, y: held-out inputs and targets (same length).
-            task: ``"classification"`` (accuracy: argmax of the outputs' last axis against
-                integer labels, or against the argmax of one-hot labels) or ``"regression"``
-                (mean squared error over examples and outputs).
-            batch_size: examples per batch.
-
-        Returns:
-            ``{"loss": float, "accuracy": float}`` or ``{"loss": float, "mse": float}``.
-
-        Raises:
-            ValueError: an unknown task or a bad batch size.
-            ProblemError: ``x`` and ``y`` of different lengths, or accuracy asked of a model
-                with a single output column.
-        """
-        check_eval_task(task)
-        batch = check_batch_size(batch_size, "batch_size")
-        theta = tf.convert_to_tensor(self._flat.check(theta))
-        x, y = _as_tensors((x, y), "evaluate")
-        x, y = self._cast(x), self._cast(y)
-        n = int(x.shape[0])
-        total = tf.zeros([2], theta.dtype)
-        for start in range(0, n, batch):
-            end = min(start + batch, n)
-            total += self._tf_eval_sums(theta, x[start:end], y[start:end], task=task)
-        loss_sum, metric_sum = total.numpy().astype(np.float64).tolist()
-        return eval_metrics(task, loss_sum, metric_sum, n)
 
     # --- traced pieces --------------------------------------------------------------------
 
@@ -323,30 +240,58 @@ class TFProblem:
             metric = tf.reduce_sum(err * err) * n_b / size
         return tf.stack([loss, metric])
 
-    def _checked(self, theta: Any) -> Any:
-        """θ for the Problem protocol: a ``tf.Tensor`` as it is, anything else as a numpy
-        array; either checked to be flat of ``n_params`` entries in the variables' dtype (a
-        gradient in another dtype than θ's would stop the walk with a less helpful error).
+    # --- ModelProblem's hooks -------------------------------------------------------------
 
-        Raises:
-            ProblemError: the wrong shape.
-            TypeError: another dtype.
-        """
-        if not tf.is_tensor(theta):
-            theta = np.asarray(theta)
-        dtype = np.dtype(tf.as_dtype(theta.dtype).as_numpy_dtype)
-        if dtype != self.dtype:
-            cast = (
-                f"tf.cast(theta, tf.{self.dtype})"
-                if tf.is_tensor(theta)
-                else f"theta.astype(np.{self.dtype})"
-            )
-            raise TypeError(
-                f"θ has dtype {dtype} but the model's variables are {self.dtype}; cast θ with "
-                f"{cast} (or build the model in θ's dtype) first."
-            )
-        self._flat.check_shape(theta.shape)
-        return theta
+    def _loss_and_grad_flat(self, theta: Any) -> tuple[Any, Any]:
+        """``(L, ∇L)`` at a checked θ in one ``tf.function`` call: numpy for a numpy θ (the
+        eager seam), ``tf.Tensor`` for a ``tf.Tensor`` (the compiled seam)."""
+        if tf.is_tensor(theta):  # the compiled seam: stay in TensorFlow
+            return self._tf_loss_and_grad(theta)
+        loss, grad = self._tf_loss_and_grad(theta)
+        return np.asarray(loss.numpy()), grad.numpy()
+
+    def _loss_flat(self, theta: Any) -> Any:
+        """L at a checked θ (forward passes only), of θ's kind."""
+        if tf.is_tensor(theta):
+            return self._tf_loss(theta)
+        return np.asarray(self._tf_loss(theta).numpy())
+
+    def _coerce_theta(self, theta: Any) -> Any:
+        # a tf.Tensor as it is, anything else as a numpy array
+        return theta if tf.is_tensor(theta) else np.asarray(theta)
+
+    def _dtype_of(self, theta: Any) -> np.dtype:
+        return np.dtype(tf.as_dtype(theta.dtype).as_numpy_dtype)
+
+    def _cast_hint(self, theta: Any) -> str:
+        if tf.is_tensor(theta):
+            return f"tf.cast(theta, tf.{self.dtype})"
+        return f"theta.astype(np.{self.dtype})"
+
+    def _check_shape(self, shape: Any) -> None:
+        self._flat.check_shape(shape)
+
+    def _l2_reg(self) -> RegPair:
+        return l2_reg()
+
+    def _weights_reg(self, mask: np.ndarray) -> RegPair:
+        return weights_reg(mask.astype(self.dtype))
+
+    def _callable_reg(self, fn: Callable[[tf.Tensor], tf.Tensor]) -> RegPair:
+        return callable_reg(fn, self.n_params, self.dtype)
+
+    def _eval_theta(self, theta: Any) -> tf.Tensor:
+        # any dtype, cast to θ's; the shape checked
+        return tf.convert_to_tensor(self._flat.check(theta))
+
+    def _eval_data(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
+        x, y = _as_tensors((x, y), "evaluate")
+        return self._cast(x), self._cast(y)
+
+    def _eval_batch_sums(
+        self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor, task: str
+    ) -> tuple[tf.Tensor, int]:
+        return self._tf_eval_sums(theta, xb, yb, task=task), int(xb.shape[0])
 
     def _cast(self, a: tf.Tensor) -> tf.Tensor:
         """Floating-point data in θ's dtype; integer data (labels, token ids) unchanged."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from manifoldwalk._chunked import Carry, DeviceLoop, put_by_mask
+from manifoldwalk.adapter_api import Carry, DeviceLoop, put_by_mask
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """The ``torch.compile`` modes ``from_model(compile=...)`` accepts (``True`` is ``"default"``)."""
@@ -105,9 +105,10 @@ def compiled(step: Callable[[Any], Any], mode: str, around: Callable[[], Any]) -
 MAX_GRAPH_STEPS = 4
 """The most walk steps one compiled chunk graph unrolls when ``steps_per_iteration`` is 1.
 
-Compilation time grows faster than the steps in the graph (the MNIST-FF net on this CPU: 22 s
-for 4 steps, 110 s for 8; a 50-step graph of the Iris-sized net had not compiled after 15
-minutes), so a longer chunk calls a smaller graph several times instead."""
+Compilation time grows faster than the steps in the graph (tens of seconds for 4 steps of
+MNIST-FF on a CPU, minutes for 8; measured:
+docs/measurements/performance_history_2026-11-27_to_2026-12-03.md), so a longer chunk
+calls a smaller graph several times instead."""
 
 
 def graph_steps(k: int, m: int) -> int:

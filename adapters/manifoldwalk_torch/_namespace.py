@@ -3,9 +3,8 @@
 The eager walk step (the default for PyTorch problems) makes about a hundred calls per step
 through the array-API namespace, most of them on 0-d tensors (step sizes, flags, counters).
 ``array_api_compat.torch`` wraps several in type-promotion code that costs more than the
-operation itself: on this project's 2-core CPU, ``where`` on three 0-d tensors 18 µs against
-6 µs for ``torch.where``, ``maximum`` 16 µs against 5 µs, ``matmul`` of two 99,710-vectors
-35 µs against 23 µs (``python benchmarks/torch_namespace.py``). :data:`TORCH` calls torch
+operation itself on 0-d tensors (``where``, ``maximum``, ``minimum``, ``atan2``, ``matmul``;
+``python benchmarks/torch_namespace.py``; measured: docs/performance.md). :data:`TORCH` calls torch
 directly where the operands are tensors of one dtype (there the array API and torch agree: no
 promotion) and hands every other call, and every other name, to ``array_api_compat.torch``:
 the same values bit for bit, fewer microseconds. ``manifoldwalk_torch`` registers it with the
@@ -19,7 +18,7 @@ from typing import Any
 import array_api_compat.torch as _base
 import torch
 
-from manifoldwalk._array import register_namespace
+from manifoldwalk.adapter_api import register_namespace
 
 _Tensor = torch.Tensor
 _is_batched = getattr(torch._C._functorch, "is_batchedtensor", lambda x: False)
@@ -75,9 +74,10 @@ class TorchNamespace:
             return _base.matmul(x1, x2)
         if x1.dim() == 1 and _is_batched(x1) and _is_batched(x2):
             # Inside torch.func.vmap (manifoldwalk_torch.walk_batch) the inner product of two
-            # vectors becomes a batched matrix product: 84-87 us against 35 us for the product
-            # and sum, 4 lanes of 21,003 float64 on this CPU (docs/performance.md, "PyTorch
-            # batched seeds"). The sum rounds differently; outside vmap nothing changes.
+            # vectors becomes a batched matrix product, slower on a CPU than the product and
+            # sum formed here (measured:
+            # docs/measurements/performance_history_2026-11-27_to_2026-12-03.md,
+            # "PyTorch batched seeds"). The sum rounds differently; outside vmap nothing changes.
             return (x1 * x2).sum()
         return torch.matmul(x1, x2)
 

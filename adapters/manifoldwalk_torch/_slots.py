@@ -8,8 +8,8 @@ dictionary assignment ``functional_call`` ends with
 (``torch.nn.utils._named_member_accessor.swap_tensor``), so the forward pass, its hooks and the
 gradient are the same bit for bit (``tests/adapters/test_torch_adapter.py``). Unlike
 ``functional_call`` (torch 2.13), it puts back the parameter of a submodule the model reaches by
-two names. The time saved is a few tens of µs per call, within this machine's noise on the nets
-of ``benchmarks/torch_loss_grad.py``.
+two names. The time saved per call is small, within a shared CPU's noise on the nets of
+``benchmarks/torch_loss_grad.py``.
 
 The compiled paths keep ``functional_call``, which ``torch.compile`` and :mod:`torch.func`
 trace.

@@ -8,11 +8,11 @@ step, the loss and gradient taken through :func:`torch.func.grad_and_value` of
 :func:`torch.func.functional_call` on the first problem's model. One step's dozens of small
 operations (the step sizes, the stop rules, the dot products) then run once for all seeds
 instead of once per seed: that is where an eager walk of a small net spends a third of its
-time. Measured on a 2-core CPU, that does not pay: each of those operations costs several times
-more under ``vmap``, and the vmapped gradient of S seeds is slower than S single ones, so 4
-seeds ran at 0.60× (Iris-sized net) and 0.89× (MNIST-FF) the speed of 4 walks in turn
-(``benchmarks/torch_batch_seeds.py``, docs/performance.md). It is meant for a GPU, where a small
-net's step is kernel launches that cost the same for one seed or ten (not measured yet).
+time. On a CPU that does not pay: each of those operations costs more under ``vmap``, and the
+vmapped gradient of S seeds is slower than S single ones, so the batch is slower than S walks
+in turn (``benchmarks/torch_batch_seeds.py``; measured: docs/performance.md, "Batched seeds").
+It is meant for a GPU, where a small net's step is kernel launches that cost the same for one
+seed or ten (not yet measured on a GPU).
 
 The loop over steps stays on the host. Before each step it reads, for every seed, whether the
 seed still walks and whether it is on the level set (one small copy): the step then runs
@@ -27,22 +27,24 @@ floating-point tolerance: the batched products round differently).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.func import functional_call, vmap
 
-from manifoldwalk._batched import (
+from manifoldwalk import Chunked, Record
+from manifoldwalk.adapter_api import (
+    Carry,
+    DeviceLoop,
     LaneProblem,
+    WalkResult,
     check_lane_agrees,
+    describe_vector,
     drive_hosts,
     prepare_hosts,
     same_function,
 )
-from manifoldwalk._chunked import Carry, DeviceLoop
-from manifoldwalk._history import describe_vector
-from manifoldwalk.result import WalkResult
 from manifoldwalk_torch._compile import _map, functional_loss_and_grad
 from manifoldwalk_torch.problem import TorchProblem, _eval_mode, _scalar_loss
 
@@ -82,9 +84,8 @@ def walk_batch(
     problems: Sequence[TorchProblem],
     thetas: Sequence[torch.Tensor] | None = None,
     *,
-    steps_per_sync: int = 64,
-    metrics: Mapping[str, Callable] | Sequence[Mapping[str, Callable] | None] | None = None,
-    callback: Callable | Sequence[Callable | None] | None = None,
+    driver: Chunked = Chunked(64),
+    record: Record | Sequence[Record] = Record(),
     resume_from: Sequence[WalkResult | None] | None = None,
     **options: Any,
 ) -> list[WalkResult]:
@@ -98,15 +99,14 @@ def walk_batch(
             data of equal shapes and dtypes and the same ``batch_size`` (not a DataLoader).
             Their ``compile`` setting is not used: the batch runs eagerly.
         thetas: S starting points (default: each problem's ``theta0``).
-        steps_per_sync: K, the most steps before the hosts read their seeds' rows.
-        metrics: one mapping for every seed, or S mappings (or None), as ``walk``'s
-            ``metrics``; with metrics or callbacks each seed also pauses at its record points,
-            as in ``walk(..., steps_per_sync=K)``.
-        callback: one callable for every seed, or S callables (or None).
+        driver: ``Chunked(K)``: K, the most steps before the hosts read their seeds' rows
+            (its ``steps_per_iteration`` must be 1: the host loop reads every step's flags).
+        record: one :class:`~manifoldwalk.Record` for every seed, or S of them; with metrics
+            or callbacks each seed also pauses at its record points, as in
+            ``walk(..., driver=Chunked(K))``.
         resume_from: S results (or None) to resume each seed from.
-        **options: any other keyword of ``manifoldwalk.walk`` (scheme, max_steps, tau,
-            record_every, trajectory_every, ...), the same for every seed; not
-            ``steps_per_iteration`` (the host loop reads every step's flags).
+        **options: any other keyword of ``manifoldwalk.walk`` (``scheme``, ``direction``,
+            ``level``, ``tolerance``, ``stop``), the same for every seed.
 
     Returns:
         S WalkResults, the same (path, history, stop) as walking each problem alone with
@@ -114,14 +114,14 @@ def walk_batch(
 
     Raises:
         ValueError: no problems, lists of the wrong length, problems of different models,
-            losses, data shapes or dtypes, DataLoader data, a ``steps_per_iteration`` option,
+            losses, data shapes or dtypes, DataLoader data, a ``steps_per_iteration`` above 1,
             or a direction that cannot be traced; or a seed whose loss, gradient or
             regulariser at its start, evaluated as the batch does (with the first problem's
             model, loss and regulariser), differs from its own problem's beyond rounding (the
             error names the seed).
         TypeError: a problem that is not a TorchProblem.
     """
-    if "steps_per_iteration" in options:
+    if getattr(driver, "steps_per_iteration", 1) != 1:
         raise ValueError(
             "walk_batch (PyTorch) takes no steps_per_iteration: its host loop checks every "
             "step (manifoldwalk_jax.walk_batch has masked iterations)."
@@ -130,9 +130,8 @@ def walk_batch(
     hosts = prepare_hosts(
         problems,
         thetas,
-        steps_per_sync=steps_per_sync,
-        metrics=metrics,
-        callback=callback,
+        driver=driver,
+        record=record,
         resume_from=resume_from,
         check=_check_same_model,
         **options,

@@ -29,22 +29,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from manifoldwalk._adapter_checks import check_eval_task
-from manifoldwalk.problem import ProblemError
-from manifoldwalk_torch.problem import LossFn, RegFn, TorchProblem, _check_batch_size
+from manifoldwalk.adapter_api import CompileCache, ProblemError, check_eval_task
+from manifoldwalk_torch._data import check_batch_size
+from manifoldwalk_torch.problem import LossFn, RegFn, TorchProblem
 
 SHARDINGS = ("contiguous", "strided", "local")
 """How :func:`from_model` splits the training set over the ranks (see its ``shard`` argument)."""
 
 
-class DistributedTorchProblem:
+class DistributedTorchProblem(TorchProblem):
     """A :class:`~manifoldwalk_torch.TorchProblem` on this rank's shard, all-reduced to the full batch.
 
     Build it with :func:`from_model` (which shards the data and synchronises the models), or
-    directly from a problem on this rank's examples. It is a manifoldwalk
-    Problem (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) whose loss
-    and gradient are the exact mean over the examples of *all* ranks; it also has ``theta0``,
-    ``n_params``, ``unflatten``, ``assign``, ``evaluate`` and :meth:`check_replicated`.
+    directly from a problem on this rank's examples, whose model, data and settings it takes
+    over (shared, not copied). It is a TorchProblem (``loss``, ``grad``, ``loss_and_grad``,
+    ``reg``, ``reg_grad`` on flat θ, ``theta0``, ``n_params``, ``unflatten``, ``assign``,
+    ``evaluate``) whose loss and gradient are the exact mean over the examples of *all* ranks,
+    with :meth:`broadcast` and :meth:`check_replicated`. It offers no compiled step or chunk
+    (the all-reduce runs eagerly): ``walk(..., steps_per_sync=K)`` is refused.
 
     Every call of ``loss``, ``loss_and_grad``, ``grad``, ``evaluate`` and ``check_replicated``
     is a collective: all ranks must make it, in the same order (they do when every rank runs
@@ -77,15 +79,13 @@ class DistributedTorchProblem:
         _check_initialised()
         if not isinstance(local, TorchProblem):
             raise TypeError(f"local must be a TorchProblem, got {type(local).__name__}.")
+        # the local problem's model, data and compiled pieces, shared; a cache of its own
+        vars(self).update(vars(local))
+        self.loop_cache = CompileCache()
         self.local = local
         self.group = group
         self.rank: int = dist.get_rank(group)
         self.world_size: int = dist.get_world_size(group)
-        self.model: nn.Module = local.model
-        self.names = local.names
-        self.n_params: int = local.n_params
-        self.dtype: torch.dtype = local.dtype
-        self.device: torch.device = local.device
         _check_backend_device(self.device, group)
         counts = _gather_counts(n_local, self.device, group)
         self.n_local: int = int(n_local)
@@ -94,20 +94,12 @@ class DistributedTorchProblem:
         self._scale = torch.tensor(float(self.n_local), dtype=self.dtype, device=self.device)
         self._check_pending = check_theta0
 
+    # the all-reduce is not traced: no compiled step, no compiled chunk (the driver checks
+    # for these hooks and runs the step eagerly, or refuses steps_per_sync)
+    compile_step = None  # type: ignore[assignment]
+    compile_loop = None  # type: ignore[assignment]
+
     # --- θ --------------------------------------------------------------------------------
-
-    @property
-    def theta0(self) -> torch.Tensor:
-        """The model's trainable parameters as one flat tensor (the same on every rank)."""
-        return self.local.theta0
-
-    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The trainable parameters for θ, name ↦ tensor (views into θ, no copy)."""
-        return self.local.unflatten(theta)
-
-    def assign(self, theta: torch.Tensor) -> nn.Module:
-        """Write θ into this rank's model (see :meth:`TorchProblem.assign`); returns the model."""
-        return self.local.assign(theta)
 
     def broadcast(self, theta: torch.Tensor, src: int = 0) -> torch.Tensor:
         """θ as rank ``src`` holds it, on every rank (a collective: one broadcast of P numbers).
@@ -119,7 +111,7 @@ class DistributedTorchProblem:
         Returns:
             A new flat tensor holding ``src``'s θ.
         """
-        self.local._check_theta(theta)
+        self._checked(theta)
         out = theta.detach().clone()
         dist.broadcast(out, _global_rank(src, self.group), group=self.group)
         return out
@@ -160,7 +152,7 @@ class DistributedTorchProblem:
             ``(L, ∇L)``: a 0-d tensor and a flat tensor like θ, identical on every rank.
         """
         self._check_once(theta)
-        loss, grad = self.local.loss_and_grad(theta)
+        loss, grad = super().loss_and_grad(theta)
         buffer = torch.empty(self.n_params + 1, dtype=self.dtype, device=self.device)
         torch.mul(grad, self._scale, out=buffer[1:])
         torch.mul(loss, self._scale, out=buffer[0])
@@ -171,21 +163,9 @@ class DistributedTorchProblem:
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         """The full-batch mean loss over all ranks' examples (forward passes, one all_reduce)."""
         self._check_once(theta)
-        total = self.local.loss(theta) * self._scale
+        total = super().loss(theta) * self._scale
         dist.all_reduce(total, group=self.group)
         return total / self.n_total
-
-    def grad(self, theta: torch.Tensor) -> torch.Tensor:
-        """The full-batch gradient over all ranks' examples, a flat tensor like θ."""
-        return self.loss_and_grad(theta)[1]
-
-    def reg(self, theta: torch.Tensor) -> torch.Tensor:
-        """The regulariser R(θ), computed on this rank (θ is the same everywhere)."""
-        return self.local.reg(theta)
-
-    def reg_grad(self, theta: torch.Tensor) -> torch.Tensor:
-        """The gradient ∇R(θ), computed on this rank."""
-        return self.local.reg_grad(theta)
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -220,20 +200,15 @@ class DistributedTorchProblem:
                 lengths.
         """
         check_eval_task(task)
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         if not shard:
-            return self.local.evaluate(theta, x, y, task=task, batch_size=batch_size)
-        n = _length(x, "x")
-        if _length(y, "y") != n:
-            raise ProblemError(
-                f"evaluate: inputs and targets must have the same number of examples, got {n} "
-                f"inputs and {_length(y, 'y')} targets."
-            )
+            return super().evaluate(theta, x, y, task=task, batch_size=batch_size)
+        n = _pair_length(x, y, "evaluate: ")
         start, stop = shard_bounds(n, self.rank, self.world_size)
         keys = ("loss", "accuracy" if task == "classification" else "mse")
         sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
         if stop > start:
-            part = self.local.evaluate(
+            part = super().evaluate(
                 theta, x[start:stop], y[start:stop], task=task, batch_size=batch_size
             )
             sums += torch.tensor(
@@ -381,6 +356,17 @@ def _length(a: Any, name: str) -> int:
     return int(shape[0])
 
 
+def _pair_length(x: Any, y: Any, prefix: str = "") -> int:
+    """The number of examples in ``(x, y)``, checked to be the same in both."""
+    n = _length(x, "x")
+    if _length(y, "y") != n:
+        raise ProblemError(
+            f"{prefix}inputs and targets must have the same number of examples, got {n} inputs "
+            f"and {_length(y, 'y')} targets."
+        )
+    return n
+
+
 def _take_shard(data: Any, rank: int, world: int, shard: str) -> tuple[tuple[Any, Any], int]:
     """This rank's slice of the whole training set ``(x, y)``, and its size."""
     if not (isinstance(data, tuple | list) and len(data) == 2):
@@ -389,12 +375,7 @@ def _take_shard(data: Any, rank: int, world: int, shard: str) -> tuple[tuple[Any
             f'{type(data).__name__}; for a DataLoader of this rank\'s own examples use shard="local".'
         )
     x, y = data
-    n = _length(x, "x")
-    if _length(y, "y") != n:
-        raise ProblemError(
-            f"inputs and targets must have the same number of examples, got {n} inputs and "
-            f"{_length(y, 'y')} targets."
-        )
+    n = _pair_length(x, y)
     if shard == "contiguous":
         start, stop = shard_bounds(n, rank, world)
         return (x[start:stop], y[start:stop]), stop - start
@@ -447,13 +428,7 @@ def _refuse_distributed_sampler(data: Any) -> None:
 def _count_examples(data: Any) -> int:
     """The number of examples in this rank's ``(x, y)`` or DataLoader (one pass if needed)."""
     if isinstance(data, tuple | list) and len(data) == 2:
-        n = _length(data[0], "x")
-        if _length(data[1], "y") != n:
-            raise ProblemError(
-                f"inputs and targets must have the same number of examples, got {n} inputs "
-                f"and {_length(data[1], 'y')} targets."
-            )
-        return n
+        return _pair_length(*data)
     sampler = getattr(data, "sampler", None)
     whole = (torch.utils.data.SequentialSampler, torch.utils.data.RandomSampler)
     if isinstance(sampler, whole) and not getattr(sampler, "replacement", False):

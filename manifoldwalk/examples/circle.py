@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from manifoldwalk import Stop
 from manifoldwalk.driver import walk
 from manifoldwalk.problems import Circle
 from manifoldwalk.result import WalkResult
@@ -21,7 +22,7 @@ def run_circle(
     rows = []
     for name in schemes:
         start = time.perf_counter()
-        result = walk(Circle(), START.copy(), scheme=name, max_steps=50_000)
+        result = walk(Circle(), START.copy(), scheme=name, stop=Stop(max_steps=50_000))
         rows.append((name, result, time.perf_counter() - start))
     return rows
 

@@ -177,38 +177,41 @@ def walk_segment(
     gradient = config.scheme in ("authors", "paper")
     step_sizes = {"eta_min": spec.eta_min, "eta_c": spec.eta_c} if gradient else {}
     options = dict(
-        scheme=config.scheme,
+        scheme=mw.get_scheme(config.scheme, **step_sizes),
         # a total budget counts every step: no predictor-step limit, the walk stops at ``end``
-        max_steps=10**12 if total else end,
-        max_total_steps=end if total else None,
-        **step_sizes,
-        tau=spec.tau,
-        record_every=spec.record_every,
-        trajectory_every=config.save_every,
+        stop=mw.Stop(max_steps=10**12 if total else end, max_total_steps=end if total else None),
+        tolerance=mw.Tolerance(tau=spec.tau),
     )
+
+    def record(w: SeedWalk) -> mw.Record:
+        return mw.Record(
+            every=spec.record_every,
+            trajectory_every=config.save_every,
+            metrics=w.metrics,
+            callback=w.progress,
+        )
+
     if batched:
         return backend.walk_batch(
             [w.seed.problem for w in walks],
             [w.seed.theta0 for w in walks],
-            metrics=[w.metrics for w in walks],
-            callback=[w.progress for w in walks],
+            record=[record(w) for w in walks],
             resume_from=[w.prev for w in walks],
-            steps_per_sync=spec.record_every,
+            driver=mw.Chunked(spec.record_every),
             **options,
         )
     # the compiled driver, K steps per host synchronisation with K the record interval, for a
     # backend that asks for it (``COMPILED_WALKS``); the eager driver otherwise
     compiled = getattr(backend, "COMPILED_WALKS", False)
-    driver = {"steps_per_sync": spec.record_every} if compiled else {}
+    driver = mw.Chunked(spec.record_every) if compiled else mw.Eager()
     return [
         mw.walk(
             w.seed.problem,
             w.seed.theta0,
             **options,
-            **driver,
-            metrics=w.metrics,
-            callback=w.progress,
+            record=record(w),
             resume_from=w.prev,
+            driver=driver,
         )
         for w in walks
     ]

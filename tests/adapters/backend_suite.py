@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from manifoldwalk import check_gradient, walk
+from manifoldwalk import Record, Stop, Tolerance, check_gradient, walk
 from manifoldwalk._array import namespace
 from manifoldwalk._load_adapter import load_adapter
 from manifoldwalk.datasets import load_dataset
@@ -318,13 +318,16 @@ class BackendSuite:
         problem, *_ = self.small_problem(dtype="float32")
         theta, n = self.to_numpy(problem.theta0), problem.n_params
         short = self.from_numpy(theta[:-1], problem.theta0)
-        for call in (lambda: walk(problem, short, max_steps=1), lambda: problem.unflatten(short)):
+        for call in (
+            lambda: walk(problem, short, stop=Stop(max_steps=1)),
+            lambda: problem.unflatten(short),
+        ):
             with pytest.raises(ValueError, match=f"θ must be a flat .* of length {n}"):
                 call()
         like64 = self.small_problem(dtype="float64")[0].theta0
         wide = self.from_numpy(theta.astype(np.float64), like64)
         with pytest.raises(TypeError, match=r"θ has dtype .*float64.* cast θ with .*float32"):
-            walk(problem, wide, max_steps=1)
+            walk(problem, wide, stop=Stop(max_steps=1))
 
     def test_theta_dtype_follows_model(self):
         problem, *_ = self.small_problem(dtype="float64")
@@ -480,10 +483,12 @@ class BackendSuite:
             problem,
             theta0,
             scheme=scheme,
-            tau=1e-10,
-            max_steps=300,
-            record_every=50,
-            metrics={"test_acc": lambda t: problem.evaluate(t, x_eval, y_eval)["accuracy"]},
+            tolerance=Tolerance(tau=1e-10),
+            stop=Stop(max_steps=300),
+            record=Record(
+                every=50,
+                metrics={"test_acc": lambda t: problem.evaluate(t, x_eval, y_eval)["accuracy"]},
+            ),
         )
         assert result.stop_reason == "max_steps", result.message
         assert result.n_predictor == 300

@@ -38,7 +38,9 @@ def eager() -> mw.WalkResult:
 def test_jax_chunked_driver(eager, k):
     with jax.enable_x64(True):
         problem = compiled(Quadric(A, None, C))
-        result = mw.walk(problem, jnp.asarray(START), steps_per_sync=k, **OPTIONS)
+        result = mw.walk(
+            problem, jnp.asarray(START), **OPTIONS, driver=mw.Chunked(steps_per_sync=k)
+        )
     _same_path(result, eager)
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from manifoldwalk_jax._flat import FlatParams
 
 import manifoldwalk
+from manifoldwalk import Stop
 from manifoldwalk.problem import ProblemError
 
 
@@ -192,7 +193,7 @@ def test_numpy_theta_is_refused_with_the_conversion_to_make():
     problem = _problem()
     theta = np.asarray(problem.theta0)
     for call in (
-        lambda: manifoldwalk.walk(problem, theta, max_steps=1),
+        lambda: manifoldwalk.walk(problem, theta, stop=Stop(max_steps=1)),
         lambda: problem.loss(theta),
     ):
         with pytest.raises(TypeError, match=r"jax.Array, got numpy.ndarray.*jnp.asarray"):

@@ -18,6 +18,7 @@ from manifoldwalk_jax import compiled, from_apply, walk_batch
 
 import manifoldwalk as mw
 from manifoldwalk.problems import Circle, Quadric, QuadricDistance
+from manifoldwalk.step import state_leaves
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -31,7 +32,9 @@ def both(problem: Any, theta0: Any, ks: tuple[int, ...], **options: Any) -> mw.W
     """Walk eagerly and with each K; assert the same walk; return the eager result."""
     eager = mw.walk(problem, theta0, **options)
     for k in ks:
-        assert_same_walk(mw.walk(problem, theta0, steps_per_sync=k, **options), eager)
+        assert_same_walk(
+            mw.walk(problem, theta0, **options, driver=mw.Chunked(steps_per_sync=k)), eager
+        )
     return eager
 
 
@@ -46,9 +49,8 @@ def test_circle_papers_scheme_max_steps_with_trajectory():
         top(),
         (1, 7, 64),
         scheme="paper",
-        max_steps=300,
-        record_every=3,
-        trajectory_every=25,
+        stop=mw.Stop(max_steps=300),
+        record=mw.Record(every=3, trajectory_every=25),
     )
     assert r.stop_reason == "max_steps" and r.n_corrector > 0
     assert len(r.history["step"]) == 101 and r.trajectory.shape == (13, 2)
@@ -57,7 +59,7 @@ def test_circle_papers_scheme_max_steps_with_trajectory():
 def test_ellipsoid_default_scheme_stationary():
     q = Quadric(np.diag([1.0, 2.0, 3.0]), c=np.array([1.0, -1.0, 0.5]))
     start = jnp.asarray(q.point_on_level(np.array([0.3, 1.0, 1.0])))
-    r = both(compiled(q), start, (64,), max_steps=400)
+    r = both(compiled(q), start, (64,), stop=mw.Stop(max_steps=400))
     assert r.stop_reason == "stationary"
     np.testing.assert_allclose(np.asarray(r.theta), q.solution(), atol=1e-4)
 
@@ -65,22 +67,37 @@ def test_ellipsoid_default_scheme_stationary():
 def test_distance_to_an_ellipsoid_reaches_a_kkt_point():
     q = QuadricDistance(np.diag([1.0, 4.0, 9.0]), p=np.array([2.0, 1.0, 0.5]))
     start = jnp.asarray(q.point_on_level(np.array([1.0, 1.0, 1.0])))
-    r = both(compiled(q), start, (7,), scheme="paper", max_steps=300, record_every=10)
+    r = both(
+        compiled(q),
+        start,
+        (7,),
+        scheme="paper",
+        stop=mw.Stop(max_steps=300),
+        record=mw.Record(every=10),
+    )
     assert r.n_predictor > 10
 
 
 def test_no_records_along_the_way_in_every_driver():
-    r = both(compiled(Circle()), top(), (1, 7), scheme="paper", max_steps=50, record_every=None)
+    r = both(
+        compiled(Circle()),
+        top(),
+        (1, 7),
+        scheme="paper",
+        stop=mw.Stop(max_steps=50),
+        record=mw.Record(every=None),
+    )
     assert list(r.history["n_predictor"]) == [0, 50]
 
 
 def test_max_total_steps_counts_corrector_steps_too():
-    r = both(compiled(Circle()), top(), (5,), scheme="paper", max_total_steps=150)
+    r = both(compiled(Circle()), top(), (5,), scheme="paper", stop=mw.Stop(max_total_steps=150))
     assert r.stop_reason == "max_total_steps" and r.n_predictor + r.n_corrector == 150
 
 
 def test_authors_corrector_fails_and_keeps_the_last_on_level_point():
-    r = both(compiled(Circle()), top(), (7,), scheme="authors", max_corrector_steps=40)
+    authors = mw.get_scheme("authors", max_corrector_steps=40)
+    r = both(compiled(Circle()), top(), (7,), scheme=authors)
     assert r.stop_reason == "corrector_failed"
     assert abs(r.loss - 1.0) <= 1e-5
 
@@ -98,7 +115,7 @@ def _nan_left_of(x0: float) -> mw.Problem:
 
 
 def test_non_finite_keeps_the_last_good_point():
-    r = both(compiled(_nan_left_of(-0.3)), top(), (64,), max_steps=300)
+    r = both(compiled(_nan_left_of(-0.3)), top(), (64,), stop=mw.Stop(max_steps=300))
     assert r.stop_reason == "non_finite" and np.isfinite(r.loss)
     assert float(r.theta[0]) >= -0.3 and abs(r.loss - 1.0) <= 1e-5
 
@@ -126,10 +143,13 @@ def _counting_chunks(problem: Any) -> list[int]:
     [
         (
             lambda: compiled(Circle()),
-            dict(scheme="authors", max_corrector_steps=40, trajectory_every=5),
+            dict(
+                scheme=mw.get_scheme("authors", max_corrector_steps=40),
+                record=mw.Record(trajectory_every=5),
+            ),
             5,
         ),
-        (lambda: compiled(_nan_left_of(-0.3)), dict(max_steps=300), 5),
+        (lambda: compiled(_nan_left_of(-0.3)), dict(stop=mw.Stop(max_steps=300)), 5),
     ],
 )
 def test_an_off_level_stop_replays_one_chunk_to_the_last_good_point(make, options, k):
@@ -138,12 +158,17 @@ def test_an_off_level_stop_replays_one_chunk_to_the_last_good_point(make, option
     eager = mw.walk(make(), top(), **options)
     problem = make()
     limits = _counting_chunks(problem)
-    chunked = mw.walk(problem, top(), steps_per_sync=k, **options)
+    chunked = mw.walk(problem, top(), **options, driver=mw.Chunked(steps_per_sync=k))
     assert_same_walk(chunked, eager)
     assert limits[:-1] == [k] * (len(limits) - 1) and 0 < limits[-1] < k
     assert chunked.state is not None and float(chunked.state.theta[0]) != float(chunked.theta[0])
     on_level = _counting_chunks(problem)
-    assert mw.walk(problem, top(), steps_per_sync=k, max_steps=5).stop_reason == "max_steps"
+    assert (
+        mw.walk(
+            problem, top(), stop=mw.Stop(max_steps=5), driver=mw.Chunked(steps_per_sync=k)
+        ).stop_reason
+        == "max_steps"
+    )
     assert on_level == [k] * len(on_level)
 
 
@@ -158,7 +183,7 @@ def test_a_replayed_chunk_that_lands_off_the_level_set_warns_at_the_callers_line
         return carry
 
     _before_each_chunk(problem, unreproducible)
-    options = dict(scheme="authors", max_corrector_steps=40, steps_per_sync=5)
+    options = dict(scheme=mw.get_scheme("authors", max_corrector_steps=40), driver=mw.Chunked(5))
     with pytest.warns(RuntimeWarning, match="did not reproduce the chunk") as w:
         r = mw.walk(problem, top(), **options)
     assert w[0].filename == __file__
@@ -183,9 +208,17 @@ def test_callback_and_metrics_run_on_the_host_at_every_record():
 
     metrics = {"x_plus_y": lambda th: float(jnp.sum(th)), "norm": lambda th: float(th @ th)}
     p = compiled(Circle())
-    options = dict(scheme="paper", record_every=5, metrics=metrics, trajectory_every=10)
-    eager = mw.walk(p, top(), callback=make_callback("eager"), **options)
-    chunked = mw.walk(p, top(), callback=make_callback("k64"), steps_per_sync=64, **options)
+    record = mw.Record(every=5, metrics=metrics, trajectory_every=10)
+    eager = mw.walk(
+        p, top(), scheme="paper", record=record.replace(callback=make_callback("eager"))
+    )
+    chunked = mw.walk(
+        p,
+        top(),
+        scheme="paper",
+        record=record.replace(callback=make_callback("k64")),
+        driver=mw.Chunked(steps_per_sync=64),
+    )
     assert_same_walk(chunked, eager)
     assert eager.stop_reason == "callback" and eager.n_predictor == 45
     assert [n for t, n in seen if t == "eager"] == [n for t, n in seen if t == "k64"]
@@ -195,9 +228,20 @@ def test_callback_and_metrics_run_on_the_host_at_every_record():
 
 def test_resumed_chunked_walk_continues_the_same_path():
     p = compiled(Circle())
-    whole = mw.walk(p, top(), scheme="paper", max_steps=200, steps_per_sync=16)
-    first = mw.walk(p, top(), scheme="paper", max_steps=90, steps_per_sync=16)
-    rest = mw.walk(p, top(), scheme="paper", max_steps=200, steps_per_sync=16, resume_from=first)
+    whole = mw.walk(
+        p, top(), scheme="paper", stop=mw.Stop(max_steps=200), driver=mw.Chunked(steps_per_sync=16)
+    )
+    first = mw.walk(
+        p, top(), scheme="paper", stop=mw.Stop(max_steps=90), driver=mw.Chunked(steps_per_sync=16)
+    )
+    rest = mw.walk(
+        p,
+        top(),
+        scheme="paper",
+        resume_from=first,
+        stop=mw.Stop(max_steps=200),
+        driver=mw.Chunked(steps_per_sync=16),
+    )
     assert_same_walk(rest, whole)
 
 
@@ -228,7 +272,14 @@ def test_small_net_same_path(scheme):
     x = rng.normal(size=(40, 4))
     y = rng.integers(0, 3, size=40)
     problem = from_apply(_apply, _mlp(4, 8, 3, 1), _xent, (x, y))
-    r = both(problem, problem.theta0, (7,), scheme=scheme, max_steps=150, record_every=10)
+    r = both(
+        problem,
+        problem.theta0,
+        (7,),
+        scheme=scheme,
+        stop=mw.Stop(max_steps=150),
+        record=mw.Record(every=10),
+    )
     assert r.stop_reason in ("max_steps", "stationary") and r.n_predictor > 20
 
 
@@ -243,33 +294,39 @@ def _kept_first(kept: list) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("scheme", "options"),
+    ("scheme", "overrides"),
     [("paper", {}), ("default", {}), ("authors", {"max_corrector_steps": 8, "eta_c": 0.5})],
 )
-def test_the_eager_drivers_donated_step_walks_the_same_path(scheme, options):
+def test_the_eager_drivers_donated_step_walks_the_same_path(scheme, overrides):
     """The eager driver asks the JAX hook for a step that donates its state: the same walk bit
     for bit as the step that does not, and every array the caller holds stays alive (θ0, an
     earlier result resumed from, the θs a metric kept, the trajectory)."""
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 4)), rng.integers(0, 3, size=40)
     results, kept = {}, {}
+    options = {"scheme": mw.get_scheme(scheme, **overrides)}
     for donate in (True, False):
         problem = from_apply(_apply, _mlp(4, 8, 3, 1), _xent, (x, y))
         if not donate:
             problem.compile_step = lambda step: jax.jit(step)  # the plain protocol
         theta0, kept[donate] = problem.theta0, []
-        first = mw.walk(problem, theta0, scheme=scheme, max_steps=30, **options)
+        first = mw.walk(problem, theta0, **options, stop=mw.Stop(max_steps=30))
         results[donate] = r = mw.walk(
             problem,
             theta0,
-            scheme=scheme,
-            max_steps=90,
-            trajectory_every=7,
-            metrics=_kept_first(kept[donate]),
             resume_from=first,
             **options,
+            stop=mw.Stop(max_steps=90),
+            record=mw.Record(trajectory_every=7, metrics=_kept_first(kept[donate])),
         )
-        arrays = [theta0, first.theta, *first.state, *kept[donate], r.trajectory, r.theta]
+        arrays = [
+            theta0,
+            first.theta,
+            *state_leaves(first.state),
+            *kept[donate],
+            r.trajectory,
+            r.theta,
+        ]
         assert not any(a.is_deleted() for a in arrays)
     a, b = results[True], results[False]
     assert_same_walk(a, b)
@@ -278,7 +335,7 @@ def test_the_eager_drivers_donated_step_walks_the_same_path(scheme, options):
     for u, v in (
         (a.theta, b.theta),
         (a.trajectory, b.trajectory),
-        *zip(a.state, b.state, strict=True),
+        *zip(state_leaves(a.state), state_leaves(b.state), strict=True),
     ):
         np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
     np.testing.assert_array_equal(np.asarray(kept[True]), np.asarray(kept[False]))
@@ -294,23 +351,28 @@ def test_a_hook_swapped_for_a_plain_one_is_not_served_the_cached_donating_step()
     problem = from_apply(
         _apply, _mlp(4, 8, 3, 1), _xent, (rng.normal(size=(20, 4)), rng.integers(0, 3, size=20))
     )
-    mw.walk(problem, problem.theta0, max_steps=5)
+    mw.walk(problem, problem.theta0, stop=mw.Stop(max_steps=5))
     plain = []
     problem.compile_step = lambda step: plain.append(step) or jax.jit(step)
     theta0 = jnp.array(problem.theta0, copy=True)
-    mw.walk(problem, theta0, max_steps=5)
+    mw.walk(problem, theta0, stop=mw.Stop(max_steps=5))
     assert len(plain) == 1 and not theta0.is_deleted()
 
 
 def test_problem_without_the_hook_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="compile_loop hook.*manifoldwalk_jax.compiled"):
-        mw.walk(Circle(), top(), max_steps=5, steps_per_sync=8)
+        mw.walk(Circle(), top(), stop=mw.Stop(max_steps=5), driver=mw.Chunked(steps_per_sync=8))
 
 
 @pytest.mark.parametrize("k", [0, -3, 2.5])
 def test_bad_steps_per_sync(k):
     with pytest.raises(ValueError, match="steps_per_sync must be None or a positive integer"):
-        mw.walk(compiled(Circle()), top(), max_steps=5, steps_per_sync=k)
+        mw.walk(
+            compiled(Circle()),
+            top(),
+            stop=mw.Stop(max_steps=5),
+            driver=mw.Chunked(steps_per_sync=k),
+        )
 
 
 def test_host_sampled_random_walk_cannot_be_compiled():
@@ -319,8 +381,8 @@ def test_host_sampled_random_walk_cannot_be_compiled():
             compiled(Circle()),
             top(),
             direction=mw.RandomWalk(seed=0),
-            max_steps=5,
-            steps_per_sync=8,
+            stop=mw.Stop(max_steps=5),
+            driver=mw.Chunked(steps_per_sync=8),
         )
 
 
@@ -353,10 +415,16 @@ def test_walk_batch_gives_each_seed_its_own_walk():
     def stopper(at: int):
         return lambda row: row["n_predictor"] >= at
 
-    options = dict(scheme="paper", max_steps=120, record_every=10, trajectory_every=40)
-    batch = walk_batch(problems, steps_per_sync=32, callback=[stopper(a) for a in stops], **options)
+    options = dict(scheme="paper", stop=mw.Stop(max_steps=120))
+    record = mw.Record(every=10, trajectory_every=40)
+    batch = walk_batch(
+        problems,
+        **options,
+        record=[record.replace(callback=stopper(a)) for a in stops],
+        driver=mw.Chunked(steps_per_sync=32),
+    )
     for p, at, got in zip(problems, stops, batch, strict=True):
-        alone = mw.walk(p, p.theta0, callback=stopper(at), **options)
+        alone = mw.walk(p, p.theta0, **options, record=record.replace(callback=stopper(at)))
         assert_same_walk(got, alone)
     assert [r.stop_reason for r in batch] == ["callback", "callback", "max_steps"]
     assert [r.n_predictor for r in batch] == [30, 70, 120]
@@ -367,8 +435,12 @@ def test_walk_batch_seeds_that_fail_to_correct_keep_their_last_good_point():
     """Each seed stops off the level set at its own step, its last good state one or two
     chunks back: the batch replays that seed's chunk and returns what the seed alone would."""
     problems = _seed_problems(3)
-    options = dict(scheme="authors", max_corrector_steps=6, tau=1e-14, max_steps=200)
-    batch = walk_batch(problems, steps_per_sync=8, **options)
+    options = dict(
+        scheme=mw.get_scheme("authors", max_corrector_steps=6),
+        tolerance=mw.Tolerance(tau=1e-14),
+        stop=mw.Stop(max_steps=200),
+    )
+    batch = walk_batch(problems, **options, driver=mw.Chunked(steps_per_sync=8))
     for p, got in zip(problems, batch, strict=True):
         assert_same_walk(got, mw.walk(p, p.theta0, **options))
     assert [r.stop_reason for r in batch] == ["corrector_failed"] * 3
@@ -382,9 +454,9 @@ def test_walk_batch_refuses_problems_of_other_shapes():
         _apply, _mlp(4, 8, 3, 1), _xent, (rng.normal(size=(41, 4)), np.zeros(41, int))
     )
     with pytest.raises(ValueError, match="other shapes"):
-        walk_batch([a, other], max_steps=3)
+        walk_batch([a, other], stop=mw.Stop(max_steps=3))
     with pytest.raises(ValueError, match="3 entries for 2 problems"):
-        walk_batch([a, b], thetas=[a.theta0] * 3, max_steps=3)
+        walk_batch([a, b], thetas=[a.theta0] * 3, stop=mw.Stop(max_steps=3))
 
 
 def test_walk_batch_refuses_seeds_the_first_model_does_not_compute():
@@ -403,15 +475,15 @@ def test_walk_batch_refuses_seeds_the_first_model_does_not_compute():
     tanh = from_apply(make_apply(jnp.tanh), _mlp(4, 8, 3, 1), _xent, data)
     relu = from_apply(make_apply(jax.nn.relu), _mlp(4, 8, 3, 1), _xent, data)
     with pytest.raises(ValueError, match=r"problems\[1\] is not the function.*gives loss"):
-        walk_batch([tanh, relu], max_steps=3)
+        walk_batch([tanh, relu], stop=mw.Stop(max_steps=3))
     other_reg = from_apply(
         make_apply(jnp.tanh), _mlp(4, 8, 3, 2), _xent, data, reg=lambda t: jnp.sum(t**4)
     )
     with pytest.raises(ValueError, match=r"problems\[1\].*gives regulariser"):
-        walk_batch([tanh, other_reg], max_steps=3)
+        walk_batch([tanh, other_reg], stop=mw.Stop(max_steps=3))
     # the same function of other parameters passes; each seed keeps its own level
     other = from_apply(make_apply(jnp.tanh), _mlp(4, 8, 3, 2), _xent, data)
-    batch = walk_batch([tanh, other], max_steps=3)
+    batch = walk_batch([tanh, other], stop=mw.Stop(max_steps=3))
     assert batch[1].level == pytest.approx(float(other.loss(other.theta0)), rel=1e-12)
 
 
@@ -427,10 +499,17 @@ def stops_mid_iteration(r: mw.WalkResult, k: int, m: int) -> bool:
 @pytest.mark.parametrize("m", [1, 3, 8])
 def test_masked_iterations_take_the_eager_path(m):
     """K = 13 is not a multiple of 3 or 8; the budget stop fires inside an iteration."""
-    options = {"scheme": "paper", "max_steps": 300, "record_every": 3, "trajectory_every": 25}
+    options = {
+        "scheme": "paper",
+        "stop": mw.Stop(max_steps=300),
+        "record": mw.Record(every=3, trajectory_every=25),
+    }
     eager = mw.walk(compiled(Circle()), top(), **options)
     chunked = mw.walk(
-        compiled(Circle()), top(), steps_per_sync=13, steps_per_iteration=m, **options
+        compiled(Circle()),
+        top(),
+        **options,
+        driver=mw.Chunked(steps_per_sync=13, steps_per_iteration=m),
     )
     assert_same_walk(chunked, eager)
     assert eager.stop_reason == "max_steps" and eager.n_corrector > 0
@@ -441,15 +520,26 @@ def test_masked_iterations_take_the_eager_path(m):
 def test_masked_iterations_stationary_and_non_finite_stops(m):
     q = Quadric(np.diag([1.0, 2.0, 3.0]), c=np.array([1.0, -1.0, 0.5]))
     start = jnp.asarray(q.point_on_level(np.array([0.3, 1.0, 1.0])))
-    eager = mw.walk(compiled(q), start, max_steps=400)
-    chunked = mw.walk(compiled(q), start, max_steps=400, steps_per_sync=13, steps_per_iteration=m)
+    eager = mw.walk(compiled(q), start, stop=mw.Stop(max_steps=400))
+    chunked = mw.walk(
+        compiled(q),
+        start,
+        stop=mw.Stop(max_steps=400),
+        driver=mw.Chunked(steps_per_sync=13, steps_per_iteration=m),
+    )
     assert_same_walk(chunked, eager)
     assert eager.stop_reason == "stationary"
     assert m == 1 or stops_mid_iteration(eager, 13, m)
     p = compiled(_nan_left_of(-0.3))
-    eager = mw.walk(p, top(), max_steps=300)
+    eager = mw.walk(p, top(), stop=mw.Stop(max_steps=300))
     assert_same_walk(
-        mw.walk(p, top(), max_steps=300, steps_per_sync=64, steps_per_iteration=m), eager
+        mw.walk(
+            p,
+            top(),
+            stop=mw.Stop(max_steps=300),
+            driver=mw.Chunked(steps_per_sync=64, steps_per_iteration=m),
+        ),
+        eager,
     )
     assert eager.stop_reason == "non_finite"
     assert m == 1 or stops_mid_iteration(eager, 64, m)
@@ -468,16 +558,17 @@ def test_masked_iterations_pause_for_host_records_mid_iteration(m):
 
         return stop
 
-    options = dict(scheme="paper", record_every=5, trajectory_every=10)
-    options["metrics"] = {"x_plus_y": lambda th: float(jnp.sum(th))}
-    eager = mw.walk(compiled(Circle()), top(), callback=callback("eager"), **options)
+    record = mw.Record(every=5, trajectory_every=10)
+    record = record.replace(metrics={"x_plus_y": lambda th: float(jnp.sum(th))})
+    eager = mw.walk(
+        compiled(Circle()), top(), scheme="paper", record=record.replace(callback=callback("eager"))
+    )
     chunked = mw.walk(
         compiled(Circle()),
         top(),
-        callback=callback("chunked"),
-        steps_per_sync=64,
-        steps_per_iteration=m,
-        **options,
+        scheme="paper",
+        record=record.replace(callback=callback("chunked")),
+        driver=mw.Chunked(steps_per_sync=64, steps_per_iteration=m),
     )
     assert_same_walk(chunked, eager)
     assert chunked.stop_reason == "callback" and chunked.n_predictor == 45
@@ -492,9 +583,18 @@ def test_masked_iterations_small_net(m):
     x = rng.normal(size=(40, 4))
     y = rng.integers(0, 3, size=40)
     problem = from_apply(_apply, _mlp(4, 8, 3, 1), _xent, (x, y))
-    options = dict(scheme="paper", max_steps=150, record_every=10, trajectory_every=20)
+    options = dict(
+        scheme="paper",
+        stop=mw.Stop(max_steps=150),
+        record=mw.Record(every=10, trajectory_every=20),
+    )
     eager = mw.walk(problem, problem.theta0, **options)
-    chunked = mw.walk(problem, problem.theta0, steps_per_sync=7, steps_per_iteration=m, **options)
+    chunked = mw.walk(
+        problem,
+        problem.theta0,
+        **options,
+        driver=mw.Chunked(steps_per_sync=7, steps_per_iteration=m),
+    )
     assert_same_walk(chunked, eager)
     assert m == 1 or stops_mid_iteration(eager, 7, m)
 
@@ -502,8 +602,10 @@ def test_masked_iterations_small_net(m):
 @pytest.mark.parametrize("scheme", ["paper", "compensated"])
 def test_walk_batch_with_masked_iterations(scheme):
     problems = _seed_problems(2)
-    options = dict(scheme=scheme, max_steps=60, record_every=10)
-    batch = walk_batch(problems, steps_per_sync=16, steps_per_iteration=2, **options)
+    options = dict(scheme=scheme, stop=mw.Stop(max_steps=60), record=mw.Record(every=10))
+    batch = walk_batch(
+        problems, **options, driver=mw.Chunked(steps_per_sync=16, steps_per_iteration=2)
+    )
     for p, got in zip(problems, batch, strict=True):
         assert_same_walk(got, mw.walk(p, p.theta0, **options))
         # the compensated walk corrects, so it learns (and batches) a drift
@@ -518,7 +620,9 @@ def test_a_masked_step_changes_nothing():
     from manifoldwalk._chunked import Carry
     from manifoldwalk.driver import prepare_walk
 
-    run = prepare_walk(compiled(Circle()), top(), scheme="paper", trajectory_every=1)
+    run = prepare_walk(
+        compiled(Circle()), top(), scheme="paper", record=mw.Record(trajectory_every=1)
+    )
     host = run.host(8, steps_per_iteration=2)
     paused = host.carry._replace(pause=jnp.asarray(True))
     assert int(paused.n_rows) == 1 and int(paused.n_points) == 1
@@ -536,12 +640,22 @@ def test_a_masked_step_changes_nothing():
 @pytest.mark.parametrize("m", [0, -1, 2.0, True])
 def test_bad_steps_per_iteration(m):
     with pytest.raises(ValueError, match="steps_per_iteration must be a positive integer"):
-        mw.walk(compiled(Circle()), top(), max_steps=5, steps_per_sync=8, steps_per_iteration=m)
+        mw.walk(
+            compiled(Circle()),
+            top(),
+            stop=mw.Stop(max_steps=5),
+            driver=mw.Chunked(steps_per_sync=8, steps_per_iteration=m),
+        )
 
 
 def test_steps_per_iteration_needs_the_compiled_driver():
     with pytest.raises(ValueError, match="steps_per_iteration=4 needs steps_per_sync"):
-        mw.walk(compiled(Circle()), top(), max_steps=5, steps_per_iteration=4)
+        mw.walk(
+            compiled(Circle()),
+            top(),
+            stop=mw.Stop(max_steps=5),
+            driver=mw.Chunked(steps_per_iteration=4),
+        )
 
 
 # --- the compiled chunk is cached on the problem ---------------------------------------------
@@ -564,36 +678,48 @@ def _traced_circle() -> tuple[Any, dict[str, int]]:
 
 def test_a_second_walk_reuses_the_compiled_chunk():
     p, count = _traced_circle()
-    options = dict(scheme="paper", max_steps=120, record_every=3, trajectory_every=20)
-    first = mw.walk(p, top(), steps_per_sync=16, **options)
+    options = dict(
+        scheme="paper",
+        stop=mw.Stop(max_steps=120),
+        record=mw.Record(every=3, trajectory_every=20),
+    )
+    first = mw.walk(p, top(), **options, driver=mw.Chunked(steps_per_sync=16))
     traced = count["traces"]
     assert traced > 0 and len(p.loop_cache) == 1
-    again = mw.walk(p, top(), steps_per_sync=16, **options)
+    again = mw.walk(p, top(), **options, driver=mw.Chunked(steps_per_sync=16))
     assert count["traces"] == traced  # not traced again
     assert_same_walk(again, first)
     # another start of the same shape: the same chunk, and the eager walk from there
     other = jnp.asarray([1.0, 0.0])
-    got = mw.walk(p, other, steps_per_sync=16, **options)
+    got = mw.walk(p, other, **options, driver=mw.Chunked(steps_per_sync=16))
     assert count["traces"] == traced
     assert_same_walk(got, mw.walk(p, other, **options))
     # a resumed walk with the original options: the same chunk again
-    half = mw.walk(p, top(), steps_per_sync=16, **options | {"max_steps": 51})
+    half = mw.walk(
+        p,
+        top(),
+        **options | {"stop": mw.Stop(max_steps=51)},
+        driver=mw.Chunked(steps_per_sync=16),
+    )
     traced = count["traces"]
-    rest = mw.walk(p, top(), steps_per_sync=16, resume_from=half, **options)
+    rest = mw.walk(p, top(), resume_from=half, **options, driver=mw.Chunked(steps_per_sync=16))
     assert count["traces"] == traced
     assert_same_walk(rest, first)
 
 
 def test_the_cache_never_serves_a_wrong_chunk():
     p, count = _traced_circle()
-    base = dict(scheme="paper", max_steps=120, record_every=3)
-    mw.walk(p, top(), steps_per_sync=16, **base)
+    base = dict(scheme="paper", stop=mw.Stop(max_steps=120), record=mw.Record(every=3))
+    mw.walk(p, top(), **base, driver=mw.Chunked(steps_per_sync=16))
     traced = count["traces"]
     # τ lives in the walk state and the step budgets in the carry, not in the traced chunk:
     # no new trace, and the eager result
-    totals = [{"max_total_steps": 300}, {"max_total_steps": 100, "max_steps": 30}]
-    for same in [{"tau": 1e-6}, {"max_steps": 80}, *totals]:
-        got = mw.walk(p, top(), steps_per_sync=16, **base | same)
+    totals = [
+        {"stop": mw.Stop(max_steps=120, max_total_steps=300)},
+        {"stop": mw.Stop(max_steps=30, max_total_steps=100)},
+    ]
+    for same in [{"tolerance": mw.Tolerance(tau=1e-6)}, {"stop": mw.Stop(max_steps=80)}, *totals]:
+        got = mw.walk(p, top(), **base | same, driver=mw.Chunked(steps_per_sync=16))
         if same is totals[0]:  # a budget where there was none: a rule more, traced anew
             assert count["traces"] > traced
             traced = count["traces"]
@@ -603,23 +729,27 @@ def test_the_cache_never_serves_a_wrong_chunk():
     # another scheme, another stop rule, another K or M, another dtype: traced anew, and right
     changed = [
         (base | {"scheme": "default"}, 16, 1),
-        (base | {"eta_max": 0.05}, 16, 1),  # the scheme's step rule alone
-        (base | {"kkt_tol": 1e-3}, 16, 1),
-        (base | {"trajectory_every": 10}, 16, 1),
+        (base | {"scheme": mw.get_scheme("paper", eta_max=0.05)}, 16, 1),  # the step rule alone
+        (base | {"stop": mw.Stop(max_steps=120, kkt_tol=1e-3)}, 16, 1),
+        (base | {"record": mw.Record(every=3, trajectory_every=10)}, 16, 1),
         (base, 9, 1),
         (base, 16, 2),
     ]
     for options, k, m in changed:
         before = count["traces"]
-        got = mw.walk(p, top(), steps_per_sync=k, steps_per_iteration=m, **options)
+        got = mw.walk(
+            p, top(), **options, driver=mw.Chunked(steps_per_sync=k, steps_per_iteration=m)
+        )
         assert count["traces"] > before, (options, k, m)
         assert_same_walk(got, mw.walk(p, top(), **options))
     assert len(p.loop_cache) == p.loop_cache.maxsize == 4  # bounded: the oldest went first
     before = count["traces"]
-    mw.walk(p, top(), steps_per_sync=16, **base)  # the first chunk was the oldest: evicted
+    mw.walk(
+        p, top(), **base, driver=mw.Chunked(steps_per_sync=16)
+    )  # the first chunk was the oldest: evicted
     assert count["traces"] > before
     before = count["traces"]
-    r32 = mw.walk(p, top().astype(jnp.float32), steps_per_sync=9, **base)
+    r32 = mw.walk(p, top().astype(jnp.float32), **base, driver=mw.Chunked(steps_per_sync=9))
     assert count["traces"] > before and r32.theta.dtype == jnp.float32
 
 
@@ -629,7 +759,7 @@ def test_directions_are_keyed_by_value():
     for target in ([1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]):
         d = mw.TowardTarget(jnp.asarray(target), tol=1e-3)
         before = count["traces"]
-        got = mw.walk(p, top(), direction=d, steps_per_sync=7)
+        got = mw.walk(p, top(), direction=d, driver=mw.Chunked(steps_per_sync=7))
         traces.append(count["traces"] - before)
         assert_same_walk(got, mw.walk(p, top(), direction=d))
         assert got.stop_reason == "reached_target"
@@ -650,10 +780,17 @@ def test_unhashable_pieces_are_compiled_each_time():
             return -reg_grad
 
     p, count = _traced_circle()
-    eager = mw.walk(p, top(), direction=Toward(), max_steps=50)
+    eager = mw.walk(p, top(), direction=Toward(), stop=mw.Stop(max_steps=50))
     for _ in range(2):
         assert_same_walk(
-            mw.walk(p, top(), direction=Toward(), max_steps=50, steps_per_sync=8), eager
+            mw.walk(
+                p,
+                top(),
+                direction=Toward(),
+                stop=mw.Stop(max_steps=50),
+                driver=mw.Chunked(steps_per_sync=8),
+            ),
+            eager,
         )
     assert len(p.loop_cache) == 0
 
@@ -678,13 +815,19 @@ def test_walk_batch_reuses_its_compiled_chunk(monkeypatch):
 
     monkeypatch.setattr(batch, "_batched_chunk", counting)
     problems = _seed_problems(2)
-    options = dict(scheme="paper", max_steps=40, record_every=10, steps_per_sync=16)
+    options = dict(
+        scheme="paper",
+        stop=mw.Stop(max_steps=40),
+        record=mw.Record(every=10),
+        driver=mw.Chunked(16),
+    )
     first = walk_batch(problems, **options)
     second = walk_batch(problems, **options)
     assert len(built) == 1 and len(problems[0].loop_cache) == 1
     for a, b in zip(first, second, strict=True):
         assert_same_walk(a, b)
-    shorter = walk_batch(problems, **options | {"max_steps": 30})  # a budget: the same chunk
+    # a budget: the same chunk
+    shorter = walk_batch(problems, **options | {"stop": mw.Stop(max_steps=30)})
     assert len(built) == 1 and all(r.n_predictor == 30 for r in shorter)
     walk_batch(problems, **options | {"scheme": "default"})
     assert len(built) == 2

@@ -25,7 +25,9 @@ def test_torch_chunk_with_masked_iterations():
     eager, _ = small_problem()
     chunked, _ = small_problem()
     a = mw.walk(eager, eager.theta0, **KW)
-    b = mw.walk(chunked, chunked.theta0, steps_per_sync=7, steps_per_iteration=3, **KW)
+    b = mw.walk(
+        chunked, chunked.theta0, **KW, driver=mw.Chunked(steps_per_sync=7, steps_per_iteration=3)
+    )
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
     assert list(b.history["step"]) == list(a.history["step"])
     torch.testing.assert_close(b.trajectory, a.trajectory, rtol=1e-9, atol=1e-11)
@@ -41,7 +43,9 @@ def test_tf_chunk_with_masked_iterations():
     eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
     a = mw.walk(eager, eager.theta0, **KW)
-    b = mw.walk(fast, fast.theta0, steps_per_sync=16, steps_per_iteration=3, **KW)
+    b = mw.walk(
+        fast, fast.theta0, **KW, driver=mw.Chunked(steps_per_sync=16, steps_per_iteration=3)
+    )
     assert_same_walk(a, b, a.theta, b.theta.numpy())
     assert list(b.history["step"]) == list(a.history["step"])
     np.testing.assert_allclose(np.asarray(b.trajectory), a.trajectory, rtol=1e-9, atol=1e-12)

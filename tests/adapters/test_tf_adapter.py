@@ -7,6 +7,8 @@ import os
 import weakref
 from typing import Any
 
+from manifoldwalk import Chunked, Stop
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -352,8 +354,8 @@ def test_compiled_walk_takes_the_eager_path(small, reg, batch_size):
     eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), **kwargs)
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True, **kwargs)
     assert tf.is_tensor(fast.theta0)
-    a = mw.walk(eager, eager.theta0, max_steps=120)
-    b = mw.walk(fast, fast.theta0, max_steps=120)
+    a = mw.walk(eager, eager.theta0, stop=Stop(max_steps=120))
+    b = mw.walk(fast, fast.theta0, stop=Stop(max_steps=120))
     assert tf.is_tensor(b.theta) and isinstance(a.theta, np.ndarray)
     assert_same_walk(a, b, a.theta, b.theta.numpy())
     assert eager.evaluate(b.theta, x, y) == pytest.approx(eager.evaluate(a.theta, x, y))
@@ -390,7 +392,7 @@ def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every, scheme):
     kw = {"max_steps": 120, "record_every": 5, "trajectory_every": trajectory_every}
     kw["scheme"] = scheme
     a = mw.walk(eager, eager.theta0, **kw)
-    b = mw.walk(fast, fast.theta0, steps_per_sync=k, **kw)
+    b = mw.walk(fast, fast.theta0, **kw, driver=Chunked(steps_per_sync=k))
     assert_same_walk(a, b, a.theta, b.theta.numpy())
     assert list(b.history["step"]) == list(a.history["step"])
     if trajectory_every:
@@ -407,7 +409,7 @@ def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point(smal
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
     kw = {"scheme": "authors", "max_corrector_steps": 6, "tau": 1e-14, "max_steps": 200}
     a = mw.walk(eager, eager.theta0, **kw)
-    b = mw.walk(fast, fast.theta0, steps_per_sync=8, **kw)
+    b = mw.walk(fast, fast.theta0, **kw, driver=Chunked(steps_per_sync=8))
     assert a.stop_reason == "corrector_failed"
     assert_same_walk(a, b, a.theta, b.theta.numpy())
 
@@ -425,7 +427,7 @@ def test_later_walks_reuse_the_compiled_step_and_chunk(small, monkeypatch):
     model, x, y = small
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
     kw = {"max_steps": 30, "record_every": 5}
-    a, b = (mw.walk(fast, fast.theta0, steps_per_sync=8, **kw) for _ in range(2))
+    a, b = (mw.walk(fast, fast.theta0, **kw, driver=Chunked(steps_per_sync=8)) for _ in range(2))
     assert len(built) == 1 and len(fast.loop_cache) == 1
     np.testing.assert_array_equal(b.theta.numpy(), a.theta.numpy())
     compile_step = fast.compile_step
@@ -434,7 +436,7 @@ def test_later_walks_reuse_the_compiled_step_and_chunk(small, monkeypatch):
     c, d = (mw.walk(fast, fast.theta0, **kw) for _ in range(2))
     assert len(calls) == 1 and len(fast.step_cache) == 1
     np.testing.assert_array_equal(d.theta.numpy(), c.theta.numpy())
-    mw.walk(fast, fast.theta0, steps_per_sync=8, **kw | {"scheme": "paper"})
+    mw.walk(fast, fast.theta0, **kw | {"scheme": "paper"}, driver=Chunked(steps_per_sync=8))
     assert len(built) == 2  # another scheme: another chunk
 
 
@@ -447,7 +449,9 @@ def test_float32_compiled_chunks_run_in_float32(scheme):
     x, y = small_data("classification")
     model = make_mlp(init_layers(SIZES, seed=0), "float32")
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
-    r = mw.walk(fast, fast.theta0, steps_per_sync=8, scheme=scheme, max_steps=20)
+    r = mw.walk(
+        fast, fast.theta0, scheme=scheme, stop=Stop(max_steps=20), driver=Chunked(steps_per_sync=8)
+    )
     # (every step forms the corrector's candidate too, so it ran even where no step corrected)
     assert r.theta.dtype == tf.float32 and r.n_predictor == 20
 
@@ -458,7 +462,7 @@ def test_chunked_walk_needs_compile(small):
     model, x, y = small
     problem = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
     with pytest.raises(ProblemError, match="compile=True"):
-        mw.walk(problem, problem.theta0, max_steps=5, steps_per_sync=4)
+        mw.walk(problem, problem.theta0, stop=Stop(max_steps=5), driver=Chunked(steps_per_sync=4))
 
 
 def test_namespace_fills_float64_without_a_float32_detour():

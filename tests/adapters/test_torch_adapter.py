@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
-from manifoldwalk import MinimiseReg, get_scheme, init_state, make_step, walk
+from manifoldwalk import Chunked, MinimiseReg, Stop, get_scheme, init_state, make_step, walk
 from manifoldwalk.driver import prepare_walk
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -317,7 +317,7 @@ def test_numpy_theta_is_refused_with_the_conversion_to_make():
     problem, _ = small_problem()
     theta = problem.theta0.numpy()
     for call in (
-        lambda: walk(problem, theta, max_steps=1),
+        lambda: walk(problem, theta, stop=Stop(max_steps=1)),
         lambda: problem.loss(theta),
         lambda: problem.evaluate(theta, np.zeros((2, 5)), np.zeros(2, dtype=np.int64)),
     ):
@@ -468,8 +468,8 @@ def test_compiled_walk_takes_the_eager_path():
     eager, _ = small_problem(**kwargs)
     fast, _ = small_problem(compile=True, **kwargs)
     assert fast.compile_step is not None
-    a = mw.walk(eager, eager.theta0, max_steps=150)
-    b = mw.walk(fast, fast.theta0, max_steps=150)
+    a = mw.walk(eager, eager.theta0, stop=Stop(max_steps=150))
+    b = mw.walk(fast, fast.theta0, stop=Stop(max_steps=150))
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
 
 
@@ -492,7 +492,9 @@ def test_chunked_walk_takes_the_eager_path(compile, k, scheme, m):
     chunked, _ = small_problem(compile=compile)
     kw = {"max_steps": 150, "trajectory_every": 10, "record_every": 5, "scheme": scheme}
     a = mw.walk(eager, eager.theta0, **kw)
-    b = mw.walk(chunked, chunked.theta0, steps_per_sync=k, steps_per_iteration=m, **kw)
+    b = mw.walk(
+        chunked, chunked.theta0, **kw, driver=Chunked(steps_per_sync=k, steps_per_iteration=m)
+    )
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
     assert list(b.history["step"]) == list(a.history["step"])
     torch.testing.assert_close(b.trajectory, a.trajectory, rtol=1e-9, atol=1e-11)
@@ -507,7 +509,7 @@ def test_chunked_walk_without_records_along_the_way():
     problem, _ = small_problem()
     kw = {"max_steps": 150, "record_every": None, "scheme": "paper"}
     a = mw.walk(problem, problem.theta0, **kw)
-    b = mw.walk(problem, problem.theta0, steps_per_sync=7, **kw)
+    b = mw.walk(problem, problem.theta0, **kw, driver=Chunked(steps_per_sync=7))
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
     assert list(b.history["n_predictor"]) == [0, a.n_predictor]
 
@@ -554,7 +556,7 @@ def test_long_compiled_chunks_call_a_small_graph(monkeypatch):
     assert torch_compile.graph_steps(10, 1) == 2
     out = torch_compile.chunk_runner(host.loop, "default", contextlib.nullcontext)(host.carry)
     assert len(graphs) == 1 and len(calls) == 5 and int(out.n_done) == 10
-    b = mw.walk(chunked, chunked.theta0, steps_per_sync=10, **kw)
+    b = mw.walk(chunked, chunked.theta0, **kw, driver=Chunked(steps_per_sync=10))
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
 
 
@@ -567,7 +569,7 @@ def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point():
     chunked, _ = small_problem()
     kw = {"scheme": "authors", "max_corrector_steps": 6, "tau": 1e-14, "max_steps": 200}
     a = mw.walk(eager, eager.theta0, **kw)
-    b = mw.walk(chunked, chunked.theta0, steps_per_sync=8, **kw)
+    b = mw.walk(chunked, chunked.theta0, **kw, driver=Chunked(steps_per_sync=8))
     assert a.stop_reason == "corrector_failed"
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
 
@@ -583,10 +585,12 @@ def test_later_walks_reuse_the_chunk(monkeypatch):
     monkeypatch.setattr(torch_problem, "chunk_runner", lambda *args: built.append(1) or make(*args))
     problem, _ = small_problem()
     kw = {"max_steps": 30, "record_every": 5}
-    a, b = (mw.walk(problem, problem.theta0, steps_per_sync=4, **kw) for _ in range(2))
+    a, b = (
+        mw.walk(problem, problem.theta0, **kw, driver=Chunked(steps_per_sync=4)) for _ in range(2)
+    )
     assert len(built) == 1 and len(problem.loop_cache) == 1
     torch.testing.assert_close(b.theta, a.theta, rtol=0, atol=0)
-    mw.walk(problem, problem.theta0, steps_per_sync=5, **kw)
+    mw.walk(problem, problem.theta0, **kw, driver=Chunked(steps_per_sync=5))
     assert len(built) == 2  # another K: another chunk
 
 
@@ -686,7 +690,7 @@ def test_walk_on_cuda_returns_a_cuda_tensor():
     x, y = tensors(*small_data("classification"), torch.float64)
     model = make_mlp(layers, torch.float64).cuda()
     problem = from_model(model, nn.CrossEntropyLoss(), (x, y))
-    result = manifoldwalk.walk(problem, problem.theta0, max_steps=20)
+    result = manifoldwalk.walk(problem, problem.theta0, stop=Stop(max_steps=20))
     assert result.theta.is_cuda
     assert problem.evaluate(result.theta, x, y)["accuracy"] >= 0
 

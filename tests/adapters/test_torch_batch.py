@@ -73,16 +73,22 @@ def test_walk_batch_gives_each_seed_its_own_walk(scheme):
     def stopper(at: int):
         return lambda row: row["n_predictor"] >= at
 
-    options = dict(scheme=scheme, max_steps=150, tau=1e-15, record_every=10, trajectory_every=30)
+    options = dict(scheme=scheme, stop=mw.Stop(max_steps=150), tolerance=mw.Tolerance(tau=1e-15))
+    record = mw.Record(every=10, trajectory_every=30)
     batch = mt.walk_batch(
-        problems, steps_per_sync=32, callback=[stopper(a) for a in stops], **options
+        problems,
+        **options,
+        record=[record.replace(callback=stopper(a)) for a in stops],
+        driver=mw.Chunked(steps_per_sync=32),
     )
     alone = [
-        mw.walk(p, p.theta0, callback=stopper(a), **options)
+        mw.walk(p, p.theta0, **options, record=record.replace(callback=stopper(a)))
         for p, a in zip(problems, stops, strict=True)
     ]
     for seed, got, want in zip(range(3), batch, alone, strict=True):
-        spread = rounding_spread(seed, callback=stopper(stops[seed]), **options)
+        spread = rounding_spread(
+            seed, record=record.replace(callback=stopper(stops[seed])), **options
+        )
         assert_same_walk(got, want, rtol=max(1e-9, 10 * spread))
     assert [r.stop_reason for r in batch] == ["callback", "callback", "max_steps"]
     assert [r.n_predictor for r in batch] == [40, 90, 150]
@@ -95,8 +101,13 @@ def test_walk_batch_writes_rows_on_the_device_without_host_records():
     """No metrics or callback: the rows are written by the batch (not at host pauses), and a
     budget that is not a multiple of K ends mid-chunk."""
     problems = [_problem(s, batch_size=15) for s in (3, 4)]
-    options = dict(scheme="paper", max_steps=77, tau=1e-15, record_every=3, trajectory_every=7)
-    batch = mt.walk_batch(problems, steps_per_sync=16, **options)
+    options = dict(
+        scheme="paper",
+        stop=mw.Stop(max_steps=77),
+        tolerance=mw.Tolerance(tau=1e-15),
+        record=mw.Record(every=3, trajectory_every=7),
+    )
+    batch = mt.walk_batch(problems, **options, driver=mw.Chunked(steps_per_sync=16))
     for p, got in zip(problems, batch, strict=True):
         assert_same_walk(got, mw.walk(p, p.theta0, **options))
     assert all(len(r.history["n_predictor"]) > 20 for r in batch)
@@ -106,8 +117,12 @@ def test_walk_batch_seeds_that_fail_to_correct_keep_their_last_good_point():
     """Each seed stops off the level set at its own step: the batch replays that seed's chunk
     and returns what the seed alone would."""
     problems = [_problem(s) for s in range(3)]
-    options = dict(scheme="authors", max_corrector_steps=3, tau=1e-22, max_steps=300)
-    batch = mt.walk_batch(problems, steps_per_sync=8, **options)
+    options = dict(
+        scheme=mw.get_scheme("authors", max_corrector_steps=3),
+        tolerance=mw.Tolerance(tau=1e-22),
+        stop=mw.Stop(max_steps=300),
+    )
+    batch = mt.walk_batch(problems, **options, driver=mw.Chunked(steps_per_sync=8))
     for p, got in zip(problems, batch, strict=True):
         assert_same_walk(got, mw.walk(p, p.theta0, **options))
     assert [r.stop_reason for r in batch] == ["corrector_failed"] * 3
@@ -115,32 +130,38 @@ def test_walk_batch_seeds_that_fail_to_correct_keep_their_last_good_point():
 
 def test_walk_batch_resumes_each_seed():
     problems = [_problem(s) for s in (5, 6)]
-    options = dict(scheme="paper", tau=1e-15, record_every=5)
-    first = mt.walk_batch(problems, max_steps=30, **options)
-    resumed = mt.walk_batch(problems, resume_from=first, max_steps=60, **options)
+    options = dict(scheme="paper", tolerance=mw.Tolerance(tau=1e-15), record=mw.Record(every=5))
+    first = mt.walk_batch(problems, **options, stop=mw.Stop(max_steps=30))
+    resumed = mt.walk_batch(problems, resume_from=first, **options, stop=mw.Stop(max_steps=60))
     for p, got in zip(problems, resumed, strict=True):
-        assert_same_walk(got, mw.walk(p, p.theta0, max_steps=60, **options))
+        assert_same_walk(got, mw.walk(p, p.theta0, **options, stop=mw.Stop(max_steps=60)))
 
 
 def test_walk_batch_refuses_what_it_cannot_stack():
     a, b = _problem(0), _problem(1)
     fewer = _problem(2, n=30)
     with pytest.raises(ValueError, match="other names, shapes or dtypes"):
-        mt.walk_batch([a, fewer], max_steps=3)
+        mt.walk_batch([a, fewer], stop=mw.Stop(max_steps=3))
     with pytest.raises(ValueError, match="3 entries for 2 problems"):
-        mt.walk_batch([a, b], thetas=[a.theta0] * 3, max_steps=3)
+        mt.walk_batch([a, b], thetas=[a.theta0] * 3, stop=mw.Stop(max_steps=3))
     with pytest.raises(ValueError, match="at least one problem"):
-        mt.walk_batch([], max_steps=3)
+        mt.walk_batch([], stop=mw.Stop(max_steps=3))
     with pytest.raises(TypeError, match="not a TorchProblem"):
-        mt.walk_batch([a, Circle()], max_steps=3)
+        mt.walk_batch([a, Circle()], stop=mw.Stop(max_steps=3))
     other_loss = mt.from_model(a.model, nn.MultiMarginLoss(), a._data._arrays)
     with pytest.raises(ValueError, match="another model class or loss_fn"):
-        mt.walk_batch([a, other_loss], max_steps=3)
+        mt.walk_batch([a, other_loss], stop=mw.Stop(max_steps=3))
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*a._data._arrays))
     with pytest.raises(ValueError, match="DataLoader"):
-        mt.walk_batch([a, mt.from_model(a.model, nn.CrossEntropyLoss(), loader)], max_steps=3)
+        mt.walk_batch(
+            [a, mt.from_model(a.model, nn.CrossEntropyLoss(), loader)], stop=mw.Stop(max_steps=3)
+        )
     with pytest.raises(ValueError, match="metrics or a callback to every seed or to none"):
-        mt.walk_batch([a, b], callback=[None, lambda row: False], max_steps=3)
+        mt.walk_batch(
+            [a, b],
+            stop=mw.Stop(max_steps=3),
+            record=[mw.Record(), mw.Record(callback=lambda row: False)],
+        )
 
 
 def test_walk_batch_refuses_seeds_the_first_model_does_not_compute():
@@ -158,17 +179,19 @@ def test_walk_batch_refuses_seeds_the_first_model_does_not_compute():
     tanh = mt.from_model(net(nn.Tanh()), lf, (x, y))
     relu = mt.from_model(net(nn.ReLU()), lf, (x, y))
     with pytest.raises(ValueError, match=r"problems\[1\] is not the function.*gives loss"):
-        mt.walk_batch([tanh, relu], max_steps=3)
+        mt.walk_batch([tanh, relu], stop=mw.Stop(max_steps=3))
     weights_only = mt.from_model(net(nn.Tanh()), lf, (x + 0.1, y), reg="l2-weights")
     with pytest.raises(ValueError, match=r"problems\[1\].*gives regulariser"):
-        mt.walk_batch([tanh, weights_only], max_steps=3)
+        mt.walk_batch([tanh, weights_only], stop=mw.Stop(max_steps=3))
     # the same function on other data passes; each seed keeps its own level
     shifted = mt.from_model(net(nn.Tanh()), lf, (x + 0.1, y))
-    batch = mt.walk_batch([tanh, shifted], max_steps=3)
+    batch = mt.walk_batch([tanh, shifted], stop=mw.Stop(max_steps=3))
     assert batch[1].level == pytest.approx(float(shifted.loss(shifted.theta0)), rel=1e-12)
 
 
 def test_walk_batch_refuses_steps_per_iteration():
     a = _problem(0)
     with pytest.raises(ValueError, match="takes no steps_per_iteration"):
-        mt.walk_batch([a, a], max_steps=3, steps_per_iteration=2)
+        mt.walk_batch(
+            [a, a], stop=mw.Stop(max_steps=3), driver=mw.Chunked(64, steps_per_iteration=2)
+        )

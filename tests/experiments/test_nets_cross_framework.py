@@ -16,12 +16,12 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from manifoldwalk_jax import nets as jnets  # noqa: E402
-from manifoldwalk_jax import training as jtraining  # noqa: E402
-from manifoldwalk_tf import nets as knets  # noqa: E402
-from manifoldwalk_tf import training as ktraining  # noqa: E402
-from manifoldwalk_torch import nets as tnets  # noqa: E402
-from manifoldwalk_torch import training as ttraining  # noqa: E402
+from manifoldwalk_jax.paper import nets as jnets  # noqa: E402
+from manifoldwalk_jax.paper import training as jtraining  # noqa: E402
+from manifoldwalk_tf.paper import nets as knets  # noqa: E402
+from manifoldwalk_tf.paper import training as ktraining  # noqa: E402
+from manifoldwalk_torch.paper import nets as tnets  # noqa: E402
+from manifoldwalk_torch.paper import training as ttraining  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

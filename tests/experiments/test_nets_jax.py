@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases
-from manifoldwalk_jax.nets import (
+from manifoldwalk_jax.paper.nets import (
     apply_cnv,
     apply_ff,
     count_params,
@@ -20,7 +20,7 @@ from manifoldwalk_jax.nets import (
     init_mnist_cnv,
     set_weights,
 )
-from manifoldwalk_jax.training import (
+from manifoldwalk_jax.paper.training import (
     ADAM_EPS,
     TrainResult,
     adam_init,

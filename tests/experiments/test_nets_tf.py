@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases  # noqa: E402
-from manifoldwalk_tf.nets import (  # noqa: E402
+from manifoldwalk_tf.paper.nets import (  # noqa: E402
     cifar10_cnv,
     cnv_net,
     count_params,
@@ -18,7 +18,7 @@ from manifoldwalk_tf.nets import (  # noqa: E402
     mnist_cnv,
     set_weights,
 )
-from manifoldwalk_tf.training import TrainResult, penalty, train  # noqa: E402
+from manifoldwalk_tf.paper.training import TrainResult, penalty, train  # noqa: E402
 
 
 # Parameter counts (the sums are spelled out in test_nets_torch.py).

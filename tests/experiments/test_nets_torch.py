@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases
-from manifoldwalk_torch.nets import (
+from manifoldwalk_torch.paper.nets import (
     FlattenNHWC,
     cifar10_cnv,
     cnv_net,
@@ -16,7 +16,7 @@ from manifoldwalk_torch.nets import (
     mnist_cnv,
     set_weights,
 )
-from manifoldwalk_torch.training import ADAM_EPS, TrainResult, penalty, train
+from manifoldwalk_torch.paper.training import ADAM_EPS, TrainResult, penalty, train
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

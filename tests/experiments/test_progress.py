@@ -7,10 +7,10 @@ import io
 from manifoldwalk.experiments.progress import ProgressBar
 
 
-def test_a_resumed_bar_counts_only_the_work_of_this_session():
+def test_a_resumed_bar_counts_only_the_work_of_this_run():
     stream = io.StringIO()
     bar = ProgressBar(100, "seed 0 walk", unit="steps", stream=stream, interval=0, initial=90)
-    bar.start -= 10.0  # ten seconds of this session, five steps done in them
+    bar.start -= 10.0  # ten seconds of this run, five steps done in them
     bar.update(95)
     line = stream.getvalue()
     assert "95/100 0.5 steps/s" in line and "left 10s" in line, line

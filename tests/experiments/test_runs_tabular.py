@@ -18,12 +18,15 @@ from manifoldwalk.cli import main
 from manifoldwalk.datasets import DatasetError
 from manifoldwalk.experiments import (
     RunConfig,
+    _walk_stage,
+    _weight_decay,
     build_table,
     format_table,
     run_experiment,
     run_seed,
 )
 from manifoldwalk.experiments import runner as runner_mod
+from manifoldwalk.experiments.backend import load_backend
 from manifoldwalk.experiments.rundir import is_finished, mark_done, seed_dir
 
 IRIS_ARGS = ["--steps", "200", "--epochs", "2", "--wd-epochs", "2", "--wd-lambdas", "0,1e-3"]
@@ -120,9 +123,9 @@ def test_mpg_regression_reports_mse(tmp_path):
     assert "mpg-ff (MSE)" in text and "5.36 ± 0.27" in text and "%" not in text.splitlines()[2]
 
 
-def _interrupt_after(monkeypatch, name: str, calls: int) -> None:
-    """Make ``runner.<name>`` raise on its ``calls``-th call (a kill in the middle of a stage)."""
-    real = getattr(runner_mod, name)
+def _interrupt_after(monkeypatch, module, name: str, calls: int) -> None:
+    """Make ``module.<name>`` raise on its ``calls``-th call (a kill in the middle of a stage)."""
+    real = getattr(module, name)
     count = {"n": 0}
 
     def wrapped(*args, **kwargs):
@@ -131,7 +134,7 @@ def _interrupt_after(monkeypatch, name: str, calls: int) -> None:
             raise KeyboardInterrupt(f"simulated kill in {name}")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runner_mod, name, wrapped)
+    monkeypatch.setattr(module, name, wrapped)
 
 
 def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, monkeypatch):
@@ -141,12 +144,12 @@ def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, monkeypat
     broken = RunConfig("iris-ff", out=str(tmp_path / "broken"), **options)
     d = seed_dir(broken.out, "iris-ff", 0)
     with monkeypatch.context() as m:  # killed during the walk, after the checkpoint at 200
-        _interrupt_after(m, "_write_metrics", 2)
+        _interrupt_after(m, _walk_stage, "write_metrics", 2)
         with pytest.raises(KeyboardInterrupt):
             run_seed(broken, 0, show_progress=False)
     assert (d / "walk" / "thetas-00000200.npz").exists() and not (d / "final.npz").exists()
     with monkeypatch.context() as m:  # killed during the weight-decay sweep
-        _interrupt_after(m, "_wd_run", 3)
+        _interrupt_after(m, _weight_decay, "wd_run", 3)
         with pytest.raises(KeyboardInterrupt):
             run_seed(broken, 0, show_progress=False)
     assert not is_finished(d)
@@ -232,7 +235,7 @@ def test_unknown_names_in_the_python_api_list_the_valid_ones():
 def test_held_out_data_evaluate_like_numpy(name):
     """The runner moves the test set into the framework once; evaluating it there gives what
     the numpy arrays give."""
-    backend = runner_mod.load_backend(name)
+    backend = load_backend(name)
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 4)).astype(np.float32), rng.integers(0, 3, size=40)
     model = backend.build_net("ff", (4,), 3, hidden=(5,), seed=0, dtype="float32")

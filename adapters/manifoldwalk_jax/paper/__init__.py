@@ -1,4 +1,7 @@
-"""The experiment backend for JAX (same functions as ``manifoldwalk_torch.experiment``).
+"""The paper backend for JAX (same functions as ``manifoldwalk_torch.paper``).
+
+The nets are in :mod:`manifoldwalk_jax.paper.nets`, the training loop in
+:mod:`manifoldwalk_jax.paper.training`.
 
 A *model* here is the pair ``(apply_fn, params)``; training returns a new pair. float64 nets
 need ``jax_enable_x64``: :func:`build_net` turns it on when asked for float64 (experiment runs
@@ -7,6 +10,7 @@ only; the adapter itself never changes JAX's configuration).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -14,9 +18,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifoldwalk_jax import nets, training
-from manifoldwalk_jax.batch import walk_batch
-from manifoldwalk_jax.problem import JaxProblem, _as_data, from_apply
+from manifoldwalk.experiments._paper_parts import (
+    NETS,
+    check_dtype,
+    check_held_out,
+    check_net,
+    paper_train,
+)
+from manifoldwalk_jax import JaxProblem, from_apply, walk_batch
+from manifoldwalk_jax.paper import nets, training
 
 __all__ = [
     "COMPILED_WALKS",
@@ -24,13 +34,11 @@ __all__ = [
     "build_net",
     "configure",
     "from_numpy",
+    "held_out",
     "make_problem",
     "train",
     "walk_batch",
 ]
-
-NETS = ("ff", "mnist-cnv", "cifar10-cnv")
-"""The net kinds :func:`build_net` knows."""
 
 COMPILED_WALKS = True
 """The experiment runner walks this backend's problems with the compiled driver
@@ -82,60 +90,27 @@ def build_net(
     Raises:
         ValueError: For an unknown net or dtype.
     """
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"unknown dtype {dtype!r}; choose 'float32' or 'float64'")
-    if dtype == "float64" and not jax.config.jax_enable_x64:
+    if check_dtype(dtype) == "float64" and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
     dt = jnp.dtype(dtype)
-    if net == "ff":
+    if check_net(net) == "ff":
         return nets.apply_ff, nets.init_ff(seed, tuple(input_shape), n_out, tuple(hidden), dt)
-    if net == "mnist-cnv":
-        return nets.apply_cnv, nets.init_mnist_cnv(seed, n_out, dt)
-    if net == "cifar10-cnv":
-        return nets.apply_cnv, nets.init_cifar10_cnv(seed, n_out, dt)
-    raise ValueError(f"unknown net {net!r}; choose one of {', '.join(NETS)}")
+    init = nets.init_mnist_cnv if net == "mnist-cnv" else nets.init_cifar10_cnv
+    return nets.apply_cnv, init(seed, n_out, dt)
 
 
-def train(
-    model: Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    task: str,
-    epochs: int,
-    weight_decay: float = 0.0,
-    reg: str = "l2",
-    seed: int = 0,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> tuple[Model, int]:
-    """Train with Adam(1e-3), minibatches of 32, on ``L + weight_decay · R``.
-
-    Args:
-        model: ``(apply_fn, params)`` from :func:`build_net`.
-        x, y: The training data.
-        task: ``"classification"`` or ``"regression"``.
-        epochs: Passes over the data.
-        weight_decay: λ.
-        reg: ``"l2"`` or ``"l2-weights"``.
-        seed: Seeds the shuffling.
-        progress: Called after every epoch as ``progress(epoch, epochs, loss)``.
-
-    Returns:
-        ``((apply_fn, trained params), n_example_grads)``.
-    """
+def _train_pair(model: Model, data: Any, **options: Any) -> training.TrainResult:
+    """:func:`manifoldwalk_jax.paper.training.train` on the parameters of ``(apply_fn, params)``;
+    the result's ``model`` is the pair with the trained parameters."""
     apply_fn, params = model
-    result = training.train(
-        params,
-        (x, y),
-        task=task,
-        epochs=epochs,
-        weight_decay=weight_decay,
-        reg=reg,
-        seed=seed,
-        progress=progress,
-        apply_fn=apply_fn,
-    )
-    return (apply_fn, result.params), int(result.n_example_grads)
+    result = training.train(params, data, apply_fn=apply_fn, **options)
+    return dataclasses.replace(result, model=(apply_fn, result.params))
+
+
+train = paper_train(_train_pair)
+"""Train with Adam(1e-3), minibatches of 32, on ``L + weight_decay · R``; returns
+``((apply_fn, trained params), n_example_grads)`` (see
+:meth:`~manifoldwalk.experiments.backend.PaperBackend.train`)."""
 
 
 def make_problem(
@@ -170,9 +145,13 @@ def held_out(problem: JaxProblem, x: np.ndarray, y: np.ndarray) -> tuple[jax.Arr
 
     Returns:
         ``(x, y)``.
+
+    Raises:
+        ProblemError: A scalar input or target, different lengths, or no examples.
     """
     dtype = problem.theta0.dtype
-    data = _as_data((x, y), problem._device, "held_out")
+    device = next(iter(problem.theta0.devices()))  # the one device the adapter keeps θ on
+    data = (jax.device_put(jnp.asarray(a), device) for a in check_held_out(x, y))
     return tuple(a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in data)
 
 

@@ -12,12 +12,11 @@ compute for the same weights (:func:`get_weights` / :func:`set_weights` use the 
 share).
 
 Parameter counts: MNIST-FF (``init_ff(key, 784, 10)``) 99,710; MNIST-CNV 54,930; CIFAR10-CNV
-685,450 (see ``manifoldwalk_torch.nets`` for the sums).
+685,450 (see ``manifoldwalk_torch.paper.nets`` for the sums).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import partial
 from typing import Any
@@ -25,6 +24,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from manifoldwalk.experiments._paper_parts import cnv_sizes, ff_widths
 
 __all__ = [
     "Params",
@@ -81,13 +82,6 @@ def _init_layers(
     ]
 
 
-def _n_features(n_in: int | Sequence[int]) -> int:
-    """The number of input features of an ``int`` or an input shape."""
-    if isinstance(n_in, (int, np.integer)):
-        return int(n_in)
-    return math.prod(int(d) for d in n_in)
-
-
 def init_ff(
     key: Any,
     n_in: int | Sequence[int],
@@ -111,9 +105,7 @@ def init_ff(
         ValueError: If a width is not positive or the dtype is not a usable float.
     """
     dt = _dtype(dtype)
-    widths = [_n_features(n_in), *(int(h) for h in hidden), int(n_out)]
-    if min(widths) < 1:
-        raise ValueError(f"layer widths must be positive, got {widths}")
+    widths = ff_widths(n_in, hidden, n_out)
     shapes = tuple(zip(widths[:-1], widths[1:], strict=True))
     return {"dense": _init_layers(_key(key), shapes, dt)}
 
@@ -165,15 +157,7 @@ def init_cnv(
             the dtype is not a usable float.
     """
     dt = _dtype(dtype)
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"input_shape must be (H, W) or (H, W, C), got {input_shape!r}")
-    height, width = shape[:2]
-    channels = shape[2] if len(shape) == 3 else 1
-    for _ in range(2):
-        height, width = (height - 2) // 2, (width - 2) // 2
-    if min(height, width) < 1 or min(channels, filters, dense, n_out) < 1:
-        raise ValueError(f"input_shape {input_shape!r} too small or a layer size is not positive")
+    height, width, channels = cnv_sizes(input_shape, n_out, filters, dense)
     shapes = (
         (3, 3, channels, filters),
         (3, 3, filters, filters),
@@ -276,7 +260,7 @@ def get_weights(params: Params) -> list[np.ndarray]:
     """Return the weights as NumPy arrays, kernel then bias per layer, in network order.
 
     The layout is Keras' (``model.get_weights()``) and that of
-    ``manifoldwalk_torch.nets.get_weights``: weights move between the frameworks unchanged.
+    ``manifoldwalk_torch.paper.nets.get_weights``: weights move between the frameworks unchanged.
 
     Args:
         params: A pytree from one of the ``init_*`` functions.

@@ -1,8 +1,8 @@
 """Phase-1 and weight-decay training in JAX: Adam on minibatches of L + λ·R.
 
-The loop, its signature and its result match ``manifoldwalk_torch.training`` and
-``manifoldwalk_tf.training``; the shuffling is the same for a given seed, so a net that starts
-from the same weights follows the same path in each framework up to float round-off.
+The loop, its signature and its result match ``manifoldwalk_torch.paper.training`` and
+``manifoldwalk_tf.paper.training``; the shuffling is the same for a given seed, so a net that
+starts from the same weights follows the same path in each framework up to float round-off.
 
 Adam is written here in a few lines (:func:`adam_init`, :func:`adam_update`) rather than taken
 from optax, to keep the adapter's dependencies to JAX alone. It is the standard algorithm
@@ -17,7 +17,6 @@ examples), so the epoch loop stays in Python; the loss is brought to the host on
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -28,12 +27,7 @@ import numpy as np
 
 from manifoldwalk._training_result import REGS as _REGS
 from manifoldwalk._training_result import TrainResult as _TrainResult
-from manifoldwalk._training_result import (
-    check_train_options,
-    check_train_set,
-    end_epoch,
-    unpack_train_data,
-)
+from manifoldwalk._training_result import prepare_training, run_epochs
 
 from .nets import apply_cnv, apply_ff
 
@@ -225,7 +219,7 @@ def train(
     minibatch of an epoch may be smaller. Inputs are cast to the parameters' dtype.
 
     Args:
-        params: The initial parameters (e.g. from :func:`manifoldwalk_jax.nets.init_ff`); not
+        params: The initial parameters (e.g. from :func:`manifoldwalk_jax.paper.nets.init_ff`); not
             modified.
         data: A :class:`manifoldwalk.datasets.Dataset` (its ``x_train``, ``y_train`` and
             ``task`` are used) or an ``(x, y)`` pair of arrays.
@@ -242,8 +236,9 @@ def train(
             ``epoch`` counted from 1; returning ``True`` stops training.
         progress: Called after every epoch as ``progress(epoch, epochs, epoch_loss)``.
         apply_fn: ``apply_fn(params, x) -> outputs``, hashable (it is a static argument of the
-            compiled epoch). Defaults to :func:`~manifoldwalk_jax.nets.apply_cnv` when ``params``
-            has a ``"conv"`` entry and :func:`~manifoldwalk_jax.nets.apply_ff` otherwise.
+            compiled step). Defaults to :func:`~manifoldwalk_jax.paper.nets.apply_cnv` when
+            ``params`` has a ``"conv"`` entry and :func:`~manifoldwalk_jax.paper.nets.apply_ff`
+            otherwise.
 
     Returns:
         A :class:`TrainResult` whose ``model`` (alias ``params``) is the trained pytree.
@@ -252,9 +247,7 @@ def train(
         ValueError: For an unknown task or reg, negative epochs or weight decay, a batch size
             below 1, an empty training set, or inputs and targets of different lengths.
     """
-    x_np, y_np, data_task = unpack_train_data(data)
-    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
-    n = check_train_set(x_np, y_np)
+    x_np, y_np, task = prepare_training(data, task, epochs, batch_size, weight_decay, reg)
     if apply_fn is None:
         apply_fn = apply_cnv if isinstance(params, dict) and "conv" in params else apply_ff
     dtype = jax.tree_util.tree_leaves(params)[0].dtype
@@ -262,23 +255,27 @@ def train(
     y = jnp.asarray(y_np, dtype=jnp.int32 if task == "classification" else dtype)
     lr_arr = jnp.asarray(lr, dtype)
     wd_arr = jnp.asarray(weight_decay, dtype)
-    state = adam_init(params)
-    rng = np.random.default_rng(seed)
-    result = TrainResult(model=params, n_train=n)
+    # The parameters and Adam's state, replaced by every step.
+    carry = [params, adam_init(params)]
     kwargs = {"apply_fn": apply_fn, "task": task, "reg": reg}
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        perm = jnp.asarray(rng.permutation(n).astype(np.int32))
-        total = jnp.zeros((), dtype)
-        for lo in range(0, n, batch_size):
-            idx = perm[lo : lo + batch_size]
-            params, state, loss = _step(params, state, x, y, idx, lr_arr, wd_arr, **kwargs)
-            total = total + loss
-        epoch_loss = float(total) / n
-        if end_epoch(result, epoch, epochs, epoch_loss, params, progress, callback):
-            break
-    result.wall_time = time.perf_counter() - start
-    result.model = params
+
+    def step(idx: jax.Array) -> jax.Array:
+        carry[0], carry[1], loss = _step(*carry, x, y, idx, lr_arr, wd_arr, **kwargs)
+        return loss
+
+    result = TrainResult(model=params, n_train=len(x_np))
+    run_epochs(
+        result,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        callback=callback,
+        order=lambda perm: jnp.asarray(perm.astype(np.int32)),
+        step=step,
+        current=lambda: carry[0],
+    )
+    params = result.model = carry[0]
     result.final_loss = full_batch_loss(params, x, y, task, apply_fn=apply_fn)
     return result
 

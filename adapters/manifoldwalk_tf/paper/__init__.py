@@ -1,25 +1,29 @@
-"""The experiment backend for Keras / TensorFlow (feed-forward nets only).
+"""The paper backend for Keras / TensorFlow (feed-forward nets only).
 
-Same functions as ``manifoldwalk_torch.experiment``; θ is a flat NumPy array (the TF adapter's
-seam). The convolutional experiments are offered by the PyTorch and JAX backends.
+Same functions as ``manifoldwalk_torch.paper``; θ is a flat NumPy array (the TF adapter's
+seam). The convolutional experiments are offered by the PyTorch and JAX backends (the
+convolutional Keras nets of :mod:`manifoldwalk_tf.paper.nets` serve the cross-framework
+checks). The training loop is in :mod:`manifoldwalk_tf.paper.training`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk_tf import nets, training
-from manifoldwalk_tf.problem import TFProblem, _as_tensors, from_model
+from manifoldwalk.experiments._paper_parts import check_held_out, paper_train
+from manifoldwalk_tf import TFProblem, from_model
+from manifoldwalk_tf.paper import nets, training
 
 __all__ = [
     "NETS",
     "build_net",
     "configure",
     "from_numpy",
+    "held_out",
     "make_problem",
     "train",
 ]
@@ -82,44 +86,9 @@ def build_net(
     return nets.ff_net(tuple(input_shape), n_out, tuple(hidden), dtype=dtype, seed=seed)
 
 
-def train(
-    model: Any,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    task: str,
-    epochs: int,
-    weight_decay: float = 0.0,
-    reg: str = "l2",
-    seed: int = 0,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> tuple[Any, int]:
-    """Train with Adam(1e-3), minibatches of 32, on ``L + weight_decay · R`` (in place).
-
-    Args:
-        model: A Keras model from :func:`build_net`.
-        x, y: The training data.
-        task: ``"classification"`` or ``"regression"``.
-        epochs: Passes over the data.
-        weight_decay: λ.
-        reg: ``"l2"`` or ``"l2-weights"``.
-        seed: Seeds the shuffling.
-        progress: Called after every epoch as ``progress(epoch, epochs, loss)``.
-
-    Returns:
-        ``(model, n_example_grads)``.
-    """
-    result = training.train(
-        model,
-        (x, y),
-        task=task,
-        epochs=epochs,
-        weight_decay=weight_decay,
-        reg=reg,
-        seed=seed,
-        progress=progress,
-    )
-    return result.model, int(result.n_example_grads)
+train = paper_train(training.train)
+"""Train with Adam(1e-3), minibatches of 32, on ``L + weight_decay · R``, in place (see
+:meth:`~manifoldwalk.experiments.backend.PaperBackend.train`)."""
 
 
 def make_problem(
@@ -143,13 +112,19 @@ def held_out(problem: TFProblem, x: np.ndarray, y: np.ndarray) -> tuple[tf.Tenso
     """The held-out set as tensors (floating data in θ's dtype), made once.
 
     Args:
-        problem: The problem from :func:`make_problem`; x, y: the held-out inputs and targets.
+        problem: The problem from :func:`make_problem`.
+        x: The held-out inputs.
+        y: The held-out targets.
 
     Returns:
-        ``(x, y)``, for every history record's evaluation (``runner._metric_fns``).
-    """
+        ``(x, y)``, for the evaluation of every history record.
 
-    return tuple(problem._cast(t) for t in _as_tensors((x, y), "held_out"))
+    Raises:
+        ProblemError: A scalar input or target, different lengths, or no examples.
+    """
+    # Through numpy: TensorFlow makes Python floats float32, so float64 data would lose digits.
+    data = (tf.convert_to_tensor(a) for a in check_held_out(x, y))
+    return tuple(tf.cast(a, problem.dtype) if a.dtype.is_floating else a for a in data)
 
 
 def from_numpy(array: np.ndarray, like: Any) -> np.ndarray:

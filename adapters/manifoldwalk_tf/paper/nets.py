@@ -8,8 +8,8 @@ rescaled to keep it), zero biases, tanh hidden layers, linear outputs (logits; t
 axis added inside the model.
 
 The weights (``model.get_weights()``: kernel then bias per layer, dense kernels ``(in, out)``,
-convolution kernels HWIO) are interchangeable with ``manifoldwalk_torch.nets`` and
-``manifoldwalk_jax.nets`` through their ``get_weights`` / ``set_weights``.
+convolution kernels HWIO) are interchangeable with ``manifoldwalk_torch.paper.nets`` and
+``manifoldwalk_jax.paper.nets`` through their ``get_weights`` / ``set_weights``.
 
 Parameter counts: MNIST-FF (``ff_net(784, 10)``) 99,710; MNIST-CNV 54,930; CIFAR10-CNV 685,450.
 
@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import keras
 import numpy as np
+
+from manifoldwalk.experiments._paper_parts import cnv_sizes, ff_widths
 
 __all__ = [
     "cifar10_cnv",
@@ -77,9 +79,7 @@ def ff_net(
         ValueError: If a width is not positive.
     """
     shape = (int(n_in),) if isinstance(n_in, (int, np.integer)) else tuple(int(d) for d in n_in)
-    widths = [math.prod(shape), *(int(h) for h in hidden), int(n_out)]
-    if min(widths) < 1:
-        raise ValueError(f"layer widths must be positive, got {widths}")
+    widths = ff_widths(shape, hidden, n_out)
     seeds = _seeds(seed, len(widths) - 1)
     layers: list[keras.Layer] = [keras.Input(shape=shape, dtype=dtype)]
     if len(shape) > 1:
@@ -119,14 +119,8 @@ def cnv_net(
     Raises:
         ValueError: If the image is too small for two conv/pool stages or a size is not positive.
     """
+    cnv_sizes(input_shape, n_out, filters, dense)  # raises for an image too small
     shape = tuple(int(d) for d in input_shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"input_shape must be (H, W) or (H, W, C), got {input_shape!r}")
-    height, width = shape[:2]
-    for _ in range(2):
-        height, width = (height - 2) // 2, (width - 2) // 2
-    if min(height, width) < 1 or min(*shape, filters, dense, n_out) < 1:
-        raise ValueError(f"input_shape {input_shape!r} too small or a layer size is not positive")
     seeds = _seeds(seed, 4)
     layers: list[keras.Layer] = [keras.Input(shape=shape, dtype=dtype)]
     if len(shape) == 2:

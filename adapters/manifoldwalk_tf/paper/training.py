@@ -1,11 +1,11 @@
 """Phase-1 and weight-decay training for Keras 3 models (TensorFlow backend): Adam on minibatches
 of L + λ·R.
 
-The loop, its signature and its result match ``manifoldwalk_torch.training`` and
-``manifoldwalk_jax.training``, and it shuffles identically for a given seed. It is a custom loop
-(``tf.GradientTape`` inside a ``tf.function``) rather than ``model.fit`` so that R can include the
-biases (``"l2"``, as the walk) and so that the per-epoch hooks and the shuffling are the same as in
-the other frameworks; ``reg="l2-weights"`` gives the penalty of Keras'
+The loop, its signature and its result match ``manifoldwalk_torch.paper.training`` and
+``manifoldwalk_jax.paper.training``, and it shuffles identically for a given seed. It is a custom
+loop (``tf.GradientTape`` inside a ``tf.function``) rather than ``model.fit`` so that R can include
+the biases (``"l2"``, as the walk) and so that the per-epoch hooks and the shuffling are the same
+as in the other frameworks; ``reg="l2-weights"`` gives the penalty of Keras'
 ``kernel_regularizer=L2(λ)``, the authors' baseline.
 
 The optimiser is ``keras.optimizers.Adam(lr)`` (β = (0.9, 0.999), ε = 1e-7). Keras adds ε to
@@ -16,7 +16,6 @@ is invisible unless gradients are tiny.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,13 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from manifoldwalk._training_result import REGS as _REGS
-from manifoldwalk._training_result import (
-    TrainResult,
-    check_train_options,
-    check_train_set,
-    end_epoch,
-    unpack_train_data,
-)
+from manifoldwalk._training_result import TrainResult, prepare_training, run_epochs
 
 __all__ = ["TrainResult", "data_loss", "full_batch_loss", "penalty", "train"]
 
@@ -117,7 +110,7 @@ def train(
     ``add_loss`` losses or layer regularisers of the model are not included.
 
     Args:
-        model: A built Keras model, e.g. from :mod:`manifoldwalk_tf.nets`.
+        model: A built Keras model, e.g. from :mod:`manifoldwalk_tf.paper.nets`.
         data: A :class:`manifoldwalk.datasets.Dataset` (its ``x_train``, ``y_train`` and
             ``task`` are used) or an ``(x, y)`` pair of arrays.
         task: ``"classification"`` (mean cross-entropy on logits, integer labels) or
@@ -142,10 +135,8 @@ def train(
         RuntimeError: If Keras does not run on the TensorFlow backend.
     """
     _check_backend()
-    x_np, y_np, data_task = unpack_train_data(data)
-    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
+    x_np, y_np, task = prepare_training(data, task, epochs, batch_size, weight_decay, reg)
     penalised = _penalised(model, reg)
-    n = check_train_set(x_np, y_np)
     variables = list(model.trainable_variables)
     dtype = tf.as_dtype(variables[0].dtype)
     x = tf.constant(x_np, dtype=dtype)
@@ -167,18 +158,18 @@ def train(
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss * tf.cast(tf.shape(idx)[0], loss.dtype)
 
-    rng = np.random.default_rng(seed)
-    result = TrainResult(model=model, n_train=n)
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(n).astype(np.int32)
-        total = tf.zeros((), dtype)
-        for lo in range(0, n, batch_size):
-            total += step(tf.constant(order[lo : lo + batch_size]))
-        epoch_loss = float(total) / n
-        if end_epoch(result, epoch, epochs, epoch_loss, model, progress, callback):
-            break
-    result.wall_time = time.perf_counter() - start
+    result = TrainResult(model=model, n_train=len(x_np))
+    run_epochs(
+        result,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        callback=callback,
+        order=lambda perm: perm.astype(np.int32),
+        step=lambda idx: step(tf.constant(idx)),
+        current=lambda: model,
+    )
     result.final_loss = full_batch_loss(model, x_np, y_np, task)
     return result
 

@@ -1,10 +1,12 @@
-"""The experiment backend for PyTorch: the paper's nets, training and evaluation behind the
-framework-neutral interface that :mod:`manifoldwalk.experiments.runner` calls.
+"""The paper backend for PyTorch: the paper's nets, training and evaluation behind the
+framework-neutral interface that the experiment layer calls.
 
-Every backend module (``manifoldwalk_torch.experiment``, ``manifoldwalk_jax.experiment``,
-``manifoldwalk_tf.experiment``) offers the same functions: :func:`configure`, :func:`build_net`,
-:func:`train`, :func:`make_problem` and :func:`from_numpy`. A *model* is whatever the framework
-trains (here an ``nn.Module``); θ is the adapter's flat array, evaluated with the problem's own
+Every paper backend (``manifoldwalk_torch.paper``, ``manifoldwalk_jax.paper``,
+``manifoldwalk_tf.paper``) implements :class:`manifoldwalk.experiments.backend.PaperBackend`:
+:func:`configure`, :func:`build_net`, :func:`train`, :func:`make_problem`, :func:`held_out` and
+:func:`from_numpy`. The nets are in :mod:`manifoldwalk_torch.paper.nets`, the training loop in
+:mod:`manifoldwalk_torch.paper.training`. A *model* is whatever the framework trains (here an
+``nn.Module``); θ is the adapter's flat array, evaluated with the problem's own
 ``evaluate`` and copied to the host with ``manifoldwalk._array.to_numpy``. This one also has
 :func:`plane_losses`, the batched loss over many weight vectors that the loss-surface figures
 use (with a backend that lacks it, they evaluate one ``problem.loss`` per point).
@@ -20,23 +22,27 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, vmap
 
-from manifoldwalk_torch import nets, training
-from manifoldwalk_torch.batch import walk_batch
-from manifoldwalk_torch.problem import TorchProblem, _as_tensor, from_model
+from manifoldwalk.experiments._paper_parts import (
+    NETS,
+    check_dtype,
+    check_held_out,
+    check_net,
+    paper_train,
+)
+from manifoldwalk_torch import TorchProblem, from_model, walk_batch
+from manifoldwalk_torch.paper import nets, training
 
 __all__ = [
     "NETS",
     "build_net",
     "configure",
     "from_numpy",
+    "held_out",
     "make_problem",
     "plane_losses",
     "train",
     "walk_batch",
 ]
-
-NETS = ("ff", "mnist-cnv", "cifar10-cnv")
-"""The net kinds :func:`build_net` knows."""
 
 _DEVICE = {"device": "cpu"}
 
@@ -59,13 +65,6 @@ def configure(*, device: str = "cpu", threads: int | None = None) -> None:
     _DEVICE["device"] = device
     if threads is not None:
         torch.set_num_threads(int(threads))
-
-
-def _dtype(name: str) -> torch.dtype:
-    try:
-        return {"float32": torch.float32, "float64": torch.float64}[name]
-    except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; choose 'float32' or 'float64'") from None
 
 
 def build_net(
@@ -93,56 +92,18 @@ def build_net(
     Raises:
         ValueError: For an unknown net or dtype.
     """
-    dt = _dtype(dtype)
-    if net == "ff":
+    dt = getattr(torch, check_dtype(dtype))
+    if check_net(net) == "ff":
         model = nets.ff_net(tuple(input_shape), n_out, tuple(hidden), dtype=dt, seed=seed)
-    elif net == "mnist-cnv":
-        model = nets.mnist_cnv(n_out, dtype=dt, seed=seed)
-    elif net == "cifar10-cnv":
-        model = nets.cifar10_cnv(n_out, dtype=dt, seed=seed)
     else:
-        raise ValueError(f"unknown net {net!r}; choose one of {', '.join(NETS)}")
+        builder = nets.mnist_cnv if net == "mnist-cnv" else nets.cifar10_cnv
+        model = builder(n_out, dtype=dt, seed=seed)
     return model.to(_DEVICE["device"])
 
 
-def train(
-    model: torch.nn.Module,
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    task: str,
-    epochs: int,
-    weight_decay: float = 0.0,
-    reg: str = "l2",
-    seed: int = 0,
-    progress: Callable[[int, int, float], None] | None = None,
-) -> tuple[torch.nn.Module, int]:
-    """Train with Adam(1e-3), minibatches of 32, on ``L + weight_decay · R`` (in place).
-
-    Args:
-        model: From :func:`build_net`.
-        x, y: The training inputs and targets.
-        task: ``"classification"`` or ``"regression"``.
-        epochs: Passes over the data.
-        weight_decay: λ.
-        reg: ``"l2"`` (all parameters) or ``"l2-weights"`` (kernels only).
-        seed: Seeds the shuffling.
-        progress: Called after every epoch as ``progress(epoch, epochs, loss)``.
-
-    Returns:
-        ``(model, n_example_grads)``: the trained model and the example-wise gradient count.
-    """
-    result = training.train(
-        model,
-        (x, y),
-        task=task,
-        epochs=epochs,
-        weight_decay=weight_decay,
-        reg=reg,
-        seed=seed,
-        progress=progress,
-    )
-    return result.model, int(result.n_example_grads)
+train = paper_train(training.train)
+"""Train with Adam(1e-3), minibatches of 32, on ``L + weight_decay · R``, in place (see
+:meth:`~manifoldwalk.experiments.backend.PaperBackend.train`)."""
 
 
 def _loss_fn(task: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -178,12 +139,23 @@ def held_out(problem: TorchProblem, x: np.ndarray, y: np.ndarray) -> tuple[torch
     """The held-out set as tensors on the problem's device (floating data in θ's dtype), made once.
 
     Args:
-        problem: The problem from :func:`make_problem`; x, y: the held-out inputs and targets.
+        problem: The problem from :func:`make_problem`.
+        x: The held-out inputs.
+        y: The held-out targets.
 
     Returns:
-        ``(x, y)``, for every history record's evaluation (``runner._metric_fns``).
+        ``(x, y)``, for the evaluation of every history record.
+
+    Raises:
+        ProblemError: A scalar input or target, different lengths, or no examples.
     """
-    return tuple(_as_tensor(a, problem.dtype, problem.device, "held_out") for a in (x, y))
+    return tuple(_on_device(a, problem) for a in check_held_out(x, y))
+
+
+def _on_device(array: np.ndarray, problem: TorchProblem) -> torch.Tensor:
+    """``array`` on the problem's device, floating values in θ's dtype (integer labels kept)."""
+    tensor = torch.as_tensor(np.asarray(array), device=problem.device)
+    return tensor.to(problem.dtype) if tensor.is_floating_point() else tensor
 
 
 def from_numpy(array: np.ndarray, like: Any) -> torch.Tensor:
@@ -244,10 +216,8 @@ def plane_losses(
     if coords.shape[1] != basis.shape[0]:
         raise ValueError(f"coords have {coords.shape[1]} columns for {basis.shape[0]} directions")
     dev, dt = problem.device, problem.dtype
-    xt = torch.as_tensor(np.asarray(x), device=dev)
-    xt = xt.to(dt) if xt.is_floating_point() else xt
-    yt = torch.as_tensor(np.asarray(y), device=dev)
-    yt = yt.to(dt) if yt.is_floating_point() else yt.long()
+    xt, yt = _on_device(x, problem), _on_device(y, problem)
+    yt = yt if yt.is_floating_point() else yt.long()
     o = torch.as_tensor(origin, dtype=dt, device=dev)
     b = torch.as_tensor(basis, dtype=dt, device=dev)
     c = torch.as_tensor(coords, dtype=dt, device=dev)

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from manifoldwalk.experiments._paper_parts import cnv_sizes, ff_widths
+
 __all__ = [
     "GLOROT_TRUNCATION_STD",
     "ChannelsFirst",
@@ -123,14 +125,6 @@ def _init(model: nn.Module, seed: int) -> None:
                     module.bias.zero_()
 
 
-def _n_features(n_in: int | Sequence[int]) -> int:
-    """The number of input features of an ``int`` or an input shape; ValueError if not positive."""
-    n = int(n_in) if isinstance(n_in, (int, np.integer)) else math.prod(int(d) for d in n_in)
-    if n < 1:
-        raise ValueError(f"the input must have at least one feature, got {n_in!r}")
-    return n
-
-
 def ff_net(
     n_in: int | Sequence[int],
     n_out: int,
@@ -155,9 +149,7 @@ def ff_net(
     Raises:
         ValueError: If a width is not positive.
     """
-    widths = [_n_features(n_in), *(int(h) for h in hidden), int(n_out)]
-    if min(widths) < 1:
-        raise ValueError(f"layer widths must be positive, got {widths}")
+    widths = ff_widths(n_in, hidden, n_out)
     layers: list[nn.Module] = [nn.Flatten(1)]
     for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
         layers.append(nn.Linear(a, b, dtype=dtype))
@@ -197,15 +189,7 @@ def cnv_net(
     Raises:
         ValueError: If the image is too small for two conv/pool stages or a size is not positive.
     """
-    shape = tuple(int(d) for d in input_shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(f"input_shape must be (H, W) or (H, W, C), got {input_shape!r}")
-    height, width = shape[:2]
-    channels = shape[2] if len(shape) == 3 else 1
-    for _ in range(2):
-        height, width = (height - 2) // 2, (width - 2) // 2
-    if min(height, width) < 1 or min(channels, filters, dense, n_out) < 1:
-        raise ValueError(f"input_shape {input_shape!r} too small or a layer size is not positive")
+    height, width, channels = cnv_sizes(input_shape, n_out, filters, dense)
     model = nn.Sequential(
         ChannelsFirst(),
         nn.Conv2d(channels, filters, 3, dtype=dtype),
@@ -278,7 +262,7 @@ def get_weights(model: nn.Module) -> list[np.ndarray]:
     Per layer, in order: the kernel — ``(in, out)`` for dense layers (the transpose of torch's
     ``(out, in)``), ``(kh, kw, in, out)`` (HWIO) for convolutions (torch's is OIHW) — then the
     bias. This is the order and layout of Keras' ``model.get_weights()`` and of
-    ``manifoldwalk_jax.nets.get_weights``, so weights move between frameworks unchanged.
+    ``manifoldwalk_jax.paper.nets.get_weights``, so weights move between frameworks unchanged.
 
     Args:
         model: A net whose parametrised layers are ``nn.Linear`` / ``nn.Conv2d`` with biases.

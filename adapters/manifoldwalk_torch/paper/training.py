@@ -1,30 +1,23 @@
 """Phase-1 and weight-decay training in PyTorch: Adam on minibatches of L + λ·R.
 
-The same loop, signature and result exist for JAX (``manifoldwalk_jax.training``) and Keras
-(``manifoldwalk_tf.training``); the three shuffle identically for a given seed, so a net that
-starts from the same weights follows the same path in each (up to float round-off; Keras' Adam
-places its ε slightly differently, see ``manifoldwalk_tf.training``).
+The same loop, signature and result exist for JAX (``manifoldwalk_jax.paper.training``) and
+Keras (``manifoldwalk_tf.paper.training``); the three shuffle identically for a given seed (the
+epoch loop is :func:`manifoldwalk._training_result.run_epochs`), so a net that starts from the
+same weights follows the same path in each (up to float round-off; Keras' Adam places its ε
+slightly differently, see ``manifoldwalk_tf.paper.training``).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from manifoldwalk._training_result import REGS as _REGS
-from manifoldwalk._training_result import (
-    TrainResult,
-    check_train_options,
-    check_train_set,
-    end_epoch,
-    unpack_train_data,
-)
+from manifoldwalk._training_result import TrainResult, prepare_training, run_epochs
 
 __all__ = ["ADAM_EPS", "TrainResult", "full_batch_loss", "penalty", "train"]
 
@@ -104,7 +97,7 @@ def train(
     minibatch of an epoch may be smaller. Inputs are cast to the model's dtype and device.
 
     Args:
-        model: The net, e.g. from :mod:`manifoldwalk_torch.nets`; outputs logits
+        model: The net, e.g. from :mod:`manifoldwalk_torch.paper.nets`; outputs logits
             (classification) or ``(n, 1)`` predictions (regression).
         data: A :class:`manifoldwalk.datasets.Dataset` (its ``x_train``, ``y_train`` and
             ``task`` are used) or an ``(x, y)`` pair of arrays.
@@ -128,9 +121,7 @@ def train(
         ValueError: For an unknown task or reg, negative epochs or weight decay, a batch size
             below 1, an empty training set, or inputs and targets of different lengths.
     """
-    x_np, y_np, data_task = unpack_train_data(data)
-    task = check_train_options(task or data_task, epochs, batch_size, weight_decay, reg)
-    n = check_train_set(x_np, y_np)
+    x_np, y_np, task = prepare_training(data, task, epochs, batch_size, weight_decay, reg)
     first = next(model.parameters())
     x = torch.as_tensor(x_np, dtype=first.dtype, device=first.device)
     if task == "classification":
@@ -142,26 +133,29 @@ def train(
     # foreach: one multi-tensor update instead of a Python loop over the parameters (the
     # default on a GPU, not on a CPU); the same values bit for bit, unlike fused=True.
     optimizer = torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=ADAM_EPS, foreach=True)
-    rng = np.random.default_rng(seed)
-    result = TrainResult(model=model, n_train=n)
+
+    def step(idx: torch.Tensor) -> torch.Tensor:
+        loss = _data_loss(model(x[idx]), y[idx], task)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if weight_decay:
+            _add_penalty_grad(decayed, weight_decay)
+        optimizer.step()
+        return loss.detach() * len(idx)
+
+    result = TrainResult(model=model, n_train=len(x_np))
     model.train()
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = torch.as_tensor(rng.permutation(n), device=first.device)
-        total = torch.zeros((), dtype=first.dtype, device=first.device)
-        for lo in range(0, n, batch_size):
-            idx = order[lo : lo + batch_size]
-            loss = _data_loss(model(x[idx]), y[idx], task)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if weight_decay:
-                _add_penalty_grad(decayed, weight_decay)
-            optimizer.step()
-            total += loss.detach() * len(idx)
-        epoch_loss = float(total) / n
-        if end_epoch(result, epoch, epochs, epoch_loss, model, progress, callback):
-            break
-    result.wall_time = time.perf_counter() - start
+    run_epochs(
+        result,
+        epochs=epochs,
+        batch_size=batch_size,
+        seed=seed,
+        progress=progress,
+        callback=callback,
+        order=lambda perm: torch.as_tensor(perm, device=first.device),
+        step=step,
+        current=lambda: model,
+    )
     result.final_loss = full_batch_loss(model, x, y, task)
     return result
 
