@@ -19,7 +19,7 @@ and the number of repetitions. Frameworks that are not installed are reported as
 
     python benchmarks/adapter_overhead.py [--reps 50] [--threads N] [--frameworks torch jax]
 
-``walk K=...`` rows are one chunk of ``walk(..., steps_per_sync=K)`` (K steps per host sync;
+``walk K=...`` rows are one chunk of ``walk(..., driver=Chunked(K))`` (K steps per host sync;
 JAX: ``lax.while_loop``; PyTorch with ``compile=True``: K masked steps in one compiled graph;
 TensorFlow with ``compile=True``: ``tf.while_loop`` in one XLA ``tf.function``)
 reported per step.
@@ -84,7 +84,10 @@ def chunked_walk(problem: Any, k: int, scheme: str = "default", m: int = 1) -> C
     can fire (unbounded budgets)."""
     from manifoldwalk.driver import prepare_walk
 
-    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
+    from manifoldwalk import Record, Stop
+    options = dict(
+        stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
+    )
     prepared = prepare_walk(problem, problem.theta0, scheme=scheme, **options)
     host = prepared.host(k, steps_per_iteration=m)
     chunk = problem.compile_loop(host.loop)

@@ -6,7 +6,7 @@ times, in one process, interleaved round by round, per step (of one seed, or of 
 - ``floor``: K value-and-gradient evaluations of one seed in a jitted ``lax.while_loop`` (θ ←
   θ − c·∇L, c = 0 at run time), and ``floor xS``: the same ``vmap``-ed over S seeds, what XLA
   makes of S gradients at once with no walk logic;
-- ``walk``: one chunk of one seed's compiled walk (``walk(..., steps_per_sync=K)``);
+- ``walk``: one chunk of one seed's compiled walk (``walk(..., driver=Chunked(K))``);
 - ``batch``: one chunk of ``walk_batch``'s loop, whose lanes agree on the loop predicate and on
   history writes (a ``psum`` over the seed axis keeps both branches under ``vmap``);
 - ``batch, plain vmap``: the same chunk as ``vmap`` of the single-seed loop (what

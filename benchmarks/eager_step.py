@@ -6,7 +6,7 @@ costs as much as the problem's own gradient. This times, interleaved round by ro
 
 - ``numpy sphere``: the nearest point on the unit sphere in 10 dimensions (the walk properties'
   problem, ``QuadricDistance``), ``scheme="paper"`` from a fixed start for a fixed number of
-  steps: microseconds per step with history at every predictor step (``record_every=1``, the
+  steps: microseconds per step with history at every predictor step (``Record(every=1)``, the
   default) and without (``record_every`` beyond the walk), over the problem's own
   ``loss_and_grad`` (the floor);
 - ``torch <net>``: one eager-driver step of an eager PyTorch problem (``scheme="paper"`` and the

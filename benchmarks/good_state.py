@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from manifoldwalk._chunked import DeviceLoop
     from manifoldwalk.driver import prepare_walk
-    from manifoldwalk.step import WalkState
+
+    from manifoldwalk import Record, Stop    from manifoldwalk.step import WalkState
 
     k = args.k
     model = backend.build_net("ff", (784,), 10, seed=0, dtype="float32")
@@ -84,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
     zero = jnp.zeros((), p.theta0.dtype)
     fns = {"floor": lambda: floor_chunk(p.theta0, zero).block_until_ready()}
-    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(
+        stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
+    )
     for name, cls in (("replayed", DeviceLoop), ("kept", KeptGoodState)):
         for copy in ("a", "b"):
             prepared = prepare_walk(p, p.theta0, scheme=args.scheme, **options)

@@ -6,10 +6,10 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
 - PyTorch: the eager value-and-gradient (the floor of the eager walk) and an eager walk; the
   ``torch.compile``-d value-and-gradient in ``"reduce-overhead"`` mode (CUDA graphs; the floor
   of the compiled walk) and a walk of a problem built with ``compile="reduce-overhead"``, with
-  the eager driver and chunked (``steps_per_sync=K``, graphs of ``--torch-m`` steps); S seeds
+  the eager driver and chunked (``driver=Chunked(K)``, graphs of ``--torch-m`` steps); S seeds
   through ``manifoldwalk_torch.walk_batch`` against one seed's eager walk;
 - JAX: ``value_and_grad`` iterated inside a jitted ``lax.fori_loop`` (the floor of the compiled
-  driver) and ``walk(..., steps_per_sync=K)`` (also with ``steps_per_iteration=M`` for each
+  driver) and ``walk(..., driver=Chunked(K))`` (also with ``steps_per_iteration=M`` for each
   ``--m``); the eager driver (one jitted step per host sync) with its step donating the walk
   state, as ``walk`` runs it, and with a plain ``jax.jit`` hook, over one value-and-gradient
   call; S seeds through ``walk_batch`` (per-step time of the batch), also with the lanes

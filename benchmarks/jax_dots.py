@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from manifoldwalk import Tolerance
+from manifoldwalk import Record, Stop, Tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
@@ -60,7 +60,9 @@ def full_chunk(problem: Any, k: int, scheme: str) -> Callable[[], Any]:
     start each call; raises if the chunk stops before its K steps."""
     from manifoldwalk.driver import prepare_walk
 
-    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(
+        stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
+    )
     walk = prepare_walk(
         problem, problem.theta0, scheme=scheme, **options, tolerance=Tolerance(tau=1e30)
     )

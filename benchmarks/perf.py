@@ -3,7 +3,7 @@
 For each backend and net (the paper's nets on 1000 random examples, float32) it times, in one
 run, interleaved repetition by repetition (so machine noise hits all alike), and prints medians:
 
-JAX (the compiled driver, ``walk(..., steps_per_sync=K)``):
+JAX (the compiled driver, ``walk(..., driver=Chunked(K))``):
 
 - ``floor``: K value-and-gradient evaluations inside one jitted ``lax.while_loop`` with no walk
   logic (θ ← θ − c·∇L with a run-time c = 0, so nothing is folded away), per evaluation;
@@ -21,7 +21,7 @@ PyTorch (the eager driver): ``floor`` is one eager value-and-gradient (the adapt
 
 TensorFlow (``--backends tf``, CPU only): ``floor`` is K value-and-gradient evaluations in one
 XLA-compiled ``tf.while_loop``; ``walk <scheme>`` one compiled chunk of K steps
-(``from_model(..., compile=True)``, ``steps_per_sync=K``), per step.
+(``from_model(..., compile=True)``, ``driver=Chunked(K)``), per step.
 
 Ratios are step / floor (targets: ≤ 1.05 on CPU for the FF nets; ≤ 1.10 on a GPU for JAX), as
 the ratio of the medians and, "paired", as the median over the repetitions of the step over the
@@ -186,7 +186,9 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     p = problems[0]
     n = int(p.n_params)
     fns: dict[str, Callable[[], Any]] = {"floor": jax_floor(p, k)}
-    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(
+        stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
+    )
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
     extra_ms = [m for m in ms if m != 1]
@@ -310,7 +312,9 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
         sync()
 
     fns: dict[str, Callable[[], Any]] = {"floor": floor}
-    options = dict(max_steps=10**9, record_every=None, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(
+        stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
+    )
     for scheme in SCHEMES:
         fns[f"walk {scheme}"] = eager_driver_step(
             prepare_walk(p, p.theta0, scheme=scheme, **options)
@@ -473,7 +477,7 @@ def tf_floor(p: Any, k: int) -> Callable[[], Any]:
 def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
     """The TensorFlow rows of one net: the floor (K value-and-gradient evaluations in one
     XLA-compiled ``tf.while_loop``, θ ← θ − c·∇L with a run-time c = 0) and one compiled chunk
-    of K walk steps per scheme (``from_model(..., compile=True)``, ``steps_per_sync=K``)."""
+    of K walk steps per scheme (``from_model(..., compile=True)``, ``driver=Chunked(K)``)."""
     import manifoldwalk_tf
     from manifoldwalk_tf import paper as backend
     from manifoldwalk_tf.paper.training import data_loss

@@ -1,4 +1,4 @@
-"""First and second ``walk(..., steps_per_sync=K)`` on one JAX problem: the compile cache.
+"""First and second ``walk(..., driver=Chunked(K))`` on one JAX problem: the compile cache.
 
 The compiled driver keeps its compiled chunk on the problem (``problem.loop_cache``), so a
 second walk with the same options does not trace and compile again. For the MNIST-FF net

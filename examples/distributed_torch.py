@@ -84,7 +84,10 @@ def train(problem: Any, steps: int, lr: float = 0.5) -> torch.Tensor:
 
 def walk_options(steps: int) -> dict[str, Any]:
     """The walk's options, the same for the distributed and the single-process run."""
-    return {"max_steps": steps, "record_every": 1, "trajectory_every": 10}
+    return {
+        "stop": manifoldwalk.Stop(max_steps=steps),
+        "record": manifoldwalk.Record(every=1, trajectory_every=10),
+    }
 
 
 def run(

@@ -3,7 +3,7 @@
 An adapter wraps a framework's model as a manifoldwalk Problem. It subclasses
 :class:`ModelProblem` (the framework-free plumbing: θ checks, the regulariser's choice,
 ``evaluate``'s loop) and implements its framework hooks; it checks its inputs with the
-shared checks below; and, to offer the compiled driver (``walk(..., steps_per_sync=K)``) or a
+shared checks below; and, to offer the compiled driver (``walk(..., driver=Chunked(K))``) or a
 batched walk of several seeds, it runs the engine's :class:`DeviceLoop` in its framework's
 loop and keeps the compiled chunks in a :class:`CompileCache`. This module is the one place
 adapters import those pieces from; the modules they live in are the core's internals.

@@ -223,12 +223,10 @@ def select(xp: Any, cond: Array, a: Any, b: Any) -> Any:
     A leaf that is the same object in both (a field a branch left as it was) is taken as it
     is: no ``where`` is formed for it, so a compiled step does no vector pass for it.
     """
-    if a is b:
-        return a
-    if isinstance(a, tuple):
+    if isinstance(a, tuple):  # (identity is asked of arrays only: Dynamo traces that)
         parts = [select(xp, cond, x, y) for x, y in zip(a, b, strict=True)]
         return type(a)(*parts) if hasattr(a, "_fields") else type(a)(parts)
-    return xp.where(cond, a, b)
+    return a if a is b else xp.where(cond, a, b)
 
 
 def state_leaves(state: Any) -> list[Array]:

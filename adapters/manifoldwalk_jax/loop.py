@@ -1,6 +1,6 @@
 """The compiled JAX walk driver: K walk steps per host synchronisation in ``lax.while_loop``.
 
-``manifoldwalk.walk(problem, theta0, steps_per_sync=K)`` calls the problem's
+``manifoldwalk.walk(problem, theta0, driver=Chunked(K))`` calls the problem's
 ``compile_loop(loop)`` hook with the engine's :class:`~manifoldwalk._chunked.DeviceLoop` (the
 step, the stop rules, the history and trajectory buffers as pure functions);
 :func:`compile_loop` jit-compiles it around ``jax.lax.while_loop``, writing buffer rows with
@@ -12,7 +12,7 @@ Compiled chunks are kept in a small per-problem
 :class:`~manifoldwalk._compile_cache.CompileCache`, keyed by
 :meth:`DeviceLoop.cache_key`, so a second walk of the same problem with the same options
 (another start, a resumed walk) reuses the compiled chunk instead of tracing and compiling it
-again. With ``walk(..., steps_per_iteration=M)``, M > 1, each ``while`` iteration runs M masked
+again. With ``walk(..., driver=Chunked(K, steps_per_iteration=M))``, M > 1, each ``while`` iteration runs M masked
 steps and writes rows with a select instead of ``lax.cond``: no branch inside the iteration, so
 on a GPU the host reads a loop predicate once per M steps instead of at every step.
 """
@@ -174,7 +174,7 @@ def compiled(problem: Any) -> CompiledProblem:
 
     Returns:
         A :class:`CompiledProblem`; walk it with
-        ``manifoldwalk.walk(p, theta0, steps_per_sync=K)`` with a jax θ0.
+        ``manifoldwalk.walk(p, theta0, driver=Chunked(K))`` with a jax θ0.
 
     Raises:
         TypeError: ``problem`` lacks ``reg`` or ``reg_grad``.

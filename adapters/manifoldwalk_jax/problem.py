@@ -109,7 +109,7 @@ class JaxProblem(ModelProblem):
     def compile_step(self, step: Callable[..., Any], donate: bool = False) -> Callable[..., Any]:
         """``jax.jit(step)``: the walk's pure step compiled into one XLA computation.
 
-        ``manifoldwalk.walk`` calls this (unless ``compile_step=False``); the step then
+        ``manifoldwalk.walk`` calls this (unless ``driver=Eager(compile_step=False)``); the step then
         fuses the engine's vector algebra with this problem's loss and gradient.
 
         Args:
@@ -126,7 +126,7 @@ class JaxProblem(ModelProblem):
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
         """Up to K walk steps per host synchronisation, inside a jitted ``lax.while_loop``.
 
-        ``manifoldwalk.walk(..., steps_per_sync=K)`` calls this; see
+        ``manifoldwalk.walk(..., driver=Chunked(K))`` calls this; see
         :func:`manifoldwalk_jax.loop.compile_loop`. The compiled chunk is kept in
         :attr:`loop_cache`: a later walk with the same options does not compile again.
 

@@ -102,7 +102,7 @@ class ShardedJaxProblem(JaxProblem):
         return self.jit(step, donate)
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Carry], Carry]:
-        """The compiled driver's chunk (``walk(..., steps_per_sync=K)``), data as arguments.
+        """The compiled driver's chunk (``walk(..., driver=Chunked(K))``), data as arguments.
 
         As :func:`manifoldwalk_jax.loop.compile_loop`, compiled with :meth:`jit` and kept in
         :attr:`loop_cache`; the carry is placed replicated on the mesh before each call.

@@ -113,7 +113,7 @@ class TFProblem(ModelProblem):
     def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """The walk's pure step as one XLA-compiled ``tf.function``, if ``compile`` was asked.
 
-        ``manifoldwalk.walk`` calls this (unless ``compile_step=False``). Without
+        ``manifoldwalk.walk`` calls this (unless ``driver=Eager(compile_step=False)``). Without
         ``from_model(..., compile=True)`` the step is returned as it is (eager, numpy seam).
         With it, the step runs on ``tf.Tensor`` and fuses the engine's vector algebra with the
         loss and gradient; the first call traces and compiles (seconds).
@@ -123,7 +123,7 @@ class TFProblem(ModelProblem):
         return tf.function(step, jit_compile=True, autograph=False)  # the step is branch-free
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Any], Any]:
-        """Up to K walk steps per host synchronisation (``walk(..., steps_per_sync=K)``).
+        """Up to K walk steps per host synchronisation (``walk(..., driver=Chunked(K))``).
 
         One XLA-compiled ``tf.function`` runs the engine's chunk in a ``tf.while_loop``: the
         step, the stop rules and the history buffers, with one call (and one host read) per K

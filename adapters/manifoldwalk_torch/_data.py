@@ -2,7 +2,8 @@
 
 Training data given as ``(x, y)`` is moved to the model's device once (floating arrays cast to
 the model's dtype, integer labels kept); a DataLoader's batches are moved as they come. Held-out
-data for ``evaluate`` stays where it is and is moved batch by batch.
+data for ``evaluate`` stays where it is and is moved batch by batch. The distributed problem
+takes each rank's share of the training set here too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,18 @@ import torch
 
 from manifoldwalk.adapter_api import ProblemError
 
-__all__ = ["Data", "as_tensor", "check_batch_size", "check_lengths"]
+__all__ = [
+    "Data",
+    "as_tensor",
+    "check_batch_size",
+    "check_lengths",
+    "count_examples",
+    "example_count",
+    "pair_length",
+    "refuse_distributed_sampler",
+    "shard_bounds",
+    "take_shard",
+]
 
 
 def check_batch_size(batch_size: Any) -> int | None:
@@ -191,3 +203,133 @@ def check_lengths(x: torch.Tensor, y: torch.Tensor) -> None:
             f"inputs and targets must have the same number of examples, got {x.shape[0]} "
             f"inputs and {y.shape[0]} targets."
         )
+
+
+# --- a rank's share of the data (manifoldwalk_torch.distributed) ---------------------------
+
+
+def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous slice ``[start, stop)`` of ``n`` examples that ``rank`` holds.
+
+    The first ``n % world_size`` ranks hold one example more than the others, so shard sizes
+    differ by at most one (as ``numpy.array_split``).
+
+    Args:
+        n: the number of examples (≥ 0).
+        rank: this rank, ``0 <= rank < world_size``.
+        world_size: the number of ranks (≥ 1).
+
+    Returns:
+        ``(start, stop)``.
+
+    Raises:
+        ValueError: a negative ``n``, a ``world_size`` below 1 or a rank out of range.
+    """
+    if n < 0 or world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"shard_bounds needs n >= 0 and 0 <= rank < world_size, got n={n}, rank={rank}, "
+            f"world_size={world_size}."
+        )
+    base, extra = divmod(n, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def example_count(a: Any, name: str) -> int:
+    """The length of ``a``'s leading example axis.
+
+    Raises:
+        TypeError: ``a`` has no shape, or is a scalar.
+    """
+    shape = getattr(a, "shape", None)
+    if shape is None or len(shape) == 0:
+        raise TypeError(f"{name} must be an array or tensor with a leading example axis.")
+    return int(shape[0])
+
+
+def pair_length(x: Any, y: Any, prefix: str = "") -> int:
+    """The number of examples in ``(x, y)``, checked to be the same in both.
+
+    Args:
+        x, y: arrays or tensors with a leading example axis.
+        prefix: what starts the error message (e.g. ``"evaluate: "``).
+
+    Returns:
+        The number of examples.
+
+    Raises:
+        ProblemError: different lengths.
+        TypeError: an argument without a leading axis.
+    """
+    n = example_count(x, "x")
+    if example_count(y, "y") != n:
+        raise ProblemError(
+            f"{prefix}inputs and targets must have the same number of examples, got {n} inputs "
+            f"and {example_count(y, 'y')} targets."
+        )
+    return n
+
+
+def take_shard(data: Any, rank: int, world: int, shard: str) -> tuple[tuple[Any, Any], int]:
+    """This rank's slice of the whole training set ``(x, y)``, and its size.
+
+    Args:
+        data: the whole training set ``(x, y)``, the same on every rank.
+        rank, world: this rank and the number of ranks.
+        shard: ``"contiguous"`` (:func:`shard_bounds`) or ``"strided"`` (every ``world``-th
+            example from ``rank``, copied into contiguous memory).
+
+    Returns:
+        ``((x_part, y_part), n_part)``.
+
+    Raises:
+        TypeError: ``data`` is not an ``(x, y)`` pair.
+        ProblemError: inputs and targets of different lengths.
+    """
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise TypeError(
+            f'shard="{shard}" needs the whole training set as (x, y) arrays on every rank, got '
+            f'{type(data).__name__}; for a DataLoader of this rank\'s own examples use shard="local".'
+        )
+    x, y = data
+    n = pair_length(x, y)
+    if shard == "contiguous":
+        start, stop = shard_bounds(n, rank, world)
+        return (x[start:stop], y[start:stop]), stop - start
+    # a strided slice is copied into contiguous memory (so is what from_model moves to a device)
+    part = tuple(_contiguous(a[rank::world]) for a in (x, y))
+    return part, len(range(rank, n, world))
+
+
+def _contiguous(a: Any) -> Any:
+    return a.contiguous() if isinstance(a, torch.Tensor) else np.ascontiguousarray(a)
+
+
+def refuse_distributed_sampler(data: Any) -> None:
+    """Raise if ``data`` is a DataLoader with a ``DistributedSampler``.
+
+    Raises:
+        ProblemError: it is (the sampler pads shards with repeated examples).
+    """
+    sampler = getattr(data, "sampler", None)
+    if isinstance(sampler, torch.utils.data.DistributedSampler):
+        raise ProblemError(
+            "the DataLoader uses a DistributedSampler, which pads the shards with repeated "
+            "examples (so the mean would not be the full-batch mean); give each rank a "
+            "DataLoader over a torch.utils.data.Subset of its own examples instead."
+        )
+
+
+def count_examples(data: Any) -> int:
+    """The number of examples in this rank's ``(x, y)`` or DataLoader (one pass if needed).
+
+    Raises:
+        ProblemError, TypeError: as :func:`pair_length`, for ``(x, y)``.
+    """
+    if isinstance(data, tuple | list) and len(data) == 2:
+        return pair_length(*data)
+    sampler = getattr(data, "sampler", None)
+    whole = (torch.utils.data.SequentialSampler, torch.utils.data.RandomSampler)
+    if isinstance(sampler, whole) and not getattr(sampler, "replacement", False):
+        return len(sampler)
+    return sum(int(batch[0].shape[0]) for batch in data)

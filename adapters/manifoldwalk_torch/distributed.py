@@ -24,13 +24,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from manifoldwalk.adapter_api import CompileCache, ProblemError, check_eval_task
-from manifoldwalk_torch._data import check_batch_size
+from manifoldwalk_torch._data import (
+    check_batch_size,
+    count_examples,
+    pair_length,
+    refuse_distributed_sampler,
+    shard_bounds,
+    take_shard,
+)
 from manifoldwalk_torch.problem import LossFn, RegFn, TorchProblem
 
 SHARDINGS = ("contiguous", "strided", "local")
@@ -46,7 +52,7 @@ class DistributedTorchProblem(TorchProblem):
     ``reg``, ``reg_grad`` on flat θ, ``theta0``, ``n_params``, ``unflatten``, ``assign``,
     ``evaluate``) whose loss and gradient are the exact mean over the examples of *all* ranks,
     with :meth:`broadcast` and :meth:`check_replicated`. It offers no compiled step or chunk
-    (the all-reduce runs eagerly): ``walk(..., steps_per_sync=K)`` is refused.
+    (the all-reduce runs eagerly): ``walk(..., driver=Chunked(K))`` is refused.
 
     Every call of ``loss``, ``loss_and_grad``, ``grad``, ``evaluate`` and ``check_replicated``
     is a collective: all ranks must make it, in the same order (they do when every rank runs
@@ -203,7 +209,7 @@ class DistributedTorchProblem(TorchProblem):
         check_batch_size(batch_size)
         if not shard:
             return super().evaluate(theta, x, y, task=task, batch_size=batch_size)
-        n = _pair_length(x, y, "evaluate: ")
+        n = pair_length(x, y, "evaluate: ")
         start, stop = shard_bounds(n, self.rank, self.world_size)
         keys = ("loss", "accuracy" if task == "classification" else "mse")
         sums = torch.zeros(len(keys), dtype=torch.float64, device=self.device)
@@ -224,33 +230,6 @@ class DistributedTorchProblem(TorchProblem):
         if self._check_pending:
             self._check_pending = False
             self.check_replicated(theta)
-
-
-def shard_bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
-    """The contiguous slice ``[start, stop)`` of ``n`` examples that ``rank`` holds.
-
-    The first ``n % world_size`` ranks hold one example more than the others, so shard sizes
-    differ by at most one (as ``numpy.array_split``).
-
-    Args:
-        n: the number of examples (≥ 0).
-        rank: this rank, ``0 <= rank < world_size``.
-        world_size: the number of ranks (≥ 1).
-
-    Returns:
-        ``(start, stop)``.
-
-    Raises:
-        ValueError: a negative ``n``, a ``world_size`` below 1 or a rank out of range.
-    """
-    if n < 0 or world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(
-            f"shard_bounds needs n >= 0 and 0 <= rank < world_size, got n={n}, rank={rank}, "
-            f"world_size={world_size}."
-        )
-    base, extra = divmod(n, world_size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (rank < extra)
 
 
 def from_model(
@@ -304,10 +283,10 @@ def from_model(
         raise ValueError(f"shard must be one of {SHARDINGS}, got {shard!r}.")
     rank, world = dist.get_rank(group), dist.get_world_size(group)
     if shard == "local":
-        _refuse_distributed_sampler(data)
-        local_data, n_local = data, _count_examples(data)
+        refuse_distributed_sampler(data)
+        local_data, n_local = data, count_examples(data)
     else:
-        local_data, n_local = _take_shard(data, rank, world, shard)
+        local_data, n_local = take_shard(data, rank, world, shard)
     # every rank learns the shard sizes (and raises together if one is empty) before any
     # rank can fail alone building its local problem
     _gather_counts(n_local, _model_device(model), group)
@@ -349,45 +328,6 @@ def _broadcast_flat(theta: torch.Tensor, group: Any) -> torch.Tensor:
     return out
 
 
-def _length(a: Any, name: str) -> int:
-    shape = getattr(a, "shape", None)
-    if shape is None or len(shape) == 0:
-        raise TypeError(f"{name} must be an array or tensor with a leading example axis.")
-    return int(shape[0])
-
-
-def _pair_length(x: Any, y: Any, prefix: str = "") -> int:
-    """The number of examples in ``(x, y)``, checked to be the same in both."""
-    n = _length(x, "x")
-    if _length(y, "y") != n:
-        raise ProblemError(
-            f"{prefix}inputs and targets must have the same number of examples, got {n} inputs "
-            f"and {_length(y, 'y')} targets."
-        )
-    return n
-
-
-def _take_shard(data: Any, rank: int, world: int, shard: str) -> tuple[tuple[Any, Any], int]:
-    """This rank's slice of the whole training set ``(x, y)``, and its size."""
-    if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise TypeError(
-            f'shard="{shard}" needs the whole training set as (x, y) arrays on every rank, got '
-            f'{type(data).__name__}; for a DataLoader of this rank\'s own examples use shard="local".'
-        )
-    x, y = data
-    n = _pair_length(x, y)
-    if shard == "contiguous":
-        start, stop = shard_bounds(n, rank, world)
-        return (x[start:stop], y[start:stop]), stop - start
-    # a strided slice is copied into contiguous memory (so is what from_model moves to a device)
-    part = tuple(_contiguous(a[rank::world]) for a in (x, y))
-    return part, len(range(rank, n, world))
-
-
-def _contiguous(a: Any) -> Any:
-    return a.contiguous() if isinstance(a, torch.Tensor) else np.ascontiguousarray(a)
-
-
 def _model_device(model: Any) -> torch.device:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -413,24 +353,3 @@ def _gather_counts(n_local: int, device: torch.device, group: Any) -> list[int]:
             "needs at least one: use fewer processes or give each rank some data."
         )
     return counts
-
-
-def _refuse_distributed_sampler(data: Any) -> None:
-    sampler = getattr(data, "sampler", None)
-    if isinstance(sampler, torch.utils.data.DistributedSampler):
-        raise ProblemError(
-            "the DataLoader uses a DistributedSampler, which pads the shards with repeated "
-            "examples (so the mean would not be the full-batch mean); give each rank a "
-            "DataLoader over a torch.utils.data.Subset of its own examples instead."
-        )
-
-
-def _count_examples(data: Any) -> int:
-    """The number of examples in this rank's ``(x, y)`` or DataLoader (one pass if needed)."""
-    if isinstance(data, tuple | list) and len(data) == 2:
-        return _pair_length(*data)
-    sampler = getattr(data, "sampler", None)
-    whole = (torch.utils.data.SequentialSampler, torch.utils.data.RandomSampler)
-    if isinstance(sampler, whole) and not getattr(sampler, "replacement", False):
-        return len(sampler)
-    return sum(int(batch[0].shape[0]) for batch in data)

@@ -185,7 +185,7 @@ class TorchProblem(ModelProblem):
     def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """The walk's pure step, compiled whole with ``torch.compile`` if ``compile`` was asked.
 
-        ``manifoldwalk.walk`` calls this (unless ``compile_step=False``). Without
+        ``manifoldwalk.walk`` calls this (unless ``driver=Eager(compile_step=False)``). Without
         ``from_model(..., compile=...)`` the step is returned as it is (eager). With it, the
         loss and gradient are taken through :mod:`torch.func` inside one graph with the
         engine's vector algebra; ``"reduce-overhead"`` replays it as a CUDA graph on a GPU.
@@ -203,7 +203,7 @@ class TorchProblem(ModelProblem):
         return compiled(step, self._compile_mode, lambda: eval_mode(self.model))
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Any], Any]:
-        """Up to K walk steps per host synchronisation (``walk(..., steps_per_sync=K)``).
+        """Up to K walk steps per host synchronisation (``walk(..., driver=Chunked(K))``).
 
         The K steps run masked (each kept only while no stop rule fired), queued on the device
         without a sync when eager, or as one compiled graph (a CUDA graph in

@@ -70,7 +70,7 @@ def reg_slack(result: WalkResult, lagrangian_hessian_norm: float) -> float:
 def check_reg_decreasing(result: WalkResult, slack: float = 0.0) -> None:
     """R at recorded on-level points never rises until the predictor first turns back (> 90°).
 
-    Needs a walk with ``record_every=1``; ``slack`` admits rises up to that size
+    Needs a walk with ``Record(every=1)``; ``slack`` admits rises up to that size
     (:func:`reg_slack` gives the bound for finite steps and a finite τ).
     """
     reg, turn = result.history["reg"], result.history["turn"]
@@ -106,7 +106,7 @@ def check_backends_agree(
     """Run the same walk from the same start in several array types and compare paths.
 
     Args:
-        run: θ0 ↦ WalkResult, with ``record_every=1`` so every on-level point is recorded.
+        run: θ0 ↦ WalkResult, with ``Record(every=1)`` so every on-level point is recorded.
         theta0: the start as a numpy array.
         converters: each turns a numpy array into another array type (torch, jax, ...).
         atol: allowed difference of final θ and of the recorded L and R.

@@ -86,10 +86,15 @@ def main(steps: int) -> dict:
     out["grad_fully_replicated"] = bool(grad_s.sharding.is_fully_replicated)
     out["numpy_theta_loss_diff"] = abs(float(sharded.loss(np.asarray(theta))) - float(loss_p))
 
-    options = {"max_steps": steps, "record_every": 1}
+    options = {"stop": manifoldwalk.Stop(max_steps=steps), "record": manifoldwalk.Record(every=1)}
     for name, problem, start, extra in (
         ("sharded", sharded, sharded.replicate(theta), {}),
-        ("sharded_compiled", sharded, sharded.replicate(theta), {"steps_per_sync": 16}),
+        (
+            "sharded_compiled",
+            sharded,
+            sharded.replicate(theta),
+            {"driver": manifoldwalk.Chunked(16)},
+        ),
         ("plain", plain, theta, {}),
     ):
         result = manifoldwalk.walk(problem, start, **options, **extra)

@@ -17,7 +17,7 @@ from manifoldwalk.problems import Quadric
 A = np.diag([1.0, 4.0, 9.0])
 C = np.array([1.0, 1.0, 1.0])
 START = np.array([1.0, 0.0, 0.0])
-OPTIONS = {"scheme": "compensated", "max_steps": 300, "record_every": 1}
+OPTIONS = {"scheme": "compensated", "stop": mw.Stop(max_steps=300), "record": mw.Record(every=1)}
 
 
 def _same_path(result: mw.WalkResult, eager: mw.WalkResult) -> None:

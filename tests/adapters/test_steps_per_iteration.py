@@ -1,4 +1,4 @@
-"""``walk(..., steps_per_sync=K, steps_per_iteration=M)`` on the PyTorch and TensorFlow chunks.
+"""``walk(..., driver=Chunked(K, M))`` on the PyTorch and TensorFlow chunks.
 
 The JAX driver's M masked steps per ``lax.while_loop`` iteration are tested in
 ``test_jax_driver.py``. The engine's device loop is shared: TensorFlow's ``tf.while_loop`` runs
@@ -14,7 +14,7 @@ from backend_suite import SIZES, assert_same_walk, init_layers, small_data
 
 import manifoldwalk as mw
 
-KW = {"max_steps": 120, "record_every": 5, "trajectory_every": 10}
+KW = {"stop": mw.Stop(max_steps=120), "record": mw.Record(every=5, trajectory_every=10)}
 
 
 def test_torch_chunk_with_masked_iterations():

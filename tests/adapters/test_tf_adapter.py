@@ -389,7 +389,10 @@ def test_chunked_walk_takes_the_eager_path(small, k, trajectory_every, scheme):
     model, x, y = small
     eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
-    kw = {"max_steps": 120, "record_every": 5, "trajectory_every": trajectory_every}
+    kw = {
+        "stop": Stop(max_steps=120),
+        "record": mw.Record(every=5, trajectory_every=trajectory_every),
+    }
     kw["scheme"] = scheme
     a = mw.walk(eager, eager.theta0, **kw)
     b = mw.walk(fast, fast.theta0, **kw, driver=Chunked(steps_per_sync=k))
@@ -407,7 +410,11 @@ def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point(smal
     model, x, y = small
     eager = manifoldwalk_tf.from_model(model, cross_entropy, (x, y))
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
-    kw = {"scheme": "authors", "max_corrector_steps": 6, "tau": 1e-14, "max_steps": 200}
+    kw = {
+        "scheme": mw.get_scheme("authors", max_corrector_steps=6),
+        "tolerance": mw.Tolerance(tau=1e-14),
+        "stop": Stop(max_steps=200),
+    }
     a = mw.walk(eager, eager.theta0, **kw)
     b = mw.walk(fast, fast.theta0, **kw, driver=Chunked(steps_per_sync=8))
     assert a.stop_reason == "corrector_failed"
@@ -426,7 +433,7 @@ def test_later_walks_reuse_the_compiled_step_and_chunk(small, monkeypatch):
     monkeypatch.setattr(tf_problem, "chunk_runner", lambda loop: built.append(1) or make(loop))
     model, x, y = small
     fast = manifoldwalk_tf.from_model(model, cross_entropy, (x, y), compile=True)
-    kw = {"max_steps": 30, "record_every": 5}
+    kw = {"stop": Stop(max_steps=30), "record": mw.Record(every=5)}
     a, b = (mw.walk(fast, fast.theta0, **kw, driver=Chunked(steps_per_sync=8)) for _ in range(2))
     assert len(built) == 1 and len(fast.loop_cache) == 1
     np.testing.assert_array_equal(b.theta.numpy(), a.theta.numpy())

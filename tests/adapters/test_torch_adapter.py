@@ -490,7 +490,11 @@ def test_chunked_walk_takes_the_eager_path(compile, k, scheme, m):
 
     eager, _ = small_problem()
     chunked, _ = small_problem(compile=compile)
-    kw = {"max_steps": 150, "trajectory_every": 10, "record_every": 5, "scheme": scheme}
+    kw = {
+        "stop": Stop(max_steps=150),
+        "record": mw.Record(trajectory_every=10, every=5),
+        "scheme": scheme,
+    }
     a = mw.walk(eager, eager.theta0, **kw)
     b = mw.walk(
         chunked, chunked.theta0, **kw, driver=Chunked(steps_per_sync=k, steps_per_iteration=m)
@@ -507,7 +511,7 @@ def test_chunked_walk_without_records_along_the_way():
     import manifoldwalk as mw
 
     problem, _ = small_problem()
-    kw = {"max_steps": 150, "record_every": None, "scheme": "paper"}
+    kw = {"stop": Stop(max_steps=150), "record": mw.Record(every=None), "scheme": "paper"}
     a = mw.walk(problem, problem.theta0, **kw)
     b = mw.walk(problem, problem.theta0, **kw, driver=Chunked(steps_per_sync=7))
     assert_same_walk(a, b, a.theta.numpy(), b.theta.numpy())
@@ -550,7 +554,7 @@ def test_long_compiled_chunks_call_a_small_graph(monkeypatch):
     monkeypatch.setattr(torch_compile, "compiled", fake_compiled)
     eager, _ = small_problem()
     chunked, _ = small_problem(compile=True)
-    kw = {"max_steps": 60, "record_every": 5}
+    kw = {"stop": Stop(max_steps=60), "record": mw.Record(every=5)}
     a = mw.walk(eager, eager.theta0, **kw)
     host = prepare_walk(chunked, chunked.theta0, **kw).host(10)
     assert torch_compile.graph_steps(10, 1) == 2
@@ -567,7 +571,11 @@ def test_chunked_walk_that_fails_to_correct_keeps_the_eager_last_good_point():
 
     eager, _ = small_problem()
     chunked, _ = small_problem()
-    kw = {"scheme": "authors", "max_corrector_steps": 6, "tau": 1e-14, "max_steps": 200}
+    kw = {
+        "scheme": get_scheme("authors", max_corrector_steps=6),
+        "tolerance": mw.Tolerance(tau=1e-14),
+        "stop": Stop(max_steps=200),
+    }
     a = mw.walk(eager, eager.theta0, **kw)
     b = mw.walk(chunked, chunked.theta0, **kw, driver=Chunked(steps_per_sync=8))
     assert a.stop_reason == "corrector_failed"
@@ -584,7 +592,7 @@ def test_later_walks_reuse_the_chunk(monkeypatch):
     make = torch_problem.chunk_runner
     monkeypatch.setattr(torch_problem, "chunk_runner", lambda *args: built.append(1) or make(*args))
     problem, _ = small_problem()
-    kw = {"max_steps": 30, "record_every": 5}
+    kw = {"stop": Stop(max_steps=30), "record": mw.Record(every=5)}
     a, b = (
         mw.walk(problem, problem.theta0, **kw, driver=Chunked(steps_per_sync=4)) for _ in range(2)
     )
