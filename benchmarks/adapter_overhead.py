@@ -78,13 +78,12 @@ def walk_step(problem: Any) -> tuple[Callable[[Any], Any], Any]:
 
 
 def chunked_walk(problem: Any, k: int, scheme: str = "default", m: int = 1) -> Callable[[], Any]:
-    """One chunk of ``walk(problem, θ0, steps_per_sync=k, scheme=scheme,
-    steps_per_iteration=m)`` (k steps, one host sync), timed from the same start each call; the
+    """One chunk of ``walk(problem, θ0, scheme=scheme, driver=Chunked(k, m))`` (k steps, one host sync), timed from the same start each call; the
     function's ``steps`` attribute is k, so that its time is reported per step. No stop rule
     can fire (unbounded budgets)."""
+    from manifoldwalk import Record, Stop
     from manifoldwalk.driver import prepare_walk
 
-    from manifoldwalk import Record, Stop
     options = dict(
         stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
     )

@@ -42,10 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     from manifoldwalk_jax import paper as backend
     from manifoldwalk_jax.loop import run_chunk
 
+    from manifoldwalk import Record, Stop
     from manifoldwalk._chunked import DeviceLoop
     from manifoldwalk.driver import prepare_walk
-
-    from manifoldwalk import Record, Stop    from manifoldwalk.step import WalkState
+    from manifoldwalk.step import state_leaves
 
     k = args.k
     model = backend.build_net("ff", (784,), 10, seed=0, dtype="float32")
@@ -61,10 +61,16 @@ def main(argv: list[str] | None = None) -> int:
 
         return lax.while_loop(lambda it: it[0] < k, body, (0, theta))[1]
 
-    thinned = ("grad", "pred", "dir_c", "drift")
-
     def thin(state):
-        return state._replace(**dict.fromkeys(thinned, jnp.zeros_like(state.loss)))
+        """``state`` with ∇L, pred, the corrector's direction and the drift (where the
+        pieces have them) as 0-d zeros: the vectors the good state need not keep."""
+        zero = jnp.zeros_like(state.loss)
+        corrector, predictor = state.corrector, state.predictor
+        if "direction" in corrector._fields:
+            corrector = corrector._replace(direction=zero)
+        if "drift" in predictor._fields:
+            predictor = predictor._replace(drift=zero)
+        return state._replace(grad=zero, pred=zero, corrector=corrector, predictor=predictor)
 
     class KeptGoodState(DeviceLoop):
         """The loop as it was: the thinned last good state selected, and the look stacked,
@@ -76,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                 c = self.finish(self.iteration(c, put))
                 v = self.rules.look(c.state, self.direction)
                 here = v[0] & ~v[1]  # "on" and "nonfinite" (LOOK_KEYS order)
-                kept = (jnp.where(here, a, b) for a, b in zip(thin(c.state), good, strict=True))
-                return c, WalkState(*kept)
+                pick = lambda a, b: jnp.where(here, a, b)  # noqa: E731
+                return c, jax.tree_util.tree_map(pick, thin(c.state), good)
 
             c, good = while_loop(lambda pair: self.cond(pair[0]), body, (c, thin(c.state)))
-            total = sum(jnp.sum(jnp.astype(a, c.look.dtype)) for a in good)
+            total = sum(jnp.sum(jnp.astype(a, c.look.dtype)) for a in state_leaves(good))
             return c._replace(look=c.look.at[-1].set(total))
 
     zero = jnp.zeros((), p.theta0.dtype)

@@ -15,7 +15,7 @@ from manifoldwalk._array import Array, copy_array, host_list
 from manifoldwalk._chunked import check_replayed
 from manifoldwalk._compile_cache import step_cache_of, step_key
 from manifoldwalk._stops import BEFORE_CALLBACK, StopRules, host_values
-from manifoldwalk.directions import Direction
+from manifoldwalk.directions import Direction, is_traceable
 from manifoldwalk.problem import Problem
 from manifoldwalk.schemes import Scheme
 from manifoldwalk.step import WalkState, make_step, map_state
@@ -64,7 +64,7 @@ def make_advance(
         return s, rules.host_look(s, direction)
 
     compile_ = getattr(problem, "compile_step", None)
-    if not (wanted and callable(compile_) and getattr(direction, "traceable", True)):
+    if not (wanted and callable(compile_) and is_traceable(direction)):
         return plain
 
     def step_and_look(s: WalkState) -> tuple[WalkState, Array]:

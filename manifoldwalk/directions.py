@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
@@ -18,9 +18,18 @@ from manifoldwalk._array import Array, device_of, namespace, norm, to_host
 
 
 class Direction(Protocol):
-    """What the engine needs from a direction of interest."""
+    """What the engine needs from a direction of interest.
+
+    ``optimises``: r is the negative gradient of some objective (stationarity and the
+    step-floor stall are then meaningful stops). ``traceable``: the direction can run inside a
+    compiled step (no host work). ``reached``: None, or a test θ ↦ 0-d bool array for a
+    direction with a target (the walk stops as ``reached_target`` where it holds). A direction
+    without ``traceable`` or ``reached`` counts as traceable and without a target.
+    """
 
     optimises: bool
+    traceable: bool
+    reached: Callable[[Array], Array] | None
 
     def __call__(self, theta: Array, reg_grad: Array, n_predictor: Array) -> Array:
         """The direction r at θ (before its ∇L component is removed)."""
@@ -41,6 +50,8 @@ class MinimiseReg:
     """r = −∇R: walk the level set lowering the regulariser (the paper's default)."""
 
     optimises: bool = True
+    traceable: ClassVar[bool] = True
+    reached: ClassVar[None] = None
 
     def __call__(self, theta: Array, reg_grad: Array, n_predictor: Array) -> Array:
         """See :class:`Direction`."""
@@ -61,6 +72,7 @@ class RandomWalk:
     seed: int = 0
     sampler: Callable[[Array, Array], Array] | None = None
     optimises: bool = False
+    reached: ClassVar[None] = None
 
     @property
     def traceable(self) -> bool:
@@ -89,6 +101,7 @@ class TowardTarget:
     target: Any
     tol: float = 1e-5
     optimises: bool = True
+    traceable: ClassVar[bool] = True
 
     def __call__(self, theta: Array, reg_grad: Array, n_predictor: Array) -> Array:
         """See :class:`Direction`."""
@@ -108,6 +121,8 @@ class FunctionDirection:
 
     fn: Callable[[Array], Array]
     optimises: bool = False
+    traceable: ClassVar[bool] = True
+    reached: ClassVar[None] = None
 
     def __call__(self, theta: Array, reg_grad: Array, n_predictor: Array) -> Array:
         """See :class:`Direction`."""
@@ -131,3 +146,15 @@ def as_direction(spec: Any) -> Direction:
         f"direction must be None, a Direction (MinimiseReg, RandomWalk, TowardTarget) or a "
         f"callable θ -> r, got {type(spec).__name__}."
     )
+
+
+def is_traceable(direction: Any) -> bool:
+    """Whether ``direction`` can run inside a compiled step (its ``traceable``; True where a
+    direction of the user's own does not say)."""
+    return bool(getattr(direction, "traceable", True))
+
+
+def target_test(direction: Any) -> Callable[[Array], Array] | None:
+    """``direction``'s ``reached`` test, or None for a direction without a target."""
+    test = getattr(direction, "reached", None)
+    return test if callable(test) else None

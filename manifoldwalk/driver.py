@@ -22,7 +22,7 @@ from manifoldwalk._chunked import ChunkHost, DeviceLoop
 from manifoldwalk._history import HISTORY_COLUMNS, describe
 from manifoldwalk._recorder import NO_RECORDS, Recorder
 from manifoldwalk._stops import StopRules
-from manifoldwalk.directions import Direction, as_direction
+from manifoldwalk.directions import Direction, as_direction, is_traceable, target_test
 from manifoldwalk.drivers import Chunked, Eager, as_driver
 from manifoldwalk.options import Record, Stop, Tolerance
 from manifoldwalk.problem import Problem, check_theta, validate_problem
@@ -164,7 +164,7 @@ def prepare_walk(
         recorder.extend(resume_from)
     rules = StopRules(
         optimises=bool(direction.optimises),
-        has_reached=callable(getattr(direction, "reached", None)),
+        has_reached=target_test(direction) is not None,
         kkt_tol=stop.kkt_tol,
         stall_patience=stop.stall_patience,
         max_steps=stop.max_steps,
@@ -271,7 +271,7 @@ class PreparedWalk:
                 that cannot be traced.
         """
         Chunked(steps_per_sync, steps_per_iteration)  # checks K and M
-        if not getattr(self.direction, "traceable", True):
+        if not is_traceable(self.direction):
             raise ValueError(
                 f"steps_per_sync: the direction {type(self.direction).__name__} draws on the "
                 "host and cannot run inside a compiled loop; give RandomWalk a device sampler "
