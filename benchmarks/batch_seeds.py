@@ -73,6 +73,7 @@ def net_rows(net: str, n_seeds: int, k: int, reps: int, record_every: int) -> di
     from manifoldwalk_jax.batch import _batched_chunk, _stack
     from manifoldwalk_jax.loop import run_chunk
 
+    from manifoldwalk import Record, Stop
     from manifoldwalk.driver import prepare_walk
 
     problems = seed_problems(net, n_seeds)
@@ -91,7 +92,10 @@ def net_rows(net: str, n_seeds: int, k: int, reps: int, record_every: int) -> di
     zero = jnp.zeros((), p.theta0.dtype)
     thetas, frozen, data = (_stack([getattr(q, a) for q in problems]) for a in _FIELDS)
 
-    options = dict(max_steps=10**9, record_every=record_every, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(
+        stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9),
+        record=Record(every=record_every),
+    )
     hosts = [prepare_walk(q, q.theta0, **options).host(k) for q in problems]
     single = p.compile_loop(hosts[0].loop)
     carries = _stack([h.carry for h in hosts])

@@ -123,13 +123,11 @@ def eager_driver_step(run: Any) -> Callable[[], None]:
     branch by the last look) and the stop rules' host look (compiled together where the problem
     compiles its step, donating the state where the hook can), each call going on from the
     last."""
-    from manifoldwalk.driver import _advance
+    from manifoldwalk._eager import copy_state, make_advance
 
-    advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
+    advance = make_advance(run.problem, run.direction, run.scheme, run.rules, True)
     box = {"s": run.state, "on": None}
     if getattr(advance, "consumes_state", False):
-        from manifoldwalk.driver import copy_state  # (not in checkouts before it)
-
         box["s"] = copy_state(run.state)  # as the driver does: the start holds θ0
 
     def one() -> None:
