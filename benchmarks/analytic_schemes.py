@@ -63,14 +63,15 @@ def run(configs: dict[str, dict], families, max_steps: int) -> None:
     )
     for fam, problems in families.items():
         for name, options in configs.items():
+            overrides = dict(options)  # the scheme's name and get_scheme's overrides
+            scheme = mw.get_scheme(overrides.pop("scheme"), **overrides, max_corrector_steps=10_000)
             evals, errors, reasons = [], [], collections.Counter()
             start = time.perf_counter()
             for problem, x0 in problems:
                 r = mw.walk(
                     problem,
                     x0.copy(),
-                    scheme=mw.get_scheme("default", max_corrector_steps=10_000),
-                    **options,
+                    scheme=scheme,
                     stop=mw.Stop(max_steps=max_steps),
                     record=mw.Record(every=10**6),
                 )

@@ -1,6 +1,6 @@
 """The JAX eager driver with its step donating the walk state, against the same step not (not a test).
 
-``walk(jax_problem, θ0)`` without ``steps_per_sync`` runs the eager driver: one jitted step
+``walk(jax_problem, θ0)`` runs the eager driver (the default): one jitted step
 (the stop rules' look fused in) and one host copy per step. ``JaxProblem.compile_step`` takes
 ``donate=True`` from the driver, so XLA writes each new state into the old one's buffers;
 the driver keeps copies of what it still needs (see ``manifoldwalk.driver``). This times,
@@ -59,7 +59,7 @@ def rows(net: str, steps: int, stop: str, reps: int, scheme: str = "default") ->
     budget = (
         {"max_steps": steps} if stop == "on" else {"max_steps": 10**6, "max_total_steps": steps}
     )
-    options = dict(scheme=scheme, record_every=None, kkt_tol=0.0, **budget)
+    options = dict(scheme=scheme, record=mw.Record(every=None), stop=mw.Stop(kkt_tol=0.0, **budget))
     results: dict[str, Any] = {}
     first = mw.walk(donating, donating.theta0, **options)  # compiles; counts the steps
     calls = first.n_predictor + first.n_corrector

@@ -1,13 +1,13 @@
 """The eager driver's step over its floor, on small problems and PyTorch nets (not a test).
 
-The eager driver (``walk(problem, theta0)`` without ``steps_per_sync``) runs the engine's step
+The eager driver (``walk(problem, theta0)`` with the default driver, ``Eager()``) runs the engine's step
 as Python calls on the arrays: on an analytic problem or a small net its scalar bookkeeping
 costs as much as the problem's own gradient. This times, interleaved round by round:
 
 - ``numpy sphere``: the nearest point on the unit sphere in 10 dimensions (the walk properties'
   problem, ``QuadricDistance``), ``scheme="paper"`` from a fixed start for a fixed number of
   steps: microseconds per step with history at every predictor step (``Record(every=1)``, the
-  default) and without (``record_every`` beyond the walk), over the problem's own
+  default) and without (``Record(every=...)`` beyond the walk), over the problem's own
   ``loss_and_grad`` (the floor);
 - ``torch <net>``: one eager-driver step of an eager PyTorch problem (``scheme="paper"`` and the
   default) as ``walk`` runs it, the stop rules' host look included, over the adapter's
@@ -33,8 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from manifoldwalk import Record, Stop
-
 HERE = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(HERE / "benchmarks"))
 
@@ -50,6 +48,7 @@ def numpy_rows(reps: int) -> list[dict[str, Any]]:
     import numpy as np
 
     import manifoldwalk as mw
+    from manifoldwalk import Record, Stop
     from manifoldwalk.problems import QuadricDistance
 
     rng = np.random.default_rng(0)
@@ -57,10 +56,7 @@ def numpy_rows(reps: int) -> list[dict[str, Any]]:
     x0 = problem.point_on_level(rng.standard_normal(10), 1.0)
     options = dict(
         scheme="paper",
-        max_steps=10**9,
-        max_total_steps=SPHERE_STEPS,
-        kkt_tol=0.0,
-        stall_patience=10**9,
+        stop=Stop(max_steps=10**9, max_total_steps=SPHERE_STEPS, kkt_tol=0.0, stall_patience=10**9),
     )
 
     def walk(record_every: int) -> Callable[[], Any]:
@@ -108,7 +104,9 @@ def torch_problem(net: str) -> Any:
 
 def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
     """One eager-driver step of an eager PyTorch problem over its ``loss_and_grad``."""
-    from manifoldwalk.driver import _advance, prepare_walk
+    from manifoldwalk import Record, Stop
+    from manifoldwalk._eager import make_advance
+    from manifoldwalk.driver import prepare_walk
 
     _, _, n_examples, dtype = TORCH_NETS[net]
     p = torch_problem(net)
@@ -121,7 +119,7 @@ def torch_rows(net: str, reps: int) -> list[dict[str, Any]]:
             stop=Stop(max_steps=10**9, kkt_tol=0.0),
             record=Record(every=10**9),
         )
-        advance = _advance(run.problem, run.direction, run.scheme, run.rules, True)
+        advance = make_advance(run.problem, run.direction, run.scheme, run.rules, True)
         if len(inspect.signature(advance).parameters) > 1:
             return eager_driver_step(run)  # the step told its branch, as walk() runs it
         box: dict[str, Any] = {"s": run.state}  # a checkout before c4162bb: no branch

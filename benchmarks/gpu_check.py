@@ -124,14 +124,14 @@ def torch_rows(net: str, steps: int, k: int = 100, m: int = 4) -> dict[str, floa
 
     eager = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt))
     fast = manifoldwalk_torch.from_model(model, loss_fn, (xt, yt), compile="reduce-overhead")
-    kw = {"scheme": "paper", "record_every": 50}
+    kw = {"scheme": "paper", "record": mw.Record(every=50)}
     t_eager = per_walk_step(
         walker(steps, lambda n: mw.walk(eager, eager.theta0, **kw, stop=Stop(max_steps=n)))
     )
     t_fast = per_walk_step(
         walker(steps, lambda n: mw.walk(fast, fast.theta0, **kw, stop=Stop(max_steps=n)))
     )
-    chunked = {"steps_per_sync": k, "steps_per_iteration": m}
+    chunked = {"driver": Chunked(steps_per_sync=k, steps_per_iteration=m)}
     t_chunk = per_walk_step(
         walker(steps, lambda n: mw.walk(fast, fast.theta0, **chunked, **kw, stop=Stop(max_steps=n)))
     )
@@ -174,7 +174,7 @@ def jax_rows(
         return jax.lax.fori_loop(0, k, body, t)
 
     floor = per_call(lambda: floor_loop(theta).block_until_ready(), reps=20) / k
-    kw = {"scheme": "paper", "record_every": 50}
+    kw = {"scheme": "paper", "record": mw.Record(every=50)}
     t_walk = per_walk_step(
         walker(
             steps,
@@ -184,7 +184,7 @@ def jax_rows(
         )
     )
 
-    # The eager driver (no steps_per_sync: one jitted step and one host sync per step), its
+    # The eager driver (the default: one jitted step and one host sync per step), its
     # step donating the walk state as `walk` does, and the same net with a plain jax.jit hook
     # (no donation), both over one jitted value-and-gradient call waited for.
     vg_call = per_call(lambda: jax.block_until_ready(p.loss_and_grad(theta)))
@@ -263,7 +263,7 @@ def agreement(steps: int) -> dict[str, Any]:
     jax.config.update("jax_enable_x64", True)
     x, y = data("ff", n=500)
     x = x.astype(np.float64)
-    kw = {"max_steps": steps}
+    kw = {"stop": Stop(max_steps=steps)}
     model = tx.build_net("ff", (784,), 10, seed=0, dtype="float64").to(DEVICE)
     xt, yt = torch.as_tensor(x).to(DEVICE), torch.as_tensor(y).to(DEVICE)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -301,7 +301,7 @@ def torch_batch_rows(net: str, steps: int, seeds: int) -> dict[str, float]:
         model = tx.build_net(net, SHAPES[net], 10, seed=seed).to(DEVICE)
         xy = (torch.as_tensor(x).to(DEVICE), torch.as_tensor(y).to(DEVICE))
         problems.append(manifoldwalk_torch.from_model(model, loss_fn, xy))
-    kw = {"scheme": "paper", "record_every": 50}
+    kw = {"scheme": "paper", "record": mw.Record(every=50)}
     one = problems[0]
     t_one = per_walk_step(
         walker(steps, lambda n: mw.walk(one, one.theta0, **kw, stop=Stop(max_steps=n)))

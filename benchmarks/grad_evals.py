@@ -78,34 +78,33 @@ def settings(spec: Experiment) -> dict[str, dict[str, Any]]:
         spec: The experiment.
 
     Returns:
-        Setting name ↦ keyword arguments of :func:`manifoldwalk.walk` (besides ``tau``).
+        Setting name ↦ keyword arguments of :func:`manifoldwalk.walk` (its ``scheme``).
     """
 
     def newton_rule(thr: float, grow: float, shrink: float, eta_max: float) -> mw.AngleRule:
         return mw.AngleRule(thr, grow, shrink, eta_init=1e-3, eta_min=1e-8, eta_max=eta_max)
 
+    def scheme(name: str, **overrides: Any) -> dict[str, Any]:
+        return {"scheme": mw.get_scheme(name, **overrides)}
+
+    default = mw.get_scheme("default")
     return {
-        "paper": {"scheme": "paper", "eta_min": spec.eta_min, "eta_c": spec.eta_c},
-        "authors": {"scheme": "authors", "eta_min": spec.eta_min, "eta_c": spec.eta_c},
-        "paper+newton": {"scheme": "paper", "corrector": "newton", "eta_min": spec.eta_min},
-        "default": {"scheme": "default"},
-        "default eta_max=0.1": {"scheme": "default", "eta_max": 0.1},
-        "default eta_max=10": {"scheme": "default", "eta_max": 10.0},
-        "newton 5° x1.5/x0.5": {
-            "scheme": "default",
-            "predictor_step": newton_rule(5.0, 1.5, 0.5, 1.0),
+        "paper": scheme("paper", eta_min=spec.eta_min, eta_c=spec.eta_c),
+        "authors": scheme("authors", eta_min=spec.eta_min, eta_c=spec.eta_c),
+        "paper+newton": scheme("paper", corrector="newton", eta_min=spec.eta_min),
+        "default": scheme("default"),
+        "default eta_max=0.1": scheme("default", eta_max=0.1),
+        "default eta_max=10": scheme("default", eta_max=10.0),
+        "newton 5° x1.5/x0.5": scheme("default", predictor_step=newton_rule(5.0, 1.5, 0.5, 1.0)),
+        "newton 30° x2/x0.5": scheme("default", predictor_step=newton_rule(30.0, 2.0, 0.5, 1.0)),
+        "compensated": scheme("compensated"),
+        "compensated eta_max=1": scheme("compensated", eta_max=1.0),
+        "compensated 30° eta_max=0.1": scheme(
+            "compensated", predictor_step=newton_rule(30.0, 1.5, 0.5, 0.1)
+        ),
+        "default + drift": {
+            "scheme": default.replace(predictor=mw.DriftCompensated(default.predictor, gain=0.5))
         },
-        "newton 30° x2/x0.5": {
-            "scheme": "default",
-            "predictor_step": newton_rule(30.0, 2.0, 0.5, 1.0),
-        },
-        "compensated": {"scheme": "compensated"},
-        "compensated eta_max=1": {"scheme": "compensated", "eta_max": 1.0},
-        "compensated 30° eta_max=0.1": {
-            "scheme": "compensated",
-            "predictor_step": newton_rule(30.0, 1.5, 0.5, 0.1),
-        },
-        "default + drift": {"scheme": mw.get_scheme("default").replace(drift_gain=0.5)},
     }
 
 

@@ -1,4 +1,4 @@
-"""What the history record costs an eager walk: ``record_every`` 1 (the default), 10, 50 and None.
+"""What the history record costs an eager walk: ``Record(every=...)`` 1 (the default), 10, 50, None.
 
 A record (``manifoldwalk._history.describe``) forms ∇R, λ, the KKT residual, two angles and R:
 several passes over θ and one host synchronisation. This times whole eager walks of a fixed
@@ -35,12 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=7, help="interleaved rounds (default 7)")
     ap.add_argument("--steps", type=int, default=200, help="steps per walk (default 200)")
     args = ap.parse_args(argv)
-    options = dict(max_steps=10**9, max_total_steps=args.steps, kkt_tol=0.0, stall_patience=10**9)
+    stop = mw.Stop(max_steps=10**9, max_total_steps=args.steps, kkt_tol=0.0, stall_patience=10**9)
     print("| net | record_every | ms per step | / None (paired) |\n|---|---|---|---|")
     for net in TORCH_NETS:
         p = torch_problem(net)
         fns = {
-            key: functools.partial(mw.walk, p, p.theta0, record_every=every, **options)
+            key: functools.partial(mw.walk, p, p.theta0, stop=stop, record=mw.Record(every=every))
             for key, every in SETTINGS.items()
         }
         times = time_interleaved(fns, args.reps, warmup=1)

@@ -49,8 +49,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from manifoldwalk import Record, Stop
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "adapters"), str(ROOT / "benchmarks")]
 
@@ -172,6 +170,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     from manifoldwalk_jax import paper as backend
     from manifoldwalk_jax.batch import _batched_chunk, _stack
 
+    from manifoldwalk import Record, Stop
     from manifoldwalk.driver import prepare_walk
 
     warnings.filterwarnings("ignore", message="Explicitly requested dtype int64")
@@ -295,6 +294,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     import torch
     from manifoldwalk_torch import paper as backend
 
+    from manifoldwalk import Record, Stop
     from manifoldwalk.driver import prepare_walk
 
     label, name, shape = NETS[net]
@@ -363,6 +363,7 @@ def torch_compiled_rows(net: str, reps: int, device: str) -> list[Row]:
     from manifoldwalk_torch import paper as backend
     from manifoldwalk_torch._compile import compiled
 
+    from manifoldwalk import Record, Stop
     from manifoldwalk.driver import prepare_walk
     from manifoldwalk.step import make_step
 

@@ -1,6 +1,6 @@
 """The experiment runner's JAX walk: the eager driver against the compiled one (not a test).
 
-``manifoldwalk reproduce --backend jax`` walks with ``steps_per_sync`` = the record interval
+``manifoldwalk reproduce --backend jax`` walks with ``Chunked(K)``, K the record interval
 (``manifoldwalk_jax.paper.COMPILED_WALKS``). This walks the Iris-sized FF net (4-100-100-
 100-3 tanh, 120 random examples, float64) as the runner does for iris-ff (the authors' scheme,
 η_min 1e-5, η_c 1e-6, a history record and a trajectory point every 50 predictor steps) with
@@ -42,18 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     x, y = rng.uniform(size=(120, 4)), rng.integers(0, 3, size=120)
     problem = backend.make_problem(model, x, y, task="classification")
     options = dict(
-        scheme="authors",
-        max_steps=args.steps,
-        record_every=50,
-        trajectory_every=50,
-        eta_min=1e-5,
-        eta_c=1e-6,
+        scheme=mw.get_scheme("authors", eta_min=1e-5, eta_c=1e-6),
+        stop=mw.Stop(max_steps=args.steps),
+        record=mw.Record(every=50, trajectory_every=50),
     )
     print(
         "| round | driver | wall s | predictor + corrector steps | ms/step |\n|---|---|---|---|---|"
     )
     for r in range(args.rounds):
-        for name, extra in (("eager", {}), ("compiled, K = 50", {"steps_per_sync": 50})):
+        for name, extra in (("eager", {}), ("compiled, K = 50", {"driver": mw.Chunked(50)})):
             start = time.perf_counter()
             result = mw.walk(problem, problem.theta0, **options, **extra)
             wall = time.perf_counter() - start

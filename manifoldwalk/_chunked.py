@@ -425,7 +425,7 @@ class ChunkHost:
     def replay(self, chunk: Callable[[Carry], Carry]) -> WalkState:
         """The last good state, from the chunk input that reached it: that chunk run again up
         to the good state's step (once, at the end of a walk that stopped off the level set;
-        its evaluations are not counted in ``n_evals``, its rows and points are dropped)."""
+        its evaluations are not counted in ``n_grad_evals``, its rows and points are dropped)."""
         carry, steps = self.good_source
         if steps == 0:
             return carry.state

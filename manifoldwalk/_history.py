@@ -69,7 +69,7 @@ def describe_values(problem: Problem, state: WalkState) -> tuple[Array, ...]:
         state.n_predictor + state.n_corrector,
         state.n_predictor,
         state.n_corrector,
-        state.n_evals,
+        state.n_grad_evals,
         state.loss,
         xp.abs(state.loss - state.level),
         as_scalar(problem.reg(state.theta), state.loss),

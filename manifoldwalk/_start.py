@@ -63,26 +63,26 @@ def start(
         )
     target = loss0 if level is None else float(level)
     tau_abs = tolerance.absolute(target)
-    theta, n_evals = theta0, 1
+    theta, n_grad_evals = theta0, 1
     if level is not None:
-        theta, point, n_evals = project(evaluate, theta0, point, target, tau_abs, singular_tol)
-    return init_state(problem, direction, scheme, theta, target, tau_abs, n_evals, point)
+        theta, point, n_grad_evals = project(evaluate, theta0, point, target, tau_abs, singular_tol)
+    return init_state(problem, direction, scheme, theta, target, tau_abs, n_grad_evals, point)
 
 
 def project(evaluate, theta, point: PointData, level: float, tau: float, singular_tol: float):
     """Newton steps from θ onto {L = level} until (L − level)² ≤ τ."""
     xp = namespace(theta)
     zero = zero_count(theta)
-    for n_evals in range(1, 101):
+    for n_grad_evals in range(1, 101):
         loss, gnorm = to_host(point.loss, xp.sqrt(point.grad_sq))
         if (loss - level) ** 2 <= tau:
-            return theta, point, n_evals
+            return theta, point, n_grad_evals
         if not (np.isfinite(loss) and gnorm > singular_tol):
             break
         theta = theta - safe_divide(xp, point.loss - level, point.grad_sq) * point.grad
         point = evaluate(theta, zero)
     raise ProblemError(
-        f"could not project θ0 onto the level set {{L = {level}}}: after {n_evals} Newton steps "
+        f"could not project θ0 onto the level set {{L = {level}}}: after {n_grad_evals} Newton steps "
         f"L = {loss:.6g}, ‖∇L‖ = {gnorm:.3g}. Is the level reachable from θ0 (above the "
         "minimum of L, below where ∇L vanishes)?"
     )

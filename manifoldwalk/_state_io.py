@@ -92,8 +92,9 @@ def from_flat_fields(items: dict[str, np.ndarray], corrector: str | None) -> Wal
         corr: Any = NoState()
     else:
         corr = GradientState(items["eta_c"], items["dir_c"], items["has_c"])
-    names = [f for f in WalkState._fields if f not in ("predictor", "corrector")]
-    return WalkState(**{k: items[k] for k in names}, predictor=predictor, corrector=corr)
+    names = [f for f in WalkState._fields if f not in ("predictor", "corrector", "n_grad_evals")]
+    fields = {k: items[k] for k in names}
+    return WalkState(**fields, n_grad_evals=items["n_evals"], predictor=predictor, corrector=corr)
 
 
 def adopt(template: Any, saved: Any) -> Any:

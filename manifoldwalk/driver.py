@@ -334,7 +334,7 @@ class PreparedWalk:
             rec.record(good)
         final = describe(rec.problem, good)
         n_pred, n_corr, n_evals, max_dev, max_step = to_host(
-            last.n_predictor, last.n_corrector, last.n_evals, last.max_dev, last.max_step
+            last.n_predictor, last.n_corrector, last.n_grad_evals, last.max_dev, last.max_step
         )
         if reason == "non_finite":  # say which of them
             which = _start.what_is_not_finite(self.problem, self.direction, last.theta, last)

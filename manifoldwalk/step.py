@@ -34,7 +34,7 @@ class WalkState(NamedTuple):
     rejection of the direction of interest r from ∇L, unnormalised), its norm ``pred_norm``
     and ``stationarity`` = ‖pred‖/‖r‖ (∇R is not kept: a history record forms it from θ).
     The level set: ``level`` L0 and ``tau``, the threshold on (L − L0)². Counters:
-    ``n_predictor``, ``n_corrector``, ``n_evals`` (loss-and-gradient evaluations),
+    ``n_predictor``, ``n_corrector``, ``n_grad_evals`` (loss-and-gradient evaluations),
     ``n_consec_corr`` (corrector steps since the last predictor step), ``max_dev`` (largest
     |L − L0| seen) and ``max_step`` (longest predictor step taken). The pieces' own states:
     ``predictor`` (see :mod:`manifoldwalk.predictors`; it exposes ``eta``, ``direction``,
@@ -54,7 +54,7 @@ class WalkState(NamedTuple):
     tau: Array
     n_predictor: Array
     n_corrector: Array
-    n_evals: Array
+    n_grad_evals: Array
     n_consec_corr: Array
     max_dev: Array
     max_step: Array
@@ -112,7 +112,7 @@ def init_state(
     theta: Array,
     level: Array | float | None = None,
     tau: float = 1e-10,
-    n_evals: int = 1,
+    n_grad_evals: int = 1,
     point: PointData | None = None,
 ) -> WalkState:
     """The state at the start of a walk from ``theta`` (already on its level set).
@@ -122,7 +122,7 @@ def init_state(
         theta: the starting point.
         level: L0; defaults to L(θ).
         tau: the absolute deviation threshold on (L − L0)².
-        n_evals: loss-and-gradient evaluations spent so far (1 for the start itself).
+        n_grad_evals: loss-and-gradient evaluations spent so far (1 for the start itself).
         point: ``evaluate(theta)`` if the caller already has it.
     """
     zero_i = zero_count(theta)
@@ -137,7 +137,7 @@ def init_state(
         tau=scalar_like(tau, theta),
         n_predictor=zero_i,
         n_corrector=zero_i,
-        n_evals=zero_i + n_evals,
+        n_grad_evals=zero_i + n_grad_evals,
         n_consec_corr=zero_i,
         max_dev=xp.abs(point.loss - level),
         max_step=xp.zeros_like(point.loss),
@@ -206,7 +206,7 @@ def make_step(problem: Problem, direction: Direction, scheme: Scheme) -> StepFun
             tau=s.tau,
             n_predictor=n_predictor,
             n_corrector=s.n_corrector + (1 - is_p),
-            n_evals=s.n_evals + 1,
+            n_grad_evals=s.n_grad_evals + 1,
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
             max_dev=_larger_finite(xp, s.max_dev, xp.abs(point.loss - s.level)),
             max_step=max_step,

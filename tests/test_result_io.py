@@ -71,6 +71,7 @@ def _as_flat_file(src, dst) -> None:
         "corrector/eta": "eta_c",
         "corrector/direction": "dir_c",
         "corrector/started": "has_c",
+        "n_grad_evals": "n_evals",
     }
     old = {"meta": np.array(json.dumps(meta))}
     for key, value in files.items():
