@@ -56,7 +56,10 @@ def net_rows(net: str, n_seeds: int, steps: int, k: int, reps: int) -> dict[str,
         tuple(torch.stack(t) for t in zip(*(p._data._arrays for p in problems), strict=True))
     ]
     batched_grad = vmap(lambda t, e, b: lane.bind(e, b).loss_and_grad(t))
-    options = dict(max_steps=steps, record_every=10, kkt_tol=0.0, stall_patience=10**9)
+    options = dict(
+        stop=mw.Stop(max_steps=steps, kkt_tol=0.0, stall_patience=10**9),
+        record=mw.Record(every=10),
+    )
 
     def floor() -> None:
         for p in problems:

@@ -60,11 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return jnp.mean(jax.nn.logsumexp(out, axis=-1) - picked)
 
     options = dict(
-        steps_per_sync=args.k,
-        steps_per_iteration=args.m,
-        max_steps=args.steps,
-        record_every=10,
-        kkt_tol=0.0,
+        driver=mw.Chunked(steps_per_sync=args.k, steps_per_iteration=args.m),
+        stop=mw.Stop(max_steps=args.steps, kkt_tol=0.0),
+        record=mw.Record(every=10),
     )
     names = ("first walk", "second walk", "other start")
     times: dict[str, list[float]] = {f"{c} {n}": [] for c in ("cache", "no cache") for n in names}

@@ -20,7 +20,8 @@ not copied at every step: a chunk keeps only its step number, and the host, whic
 input of every chunk, runs that chunk again up to that step (:meth:`ChunkHost.replay`) in the
 rare walk that stops off the level set. The chunk is a deterministic function of its input, so
 the replay reaches the same state (on a device whose reductions are not bitwise reproducible, a
-state the same steps reach within rounding). Copying it instead cost 3 % of a step on MNIST-FF.
+state the same steps reach within rounding). Copying it at every step would cost a pass over θ
+for the rare walk that needs it (measured: docs/performance.md).
 
 With ``steps_per_iteration=M > 1`` each iteration of the ``while_loop`` runs M steps, all but
 the first *masked* (:meth:`DeviceLoop.masked_body`: a step where :meth:`DeviceLoop.cond` is

@@ -45,8 +45,8 @@ def make_advance(
 
     Where the problem has a ``compile_step`` hook (and ``wanted``), the step and the stop
     rules' look, packed into one small vector, are compiled together, so that the host copies
-    one array per step instead of running the look's dozen small operations itself (1.3 ms of a
-    5.5 ms step for JAX on MNIST-FF on a CPU). The compiled function is kept in the problem's
+    one array per step instead of running the look's dozen small operations itself (a large
+    part of a small net's step; measured: docs/performance.md). The compiled function is kept in the problem's
     ``step_cache`` for later walks with the same direction, scheme and kind of look. A step
     that is not compiled (no hook, or a hook that hands the function back, as an eager PyTorch
     problem's does) runs as it is and is told its branch by ``advance(state, on)``, so it

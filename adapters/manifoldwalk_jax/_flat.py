@@ -82,8 +82,8 @@ class FlatParams:
                 largest first, instead of one ``concatenate``. On XLA:CPU a concatenate (or a
                 pad, which is what an update of a zero vector at one end becomes) fuses the
                 cheap reductions that produce bias gradients and then re-evaluates them for
-                every element of the P-long output: a compiled MNIST-FF walk step on 16
-                examples ran 18x its floor that way (2.1x in place; benchmarks/grad_join.py).
+                every element of the P-long output, many times the floor on small data
+                (measured: benchmarks/grad_join.py, docs/performance.md).
                 An update loop visits only its own part, and the largest part (a kernel's
                 gradient, a matmul's output) goes first, into the pad. On GPUs one
                 concatenate is one kernel, so adapters use it there.

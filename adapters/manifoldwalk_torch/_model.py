@@ -111,8 +111,8 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
     Where no module overrides ``train``, only the modules that were training have their flag
     set, directly (all ``Module.train`` does then), and set back after: a submodule the user
     froze in eval mode stays so. ``Module.eval()`` and ``Module.train()`` walk the tree
-    through ``Module.__setattr__``, about 0.1 ms for a 9-module net at every
-    loss-and-gradient evaluation (``benchmarks/eval_switch.py``). Where a module has its own
+    through ``Module.__setattr__``, a cost paid at every loss-and-gradient evaluation
+    (measured: ``benchmarks/eval_switch.py``). Where a module has its own
     ``train``, ``model.eval()`` and ``model.train()`` run instead, so that its override does.
 
     Args:

@@ -43,7 +43,7 @@ class ProgressBar:
         stream: Where to write (stderr by default).
         enabled: False makes every method a no-op.
         interval: Minimum seconds between two redraws (default: 0.2 on a terminal, 15 otherwise).
-        initial: Units already done before this session (a resumed run); the rate and the time
+        initial: Units already done before this run started (a resumed run); the rate and the time
             left count only the units done since.
     """
 

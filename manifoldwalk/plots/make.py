@@ -492,7 +492,7 @@ def _report_blocks(
             "Walk stop reasons: "
             + ", ".join(f"{k} ×{v}" for k, v in sorted(stops.items()))
             + (
-                f". Walk wall time per seed (last session): median {np.median(walk_s):.1f} s."
+                f". Walk wall time per seed (last run of the walk): median {np.median(walk_s):.1f} s."
                 if walk_s
                 else "."
             ),

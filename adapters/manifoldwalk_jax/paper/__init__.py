@@ -43,7 +43,7 @@ __all__ = [
 COMPILED_WALKS = True
 """The experiment runner walks this backend's problems with the compiled driver
 (``walk(..., driver=Chunked(K))``, K the experiment's record interval): the same path as the
-eager driver, 1.1–1.5× faster per step on the Iris net on this CPU (docs/compiled.md)."""
+eager driver, faster per step on the small nets (measured: docs/compiled.md)."""
 
 Model = tuple[Callable[[Any, jax.Array], jax.Array], Any]
 

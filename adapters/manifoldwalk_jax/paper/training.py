@@ -10,9 +10,9 @@ from optax, to keep the adapter's dependencies to JAX alone. It is the standard 
 the bias-corrected ``sqrt(v̂)``; β = (0.9, 0.999), ε = 1e-7 (Keras' default).
 
 Each minibatch step is one compiled call (the data stay on the device; the step gathers its
-minibatch by index). A whole epoch under ``lax.scan`` was measured 9x slower for the
-convolutional nets on XLA's CPU backend (11.8 s against 1.3 s an epoch for CIFAR10-CNV on 1000
-examples), so the epoch loop stays in Python; the loss is brought to the host once an epoch.
+minibatch by index). A whole epoch under ``lax.scan`` is much slower for the convolutional
+nets on XLA's CPU backend (measured: docs/performance.md), so the epoch loop stays in Python;
+the loss is brought to the host once an epoch.
 """
 
 from __future__ import annotations

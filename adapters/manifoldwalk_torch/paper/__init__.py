@@ -119,7 +119,7 @@ def make_problem(
 
     The model is left in eval mode, where the problem evaluates it anyway: a model left in
     training mode costs the adapter a switch to eval mode and back at every evaluation (a walk
-    of the module tree, 3–4 % of an evaluation of the Iris-sized net). :func:`train` puts it
+    of the module tree at every evaluation; measured: docs/performance.md). :func:`train` puts it
     back in training mode.
 
     Args:
