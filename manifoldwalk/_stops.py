@@ -10,28 +10,105 @@ device arrays inside a compiled loop (:meth:`StopRules.code`, a branch-free ``wh
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from manifoldwalk._array import Array, namespace, pack_scalars, to_host
 from manifoldwalk.step import WalkState
 
-STOP_ORDER = (
-    "non_finite",
-    "singular",
-    "reached_target",
-    "stationary",
-    "stalled",
-    "max_steps",
-    "max_total_steps",
-    "corrector_failed",
+
+@dataclass(frozen=True)
+class StopRule:
+    """One stop rule: a name, its meaning, and a scalar test on a state's look.
+
+    Attributes:
+        name: the stop reason it gives.
+        meaning: the reason in words (:data:`STOP_REASONS`).
+        condition: ``(look, rules) -> bool or 0-d bool array``, built from comparisons and
+            ``&`` only, so that it runs on host floats and on device arrays alike.
+        applies: ``rules -> bool``: whether the rule is checked in a walk with these rules.
+        details: ``(final record, look, rules) -> str``: figures appended to the message.
+    """
+
+    name: str
+    meaning: str
+    condition: Callable[[Mapping[str, Any], Any], Any]
+    applies: Callable[[Any], bool] = lambda rules: True
+    details: Callable[[Mapping[str, float], Mapping[str, Any], Any], str] = lambda final, v, rules: (
+        ""
+    )
+
+
+RULES = (
+    StopRule(
+        "non_finite",
+        "the walk met NaN or inf (in the loss, its gradient, ∇R or the direction)",
+        lambda v, r: v["nonfinite"],
+    ),
+    StopRule(
+        "singular",
+        "‖∇L‖ vanished: the level set is singular here (an exact minimum?)",
+        lambda v, r: v["on"] & (v["gnorm"] <= r.singular_tol),
+        details=lambda final, v, r: f" (‖∇L‖ = {v['gnorm']:.3g})",
+    ),
+    StopRule(
+        "reached_target",
+        "reached the target point",
+        lambda v, r: v["on"] & v["reached"],
+        applies=lambda r: r.has_reached,
+    ),
+    StopRule(
+        "stationary",
+        "stationary: the KKT residual ‖∇R + λ∇L‖/‖∇R‖ fell below kkt_tol",
+        lambda v, r: v["on"] & (v["stat"] <= r.kkt_tol),
+        applies=lambda r: r.optimises,
+        details=lambda final, v, r: f" ({final['kkt']:.3g} ≤ {r.kkt_tol:g})",
+    ),
+    StopRule(
+        "stalled",
+        "stalled at the step floor: η_p is at its minimum and the predictor keeps reversing",
+        lambda v, r: v["on"] & (v["n_stall"] >= r.stall_patience),
+        applies=lambda r: r.optimises,
+    ),
+    # A compiled loop passes the budgets in the look (device values of its carry, so that a
+    # walk with another budget reuses the compiled chunk); the host uses the rules' own.
+    StopRule(
+        "max_steps",
+        "the predictor-step budget (max_steps) is spent",
+        lambda v, r: v["on"] & (v["n_pred"] >= v.get("max_steps", r.max_steps)),
+    ),
+    StopRule(
+        "max_total_steps",
+        "the total-step budget (max_total_steps) is spent",
+        lambda v, r: v["n_pred"] + v["n_corr"] >= v.get("max_total_steps", r.max_total_steps),
+        applies=lambda r: r.max_total_steps is not None,
+    ),
+    StopRule(
+        "corrector_failed",
+        "the corrector failed to get back under τ in max_corrector_steps steps",
+        lambda v, r: v["n_consec"] >= r.max_corrector_steps,
+        details=lambda final, v, r: (
+            f" ({int(v['n_consec'])} steps); θ is the last point on the level set"
+        ),
+    ),
 )
+"""Every stop rule a state can trigger, highest priority first. Adding a rule is one entry
+here (and, where it reads a value the look lacks, one more entry in :meth:`StopRules.look`)."""
+
+STOP_ORDER = tuple(rule.name for rule in RULES)
 """The stop reasons a state can trigger, highest priority first; code ``i + 1`` is entry ``i``.
 
 A ``"callback"`` stop (the host's callable) ranks after ``"singular"``: see
 :data:`BEFORE_CALLBACK`.
 """
+
+STOP_REASONS = {rule.name: rule.meaning for rule in RULES} | {
+    "callback": "a callback asked to stop"
+}
+"""Every stop reason a walk can give, with its meaning."""
+
+_BY_NAME = {rule.name: rule for rule in RULES}
 
 BEFORE_CALLBACK = frozenset({"non_finite", "singular"})
 """Stop reasons that win over a callback's request (the callback is not even called)."""
@@ -126,26 +203,7 @@ class StopRules:
         Returns:
             ``(reason, condition)`` pairs; a condition is a bool or a 0-d bool array.
         """
-        on = v["on"]
-        tests = [
-            ("non_finite", v["nonfinite"]),
-            ("singular", on & (v["gnorm"] <= self.singular_tol)),
-        ]
-        if self.has_reached:
-            tests.append(("reached_target", on & v["reached"]))
-        if self.optimises:
-            tests.append(("stationary", on & (v["stat"] <= self.kkt_tol)))
-            tests.append(("stalled", on & (v["n_stall"] >= self.stall_patience)))
-        # A compiled loop passes the budgets in ``v`` (device values of its carry, so that a
-        # walk with another budget reuses the compiled chunk); the host uses its own.
-        max_steps = v.get("max_steps", self.max_steps)
-        tests.append(("max_steps", on & (v["n_pred"] >= max_steps)))
-        if self.max_total_steps is not None:
-            total = v["n_pred"] + v["n_corr"]
-            max_total = v.get("max_total_steps", self.max_total_steps)
-            tests.append(("max_total_steps", total >= max_total))
-        tests.append(("corrector_failed", v["n_consec"] >= self.max_corrector_steps))
-        return tests
+        return [(rule.name, rule.condition(v, self)) for rule in RULES if rule.applies(self)]
 
     def reason(self, v: Mapping[str, Any]) -> str | None:
         """The stop reason at a host look ``v`` (see :meth:`host_look`), or None to go on."""
@@ -183,3 +241,9 @@ def host_values(values: list[float]) -> dict[str, Any]:
 def reason_of(code: int) -> str | None:
     """The stop reason of a stop code (see :meth:`StopRules.code`), or None for 0."""
     return STOP_ORDER[code - 1] if code else None
+
+
+def details(reason: str, final: Mapping[str, float], v: Mapping[str, Any], rules: StopRules) -> str:
+    """The figures behind a stop, appended to its meaning in a result's message."""
+    rule = _BY_NAME.get(reason)
+    return "" if rule is None else rule.details(final, v, rules)

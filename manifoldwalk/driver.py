@@ -21,7 +21,7 @@ from manifoldwalk._array import Array, to_host
 from manifoldwalk._chunked import ChunkHost, DeviceLoop
 from manifoldwalk._history import HISTORY_COLUMNS, describe
 from manifoldwalk._recorder import NO_RECORDS, Recorder
-from manifoldwalk._stops import StopRules
+from manifoldwalk._stops import StopRules, details
 from manifoldwalk.directions import Direction, as_direction, is_traceable, target_test
 from manifoldwalk.drivers import Chunked, Eager, as_driver
 from manifoldwalk.options import Record, Stop, Tolerance
@@ -340,7 +340,7 @@ class PreparedWalk:
             which = _start.what_is_not_finite(self.problem, self.direction, last.theta, last)
             message = f"the walk met NaN or inf in {which}; θ is the last point on the level set"
         else:
-            message = STOP_REASONS[reason] + _details(reason, final, v, self.rules)
+            message = STOP_REASONS[reason] + details(reason, final, v, self.rules)
         return WalkResult(
             theta=good.theta,
             level=float(to_host(good.level)[0]),
@@ -361,13 +361,3 @@ class PreparedWalk:
             state=last,
             options=self.options,
         )
-
-
-def _details(reason: str, final: dict[str, float], v: dict[str, Any], rules: StopRules) -> str:
-    if reason == "stationary":
-        return f" ({final['kkt']:.3g} ≤ {rules.kkt_tol:g})"
-    if reason == "corrector_failed":
-        return f" ({int(v['n_consec'])} steps); θ is the last point on the level set"
-    if reason == "singular":
-        return f" (‖∇L‖ = {v['gnorm']:.3g})"
-    return ""

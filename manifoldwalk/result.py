@@ -11,20 +11,10 @@ import numpy as np
 
 from manifoldwalk import _state_io
 from manifoldwalk._array import Array, to_numpy
+from manifoldwalk._stops import STOP_REASONS
 from manifoldwalk.step import WalkState
 
-STOP_REASONS = {
-    "stationary": "stationary: the KKT residual ‖∇R + λ∇L‖/‖∇R‖ fell below kkt_tol",
-    "stalled": "stalled at the step floor: η_p is at its minimum and the predictor keeps reversing",
-    "reached_target": "reached the target point",
-    "max_steps": "the predictor-step budget (max_steps) is spent",
-    "max_total_steps": "the total-step budget (max_total_steps) is spent",
-    "corrector_failed": "the corrector failed to get back under τ in max_corrector_steps steps",
-    "non_finite": "the walk met NaN or inf (in the loss, its gradient, ∇R or the direction)",
-    "singular": "‖∇L‖ vanished: the level set is singular here (an exact minimum?)",
-    "callback": "a callback asked to stop",
-}
-"""Every stop reason a walk can give, with its meaning."""
+__all__ = ["CONVERGED", "STOP_REASONS", "WalkResult"]
 
 CONVERGED = frozenset({"stationary", "stalled", "reached_target"})
 """Stop reasons that mean the walk reached what its direction was looking for."""

@@ -1,4 +1,4 @@
-"""The compiled JAX driver (``steps_per_sync=K``) walks the same path as the eager engine.
+"""The compiled JAX driver (``driver=Chunked(K)``) walks the same path as the eager engine.
 
 Each case walks once eagerly (the jitted step, one host synchronisation per step) and once or
 more in chunks of K steps inside ``lax.while_loop``, and compares stop reasons, step counts,
@@ -547,7 +547,7 @@ def test_masked_iterations_stationary_and_non_finite_stops(m):
 
 @pytest.mark.parametrize("m", [3])
 def test_masked_iterations_pause_for_host_records_mid_iteration(m):
-    """record_every=5 with metrics and a callback: chunks end at pauses inside iterations of M
+    """Record(every=5) with metrics and a callback: chunks end at pauses inside iterations of M
     steps; the host records there and the next chunk goes on."""
     seen: dict[str, list[int]] = {"eager": [], "chunked": []}
 
