@@ -2,7 +2,7 @@
 
 An adapter's ``walk_batch`` (``manifoldwalk_jax.walk_batch``, ``manifoldwalk_torch.walk_batch``)
 walks S problems of one model together. What it shares with every other batched driver lives
-here: the per-seed arguments, one prepared walk and :class:`~manifoldwalk._chunked.ChunkHost`
+here: the per-seed arguments, one prepared walk and :class:`~manifoldwalk._chunk_host.ChunkHost`
 per seed (:func:`prepare_hosts`), the problem one lane evaluates (:class:`LaneProblem`), the
 check that a lane computes what its seed's own problem does (:func:`check_lane_agrees`), and the
 loop that hands every unfinished seed's carry to the adapter's batched chunk and each seed's output back
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk._array import Array, namespace, to_numpy
-from manifoldwalk._chunked import Carry, ChunkHost
+from manifoldwalk._chunk_host import ChunkHost
+from manifoldwalk._chunked import Carry
 from manifoldwalk.driver import prepare_walk
 from manifoldwalk.drivers import Chunked
 from manifoldwalk.options import Record

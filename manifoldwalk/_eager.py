@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from manifoldwalk._array import Array, copy_array, host_list
-from manifoldwalk._chunked import check_replayed
+from manifoldwalk._chunk_host import check_replayed
 from manifoldwalk._compile_cache import step_cache_of, step_key
 from manifoldwalk._stops import BEFORE_CALLBACK, StopRules, host_values
 from manifoldwalk.directions import Direction, is_traceable

@@ -18,7 +18,8 @@ import numpy as np
 
 from manifoldwalk import _eager, _resume, _start
 from manifoldwalk._array import Array, to_host
-from manifoldwalk._chunked import ChunkHost, DeviceLoop
+from manifoldwalk._chunk_host import ChunkHost
+from manifoldwalk._chunked import DeviceLoop
 from manifoldwalk._history import HISTORY_COLUMNS, describe
 from manifoldwalk._recorder import NO_RECORDS, Recorder
 from manifoldwalk._stops import StopRules, details
@@ -263,7 +264,7 @@ class PreparedWalk:
             steps_per_iteration: M, masked steps per iteration of the device loop.
 
         Returns:
-            A :class:`~manifoldwalk._chunked.ChunkHost` whose ``loop`` is the
+            A :class:`~manifoldwalk._chunk_host.ChunkHost` whose ``loop`` is the
             :class:`~manifoldwalk._chunked.DeviceLoop` to compile.
 
         Raises:
