@@ -22,6 +22,7 @@ MODULES = {
         "lagrange_multiplier",
     ],
     "manifoldwalk.testing": None,
+    "manifoldwalk.adapter_api": None,
 }
 
 
