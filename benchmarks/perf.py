@@ -62,7 +62,7 @@ NETS = {
 """``--nets`` choices: (label, experiment-backend net name, input shape)."""
 
 N_EXAMPLES = 1000
-SCHEMES = ("paper", "default", "compensated")
+TIMED_SCHEMES = ("paper", "default", "compensated")
 
 
 @dataclass
@@ -186,7 +186,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
     options = dict(
         stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
     )
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
     extra_ms = [m for m in ms if m != 1]
     for m in extra_ms:
@@ -227,7 +227,7 @@ def jax_rows(net: str, k: int, n_seeds: int, reps: int, ms: tuple[int, ...] = (1
             1.0,
         )
     ]
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         rows.append(
             Row(
                 "jax",
@@ -313,7 +313,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     options = dict(
         stop=Stop(max_steps=10**9, kkt_tol=0.0, stall_patience=10**9), record=Record(every=None)
     )
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         fns[f"walk {scheme}"] = eager_driver_step(
             prepare_walk(p, p.theta0, scheme=scheme, **options)
         )
@@ -323,7 +323,7 @@ def torch_rows(net: str, reps: int, device: str) -> list[Row]:
     rows = [
         Row("torch", label, n, "floor: eager value+grad", med["floor"], med["floor"], reps, "", 1.0)
     ]
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         rows.append(
             Row(
                 "torch",
@@ -489,7 +489,7 @@ def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
     p = manifoldwalk_tf.from_model(model, loss, (x, y), compile=True)
     n = int(p.n_params)
     fns: dict[str, Callable[[], Any]] = {"floor": tf_floor(p, k)}
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         fns[f"walk {scheme}"] = chunked_walk(p, k, scheme)
     times = time_interleaved(fns, reps, warmup=2)
     med = {key: statistics.median(t) * 1e3 / k for key, t in times.items()}
@@ -499,7 +499,7 @@ def tf_rows(net: str, k: int, reps: int, threads: int | None) -> list[Row]:
         Row("tf", label, n, f"floor: value+grad in XLA tf.while_loop (K={k})", floor, floor, reps)
     ]
     rows[0].paired = 1.0
-    for scheme in SCHEMES:
+    for scheme in TIMED_SCHEMES:
         what = f"compiled walk, scheme={scheme} (K={k}, XLA tf.while_loop)"
         key = f"walk {scheme}"
         rows.append(Row("tf", label, n, what, med[key], floor, reps, paired=paired[key]))

@@ -109,8 +109,9 @@ def _table(args: argparse.Namespace) -> int:
 
 def _add_reproduce(sub) -> None:
     from manifoldwalk.experiments.backend import BACKENDS
-    from manifoldwalk.experiments.config import BUDGETS, SCHEMES, WD_REGS
+    from manifoldwalk.experiments.config import BUDGETS, WD_REGS
     from manifoldwalk.experiments.definitions import EXPERIMENTS
+    from manifoldwalk.schemes import SCHEMES
 
     rep = sub.add_parser(
         "reproduce",
@@ -147,7 +148,7 @@ def _add_reproduce(sub) -> None:
     )
     rep.add_argument(
         "--scheme",
-        choices=SCHEMES,
+        choices=list(SCHEMES),
         default="authors",
         help="walk scheme (default: authors, which produced Table I)",
     )

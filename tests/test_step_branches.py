@@ -9,12 +9,12 @@ import torch
 from hypothesis import given, settings
 
 import manifoldwalk as mw
-from manifoldwalk.step import named_leaves
 from manifoldwalk._array import to_numpy
 from manifoldwalk.directions import MinimiseReg
+from manifoldwalk.step import named_leaves
 from manifoldwalk.testing import ellipsoid_cases, sphere_distance_cases
 
-SCHEMES = {
+SCHEME_CASES = {
     "paper": {"scheme": "paper"},
     "newton": {"scheme": "paper", "corrector": "newton"},
     "default": {"scheme": "default"},
@@ -63,14 +63,14 @@ def _steps_agree(
 
 @pytest.mark.parametrize("start", ["on", "off"])
 @pytest.mark.parametrize("array", TO_ARRAY)
-@pytest.mark.parametrize("options", SCHEMES.values(), ids=SCHEMES.keys())
+@pytest.mark.parametrize("options", SCHEME_CASES.values(), ids=SCHEME_CASES.keys())
 @settings(max_examples=10, deadline=None)
 @given(case=ellipsoid_cases(max_dim=8))
 def test_a_step_told_its_branch_gives_the_same_state(start, array, options, case):
     _steps_agree(case, options, TO_ARRAY[array], 60, 1e-3 if start == "off" else 0.0)
 
 
-@pytest.mark.parametrize("options", SCHEMES.values(), ids=SCHEMES.keys())
+@pytest.mark.parametrize("options", SCHEME_CASES.values(), ids=SCHEME_CASES.keys())
 @settings(max_examples=5, deadline=None)
 @given(case=sphere_distance_cases())
 def test_both_branches_are_checked(options, case):

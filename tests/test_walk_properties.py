@@ -23,7 +23,7 @@ from manifoldwalk.testing import (
 )
 
 KKT_TOL = 1e-6
-SCHEMES = {
+SCHEME_CASES = {
     "paper": {"scheme": "paper"},
     "newton": {"scheme": mw.get_scheme("paper", corrector="newton")},
     "default": {"scheme": "default"},
@@ -52,7 +52,7 @@ def _walk_without_history(case, options: dict) -> mw.WalkResult:
     )
 
 
-@pytest.mark.parametrize("options", SCHEMES.values(), ids=SCHEMES.keys())
+@pytest.mark.parametrize("options", SCHEME_CASES.values(), ids=SCHEME_CASES.keys())
 @given(case=ellipsoid_cases())
 def test_walk_reaches_the_exact_minimiser_on_ellipsoids(options, case):
     result = _walk_without_history(case, options)
@@ -61,7 +61,7 @@ def test_walk_reaches_the_exact_minimiser_on_ellipsoids(options, case):
     check_level_kept(result, hessian_norm(case.problem), grad_norm(case.problem, case.level))
 
 
-@pytest.mark.parametrize("options", SCHEMES.values(), ids=SCHEMES.keys())
+@pytest.mark.parametrize("options", SCHEME_CASES.values(), ids=SCHEME_CASES.keys())
 @given(case=sphere_distance_cases())
 def test_walk_finds_the_nearest_point_on_spheres(options, case):
     result = _walk_without_history(case, options)
@@ -70,7 +70,7 @@ def test_walk_finds_the_nearest_point_on_spheres(options, case):
     check_level_kept(result, hessian_norm(case.problem), grad_norm(case.problem, case.level))
 
 
-@pytest.mark.parametrize("options", SCHEMES.values(), ids=SCHEMES.keys())
+@pytest.mark.parametrize("options", SCHEME_CASES.values(), ids=SCHEME_CASES.keys())
 @given(case=ellipsoid_cases(max_dim=10))
 def test_reg_decreases_until_the_predictor_first_reverses(options, case):
     p = case.problem

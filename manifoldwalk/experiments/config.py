@@ -15,19 +15,16 @@ from typing import Any
 from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments.backend import BACKENDS
 from manifoldwalk.experiments.definitions import WD_LAMBDAS, Experiment, get_experiment
+from manifoldwalk.schemes import SCHEMES
 
 __all__ = [
     "BUDGETS",
-    "SCHEMES",
     "WD_REGS",
     "RunConfig",
     "check_config",
     "write_config",
 ]
 
-SCHEMES = ("authors", "paper", "default", "compensated")
-"""Walk schemes: the authors' code (Table I), the paper as written, the library's default,
-and the default with drift compensation (the fewest gradient evaluations, docs/schemes.md)."""
 
 WD_REGS = ("l2", "l2-weights")
 """Weight-decay regularisers: all parameters (as the walk) or kernels only (the authors' Keras)."""
@@ -95,7 +92,7 @@ class RunConfig:
         for name, value, choices in (
             ("backend", self.backend, BACKENDS),
             ("device", self.device, ("cpu", "cuda")),
-            ("scheme", self.scheme, SCHEMES),
+            ("scheme", self.scheme, tuple(SCHEMES)),
             ("budget", self.budget, BUDGETS),
             ("wd_reg", self.wd_reg, WD_REGS),
             ("dtype", self.dtype, (None, "float32", "float64")),
