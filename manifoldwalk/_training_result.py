@@ -17,6 +17,8 @@ import numpy as np
 __all__ = [
     "REGS",
     "TASKS",
+    "EpochCallback",
+    "Progress",
     "TrainResult",
     "check_train_options",
     "check_train_set",
@@ -31,6 +33,13 @@ REGS = ("l2", "l2-weights")
 
 TASKS = ("classification", "regression")
 """The tasks the training loops know."""
+
+Progress = Callable[[int, int, float], None]
+"""A loop's progress hook, called after every epoch as ``progress(epoch, epochs, epoch_loss)``."""
+
+EpochCallback = Callable[[int, Any, float], bool | None]
+"""A loop's callback, called after every epoch as ``callback(epoch, model, epoch_loss)``; a true
+return stops training."""
 
 
 @dataclass
@@ -137,8 +146,8 @@ def end_epoch(
     epochs: int,
     epoch_loss: float,
     model: Any,
-    progress: Callable[[int, int, float], None] | None,
-    callback: Callable[[int, Any, float], bool | None] | None,
+    progress: Progress | None,
+    callback: EpochCallback | None,
 ) -> bool:
     """Record a finished epoch in ``result`` and call the loop's hooks.
 
@@ -193,8 +202,8 @@ def run_epochs(
     epochs: int,
     batch_size: int,
     seed: int,
-    progress: Callable[[int, int, float], None] | None,
-    callback: Callable[[int, Any, float], bool | None] | None,
+    progress: Progress | None,
+    callback: EpochCallback | None,
     order: Callable[[np.ndarray], Any],
     step: Callable[[Any], Any],
     current: Callable[[], Any],

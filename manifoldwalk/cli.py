@@ -1,6 +1,6 @@
 """The ``manifoldwalk`` command.
 
-Subcommands are registered in :data:`COMMANDS`; each imports what it needs when
+Subcommands are registered in :func:`build_parser`; each imports what it needs when
 it runs, so ``manifoldwalk --help`` stays fast and needs no framework.
 """
 
@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+_DIRECTORY_HELP = "an output root, experiment or seed directory"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,14 +109,57 @@ def _table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot(args: argparse.Namespace) -> int:
+    from manifoldwalk.plots import PlotOptions, plot_runs
+
+    options = PlotOptions(
+        fmt=args.format,
+        grid=args.grid,
+        surfaces=tuple(s.strip() for s in args.surfaces.split(",") if s.strip()),
+        pca_every=args.pca_every,
+        device=args.device,
+        chunk=args.chunk,
+        endpoints=not args.no_endpoints,
+        show_progress=not args.quiet,
+    )
+    for result in plot_runs(args.directory, args.out, options):
+        print(f"{result.experiment}: wrote {len(result.files)} files in {result.directory}")
+        for path in result.files:
+            print(f"  {path.name}")
+        if result.endpoints_table:
+            print(f"endpoint averaging ({result.experiment}):\n{result.endpoints_table}")
+    return 0
+
+
+def _subcommand(
+    sub, name: str, run: Callable[[argparse.Namespace], int], **texts: str
+) -> argparse.ArgumentParser:
+    """Add the subcommand ``name``, described by ``texts`` (help, description), that runs ``run``.
+
+    Args:
+        sub: The parser's subparsers.
+        name: The subcommand.
+        run: Called with the parsed arguments; returns the exit status.
+        **texts: ``help`` (one line in ``manifoldwalk --help``) and, optionally, ``description``.
+
+    Returns:
+        The subcommand's parser, to add its arguments to.
+    """
+    parser = sub.add_parser(name, **texts)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def _add_reproduce(sub) -> None:
     from manifoldwalk.experiments.backend import BACKENDS
     from manifoldwalk.experiments.config import BUDGETS, WD_REGS
     from manifoldwalk.experiments.definitions import EXPERIMENTS
     from manifoldwalk.schemes import SCHEMES
 
-    rep = sub.add_parser(
+    rep = _subcommand(
+        sub,
         "reproduce",
+        _reproduce,
         help="run an experiment of the paper (phase 1, walk, weight decay) and print Table I",
         description="Run phase 1, the walk and the weight-decay sweep for every seed, writing "
         "run directories under --out (finished seeds are skipped), then print the Table I row.",
@@ -176,40 +221,19 @@ def _add_reproduce(sub) -> None:
     )
     rep.add_argument("--data-dir", help="directory of the MNIST / Fashion-MNIST / CIFAR10 files")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
-    rep.set_defaults(run=_reproduce)
-
-
-def _plot(args: argparse.Namespace) -> int:
-    from manifoldwalk.plots import PlotOptions, plot_runs
-
-    options = PlotOptions(
-        fmt=args.format,
-        grid=args.grid,
-        surfaces=tuple(s.strip() for s in args.surfaces.split(",") if s.strip()),
-        pca_every=args.pca_every,
-        device=args.device,
-        chunk=args.chunk,
-        endpoints=not args.no_endpoints,
-        show_progress=not args.quiet,
-    )
-    for result in plot_runs(args.directory, args.out, options):
-        print(f"{result.experiment}: wrote {len(result.files)} files in {result.directory}")
-        for path in result.files:
-            print(f"  {path.name}")
-        if result.endpoints_table:
-            print(f"endpoint averaging ({result.experiment}):\n{result.endpoints_table}")
-    return 0
 
 
 def _add_plot(sub) -> None:
-    plot = sub.add_parser(
+    plot = _subcommand(
+        sub,
         "plot",
+        _plot,
         help="draw the figures and report of run directories",
         description="Draw the phase-2 curves, compute against performance, the PCA of the "
         "trajectories and the loss surfaces, evaluate endpoint averaging and write report.md / "
         "report.html for every experiment with finished runs under DIRECTORY.",
     )
-    plot.add_argument("directory", help="an output root, experiment or seed directory")
+    plot.add_argument("directory", help=_DIRECTORY_HELP)
     plot.add_argument("--out", default="plots", help="output root (default ./plots)")
     plot.add_argument("--format", choices=["png", "pdf", "svg"], default="png", help="file format")
     plot.add_argument("--grid", type=int, default=100, help="loss-surface grid per axis (100)")
@@ -221,7 +245,6 @@ def _add_plot(sub) -> None:
     plot.add_argument("--chunk", type=int, help="weight vectors evaluated together")
     plot.add_argument("--no-endpoints", action="store_true", help="skip endpoint averaging")
     plot.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    plot.set_defaults(run=_plot)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="manifoldwalk", description="Walk the level sets of a training loss.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    circle = sub.add_parser("circle", help="the paper's Fig. 1 example, as a table")
+    circle = _subcommand(sub, "circle", _circle, help="the paper's Fig. 1 example, as a table")
     circle.add_argument(
         "--schemes",
         nargs="+",
@@ -238,12 +261,10 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(SCHEMES),
         help="walk schemes to compare (default: all)",
     )
-    circle.set_defaults(run=_circle)
-    sub.add_parser("list", help="list the paper's experiments").set_defaults(run=_list)
+    _subcommand(sub, "list", _list, help="list the paper's experiments")
     _add_reproduce(sub)
-    table = sub.add_parser("table", help="rebuild Table I from run directories")
-    table.add_argument("directory", help="an output root, experiment or seed directory")
-    table.set_defaults(run=_table)
+    table = _subcommand(sub, "table", _table, help="rebuild Table I from run directories")
+    table.add_argument("directory", help=_DIRECTORY_HELP)
     _add_plot(sub)
     return parser
 

@@ -17,8 +17,9 @@ import numpy as np
 import numpy.typing as npt
 
 from ._base import Dataset, DatasetError, resolve_data_dir
+from ._images import image_dataset
 from ._restricted_pickle import restricted_load
-from ._split import make_rng, random_subset
+from ._split import make_rng
 
 __all__ = [
     "CIFAR10_BINARY_FILES",
@@ -197,13 +198,6 @@ def _read_all(directory: Path, fmt: str, names: tuple[str, ...]) -> tuple[np.nda
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
-def _to_unit(images: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
-    """Convert uint8 pixels to ``dtype`` in ``[0, 1]`` (a contiguous copy)."""
-    out = np.ascontiguousarray(images, dtype=dtype)
-    out /= 255
-    return out
-
-
 def load_cifar10(
     *,
     seed: int,
@@ -241,15 +235,12 @@ def load_cifar10(
     rng = make_rng(seed)
     directory, found_fmt = _find_batches(data_dir, fmt)
     names = _FILES[found_fmt]
-    train_images, train_labels = _read_all(directory, found_fmt, names[:-1])
-    test_images, test_labels = _read_all(directory, found_fmt, names[-1:])
-    subset = random_subset(len(train_labels), n_train, rng)
-    return Dataset(
-        x_train=_to_unit(train_images[subset], dtype),
-        y_train=train_labels[subset],
-        x_test=_to_unit(test_images, dtype),
-        y_test=test_labels,
-        task="classification",
+    return image_dataset(
+        _read_all(directory, found_fmt, names[:-1]),
+        _read_all(directory, found_fmt, names[-1:]),
+        n_train=n_train,
+        rng=rng,
+        dtype=dtype,
         n_classes=_N_CLASSES,
         name="cifar10",
         source=f"CIFAR10 (Krizhevsky 2009, {CIFAR10_URL}), {found_fmt} version from {directory}",

@@ -18,7 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 from ._base import Dataset, DatasetError, resolve_data_dir
-from ._split import make_rng, random_subset
+from ._images import image_dataset
+from ._split import make_rng
 
 __all__ = [
     "DEBIAN_FASHION_MNIST_DIR",
@@ -223,13 +224,6 @@ def _read_pair(name: str, directory: Path, part: str) -> tuple[np.ndarray, np.nd
     return images, labels.astype(np.int64)
 
 
-def _to_unit(images: np.ndarray, dtype: npt.DTypeLike) -> np.ndarray:
-    """Convert uint8 pixels to ``dtype`` in ``[0, 1]``."""
-    out = images.astype(dtype)
-    out /= 255
-    return out
-
-
 def _load(
     name: str,
     seed: int,
@@ -240,15 +234,12 @@ def _load(
     """Load MNIST-format dataset ``name``: a seeded training subset and the full test set."""
     rng = make_rng(seed)
     directory = _dataset_dir(name, data_dir)
-    train_images, train_labels = _read_pair(name, directory, "train")
-    test_images, test_labels = _read_pair(name, directory, "test")
-    subset = random_subset(len(train_labels), n_train, rng)
-    return Dataset(
-        x_train=_to_unit(train_images[subset], dtype),
-        y_train=train_labels[subset],
-        x_test=_to_unit(test_images, dtype),
-        y_test=test_labels,
-        task="classification",
+    return image_dataset(
+        _read_pair(name, directory, "train"),
+        _read_pair(name, directory, "test"),
+        n_train=n_train,
+        rng=rng,
+        dtype=dtype,
         n_classes=_N_CLASSES,
         name=name,
         source=f"{_SPECS[name]['licence']}; read from {directory}",
@@ -301,19 +292,19 @@ def load_fashion_mnist(
     package ``dataset-fashion-mnist`` installs them, :data:`DEBIAN_FASHION_MNIST_DIR`, is used.
 
     Args:
-        seed: Seed of the training subset; equal seeds give equal subsets.
+        seed: Seed of the training subset, as for :func:`load_mnist`.
         data_dir: Directory of the files; if None, ``MANIFOLDWALK_FASHION_MNIST_DIR``, then
             ``/usr/share/datasets/fashion-mnist``.
-        n_train: Training examples drawn without replacement (1000 by default).
+        n_train: Size of the training subset (1000 by default).
         dtype: Floating dtype of the pixels (float32 by default).
 
     Returns:
-        A classification :class:`Dataset`: images of shape ``(n, 28, 28)`` (not flattened) with
-        pixels in ``[0, 1]``, int64 labels in 0..9, ``n_classes=10``.
+        A classification :class:`Dataset` laid out as :func:`load_mnist`'s: ``(n, 28, 28)``
+        images in ``[0, 1]``, int64 labels in 0..9 (the ten clothing classes).
 
     Raises:
-        DatasetError: If the directory or a file is missing (the message names the files and
-            where to get them) or a file is invalid (wrong magic number, truncated, ...).
-        TypeError, ValueError: If ``seed`` or ``n_train`` is invalid.
+        DatasetError: As :func:`load_mnist`: a missing directory or file (named in the
+            message, with where to get it) or an invalid file.
+        TypeError, ValueError: For an invalid ``seed`` or ``n_train``.
     """
     return _load("fashion-mnist", seed, data_dir, n_train, dtype)

@@ -141,7 +141,7 @@ def paper_train(loop: Callable[..., Any]) -> BackendTrain:
             twins, or a wrapper of one).
 
     Returns:
-        The backend's ``train`` (see :meth:`manifoldwalk.experiments.backend.PaperBackend.train`).
+        The backend's ``train`` (see :attr:`manifoldwalk.experiments.backend.PaperBackend.train`).
     """
 
     def train(

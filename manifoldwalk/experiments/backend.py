@@ -8,10 +8,13 @@ so that ``import manifoldwalk`` stays light and a missing framework is one clear
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from manifoldwalk.experiments._paper_parts import BackendTrain
 
 __all__ = ["BACKENDS", "OPTIONAL", "REQUIRED", "PaperBackend", "load_backend"]
 
@@ -57,23 +60,15 @@ class PaperBackend(Protocol):
         ``seed``, in ``dtype`` (``"float32"`` or ``"float64"``); ``hidden`` are the feed-forward
         net's widths. Raise ValueError for a net or dtype the backend does not build."""
 
-    def train(
-        self,
-        model: Any,
-        x: np.ndarray,
-        y: np.ndarray,
-        *,
-        task: str,
-        epochs: int,
-        weight_decay: float = 0.0,
-        reg: str = "l2",
-        seed: int = 0,
-        progress: Callable[[int, int, float], None] | None = None,
-    ) -> tuple[Any, int]:
-        """Train ``model`` on ``(x, y)`` with Adam(1e-3) on minibatches of 32 of
-        ``L + weight_decay · R`` (R: ``"l2"`` or ``"l2-weights"``), shuffled from ``seed``,
-        calling ``progress(epoch, epochs, loss)`` after every epoch; return the trained model
-        and the number of example-wise gradient evaluations."""
+    # Every backend's train is made by paper_train, so its signature is written there once.
+    train: BackendTrain
+    """``train(model, x, y, *, task, epochs, weight_decay=0.0, reg="l2", seed=0, progress=None)
+    -> (model, n_example_grads)``: train ``model`` on ``(x, y)`` with Adam(1e-3) on minibatches
+    of 32 of ``L + weight_decay · R`` (R: ``"l2"`` or ``"l2-weights"``), shuffled from ``seed``,
+    calling ``progress(epoch, epochs, loss)`` after every epoch; return the trained model and
+    the number of example-wise gradient evaluations. The function that
+    :func:`manifoldwalk.experiments._paper_parts.paper_train` returns, which documents the
+    arguments and their types."""
 
     def make_problem(
         self, model: Any, x: np.ndarray, y: np.ndarray, *, task: str, reg: str = "l2"

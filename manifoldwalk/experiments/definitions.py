@@ -85,73 +85,73 @@ class Experiment:
         return asdict(self)
 
 
-_MNIST_FF = dict(dataset="mnist", net="ff", task="classification", max_steps=10_000, wd_epochs=200)
-_MNIST_CNV = dict(
+# Settings shared by the experiments of one family.
+_TABULAR_FF: dict[str, Any] = dict(
+    net="ff", wd_epochs=500, eta_min=1e-5, eta_c=1e-6, dtype="float64"
+)
+_MNIST_FF: dict[str, Any] = dict(
+    dataset="mnist", net="ff", task="classification", max_steps=10_000, wd_epochs=200
+)
+_MNIST_CNV: dict[str, Any] = dict(
     dataset="mnist", net="mnist-cnv", task="classification", max_steps=5_000, wd_epochs=200
 )
 
-EXPERIMENTS: dict[str, Experiment] = {
-    e.name: e
-    for e in (
-        Experiment(
-            name="iris-ff",
-            dataset="iris",
-            net="ff",
-            task="classification",
-            max_steps=20_000,
-            wd_epochs=500,
-            eta_min=1e-5,
-            eta_c=1e-6,
-            dtype="float64",
-            paper=PaperRow(96.67, 0.0, 96.67, 0.0, 1e-3),
-            description="Iris, 120/30 split, FF 3x100 tanh (embedded data)",
-        ),
-        Experiment(
-            name="mpg-ff",
-            dataset="auto-mpg",
-            net="ff",
-            task="regression",
-            max_steps=30_000,
-            wd_epochs=500,
-            eta_min=1e-5,
-            eta_c=1e-6,
-            dtype="float64",
-            paper=PaperRow(5.36, 0.27, 9.00, 0.73, 1e-4),
-            description="Auto-MPG, 314/78 split, FF 3x100 tanh, MSE (embedded data)",
-        ),
-        Experiment(
-            name="mnist-ff",
-            paper=PaperRow(89.01, 0.42, 89.60, 0.46, 1e-4),
-            description="MNIST, 1000 training examples, FF 3x100 tanh (needs --data-dir)",
-            **_MNIST_FF,
-        ),
-        Experiment(
-            name="mnist-cnv",
-            paper=PaperRow(94.47, 0.26, 93.92, 0.57, 1e-4),
-            description="MNIST, 1000 training examples, conv 20-20 + dense 100 (needs --data-dir)",
-            **_MNIST_CNV,
-        ),
-        Experiment(
-            name="cifar10-cnv",
+# One row per experiment, in listing order: its name, its settings (the other fields of
+# Experiment), the paper's Table I row (None for the stand-ins) and its one-line description.
+_ROWS: tuple[tuple[str, dict[str, Any], PaperRow | None, str], ...] = (
+    (
+        "iris-ff",
+        dict(_TABULAR_FF, dataset="iris", task="classification", max_steps=20_000),
+        PaperRow(96.67, 0.0, 96.67, 0.0, 1e-3),
+        "Iris, 120/30 split, FF 3x100 tanh (embedded data)",
+    ),
+    (
+        "mpg-ff",
+        dict(_TABULAR_FF, dataset="auto-mpg", task="regression", max_steps=30_000),
+        PaperRow(5.36, 0.27, 9.00, 0.73, 1e-4),
+        "Auto-MPG, 314/78 split, FF 3x100 tanh, MSE (embedded data)",
+    ),
+    (
+        "mnist-ff",
+        _MNIST_FF,
+        PaperRow(89.01, 0.42, 89.60, 0.46, 1e-4),
+        "MNIST, 1000 training examples, FF 3x100 tanh (needs --data-dir)",
+    ),
+    (
+        "mnist-cnv",
+        _MNIST_CNV,
+        PaperRow(94.47, 0.26, 93.92, 0.57, 1e-4),
+        "MNIST, 1000 training examples, conv 20-20 + dense 100 (needs --data-dir)",
+    ),
+    (
+        "cifar10-cnv",
+        dict(
             dataset="cifar10",
             net="cifar10-cnv",
             task="classification",
             max_steps=20_000,
             wd_epochs=200,
-            paper=PaperRow(36.96, 0.87, 35.38, 1.10, 1e-2),
-            description="CIFAR10, 1000 training examples, conv 60-60 + dense 300 (needs --data-dir)",
         ),
-        Experiment(
-            name="fashion-ff",
-            description="Fashion-MNIST stand-in for mnist-ff (Debian's files; no paper figures)",
-            **{**_MNIST_FF, "dataset": "fashion-mnist"},
-        ),
-        Experiment(
-            name="fashion-cnv",
-            description="Fashion-MNIST stand-in for mnist-cnv (Debian's files; no paper figures)",
-            **{**_MNIST_CNV, "dataset": "fashion-mnist"},
-        ),
-    )
+        PaperRow(36.96, 0.87, 35.38, 1.10, 1e-2),
+        "CIFAR10, 1000 training examples, conv 60-60 + dense 300 (needs --data-dir)",
+    ),
+    (
+        "fashion-ff",
+        dict(_MNIST_FF, dataset="fashion-mnist"),
+        None,
+        "Fashion-MNIST stand-in for mnist-ff (Debian's files; no paper figures)",
+    ),
+    (
+        "fashion-cnv",
+        dict(_MNIST_CNV, dataset="fashion-mnist"),
+        None,
+        "Fashion-MNIST stand-in for mnist-cnv (Debian's files; no paper figures)",
+    ),
+)
+
+EXPERIMENTS: dict[str, Experiment] = {
+    name: Experiment(name=name, paper=paper, description=description, **settings)
+    for name, settings, paper, description in _ROWS
 }
 """Every experiment by name."""
 

@@ -294,6 +294,13 @@ def pca_figure(
     walk_end, wd_end = pad(walk_end), pad(wd_end)
     ratio = np.zeros(6)
     ratio[: min(k, 6)] = pca.explained_variance_ratio[:6]
+    # The mean endpoints (point, marker style, legend label), drawn over the walks' points.
+    ends = [
+        (walk_end, dict(marker="X", s=160, color=WALK, zorder=3), "mean of the walks' endpoints")
+    ]
+    if wd_end is not None:
+        label = f"mean of weight decay's endpoints (λ = {format_lambda(lam or 0)})"
+        ends.append((wd_end, dict(marker="*", s=260, color=WD, zorder=4), label))
     fig = Figure(figsize=(13.5, 6.4), layout="constrained")
     axes = [fig.add_subplot(1, 2, i + 1, projection="3d") for i in range(2)]
     scatter = None
@@ -312,28 +319,14 @@ def pca_figure(
             depthshade=False,
             zorder=1,
         )
-        ax.scatter(
-            *walk_end[cols],
-            marker="X",
-            s=160,
-            color=WALK,
-            edgecolors="black",
-            linewidths=0.8,
-            label="mean of the walks' endpoints",
-            depthshade=False,
-            zorder=3,
-        )
-        if wd_end is not None:
+        for point, style, label in ends:
             ax.scatter(
-                *wd_end[cols],
-                marker="*",
-                s=260,
-                color=WD,
+                *point[cols],
                 edgecolors="black",
                 linewidths=0.8,
-                label=f"mean of weight decay's endpoints (λ = {format_lambda(lam or 0)})",
+                label=label,
                 depthshade=False,
-                zorder=4,
+                **style,
             )
         for setter, j in zip((ax.set_xlabel, ax.set_ylabel, ax.set_zlabel), range(3), strict=True):
             c = first + j
