@@ -7,6 +7,7 @@ live here, in numpy only.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from manifoldwalk.problem import ProblemError
 
 __all__ = [
     "EVAL_TASKS",
+    "UNTRAINED_RATIO",
     "accuracy_shape_error",
     "check_batch_size",
     "check_callable",
@@ -22,7 +24,18 @@ __all__ = [
     "check_examples",
     "check_pair",
     "eval_metrics",
+    "half_precision_error",
+    "reg_not_differentiable",
+    "stochastic_layers_message",
+    "trivial_loss",
+    "warn_if_untrained",
 ]
+
+UNTRAINED_RATIO = 0.9
+"""The fraction of the trivial loss at or above which L0 is taken for an untrained model's."""
+
+HALF_DTYPES = ("float16", "bfloat16")
+"""The floating dtypes a walk refuses: too coarse for its small steps and loss differences."""
 
 EVAL_TASKS = ("classification", "regression")
 """The tasks an adapter's ``evaluate`` knows: accuracy or mean squared error."""
@@ -136,3 +149,154 @@ def eval_metrics(
     """
     metric = "accuracy" if task == "classification" else "mse"
     return {"loss": loss_sum / n, metric: metric_sum / (n if metric_n is None else metric_n)}
+
+
+def half_precision_error(dtype: Any, remedy: str) -> TypeError:
+    """Return the error for a half-precision (float16 or bfloat16) model.
+
+    Args:
+        dtype: the model's dtype, as the framework names it.
+        remedy: what to do, e.g. ``"model.float() (or model.double())"``.
+
+    Returns:
+        A TypeError to raise.
+    """
+    return TypeError(
+        f"the model is in {dtype}; a level-set walk needs float32 or float64 (half precision "
+        "cannot resolve the small steps and loss changes the walk takes): convert it first "
+        f"with {remedy}, then wrap it."
+    )
+
+
+def reg_not_differentiable(reg: Any, framework: str, detail: str) -> ProblemError:
+    """Return the error for a callable ``reg`` whose gradient at θ0 the framework cannot take.
+
+    Args:
+        reg: the user's regulariser (named in the message).
+        framework: the framework and its operations, e.g. ``"PyTorch (torch operations)"``.
+        detail: what went wrong (an error's first line, or "a NaN gradient").
+
+    Returns:
+        A :class:`~manifoldwalk.problem.ProblemError` to raise.
+    """
+    name = getattr(reg, "__name__", None) or type(reg).__name__
+    return ProblemError(
+        f"reg={name} is not differentiable: its gradient at θ0 failed ({detail}). A callable "
+        f"reg must be a differentiable function of the flat θ written in {framework}: no "
+        "detach/stop_gradient, no numpy, no conversion to Python numbers."
+    )
+
+
+def stochastic_layers_message(found: list[str], adapter: str, how: str = "") -> str:
+    """The warning for a model holding layers that behave differently in training.
+
+    Args:
+        found: the layers, as ``"name (Type)"``.
+        adapter: the adapter's package, e.g. ``"manifoldwalk_torch"``.
+        how: how the adapter puts the model in eval mode, ending in ``": "`` (or empty).
+
+    Returns:
+        The message.
+    """
+    return (
+        f"the model holds dropout or batch-norm layers: {', '.join(found)}. The walk needs "
+        f"the loss to be a deterministic function of θ, so {adapter} evaluates the "
+        f"model in eval mode ({how}dropout off, batch norm on its running statistics): the "
+        "level set walked is that of the eval-mode loss."
+    )
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _close(a: float, b: float) -> bool:
+    return bool(np.isfinite(a) and abs(a - b) <= 1e-3 * max(abs(b), 1e-6))
+
+
+def trivial_loss(
+    outputs: Any, targets: Any, probe_loss: float, all_targets: Any
+) -> tuple[str, float] | None:
+    """The loss of the best constant prediction, where the loss is recognised.
+
+    The loss is recognised from its value on a few examples (``probe_loss`` on ``outputs``
+    and ``targets``): the mean softmax cross-entropy of logits, the mean cross-entropy of
+    probabilities (against class indices or one-hot rows), or the mean squared error over
+    examples and outputs. The trivial loss is then that of predicting the class frequencies
+    (their entropy: log K for K balanced classes) or the targets' mean (their variance).
+
+    Args:
+        outputs: the model's outputs on a few examples (numpy, examples first).
+        targets: those examples' targets.
+        probe_loss: the user's loss on them.
+        all_targets: every training target (for the class frequencies or the variance).
+
+    Returns:
+        ``("cross-entropy", H)`` or ``("MSE", variance)``; None where the loss is not one of
+        these (nothing to compare with).
+    """
+    out = np.asarray(outputs, dtype=np.float64)
+    y = np.asarray(targets)
+    y_all = np.asarray(all_targets)
+    if out.ndim < 1 or out.shape[0] != y.shape[0] or not np.all(np.isfinite(out)):
+        return None
+    if (
+        out.ndim == 2
+        and out.shape[1] >= 2
+        and y.ndim == 1
+        and np.issubdtype(y.dtype, np.integer)
+        and y.min() >= 0
+        and y.max() < out.shape[1]
+    ):
+        rows = np.arange(y.shape[0])
+        candidates = [-_log_softmax(out)[rows, y].mean()]
+        if np.all(out > 0):
+            candidates.append(-np.log(out[rows, y]).mean())
+        if any(_close(probe_loss, c) for c in candidates):
+            freq = np.bincount(y_all.reshape(-1), minlength=out.shape[1]) / y_all.size
+            freq = freq[freq > 0]
+            return "cross-entropy", float(-(freq * np.log(freq)).sum())
+        return None
+    if y.size != out.size:
+        return None
+    y = y.astype(np.float64).reshape(out.shape)
+    if _close(probe_loss, float(((out - y) ** 2).mean())):
+        y_all = y_all.astype(np.float64).reshape(y_all.shape[0], -1)
+        return "MSE", float(y_all.var(axis=0).mean())
+    if out.ndim == 2 and out.shape[1] >= 2 and np.all((y == 0) | (y == 1)):
+        candidates = [-(y * _log_softmax(out)).sum(axis=1).mean()]
+        if np.all(out > 0):
+            candidates.append(-(y * np.log(out)).sum(axis=1).mean())
+        if any(_close(probe_loss, c) for c in candidates):
+            freq = y_all.reshape(y_all.shape[0], -1).astype(np.float64).mean(axis=0)
+            freq = freq[freq > 0]
+            return "cross-entropy", float(-(freq * np.log(freq)).sum())
+    return None
+
+
+def warn_if_untrained(loss0: float, trivial: tuple[str, float] | None, stacklevel: int) -> None:
+    """Warn when L0 is not well below the trivial loss: the model looks untrained.
+
+    Args:
+        loss0: the training loss at θ0.
+        trivial: :func:`trivial_loss`'s result (None: nothing to compare with, no warning).
+        stacklevel: passed to :func:`warnings.warn`, to point at the user's call.
+
+    Warns:
+        UserWarning: L0 ≥ :data:`UNTRAINED_RATIO` × the trivial loss (and the trivial loss
+            is positive).
+    """
+    if trivial is None:
+        return
+    kind, value = trivial
+    if value <= 0 or not loss0 >= UNTRAINED_RATIO * value:
+        return
+    what = "predicting the class frequencies" if kind == "cross-entropy" else "predicting the mean"
+    warnings.warn(
+        f"the model looks untrained: its training loss L0 = {loss0:.4g} is not well below "
+        f"the trivial {kind} {value:.4g} (that of {what}), so the walk would explore a "
+        "high-loss level set. Train the model first, then wrap it.",
+        UserWarning,
+        stacklevel=stacklevel + 1,
+    )

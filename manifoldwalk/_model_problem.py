@@ -45,6 +45,10 @@ def weight_mask(shapes: Sequence[tuple[int, ...]]) -> np.ndarray:
 class ModelProblem:
     """The shared part of a model's training loss as a manifoldwalk Problem on flat θ.
 
+    Besides the Problem protocol (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on
+    flat θ), an adapter's problem has ``theta0``, ``n_params``, ``unflatten``, ``assign`` and
+    ``evaluate`` (the JAX and Keras problems also ``flatten``).
+
     A subclass sets up its model, data and the framework's loss and gradient, then calls
     ``super().__init__`` with the parameters' shapes, θ's dtype and ``reg``. It provides:
 

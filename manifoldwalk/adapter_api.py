@@ -20,6 +20,11 @@ from manifoldwalk._adapter_checks import (
     check_examples,
     check_pair,
     eval_metrics,
+    half_precision_error,
+    reg_not_differentiable,
+    stochastic_layers_message,
+    trivial_loss,
+    warn_if_untrained,
 )
 from manifoldwalk._array import register_namespace
 from manifoldwalk._batched import (
@@ -57,9 +62,14 @@ __all__ = [
     "describe_vector",
     "drive_hosts",
     "eval_metrics",
+    "half_precision_error",
     "prepare_hosts",
     "put_by_mask",
+    "reg_not_differentiable",
     "register_namespace",
     "same_function",
+    "stochastic_layers_message",
+    "trivial_loss",
+    "warn_if_untrained",
     "weight_mask",
 ]

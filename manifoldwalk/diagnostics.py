@@ -5,6 +5,13 @@ the remainder E(t) = |L(θ + t·d) − L(θ) − t·∇L(θ)·d| is O(t²) when 
 and O(t) when it is wrong, so the slope of log E against log t is 2 or 1. The check works on
 any Problem and any array type (numpy, torch, jax) through the array API; it copies only
 scalars to the host.
+
+Below float64 the slope is unreliable: the remainder rises above the rounding of L only at
+step lengths where the terms of third order and up (or a ReLU's kinks) bend it, so a correct
+gradient can fail (18 false alarms in 100 checks of small float32 nets,
+docs/measurements/check_gradient_2026-12-05.md). There the check runs on the problem's
+float64 copy where it has one (``as_float64()``), and otherwise compares ∇L·d with central
+differences of L within their measured spread and the measured rounding of L.
 """
 
 from __future__ import annotations
@@ -17,7 +24,11 @@ from manifoldwalk._array import Array, device_of, dot, namespace, norm, scalar_l
 from manifoldwalk.problem import Problem, loss_and_grad_of
 
 SLOPE_RANGE = (1.8, 2.2)
-"""Observed slopes in this range pass the check."""
+"""Observed slopes in this range pass the check (in float64)."""
+
+RESOLVED_CHANGE = 100.0
+"""Below float64, central differences are trusted only at step lengths t where the change
+|L(θ + t·d) − L(θ − t·d)| is at least this many times the measured rounding of L."""
 
 
 class GradientCheck(NamedTuple):
@@ -26,11 +37,16 @@ class GradientCheck(NamedTuple):
     Attributes:
         slope: the slope of log E(t) against log t on the straightest window of resolved
             points (2 for a correct gradient, 1 for a wrong one); NaN if none was resolved.
+            Below float64 (without a float64 copy) it is reported but the verdict rests on
+            the central differences (see :func:`check_gradient`).
         t: the step lengths tried (numpy float64).
         errors: the Taylor remainders E(t) (numpy float64).
-        window: indices into ``t`` of the points the slope was fitted on.
+        window: indices into ``t`` of the points the slope was fitted on (below float64
+            without a float64 copy: of the step lengths whose central differences were
+            compared with ∇L·d).
         passed: whether ``slope`` lies in :data:`SLOPE_RANGE` (or the remainder is at the
-            rounding floor at every t, see ``message``).
+            rounding floor at every t, see ``message``); below float64 without a float64
+            copy, whether ∇L·d agrees with the central differences of L.
         message: the verdict in words, with the figures behind it.
     """
 
@@ -73,6 +89,7 @@ def check_gradient(
     t_range: tuple[float, float] = (1e-8, 1.0),
     n_points: int = 51,
     window: int = 11,
+    float64: bool = True,
 ) -> GradientCheck:
     """Check a Problem's gradient at θ with the Taylor-remainder test.
 
@@ -85,9 +102,27 @@ def check_gradient(
 
     Costs one loss-and-gradient evaluation and ``n_points`` loss evaluations.
 
-    Run it in float64 where you can: in float32, near a minimum (small ∇L), the O(t) error
-    term of a slightly wrong gradient may stay below rounding at every step length where the
-    O(t²) term is resolved, so a 10 % gradient error can pass unnoticed.
+    Below float64 (θ in float32, say) the slope is unreliable, so:
+
+    * where the problem has a float64 copy (``problem.as_float64()`` returning a Problem,
+      as the PyTorch problems and the JAX problems with ``jax_enable_x64`` on do) and
+      ``float64`` is True, the check runs on that copy at θ cast to float64 (the same
+      seeded direction), with the float64 verdict above; the message says so;
+    * otherwise ∇L·d is compared with the central differences
+      D(t) = (L(θ + t·d) − L(θ − t·d)) / 2t (``n_points`` more loss evaluations). The
+      rounding of L is measured from the even part L(θ + t·d) + L(θ − t·d) − 2·L(θ) at the
+      smallest quarter of the step lengths (where its t² term is below rounding); only step
+      lengths where |L(θ + t·d) − L(θ − t·d)| is :data:`RESOLVED_CHANGE` times that are
+      used. On the ``window`` consecutive such t where D(t) spreads least (its plateau, below
+      the steps where third-order terms or kinks bend it), the check passes when
+      |∇L·d − median D| is within that spread, plus the rounding of L over the smallest t
+      there, plus the rounding of the dot product. If no step length resolves the change
+      of L, nothing can be told and the check passes, saying so.
+
+    A check along one direction sees only the gradient's error along it: an error of 10 %
+    of |∇L| almost always shows (its component along a random d is rarely near zero), but
+    run a few seeds for a firm answer. In float32 without a float64 copy, near a minimum
+    (small ∇L), the change of L may not rise above rounding at any step length.
 
     Args:
         problem: any :class:`~manifoldwalk.Problem` (``loss_and_grad`` is used where present).
@@ -96,7 +131,10 @@ def check_gradient(
         seed: the seed of the random direction.
         t_range: the smallest and largest step length.
         n_points: how many step lengths to try.
-        window: how many consecutive points the slope is fitted on (at least 3).
+        window: how many consecutive points the slope is fitted on (at least 3); below
+            float64 without a float64 copy, how many the central differences' plateau spans.
+        float64: below float64, use the problem's float64 copy (``as_float64()``) where it
+            has one. False checks the problem as it is.
 
     Returns:
         A :class:`GradientCheck` with the slope, the t values, the errors and the verdict.
@@ -117,20 +155,44 @@ def check_gradient(
         raise ValueError(
             f"direction has shape {tuple(direction.shape)}, θ has {tuple(theta.shape)}."
         )
+    eps = float(xp.finfo(theta.dtype).eps)
+    if float64 and eps > _FLOAT64_EPS:
+        copy = _float64_copy(problem)
+        if copy is not None:
+            if to_host(norm(xp, direction))[0] == 0:
+                raise ValueError("direction must be non-zero.")
+            report = check_gradient(
+                copy,
+                xp.astype(theta, xp.float64),
+                direction=xp.astype(direction, xp.float64),
+                t_range=t_range,
+                n_points=n_points,
+                window=window,
+            )
+            note = f"checked on the problem's float64 copy (θ is {_dtype_name(theta)}): "
+            return report._replace(message=note + report.message)
     loss0, grad = loss_and_grad_of(problem)(theta)
     if isinstance(loss0, int | float):
         loss0 = scalar_like(float(loss0), theta)
-    f0, slope_d, d_norm = to_host(loss0, dot(xp, grad, direction), norm(xp, direction))
+    f0, slope_d, d_norm, abs_terms = to_host(
+        loss0,
+        dot(xp, grad, direction),
+        norm(xp, direction),
+        xp.sum(xp.abs(grad * direction)),
+    )
     if d_norm == 0:
         raise ValueError("direction must be non-zero.")
-    eps = float(xp.finfo(theta.dtype).eps)
     t = np.logspace(np.log10(lo), np.log10(hi), n_points)
     values = np.array([_as_float(problem.loss(theta + float(ti) * direction)) for ti in t])
     errors = np.abs(values - f0 - t * slope_d)
     floor = 100 * eps * (np.abs(f0) + np.abs(values) + np.abs(t * slope_d))
     finite = np.isfinite(errors)
     resolved = np.flatnonzero(finite & (errors > floor))
-    return _verdict(t, errors, resolved, finite, window)
+    report = _verdict(t, errors, resolved, finite, window)
+    if eps <= _FLOAT64_EPS or not finite.all():
+        return report
+    behind = np.array([_as_float(problem.loss(theta - float(ti) * direction)) for ti in t])
+    return _central_verdict(report, f0, values, behind, slope_d, abs_terms, eps, window)
 
 
 def _verdict(
@@ -181,6 +243,97 @@ def _verdict(
         f" (2 expected, {SLOPE_RANGE[0]}–{SLOPE_RANGE[1]} passes): the gradient is {verdict}."
     )
     return GradientCheck(slope, t, errors, used, passed, message)
+
+
+def _central_verdict(
+    report: GradientCheck,
+    f0: float,
+    ahead: np.ndarray,
+    behind: np.ndarray,
+    slope_d: float,
+    abs_terms: float,
+    eps: float,
+    window: int,
+) -> GradientCheck:
+    """The verdict below float64: ∇L·d against the plateau of the central differences.
+
+    Args:
+        report: the slope test's outcome (its slope and t are kept).
+        f0: L(θ).
+        ahead, behind: L(θ + t·d) and L(θ − t·d) at ``report.t``.
+        slope_d: ∇L·d.
+        abs_terms: Σ|∇L_i·d_i|, the scale of the rounding of ∇L·d.
+        eps: θ's machine epsilon.
+        window: the plateau's length in step lengths.
+    """
+    t = report.t
+    behind_finite = np.isfinite(behind)
+    if not behind_finite.all():
+        return report._replace(
+            slope=np.nan,
+            window=np.array([], dtype=int),
+            passed=False,
+            message="the loss is not finite at some θ − t·d; check the loss or narrow t_range.",
+        )
+    # the rounding of L, measured: the even part L(θ+td) + L(θ−td) − 2L(θ) is c₂t² plus
+    # rounding, and its t² term is below rounding at the smallest steps
+    even = np.abs(ahead + behind - 2 * f0) / 2
+    quarter = max(len(t) // 4, 1)
+    noise = max(float(np.max(even[:quarter])), 4 * eps * abs(f0))
+    change = np.abs(ahead - behind)
+    central = (ahead - behind) / (2 * t)
+    usable = np.flatnonzero(change >= RESOLVED_CHANGE * noise)
+    dot_rounding = 16 * eps * abs_terms
+    if usable.size == 0:
+        return report._replace(
+            window=usable,
+            passed=True,
+            message=(
+                f"the change of L along d stays within {RESOLVED_CHANGE:g} times the rounding"
+                f" of L ({noise:.2g}) at every t: L is flat along d to working precision, so"
+                " the check cannot tell; use float64 or widen t_range."
+            ),
+        )
+    runs = np.split(usable, np.flatnonzero(np.diff(usable) > 1) + 1)
+    run = max(runs, key=len)
+    length = min(window, len(run))
+    best = (np.inf, run[:length])
+    for start in range(len(run) - length + 1):
+        seg = run[start : start + length]
+        spread = float(np.ptp(central[seg]))
+        if spread < best[0]:
+            best = (spread, seg)
+    spread, used = best
+    plateau = float(np.median(central[used]))
+    tolerance = spread + noise / t[used[0]] + dot_rounding
+    gap = abs(slope_d - plateau)
+    passed = bool(gap <= tolerance)
+    verdict = "consistent with the loss" if passed else "NOT consistent with the loss"
+    message = (
+        f"∇L·d = {slope_d:.6g} against central differences {plateau:.6g} (median on t in "
+        f"[{t[used[0]]:.2g}, {t[used[-1]]:.2g}]): off by {gap:.2g}, tolerance {tolerance:.2g} "
+        f"(their spread {spread:.2g}, rounding of L {noise:.2g} over t, of ∇L·d "
+        f"{dot_rounding:.2g}): the gradient is {verdict}. (Slope of the remainder, not used "
+        f"below float64: {report.slope:.3f}.)"
+    )
+    return report._replace(window=used, passed=passed, message=message)
+
+
+def _float64_copy(problem: Problem) -> Problem | None:
+    """The problem's float64 copy from its ``as_float64()`` hook, or None where it has none."""
+    hook = getattr(problem, "as_float64", None)
+    if hook is None:
+        return None
+    return hook()
+
+
+def _dtype_name(theta: Array) -> str:
+    """θ's dtype as a short name (``float32``)."""
+    return str(theta.dtype).rsplit(".", 1)[-1]
+
+
+_FLOAT64_EPS = float(np.finfo(np.float64).eps)
+"""Machine epsilon of float64: dtypes at least this precise get the slope test."""
 
 
 def _as_float(value: Any) -> float:

@@ -12,6 +12,8 @@ gradient are ``jax.Array`` on the parameters' device.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +30,11 @@ from manifoldwalk.adapter_api import (
     RegPair,
     accuracy_shape_error,
     check_batch_size,
-    check_callable,
     check_examples,
     check_pair,
+    half_precision_error,
+    trivial_loss,
+    warn_if_untrained,
 )
 from manifoldwalk_jax._flat import FlatParams, PyTree
 from manifoldwalk_jax._reg import RegFn, callable_reg, l2_reg, weights_reg
@@ -46,9 +50,8 @@ TASKS = EVAL_TASKS
 class JaxProblem(ModelProblem):
     """A JAX model's training loss as a manifoldwalk Problem on the flat trainable θ.
 
-    Build it with :func:`from_apply`, which documents the arguments. Besides the Problem
-    protocol (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) it has
-    ``theta0``, ``n_params``, ``unflatten``, ``flatten``, ``assign`` and ``evaluate``.
+    Build it with :func:`from_apply`, which documents the arguments; θ is one flat ``jax.Array``.
+    Its members are those of :class:`~manifoldwalk._model_problem.ModelProblem`.
 
     Attributes:
         theta0: the trainable parameters as one flat ``jax.Array``.
@@ -71,8 +74,9 @@ class JaxProblem(ModelProblem):
         batch_size: int | None = None,
         trainable: PyTree | None = None,
     ) -> None:
-        check_callable("apply_fn", apply_fn)
-        check_callable("loss_fn", loss_fn)
+        _check_order(apply_fn, params, loss_fn)
+        # what as_float64 builds its copy from
+        self._float64_args = (apply_fn, params, loss_fn, data, reg, batch_size, trainable)
         self._flat = FlatParams(params, trainable)
         if len(self._flat.leaf_dtypes) > 1:
             # θ would take the promoted dtype and each leaf be cut back to its own at every
@@ -80,6 +84,11 @@ class JaxProblem(ModelProblem):
             raise TypeError(
                 f"the trainable parameters mix dtypes {self._flat.leaf_dtypes}; θ needs one: "
                 "cast them, e.g. jax.tree.map(lambda a: a.astype(jnp.float32), params)."
+            )
+        if self._flat.leaf_dtypes[0] in ("float16", "bfloat16"):
+            raise half_precision_error(
+                self._flat.leaf_dtypes[0],
+                "params = jax.tree.map(lambda p: p.astype(jnp.float32), params)",
             )
         self.theta0: jax.Array = self._flat.theta0
         self._device = _single_device(self.theta0)
@@ -103,6 +112,7 @@ class JaxProblem(ModelProblem):
             self._loss_and_grad = jax.jit(_batched(value_and_grad, n))
             self._loss = jax.jit(_batched(self._loss_at, n))
         self._eval_batch = jax.jit(self._eval_sums, static_argnames="task")
+        self._warn_if_untrained(x, y)
 
     # --- compiled steps and chunks -------------------------------------------------------
 
@@ -137,6 +147,32 @@ class JaxProblem(ModelProblem):
             The compiled chunk, ``carry -> carry``.
         """
         return compile_loop(loop, self.loop_cache)
+
+    def as_float64(self) -> JaxProblem | None:
+        """The same problem in float64, for :func:`manifoldwalk.check_gradient`.
+
+        The parameters' and the data's floating leaves cast to float64, with the same
+        ``apply_fn``, loss, regulariser, batch size and trainable mask.
+
+        Returns:
+            This problem if it is already float64; the copy; or None when
+            ``jax_enable_x64`` is off (JAX would keep the copy in float32).
+        """
+        if self.dtype == jnp.float64:
+            return self
+        if not jax.config.jax_enable_x64:
+            return None
+        apply_fn, params, loss_fn, data, reg, batch_size, trainable = self._float64_args
+        x, y = (_to_float64(a) for a in data)
+        return JaxProblem(
+            apply_fn,
+            jax.tree_util.tree_map(_to_float64, params),
+            loss_fn,
+            (x, y),
+            reg=reg,
+            batch_size=batch_size,
+            trainable=trainable,
+        )
 
     # --- between θ and the pytree ---------------------------------------------------------
 
@@ -197,6 +233,19 @@ class JaxProblem(ModelProblem):
             metric = jnp.sum(err * err) * n_b / outputs.size
         return jnp.stack([loss, jnp.asarray(metric, dtype=theta.dtype)])
 
+    def _warn_if_untrained(self, x: jax.Array, y: jax.Array) -> None:
+        """Warn when L0 is not well below the trivial loss (a recognised cross-entropy or MSE;
+        the loss is recognised on 8 examples, then evaluated in full at θ0, only then)."""
+        xb, yb = x[:8], y[:8]
+        outputs = self._apply_fn(self.unflatten(self.theta0), xb)
+        if not isinstance(outputs, jax.Array):
+            return
+        probe = float(self._loss_fn(outputs, yb))
+        trivial = trivial_loss(np.asarray(outputs), np.asarray(yb), probe, np.asarray(y))
+        if trivial is not None:
+            # from_apply, __init__, this method lie between the user's call and the warning
+            warn_if_untrained(float(self._loss_flat(self.theta0)), trivial, stacklevel=4)
+
     # --- ModelProblem's hooks -------------------------------------------------------------
 
     def _loss_and_grad_flat(self, theta: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -242,9 +291,26 @@ class JaxProblem(ModelProblem):
         return jax.device_put(a, self._device)
 
     def _check_loss_is_scalar(self, xb: Any, yb: Any) -> None:
-        """Raise if the loss of one batch is not a scalar (traced shapes only; nothing runs)."""
-        outputs = jax.eval_shape(self._apply_fn, self.unflatten(self.theta0), xb)
-        shape = jax.eval_shape(self._loss_fn, outputs, yb).shape
+        """Raise if the loss of one batch is not a scalar (traced shapes only; nothing runs),
+        or if ``apply_fn`` or ``loss_fn`` cannot take what they are given (the usual sign of
+        arguments in the wrong order)."""
+        order = "from_apply(apply_fn, params, loss_fn, data)"
+        try:
+            outputs = jax.eval_shape(self._apply_fn, self.unflatten(self.theta0), xb)
+        except Exception as err:
+            raise ProblemError(
+                f"apply_fn(params, x) fails on the training inputs: {_first_line(err)}. "
+                f"Check the arguments' order, {order}: apply_fn takes the parameters and a "
+                "batch of inputs."
+            ) from err
+        try:
+            shape = jax.eval_shape(self._loss_fn, outputs, yb).shape
+        except Exception as err:
+            raise ProblemError(
+                f"loss_fn(outputs, targets) fails on the model's outputs: {_first_line(err)}. "
+                f"Check the arguments' order, {order}: loss_fn takes the outputs, then the "
+                "targets."
+            ) from err
         if shape != ():
             raise ProblemError(
                 f"loss_fn(outputs, targets) must return a scalar (the mean loss over the batch), "
@@ -268,7 +334,8 @@ def from_apply(
         apply_fn: ``apply_fn(params, x) -> outputs``, a pure JAX function (Flax:
             ``lambda p, x: model.apply({"params": p}, x)``).
         params: the parameter pytree; its trainable leaves, flattened, are θ, and must share
-            one floating dtype, θ's. Use float64
+            one floating dtype, θ's: float32 or float64 (cast float16 or bfloat16 leaves
+            first, ``jax.tree.map(lambda p: p.astype(jnp.float32), params)``). Use float64
             leaves for a float64 walk (with ``jax.config.update("jax_enable_x64", True)`` set
             by you: the adapter never changes JAX's global configuration).
         loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss over the batch (a
@@ -292,14 +359,58 @@ def from_apply(
 
     Raises:
         ProblemError: no trainable parameters, a non-float trainable leaf, inputs and targets
-            of different lengths, or a loss (or a callable ``reg``) that is not a scalar.
-        TypeError: ``apply_fn`` or ``loss_fn`` not callable, a bad ``trainable`` mask leaf, or
-            trainable leaves of mixed dtypes.
+            of different lengths, ``apply_fn`` or ``loss_fn`` failing on the data (often
+            swapped), a loss (or a callable ``reg``) that is not a scalar, or a callable
+            ``reg`` that ``jax.grad`` cannot differentiate at θ0.
+
+    Warns:
+        UserWarning: the model looks untrained, its loss at θ0 not well below the trivial loss
+            (that of predicting the class frequencies, or the targets' mean), for a loss
+            recognised as cross-entropy or MSE on the first 8 examples (one full loss
+            evaluation at θ0 decides).
+        TypeError: arguments out of order (``apply_fn`` or ``loss_fn`` not callable, or a
+            function as ``params``), a bad ``trainable`` mask leaf, trainable leaves of mixed
+            dtypes, or half-precision (float16, bfloat16) ones.
         ValueError: an unknown ``reg`` name or a bad ``batch_size``.
     """
     return JaxProblem(
         apply_fn, params, loss_fn, data, reg=reg, batch_size=batch_size, trainable=trainable
     )
+
+
+def _to_float64(a: Any) -> Any:
+    """A floating array (or leaf) cast to float64; anything else as it is."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+        return jnp.asarray(a, dtype=jnp.float64)
+    return a
+
+
+def _check_order(apply_fn: Any, params: Any, loss_fn: Any) -> None:
+    """Raise where the arguments are plainly out of order: ``from_apply(apply_fn, params,
+    loss_fn, data)``.
+
+    Raises:
+        TypeError: ``apply_fn`` or ``loss_fn`` not callable, or ``params`` a function.
+    """
+    is_function = inspect.isroutine(params) or isinstance(params, functools.partial)
+    if callable(apply_fn) and callable(loss_fn) and not is_function:
+        return
+    got = ", ".join(
+        f"{name}={'a function' if callable(a) else 'a ' + type(a).__name__}"
+        for name, a in (("apply_fn", apply_fn), ("params", params), ("loss_fn", loss_fn))
+    )
+    raise TypeError(
+        f"from_apply got {got}: the arguments are out of order. The order is "
+        "from_apply(apply_fn, params, loss_fn, data): apply_fn(params, x) and "
+        "loss_fn(outputs, targets) are functions, params the parameter pytree."
+    )
+
+
+def _first_line(err: Exception) -> str:
+    """An exception's message, first line only, without a trailing full stop."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__).rstrip(".")
 
 
 def _single_device(theta: jax.Array) -> Any:

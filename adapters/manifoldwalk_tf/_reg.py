@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk.adapter_api import ProblemError
+from manifoldwalk.adapter_api import ProblemError, reg_not_differentiable
 
 NumpyFn = Callable[[np.ndarray], Any]
 
@@ -61,7 +61,8 @@ def callable_reg(
         ``(R, ∇R)``, returning values of θ's kind (numpy or ``tf.Tensor``).
 
     Raises:
-        ProblemError: ``reg`` does not return a scalar.
+        ProblemError: ``reg`` does not return a scalar, fails when traced (e.g. calls
+            numpy), or has no gradient connected to θ (e.g. through ``tf.stop_gradient``).
     """
     spec = tf.TensorSpec([n], tf.as_dtype(dtype))
 
@@ -72,7 +73,17 @@ def callable_reg(
             value = tf.convert_to_tensor(reg(theta))
         return tf.cast(value, theta.dtype), tape.gradient(value, theta)
 
-    shape = tuple(value_and_grad.get_concrete_function().structured_outputs[0].shape)
+    written_in = "TensorFlow (tf operations)"
+    try:
+        outputs = value_and_grad.get_concrete_function().structured_outputs
+    except Exception as err:
+        # a traced function's error ends with the line that says what failed
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        detail = lines[-1] if lines else type(err).__name__
+        raise reg_not_differentiable(reg, written_in, detail.rstrip(".")) from err
+    if outputs[1] is None:
+        raise reg_not_differentiable(reg, written_in, "its value does not depend on θ on the tape")
+    shape = tuple(outputs[0].shape)
     if shape != ():
         raise ProblemError(f"reg(θ) must return a scalar, got shape {shape}.")
 

@@ -17,6 +17,7 @@ traces the engine's whole step, the loss and gradient included, into one XLA-com
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,11 @@ from manifoldwalk.adapter_api import (
     check_callable,
     check_examples,
     check_pair,
+    half_precision_error,
+    reg_not_differentiable,
+    stochastic_layers_message,
+    trivial_loss,
+    warn_if_untrained,
 )
 from manifoldwalk_tf._flat import FlatVariables
 from manifoldwalk_tf._loop import chunk_runner
@@ -50,9 +56,8 @@ TASKS = EVAL_TASKS
 class TFProblem(ModelProblem):
     """A Keras model's training loss as a manifoldwalk Problem on the flat trainable θ.
 
-    Build it with :func:`from_model`, which documents the arguments. Besides the Problem
-    protocol (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) it has
-    ``theta0``, ``n_params``, ``unflatten``, ``flatten``, ``assign`` and ``evaluate``.
+    Build it with :func:`from_model`, which documents the arguments; θ is a flat numpy array.
+    Its members are those of :class:`~manifoldwalk._model_problem.ModelProblem`.
 
     Attributes:
         model: the wrapped Keras model.
@@ -81,12 +86,12 @@ class TFProblem(ModelProblem):
         _check_backend()
         if not isinstance(compile, bool):
             raise TypeError(f"compile must be True or False, got {compile!r}.")
-        if not isinstance(model, keras.layers.Layer):
-            raise TypeError(f"model must be a Keras 3 model, got {type(model).__name__}.")
+        _check_order(model, loss_fn)
         check_callable("loss_fn", loss_fn)
         x, y = _as_tensors(data, "data")
         if not model.built:
             model(x[:1])  # build the variables
+        _check_precision(model)
         self.model = model
         self._flat = FlatVariables(model.trainable_variables)
         super().__init__(self._flat.shapes, np.dtype(self._flat.dtype), reg)
@@ -102,11 +107,15 @@ class TFProblem(ModelProblem):
         n = int(x.shape[0])
         batch = check_batch_size(batch_size, "batch_size")
         self._batch = None if batch is None or batch >= n else batch
-        self._check_loss_is_scalar()
+        if callable(reg) and not isinstance(reg, str):
+            self._check_reg_gradient(reg)
+        _warn_if_stochastic(model)
+        outputs, probe_loss = self._check_loss_is_scalar()
         spec = [tf.TensorSpec([self.n_params], tf.as_dtype(self.dtype))]
         self._tf_loss_and_grad = tf.function(self._full_loss_and_grad, input_signature=spec)
         self._tf_loss = tf.function(self._full_loss, input_signature=spec)
         self._tf_eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
+        self._warn_if_untrained(outputs, probe_loss)
 
     # --- compiled steps and chunks -------------------------------------------------------
 
@@ -297,11 +306,34 @@ class TFProblem(ModelProblem):
         """Floating-point data in θ's dtype; integer data (labels, token ids) unchanged."""
         return tf.cast(a, self.dtype) if a.dtype.is_floating else a
 
-    def _check_loss_is_scalar(self) -> None:
-        """Raise if the loss of a few examples is not a scalar (one small forward pass)."""
+    def _check_reg_gradient(self, reg: Callable[[tf.Tensor], tf.Tensor]) -> None:
+        """Raise unless a callable ``reg``'s gradient at θ0 is finite (its tracing, and a
+        gradient connected to θ, are checked where it is built: ``_reg.callable_reg``)."""
+        grad = np.asarray(self.reg_grad(self.theta0))
+        if not np.all(np.isfinite(grad)):
+            raise reg_not_differentiable(reg, "TensorFlow (tf operations)", "a non-finite gradient")
+
+    def _warn_if_untrained(self, outputs: Any, probe_loss: Any) -> None:
+        """Warn when L0 is not well below the trivial loss (a recognised cross-entropy or MSE;
+        the loss is recognised on the probe's examples, then evaluated in full at θ0)."""
+        if not tf.is_tensor(outputs):
+            return
+        n = int(outputs.shape[0])
+        trivial = trivial_loss(
+            outputs.numpy(), self._y[:n].numpy(), float(probe_loss), self._y.numpy()
+        )
+        if trivial is not None:
+            loss0 = float(self._tf_loss(tf.convert_to_tensor(self.theta0)))
+            # from_model, __init__, this method lie between the user's call and the warning
+            warn_if_untrained(loss0, trivial, stacklevel=4)
+
+    def _check_loss_is_scalar(self) -> tuple[Any, Any]:
+        """Raise if the loss of a few examples is not a scalar (one small forward pass);
+        return those examples' outputs and loss."""
         theta = tf.convert_to_tensor(self.theta0)
         xb, yb = self._x[:8], self._y[:8]
-        value = self._loss_fn(self._outputs(theta, xb), yb)
+        outputs = self._outputs(theta, xb)
+        value = self._loss_fn(outputs, yb)
         shape = tuple(tf.convert_to_tensor(value).shape)
         if shape != ():
             raise ProblemError(
@@ -310,6 +342,7 @@ class TFProblem(ModelProblem):
                 "Reduce it (tf.reduce_mean), or use a Keras loss object such as "
                 "keras.losses.SparseCategoricalCrossentropy(), which averages over the batch."
             )
+        return outputs, value
 
 
 def from_model(
@@ -344,7 +377,8 @@ def from_model(
             walk), ``"l2-weights"`` (θᵀθ over variables of rank ≥ 2 only: kernels, not
             biases or normalisation scales; Keras ``kernel_regularizer`` semantics), or a
             differentiable TensorFlow function of the flat θ (a ``tf.Tensor``) returning a
-            scalar.
+            scalar (its gradient is taken once at θ0 while building: one that goes through
+            numpy or ``tf.stop_gradient`` is refused).
         batch_size: None for one full batch; else the loss and gradient are accumulated over
             batches of this size inside the one ``tf.function``, giving exactly the full-batch
             mean, with the memory of one batch.
@@ -362,10 +396,113 @@ def from_model(
             targets of different lengths, or a loss (or a callable ``reg``) that is not a
             scalar.
         RuntimeError: Keras runs on another backend than TensorFlow.
-        TypeError: ``model`` is not a Keras model, or ``loss_fn`` is not callable.
+        TypeError: ``model`` is not a Keras model (a loss there: the arguments swapped),
+            ``loss_fn`` is not callable or is a loss class (not an instance), or the model
+            computes in float16 or bfloat16 (a mixed-precision policy): build it under a
+            float32 policy.
+
+    Warns:
+        UserWarning: the model holds dropout or batch-norm layers (evaluated in inference
+            mode, ``training=False``), as the PyTorch adapter warns. Also: the model looks
+            untrained, its loss at θ0 not well below the trivial loss (that of predicting the
+            class frequencies, or the targets' mean), for a loss recognised as cross-entropy
+            or MSE on the first 8 examples (one full loss evaluation at θ0 decides).
         ValueError: an unknown ``reg`` name or a bad ``batch_size``.
     """
     return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
+
+
+def _check_order(model: Any, loss_fn: Any) -> None:
+    """Raise unless ``model`` is a Keras model and ``loss_fn`` a loss instance (not a class),
+    naming swapped arguments.
+
+    Raises:
+        TypeError: ``model`` is not a Keras layer or model (a loss: the arguments swapped),
+            or ``loss_fn`` is a loss class.
+    """
+    if not isinstance(model, keras.layers.Layer):
+        if isinstance(loss_fn, keras.layers.Layer):
+            raise TypeError(
+                f"model is a {type(model).__name__} and loss_fn the Keras model "
+                f"{type(loss_fn).__name__}: the arguments are swapped. The order is "
+                "from_model(model, loss_fn, data)."
+            )
+        raise TypeError(f"model must be a Keras 3 model, got {type(model).__name__}.")
+    if isinstance(loss_fn, type) and issubclass(loss_fn, keras.losses.Loss):
+        name = loss_fn.__name__
+        raise TypeError(
+            f"loss_fn is the class keras.losses.{name}, not a loss: instantiate it, e.g. "
+            f"loss_fn=keras.losses.{name}() (with its options, such as from_logits=True)."
+        )
+
+
+def _layers(model: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """The model and every layer inside it."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        return [model, *getattr(model, "layers", [])]
+    return list(flatten(include_self=True, recursive=True))
+
+
+def _check_precision(model: keras.layers.Layer) -> None:
+    """Raise if a layer computes or keeps its variables in half precision (a float16 or
+    bfloat16 dtype policy, mixed ones included).
+
+    Raises:
+        TypeError: a half-precision layer (the policy named in the message).
+    """
+    for layer in _layers(model):
+        policy = getattr(layer, "dtype_policy", None)
+        compute = str(getattr(policy, "compute_dtype", None) or getattr(layer, "compute_dtype", ""))
+        variable = str(getattr(policy, "variable_dtype", None) or "")
+        if compute in ("float16", "bfloat16") or variable in ("float16", "bfloat16"):
+            name = getattr(policy, "name", compute)
+            raise half_precision_error(
+                f"{compute} (layer {layer.name!r}, dtype policy {name!r})",
+                "a float32 policy: keras.config.set_dtype_policy('float32') before building "
+                "the model (or dtype='float32' on its layers), and the weights loaded into it",
+            )
+
+
+# the Keras layers that behave differently in training
+_STOCHASTIC = tuple(
+    getattr(keras.layers, name)
+    for name in (
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianDropout",
+        "GaussianNoise",
+        "AlphaDropout",
+        "BatchNormalization",
+    )
+    if hasattr(keras.layers, name)
+)
+
+
+def _warn_if_stochastic(model: keras.layers.Layer) -> None:
+    """Warn, as the PyTorch adapter does, that the loss is taken in inference mode, where the
+    model behaves differently in training (``stacklevel=4``: ``from_model``,
+    ``TFProblem.__init__`` and this function lie between the user and the warning).
+
+    Warns:
+        UserWarning: the model holds dropout, noise or batch-norm layers (or a recurrent
+            layer with a dropout rate).
+    """
+    found = [
+        f"{layer.name} ({type(layer).__name__})"
+        for layer in _layers(model)[1:]
+        if isinstance(layer, _STOCHASTIC)
+        or float(getattr(layer, "dropout", 0) or 0) > 0
+        or float(getattr(layer, "recurrent_dropout", 0) or 0) > 0
+    ]
+    if found:
+        warnings.warn(
+            stochastic_layers_message(found, "manifoldwalk_tf", "training=False: "),
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _check_backend() -> None:

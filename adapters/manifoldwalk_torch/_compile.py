@@ -12,6 +12,7 @@ problem), so it pays off on walks of thousands of steps.
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -83,7 +84,7 @@ def compiled(step: Callable[[Any], Any], mode: str, around: Callable[[], Any]) -
     Returns:
         The compiled step; its first call traces and compiles.
     """
-    fast = torch.compile(step, fullgraph=True, dynamic=False, mode=mode)
+    fast = torch.compile(_own_code(step), fullgraph=True, dynamic=False, mode=mode)
     graphed = mode in ("reduce-overhead", "max-autotune")
 
     def run(state: Any) -> Any:
@@ -186,3 +187,15 @@ def _map(fn: Callable, *trees: Any) -> Any:
         parts = [_map(fn, *parts) for parts in zip(*trees, strict=True)]
         return type(first)(*parts) if hasattr(first, "_fields") else type(first)(parts)
     return fn(*trees)
+
+
+def _own_code(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` with a code object of its own.
+
+    Dynamo keeps compiled graphs and their guards per code object, so closures made by one
+    ``def`` share them: the guards of a walk whose predictor state has a ``drift`` field would
+    be evaluated against another walk's state without one (and fail with an AttributeError
+    instead of recompiling). A fresh code object gives each compiled step its own cache.
+    """
+    code = fn.__code__.replace()
+    return types.FunctionType(code, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)

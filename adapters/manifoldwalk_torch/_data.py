@@ -125,6 +125,11 @@ class Data:
             f"got {type(data).__name__}."
         )
 
+    @property
+    def targets(self) -> torch.Tensor | None:
+        """All the targets, for ``(x, y)`` data (None for a loader: not at hand)."""
+        return None if self._arrays is None else self._arrays[1]
+
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The ``(x, y)`` batches, each on the device (loader batches are moved as they come).
 

@@ -16,7 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from manifoldwalk.adapter_api import ProblemError
+from manifoldwalk.adapter_api import (
+    ProblemError,
+    half_precision_error,
+    reg_not_differentiable,
+    stochastic_layers_message,
+)
 from manifoldwalk_torch._data import Data
 
 RegFn = Callable[[torch.Tensor], torch.Tensor]
@@ -35,8 +40,10 @@ def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
         ``named_parameters()`` order.
 
     Raises:
-        TypeError: a non-floating parameter, or trainable parameters of mixed dtypes.
-        ProblemError: no trainable parameters, or trainable parameters on several devices.
+        TypeError: a non-floating parameter, trainable parameters of mixed dtypes, or
+            half-precision (float16, bfloat16) ones.
+        ProblemError: no trainable parameters, trainable parameters on several devices, or
+            on the meta device (no values).
     """
     for name, p in model.named_parameters():
         if not p.is_floating_point():
@@ -63,6 +70,15 @@ def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
             f"the trainable parameters sit on several devices {sorted(map(str, devices))}; "
             "θ is one tensor on one device: move the model with model.to(device)."
         )
+    (dtype,), (device,) = dtypes, devices
+    if device.type == "meta":
+        raise ProblemError(
+            "the model's parameters are on the meta device and hold no values; materialise "
+            "them first with model.to_empty(device=...) and load the weights "
+            "(model.load_state_dict(...)), then wrap the model."
+        )
+    if dtype in (torch.float16, torch.bfloat16):
+        raise half_precision_error(dtype, "model.float() (or model.double())")
     return params
 
 
@@ -95,12 +111,7 @@ def warn_if_stochastic(model: nn.Module) -> None:
     ]
     if found:
         warnings.warn(
-            f"the model holds dropout or batch-norm layers: {', '.join(found)}. The walk needs "
-            "the loss to be a deterministic function of θ, so manifoldwalk_torch evaluates the "
-            "model in eval mode (dropout off, batch norm on its running statistics): the level "
-            "set walked is that of the eval-mode loss.",
-            UserWarning,
-            stacklevel=4,
+            stochastic_layers_message(found, "manifoldwalk_torch"), UserWarning, stacklevel=4
         )
 
 
@@ -203,6 +214,88 @@ def callable_reg(fn: RegFn) -> tuple[RegFn, RegFn]:
     return reg, reg_grad
 
 
+def check_reg_differentiable(fn: RegFn, theta0: torch.Tensor) -> None:
+    """Take ``fn``'s gradient once at θ0 with autograd, so that a regulariser autograd cannot
+    differentiate (one that detaches θ, calls ``.item()`` or numpy) is refused when the
+    problem is built, not met as a zero or failing gradient during the walk.
+
+    Args:
+        fn: the user's callable ``reg``.
+        theta0: the starting θ.
+
+    Raises:
+        ProblemError: ``fn`` fails, does not return a 0-d tensor connected to θ, or has a
+            non-finite gradient at θ0.
+    """
+    leaf = theta0.detach().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            value = _reg_value(fn, leaf)
+            if not value.requires_grad:
+                raise reg_not_differentiable(
+                    fn, "PyTorch (torch operations)", "its value does not depend on θ in autograd"
+                )
+            (g,) = torch.autograd.grad(value, leaf, allow_unused=True)
+    except ProblemError:
+        raise
+    except Exception as err:
+        raise reg_not_differentiable(fn, "PyTorch (torch operations)", first_line(err)) from err
+    if g is None:
+        raise reg_not_differentiable(
+            fn, "PyTorch (torch operations)", "its value does not depend on θ in autograd"
+        )
+    if not bool(torch.isfinite(g).all()):
+        raise reg_not_differentiable(fn, "PyTorch (torch operations)", "a non-finite gradient")
+
+
+class BufferSnapshot:
+    """The model's buffers when it was wrapped, to tell when they change afterwards.
+
+    The loss depends on the buffers (batch norm's running statistics above all), so a change
+    after wrapping (a forward pass in training mode, ``load_state_dict``, a buffer replaced)
+    silently changes the function whose level set the walk follows. Each buffer's identity
+    and autograd version counter are kept, and compared at each evaluation: Python attribute
+    reads only, no host synchronisation. A training-mode batch-norm pass bumps
+    ``num_batches_tracked``'s counter; in-place writes (``copy_``, ``fill_``) bump the
+    written buffer's.
+
+    Args:
+        model: the user's module.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self._model = model
+        self._entries = [(name, b, _version(b)) for name, b in model.named_buffers()]
+
+    def check(self) -> None:
+        """Raise if a buffer changed since the snapshot.
+
+        Raises:
+            ProblemError: a buffer was modified in place or replaced (named in the message).
+        """
+        if not self._entries:
+            return
+        now = dict(self._model.named_buffers())
+        for name, buffer, version in self._entries:
+            current = now.get(name)
+            if current is not buffer or _version(current) != version:
+                raise ProblemError(
+                    f"the model's buffer {name!r} changed after the model was wrapped (e.g. a "
+                    "forward pass in training mode updated batch norm's running statistics, "
+                    "or weights were loaded): the loss is no longer the function the problem "
+                    "was built on. Wrap the model again after changing it, or run it in eval "
+                    "mode (model.eval()) outside the problem."
+                )
+
+
+def _version(t: torch.Tensor) -> int | None:
+    """A tensor's in-place version counter (None for an inference tensor, which has none)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return None
+
+
 def _reg_value(fn: RegFn, theta: torch.Tensor) -> torch.Tensor:
     value = fn(theta)
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
@@ -227,7 +320,9 @@ def squared_error(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (diff * diff).sum()
 
 
-def probe(model: nn.Module, loss_fn: Any, data: Data, dtype: torch.dtype, n: int = 8) -> None:
+def probe(
+    model: nn.Module, loss_fn: Any, data: Data, dtype: torch.dtype, n: int = 8
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
     """Run the model and the loss on the first ``n`` examples (no gradient), so that data
     the model cannot take or a loss that cannot read its outputs is reported here, by
     name, rather than at the first walk step. Draws from no random stream (a shuffling
@@ -239,6 +334,9 @@ def probe(model: nn.Module, loss_fn: Any, data: Data, dtype: torch.dtype, n: int
         data: the training data.
         dtype: θ's dtype (named in the hint for integer inputs).
         n: how many examples to run.
+
+    Returns:
+        ``(outputs, targets, loss)`` on those examples.
 
     Raises:
         ProblemError: the model or the loss fails on those examples (the framework's
@@ -275,4 +373,4 @@ def probe(model: nn.Module, loss_fn: Any, data: Data, dtype: torch.dtype, n: int
                 f"{x.shape[0]} training examples: {first_line(err)}. loss_fn takes the "
                 "outputs first, then the targets, and returns the batch's mean loss."
             ) from err
-    scalar_loss(loss)
+    return out, y, scalar_loss(loss)

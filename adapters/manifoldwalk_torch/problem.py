@@ -13,6 +13,8 @@ batching and moves to the device are ``_data.py``'s; the model's checks ``_model
 from __future__ import annotations
 
 import contextlib
+import copy
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -28,6 +30,8 @@ from manifoldwalk.adapter_api import (
     ProblemError,
     RegPair,
     check_callable,
+    trivial_loss,
+    warn_if_untrained,
 )
 from manifoldwalk_torch._compile import (
     check_compile,
@@ -37,8 +41,10 @@ from manifoldwalk_torch._compile import (
 )
 from manifoldwalk_torch._data import Data, as_tensor, check_batch_size
 from manifoldwalk_torch._model import (
+    BufferSnapshot,
     RegFn,
     callable_reg,
+    check_reg_differentiable,
     correct,
     eval_mode,
     probe,
@@ -65,9 +71,8 @@ TASKS = EVAL_TASKS
 class TorchProblem(ModelProblem):
     """A PyTorch model's training loss as a manifoldwalk Problem on the flat trainable θ.
 
-    Build it with :func:`from_model`, which documents the arguments. Besides the Problem
-    protocol (``loss``, ``grad``, ``loss_and_grad``, ``reg``, ``reg_grad`` on flat θ) it has
-    ``theta0``, ``n_params``, ``unflatten``, ``assign`` and ``evaluate``.
+    Build it with :func:`from_model`, which documents the arguments; θ is a flat
+    ``torch.Tensor``. Its members are those of :class:`~manifoldwalk._model_problem.ModelProblem`.
 
     Attributes:
         model: the wrapped module (its parameters change only through :meth:`assign`).
@@ -93,8 +98,7 @@ class TorchProblem(ModelProblem):
         batch_size: int | None = None,
         compile: bool | str = False,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+        _check_order(model, loss_fn)
         check_callable("loss_fn", loss_fn)
         if isinstance(loss_fn, type) and issubclass(loss_fn, nn.Module):
             raise TypeError(
@@ -103,6 +107,8 @@ class TorchProblem(ModelProblem):
             )
         self.model = model
         self._loss_fn = loss_fn
+        # what as_float64 builds its copy from
+        self._float64_args = (loss_fn, data, reg, batch_size)
         self._params = trainable_parameters(model)
         self.names: tuple[str, ...] = tuple(self._params)
         first = next(iter(self._params.values()))
@@ -120,8 +126,13 @@ class TorchProblem(ModelProblem):
                 "batch_size), not a DataLoader: the compiled step bakes the batches in."
             )
         self._traced_loss_and_grad = None
+        if callable(reg) and not isinstance(reg, str):
+            check_reg_differentiable(reg, self.theta0)
         warn_if_stochastic(model)
-        probe(model, self._loss_fn, self._data, self.dtype)
+        outputs, targets, loss = probe(model, self._loss_fn, self._data, self.dtype)
+        # the buffers (batch norm's running statistics) as wrapped; each evaluation checks them
+        self._buffer_snapshot = BufferSnapshot(model)
+        self._warn_if_untrained(outputs, targets, loss)
 
     # --- θ and the model ------------------------------------------------------------------
 
@@ -223,10 +234,33 @@ class TorchProblem(ModelProblem):
             loop, lambda: chunk_runner(loop, self._compile_mode, lambda: eval_mode(self.model))
         )
 
+    def as_float64(self) -> TorchProblem | None:
+        """The same problem in float64, for :func:`manifoldwalk.check_gradient`.
+
+        A deep copy of the model cast with ``.double()``, on the same data (its floating
+        tensors cast to float64 as they are used) with the same loss, regulariser and batch
+        size; never compiled. Building it warns nothing (the warnings were this problem's).
+
+        Returns:
+            This problem if it is already float64; the copy; or None on an Apple GPU (MPS),
+            which has no float64.
+        """
+        if self.dtype == torch.float64:
+            return self
+        if self.device.type == "mps":
+            return None
+        loss_fn, data, reg, batch_size = self._float64_args
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return TorchProblem(
+                copy.deepcopy(self.model).double(), loss_fn, data, reg=reg, batch_size=batch_size
+            )
+
     # --- ModelProblem's hooks -------------------------------------------------------------
 
     def _loss_and_grad_flat(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(L, ∇L)`` at a checked θ, batch by batch."""
+        self._buffer_snapshot.check()
         # each piece its own autograd leaf, the gradient joined after: the same values as
         # differentiating the flat θ, without autograd's split and view nodes
         params = [v.requires_grad_(True) for v in self._views(theta, detach=True)]
@@ -247,6 +281,7 @@ class TorchProblem(ModelProblem):
 
     def _loss_flat(self, theta: torch.Tensor) -> torch.Tensor:
         """L at a checked θ, forward passes only."""
+        self._buffer_snapshot.check()
         params = self._views(theta, detach=True)
         total, n = None, 0
         with torch.no_grad(), eval_mode(self.model):
@@ -293,6 +328,7 @@ class TorchProblem(ModelProblem):
         return check_batch_size(batch_size)
 
     def _eval_theta(self, theta: Any) -> list[torch.Tensor]:
+        self._buffer_snapshot.check()
         # the views, taken once for all batches
         return self._views(self._checked(theta), detach=True)
 
@@ -323,6 +359,22 @@ class TorchProblem(ModelProblem):
 
     # --- internals ------------------------------------------------------------------------
 
+    def _warn_if_untrained(self, outputs: Any, targets: torch.Tensor, loss: torch.Tensor) -> None:
+        """Warn when L0 is no better than the trivial loss (a recognised cross-entropy or MSE
+        on ``(x, y)`` data only; one full loss evaluation at θ0, only then)."""
+        y_all = self._data.targets
+        if y_all is None or not isinstance(outputs, torch.Tensor):
+            return
+        trivial = trivial_loss(
+            outputs.detach().cpu().double().numpy(),
+            targets.cpu().numpy(),
+            loss.item(),
+            y_all.cpu().numpy(),
+        )
+        if trivial is not None:
+            # from_model, __init__, this method lie between the user's call and the warning
+            warn_if_untrained(self._loss_flat(self.theta0).item(), trivial, stacklevel=4)
+
     def _trace_loss_and_grad(self) -> None:
         """Build the :mod:`torch.func` loss and gradient a compiled graph calls (once)."""
         if self._traced_loss_and_grad is None:
@@ -349,6 +401,27 @@ class TorchProblem(ModelProblem):
         return scalar_loss(self._loss_fn(self._slots.call(views, x), y))
 
 
+def _check_order(model: Any, loss_fn: Any) -> None:
+    """Raise unless ``model`` is a module that is not a loss, naming swapped arguments.
+
+    Raises:
+        TypeError: ``model`` is a loss, or not an ``nn.Module``.
+    """
+    is_loss = isinstance(model, nn.modules.loss._Loss)
+    if isinstance(model, nn.Module) and not is_loss:
+        return
+    swapped = is_loss or (
+        isinstance(loss_fn, nn.Module) and not isinstance(loss_fn, nn.modules.loss._Loss)
+    )
+    if swapped:
+        raise TypeError(
+            f"model is the loss {type(model).__name__} and loss_fn a "
+            f"{type(loss_fn).__name__}: the arguments are swapped. The order is "
+            "from_model(model, loss_fn, data)."
+        )
+    raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
+
+
 def from_model(
     model: nn.Module,
     loss_fn: LossFn,
@@ -370,7 +443,12 @@ def from_model(
         model: an ``nn.Module`` mapping a batch of inputs to outputs. Its trainable parameters
             (``requires_grad=True``) make up θ, in ``named_parameters()`` order; frozen
             parameters and buffers stay as they are. All trainable parameters must share one
-            floating dtype and one device, which θ takes.
+            floating dtype, float32 or float64 (convert a half-precision model with
+            ``model.float()`` first), and one device, which θ takes. The buffers (batch
+            norm's running statistics) are part of the loss: they are recorded when the
+            model is wrapped, and an evaluation after one of them changed (a training-mode
+            forward pass, ``load_state_dict``) raises ProblemError rather than walk another
+            function; wrap the model again after changing it.
         loss_fn: ``loss_fn(outputs, targets)`` returning the mean loss over a batch as a 0-d
             tensor (e.g. ``nn.CrossEntropyLoss()``, ``nn.MSELoss()``).
         data: the training data, either ``(x, y)`` (tensors or numpy arrays of equal length;
@@ -381,7 +459,8 @@ def from_model(
             walk), ``"l2-weights"`` (θᵀθ over the parameters of rank ≥ 2 only: dense and
             convolution kernels, as Keras' ``kernel_regularizer``; biases and normalisation
             scales excluded) or any differentiable function of the flat θ returning a 0-d
-            tensor (its gradient is taken with autograd).
+            tensor (its gradient is taken with autograd, once at θ0 while building, to check
+            that autograd can: one that detaches θ or goes through numpy is refused).
         batch_size: for ``(x, y)`` data, evaluate the loss in batches of this many examples
             (to bound memory); the full-batch mean is accumulated exactly.
         compile: compile the walk step whole with ``torch.compile`` (see
@@ -395,18 +474,23 @@ def from_model(
         A :class:`TorchProblem`.
 
     Raises:
-        ValueError: no trainable parameters, parameters on several devices, inputs and
+        ValueError: no trainable parameters, parameters on several devices or on the meta
+            device, a callable ``reg`` that autograd cannot differentiate, inputs and
             targets of different lengths, an unknown ``reg`` name, a bad ``batch_size``, a
             DataLoader that drops its last batch or yields none, or a model or loss that fails
             on the first few training examples (the model and the loss are run once on up to 8
             of them while building; the framework's error is the cause) or a loss that is not
             a scalar there.
-        TypeError: a non-floating (e.g. integer) parameter, trainable parameters of mixed
-            dtypes, a loss class where an instance is needed, ``data`` of more than two
-            arrays, or arguments of the wrong type.
+        TypeError: a non-floating (e.g. integer) or half-precision parameter, trainable
+            parameters of mixed dtypes, a loss class where an instance is needed, ``model``
+            and ``loss_fn`` swapped, ``data`` of more than two arrays, or arguments of the
+            wrong type.
 
     Warns:
         UserWarning: the model holds dropout or batch-norm layers; the problem evaluates the
-            model in eval mode (dropout off, batch norm on its running statistics).
+            model in eval mode (dropout off, batch norm on its running statistics). Also: the
+            model looks untrained, its loss at θ0 no better than the trivial loss (that of
+            predicting the class frequencies, or the targets' mean), for a cross-entropy or
+            MSE loss on ``(x, y)`` data (one full loss evaluation at θ0 decides).
     """
     return TorchProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)

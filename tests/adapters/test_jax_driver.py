@@ -366,7 +366,7 @@ def test_problem_without_the_hook_is_refused_with_a_clear_error():
 
 @pytest.mark.parametrize("k", [0, -3, 2.5])
 def test_bad_steps_per_sync(k):
-    with pytest.raises(ValueError, match="steps_per_sync must be None or a positive integer"):
+    with pytest.raises(ValueError, match="steps_per_sync must be a positive integer"):
         mw.walk(
             compiled(Circle()),
             top(),
@@ -648,14 +648,15 @@ def test_bad_steps_per_iteration(m):
         )
 
 
-def test_steps_per_iteration_needs_the_compiled_driver():
-    with pytest.raises(ValueError, match="steps_per_iteration=4 needs steps_per_sync"):
-        mw.walk(
-            compiled(Circle()),
-            top(),
-            stop=mw.Stop(max_steps=5),
-            driver=mw.Chunked(steps_per_iteration=4),
-        )
+def test_steps_per_iteration_belongs_to_the_compiled_driver():
+    """M is an option of the chunked driver only: the eager driver has none, and a chunked
+    driver needs K as well as M."""
+    with pytest.raises(TypeError, match="steps_per_iteration"):
+        mw.Eager(steps_per_iteration=4)
+    with pytest.raises(TypeError, match="steps_per_sync"):
+        mw.Chunked(steps_per_iteration=4)
+    with pytest.raises(ValueError, match="steps_per_iteration must be a positive integer"):
+        mw.walk(compiled(Circle()), top(), driver=mw.Chunked(8, steps_per_iteration=0))
 
 
 # --- the compiled chunk is cached on the problem ---------------------------------------------

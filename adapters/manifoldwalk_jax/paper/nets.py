@@ -186,9 +186,7 @@ def init_cifar10_cnv(key: Any, n_out: int = 10, dtype: Any = jnp.float32) -> Par
     """Initialise CIFAR10-CNV (32×32×3 in, 60 filters, dense 300; 685,450 parameters).
 
     Args:
-        key: A ``jax.random`` key, or an integer seed.
-        n_out: The number of class logits.
-        dtype: The parameters' floating dtype.
+        key, n_out, dtype: As for :func:`init_mnist_cnv`.
 
     Returns:
         The parameters of :func:`init_cnv` for ``(n, 32, 32, 3)`` inputs.

@@ -164,12 +164,10 @@ def cifar10_cnv(n_out: int = 10, *, dtype: str = "float32", seed: int = 0) -> ke
     """Build CIFAR10-CNV (32×32×3 in, 60 filters, dense 300; 685,450 parameters).
 
     Args:
-        n_out: The number of class logits.
-        dtype: The layers' dtype.
-        seed: Seeds the initialisation.
+        n_out, dtype, seed: As for :func:`mnist_cnv`.
 
     Returns:
-        The model of :func:`cnv_net` for ``(n, 32, 32, 3)`` inputs.
+        A built ``keras.Sequential``: the model of :func:`cnv_net` for ``(n, 32, 32, 3)`` inputs.
     """
     return cnv_net((32, 32, 3), n_out, filters=60, dense=300, dtype=dtype, seed=seed)
 

@@ -229,9 +229,7 @@ def cifar10_cnv(
     """Build CIFAR10-CNV (32×32×3 in, 60 filters, dense 300; 685,450 parameters).
 
     Args:
-        n_out: The number of class logits.
-        dtype: The parameters' floating dtype.
-        seed: Seeds the initialisation.
+        n_out, dtype, seed: As for :func:`mnist_cnv`.
 
     Returns:
         The net of :func:`cnv_net` for ``(n, 32, 32, 3)`` inputs.
