@@ -120,3 +120,90 @@ def test_torch_arrays_stay_torch():
     x = torch.linspace(-1, 1, 6, dtype=torch.float64)
     assert check_gradient(problem, x).passed
     assert not check_gradient(scaled_gradient(problem, 1.1), x).passed
+
+
+# ---- below float64 ---------------------------------------------------------------------------
+
+
+class Float32Quadric:
+    """A random quadric evaluated in float32, with a float64 copy (``as_float64``) if asked."""
+
+    def __init__(self, seed: int, n: int, factor: float = 1.0, copy: bool = True):
+        self.exact, self.factor, self.copy = random_quadric(seed, n), factor, copy
+        self.dtype = np.float32
+
+    def loss(self, x):
+        return np.asarray(self.exact.loss(x.astype(np.float64)), dtype=x.dtype)
+
+    def grad(self, x):
+        return (self.factor * self.exact.grad(x.astype(np.float64))).astype(x.dtype)
+
+    def reg(self, x):
+        return x @ x
+
+    def reg_grad(self, x):
+        return 2 * x
+
+    def as_float64(self):
+        return self if self.copy else None
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 12), copy=st.booleans())
+def test_float32_correct_gradient_passes(seed, n, copy):
+    problem = Float32Quadric(seed, n, copy=copy)
+    x = np.random.default_rng(seed).normal(size=n).astype(np.float32)
+    report = check_gradient(problem, x, seed=seed)
+    assert report.passed, report.message
+    assert ("float64 copy" in report.message) == copy
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n=st.integers(2, 12),
+    factor=st.sampled_from([1.1, 0.9, 1.5, -1.0]),
+    copy=st.booleans(),
+)
+def test_float32_wrong_gradient_fails(seed, n, factor, copy):
+    problem = Float32Quadric(seed, n, factor, copy=copy)
+    x = (np.random.default_rng(seed).normal(size=n) + 1.0).astype(np.float32)
+    report = check_gradient(problem, x, seed=seed)
+    assert not report.passed, report.message
+    assert "NOT consistent" in report.message
+
+
+def test_float32_copy_can_be_declined():
+    problem = Float32Quadric(0, 5)
+    x = np.random.default_rng(1).normal(size=5).astype(np.float32)
+    copied = check_gradient(problem, x)
+    assert "float64 copy" in copied.message and copied.passed
+    assert abs(copied.slope - 2.0) <= 0.05
+    as_is = check_gradient(problem, x, float64=False)
+    assert as_is.passed and "central differences" in as_is.message
+    assert as_is.t[as_is.window[0]] > 1e-6  # the smallest steps do not resolve L's change
+
+
+def test_float32_noisy_loss_within_measured_rounding():
+    """Rounding noise far above float32's ulp (a long sum, say) widens the acceptance."""
+    exact = random_quadric(4, 6)
+    rng = np.random.default_rng(0)
+
+    def loss(x):
+        value = exact.loss(x.astype(np.float64))
+        return np.float32(value * (1 + 2e-6 * rng.standard_normal()))
+
+    def grad(x):
+        return exact.grad(x.astype(np.float64)).astype(np.float32)
+
+    x = np.random.default_rng(5).normal(size=6).astype(np.float32)
+    for seed in range(20):
+        assert check_gradient(make_problem(loss, grad), x, seed=seed).passed
+    wrong = make_problem(loss, lambda v: 1.1 * grad(v))
+    assert not check_gradient(wrong, x).passed
+
+
+def test_float32_flat_loss_cannot_tell():
+    problem = make_problem(lambda x: np.float32(1.0) + 0 * x[0], lambda x: np.zeros_like(x))
+    report = check_gradient(problem, np.ones(3, dtype=np.float32))
+    assert report.passed and "cannot tell" in report.message

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -164,15 +165,17 @@ class JaxProblem(ModelProblem):
             return None
         apply_fn, params, loss_fn, data, reg, batch_size, trainable = self._float64_args
         x, y = (_to_float64(a) for a in data)
-        return JaxProblem(
-            apply_fn,
-            jax.tree_util.tree_map(_to_float64, params),
-            loss_fn,
-            (x, y),
-            reg=reg,
-            batch_size=batch_size,
-            trainable=trainable,
-        )
+        with warnings.catch_warnings():  # the warnings were this problem's
+            warnings.simplefilter("ignore")
+            return JaxProblem(
+                apply_fn,
+                jax.tree_util.tree_map(_to_float64, params),
+                loss_fn,
+                (x, y),
+                reg=reg,
+                batch_size=batch_size,
+                trainable=trainable,
+            )
 
     # --- between θ and the pytree ---------------------------------------------------------
 

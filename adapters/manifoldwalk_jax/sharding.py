@@ -86,6 +86,13 @@ class ShardedJaxProblem(JaxProblem):
         self.n_sharded = self.n_examples - self.n_examples % len(devices)
         self.theta0: jax.Array = jax.device_put(self.theta0, self.replicated)
         self._args = self._place(x, y)
+        self._sharded = True
+        super()._warn_if_untrained(x, y)
+
+    def _warn_if_untrained(self, x: Any, y: Any) -> None:
+        """The base class's check, once the data are sharded (it would run on one example)."""
+        if getattr(self, "_sharded", False):
+            super()._warn_if_untrained(x, y)
 
     @property
     def _args(self) -> tuple[Any, ...]:

@@ -90,7 +90,7 @@ def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch, backend)
     walk = mw.walk
 
     def recording_walk(*args, **kwargs):
-        syncs.append(kwargs.get("steps_per_sync"))
+        syncs.append(getattr(kwargs.get("driver"), "steps_per_sync", None))
         return walk(*args, **kwargs)
 
     monkeypatch.setattr(mw, "walk", recording_walk)
