@@ -102,10 +102,25 @@ def settings(spec: Experiment) -> dict[str, dict[str, Any]]:
         "compensated 30° eta_max=0.1": scheme(
             "compensated", predictor_step=newton_rule(30.0, 1.5, 0.5, 0.1)
         ),
+        "default, own tolerance": {**scheme("default"), "tolerance": None},
+        "compensated, own tolerance": {**scheme("compensated"), "tolerance": None},
+        "default, old": {"scheme": _uncapped(mw.get_scheme("default"))},
+        "compensated, old": {"scheme": _uncapped(mw.get_scheme("compensated"))},
         "default + drift": {
             "scheme": default.replace(predictor=mw.DriftCompensated(default.predictor, gain=0.5))
         },
     }
+
+
+def _uncapped(scheme: mw.Scheme) -> mw.Scheme:
+    """``scheme`` without the bound on predictor excursions (the schemes before it had one)."""
+    import dataclasses
+
+    predictor = scheme.predictor
+    if hasattr(predictor, "inner"):
+        inner = dataclasses.replace(predictor.inner, max_excursion=None)
+        return scheme.replace(predictor=dataclasses.replace(predictor, inner=inner))
+    return scheme.replace(predictor=dataclasses.replace(predictor, max_excursion=None))
 
 
 def start_point(name: str, seed: int, runs: str | None) -> tuple[Any, Any, Any, Experiment]:
@@ -293,8 +308,7 @@ def run_seed(
             res = mw.walk(
                 problem,
                 theta0,
-                **table[setting],
-                tolerance=mw.Tolerance(tau=spec.tau),
+                **{"tolerance": mw.Tolerance(tau=spec.tau)} | table[setting],
                 stop=mw.Stop(max_steps=10**9, max_total_steps=cap - 1),
                 record=mw.Record(every=1, callback=lambda row, r_star=r_star: row["reg"] <= r_star),
             )
@@ -312,6 +326,8 @@ def run_seed(
                     "reg": res.reg,
                     "dev_on_level": float(np.max(res.history["deviation"])),
                     "excursion": float(res.max_deviation),
+                    "tolerance": float(res.tolerance),
+                    "rel_dev": float(res.max_relative_deviation),
                     "test_metric": test_metric(problem, res.theta, ds, spec),
                     "time_s": elapsed,
                     "stop_reason": res.stop_reason,

@@ -37,13 +37,13 @@ def warn_if_the_path_changes(saved: Mapping[str, Any], now: Mapping[str, Any]) -
         )
 
 
-LEVEL_SET_OPTIONS = ("level", "tau", "tau_relative")
+LEVEL_SET_OPTIONS = ("level", "rtol", "atol", "tau", "noise")
 """Options that decide the level set and its threshold: a resumed walk keeps the saved state's
 (its L0 and absolute τ), whatever is passed now."""
 
 
 def keep_the_saved_level_set(result: WalkResult, options: dict[str, Any]) -> None:
-    """Record the saved walk's ``level``, ``tau`` and ``tau_relative`` in a resumed walk's
+    """Record the saved walk's ``level``, tolerance and measured noise in a resumed walk's
     ``options`` (its state walks by them), warning where others were passed (``level=None``,
     the default, asks for none)."""
     saved = result.options
@@ -53,7 +53,7 @@ def keep_the_saved_level_set(result: WalkResult, options: dict[str, Any]) -> Non
     changed = [
         f"{k}={options[k]!r} (kept: {kept[k]})"
         for k in kept
-        if saved[k] != options[k] and not (k == "level" and options[k] is None)
+        if k in options and saved[k] != options[k] and not (k == "level" and options[k] is None)
     ]
     if changed:
         warnings.warn(

@@ -3,11 +3,14 @@ onto a given level, and naming what is not finite."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from manifoldwalk._array import Array, namespace, safe_divide, to_host, zero_count
+from manifoldwalk._array import Array, namespace, safe_divide, to_host, to_numpy, zero_count
+from manifoldwalk._noise import NOISE_SAMPLES, loss_noise
 from manifoldwalk.directions import Direction
-from manifoldwalk.options import Tolerance
+from manifoldwalk.options import NOISE_FACTOR, Tolerance
 from manifoldwalk.problem import Problem, ProblemError
 from manifoldwalk.schemes import Scheme
 from manifoldwalk.step import PointData, WalkState, as_scalar, init_state, make_evaluate
@@ -40,8 +43,11 @@ def start(
     level: float | None,
     tolerance: Tolerance,
     singular_tol: float,
-) -> WalkState:
-    """Evaluate θ0, project it onto {L = level} if a level is given, and build the state."""
+) -> tuple[WalkState, float | None]:
+    """Evaluate θ0, project it onto {L = level} if a level is given, and build the state.
+
+    Returns:
+        The state and the loss's noise measured at θ0 (None where not measured)."""
     xp = namespace(theta0)
     evaluate = make_evaluate(problem, direction)
     zero = zero_count(theta0)
@@ -62,11 +68,58 @@ def start(
             "Start from a point with L slightly above its minimum (e.g. stop training earlier)."
         )
     target = loss0 if level is None else float(level)
-    tau_abs = tolerance.absolute(target)
+    bound, noise = level_bound(problem, theta0, tolerance, target, float(loss0), point.grad)
+    tau_abs = bound * bound
     theta, n_grad_evals = theta0, 1
     if level is not None:
         theta, point, n_grad_evals = project(evaluate, theta0, point, target, tau_abs, singular_tol)
-    return init_state(problem, direction, scheme, theta, target, tau_abs, n_grad_evals, point)
+    state = init_state(problem, direction, scheme, theta, target, tau_abs, n_grad_evals, point)
+    return state, noise
+
+
+def level_bound(
+    problem: Problem,
+    theta0: Array,
+    tolerance: Tolerance,
+    level: float,
+    loss0: float,
+    grad0: Array,
+) -> tuple[float, float | None]:
+    """The bound on |L − L0| a walk holds, and the loss's noise measured at θ0 (None if not
+    measured).
+
+    A relative tolerance below :data:`~manifoldwalk.options.NOISE_FACTOR` times the noise is
+    widened to that, with a warning naming both; an absolute ``tau`` is kept, with a warning.
+    """
+    dtype = str(np.asarray(to_numpy(theta0[:1])).dtype)
+    bound = tolerance.bound(level, dtype)
+    if not tolerance.check_noise:
+        return bound, None
+    noise = loss_noise(problem, theta0, loss0, grad0)
+    floor = NOISE_FACTOR * noise
+    if bound < floor:
+        scale = abs(level) if level else 1.0
+        what = (
+            f"the relative tolerance (|L − L0| ≤ {bound:.3g}, {bound / scale:.2g}·|L0|)"
+            if tolerance.relative
+            else f"the absolute tolerance τ = {tolerance.tau:g} (|L − L0| ≤ {bound:.3g})"
+        )
+        action = (
+            f"the walk holds |L − L0| ≤ {floor:.3g} ({floor / scale:.2g}·|L0|) instead"
+            if tolerance.relative
+            else "the walk keeps it and may fail to correct"
+        )
+        warnings.warn(
+            f"the loss's floating-point noise at θ0 is {noise:.3g} ({noise / scale:.2g}·|L0|, "
+            f"measured from {NOISE_SAMPLES} evaluations a few ulps away); {what} is below "
+            f"{NOISE_FACTOR:g}× it, so {action}. Evaluate the model in float64 for a tighter "
+            "level set, or pass a looser manifoldwalk.Tolerance.",
+            UserWarning,
+            stacklevel=5,
+        )
+        if tolerance.relative:
+            bound = floor
+    return bound, noise
 
 
 def project(evaluate, theta, point: PointData, level: float, tau: float, singular_tol: float):

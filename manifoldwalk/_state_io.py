@@ -82,7 +82,16 @@ def from_flat_fields(items: dict[str, np.ndarray], corrector: str | None) -> Wal
     cos = get("cos_p")
     if cos is None:  # older still: the cosine is formed from the point as the step forms it
         cos = np.dot(pred, dir_p) / pred_norm if pred_norm != 0 else np.zeros_like(pred_norm)
-    tangent = TangentState(items["eta_p"], dir_p, items["has_p"], np.asarray(cos), items["n_stall"])
+    zero = np.zeros_like(items["eta_p"])
+    tangent = TangentState(
+        items["eta_p"],
+        dir_p,
+        items["has_p"],
+        np.asarray(cos),
+        items["n_stall"],
+        zero,
+        np.asarray(False),
+    )
     drift = get("drift")
     predictor: Any = tangent
     if drift is not None and np.ndim(drift) == 1:
@@ -93,7 +102,8 @@ def from_flat_fields(items: dict[str, np.ndarray], corrector: str | None) -> Wal
     else:
         corr = GradientState(items["eta_c"], items["dir_c"], items["has_c"])
     names = [f for f in WalkState._fields if f not in ("predictor", "corrector", "n_grad_evals")]
-    fields = {k: items[k] for k in names}
+    fields = {k: items[k] for k in names if k != "max_on_dev"}
+    fields["max_on_dev"] = items.get("max_on_dev", zero)
     return WalkState(**fields, n_grad_evals=items["n_evals"], predictor=predictor, corrector=corr)
 
 

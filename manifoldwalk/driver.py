@@ -41,7 +41,7 @@ def walk(
     scheme: str | Scheme = "default",
     direction: Direction | Callable[[Array], Array] | None = None,
     level: float | None = None,
-    tolerance: Tolerance = Tolerance(),
+    tolerance: Tolerance | None = None,
     stop: Stop = Stop(),
     record: Record = Record(),
     resume_from: WalkResult | None = None,
@@ -64,7 +64,10 @@ def walk(
             ``TowardTarget(θ*)``, or any callable θ ↦ r.
         level: walk {L = level} (the paper's ε) instead of {L = L(θ0)}; θ0 is first projected
             onto it with Newton steps.
-        tolerance: when a point counts as on the level set (:class:`~manifoldwalk.Tolerance`).
+        tolerance: when a point counts as on the level set (:class:`~manifoldwalk.Tolerance`);
+            None: the scheme's (relative to L0 for the library's schemes, with the dtype's
+            default, widened to the loss's measured noise where that is larger; the paper's
+            absolute τ = 1e-10 for ``"paper"`` and ``"authors"``).
         stop: the budgets and stop tolerances (:class:`~manifoldwalk.Stop`).
         record: the history, trajectory, metrics and callback (:class:`~manifoldwalk.Record`).
         resume_from: a result (possibly loaded with ``WalkResult.load``) whose state the walk
@@ -107,7 +110,7 @@ def prepare_walk(
     scheme: str | Scheme = "default",
     direction: Direction | Callable[[Array], Array] | None = None,
     level: float | None = None,
-    tolerance: Tolerance = Tolerance(),
+    tolerance: Tolerance | None = None,
     stop: Stop = Stop(),
     record: Record = Record(),
     resume_from: WalkResult | None = None,
@@ -127,9 +130,10 @@ def prepare_walk(
     Raises:
         ProblemError, ValueError, TypeError: as :func:`walk`.
     """
+    scheme = get_scheme(scheme)
+    tolerance = scheme.tolerance if tolerance is None else tolerance
     _check_types(stop=stop, record=record, tolerance=tolerance)
     _check_arguments(resume_from, level)
-    scheme = get_scheme(scheme)
     direction = as_direction(direction)
     check_theta(theta0)
     validate_problem(problem, theta0)
@@ -139,8 +143,9 @@ def prepare_walk(
         "corrector": scheme.corrector.name,
         "direction": type(direction).__name__,
         "level": level,
+        "rtol": tolerance.rtol,
+        "atol": tolerance.atol,
         "tau": tolerance.tau,
-        "tau_relative": tolerance.relative,
         "max_steps": stop.max_steps,
         "max_total_steps": stop.max_total_steps,
         "kkt_tol": stop.kkt_tol,
@@ -156,7 +161,7 @@ def prepare_walk(
         _resume.keep_the_saved_level_set(resume_from, options)
         state = _resume.restore_state(resume_from, theta0, scheme)
     else:
-        state = _start.start(
+        state, options["noise"] = _start.start(
             problem, direction, scheme, theta0, level, tolerance, stop.singular_tol
         )
     interval = NO_RECORDS if record.every is None else record.every
@@ -334,8 +339,15 @@ class PreparedWalk:
         if rec.last_recorded != int(to_host(good.n_predictor)[0]) or not rec.rows:
             rec.record(good)
         final = describe(rec.problem, good)
-        n_pred, n_corr, n_evals, max_dev, max_step = to_host(
-            last.n_predictor, last.n_corrector, last.n_grad_evals, last.max_dev, last.max_step
+        n_pred, n_corr, n_evals, max_dev, max_step, max_on, tau, level = to_host(
+            last.n_predictor,
+            last.n_corrector,
+            last.n_grad_evals,
+            last.max_dev,
+            last.max_step,
+            last.max_on_dev,
+            last.tau,
+            last.level,
         )
         if reason == "non_finite":  # say which of them
             which = _start.what_is_not_finite(self.problem, self.direction, last.theta, last)
@@ -355,6 +367,8 @@ class PreparedWalk:
             n_grad_evals=int(n_evals),
             max_deviation=max_dev,
             max_predictor_step=max_step,
+            tolerance=float(tau) ** 0.5,
+            max_relative_deviation=max_on / abs(level) if level else float("inf"),
             stop_reason=reason,
             message=message,
             history=rec.history(),

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from manifoldwalk._checks import is_count
-from manifoldwalk._history import HISTORY_COLUMNS
 
 __all__ = ["Record", "Stop", "Tolerance"]
 
@@ -88,6 +87,8 @@ class Record:
     callback: Callable[[dict[str, float]], bool | None] | None = None
 
     def __post_init__(self) -> None:
+        from manifoldwalk._history import HISTORY_COLUMNS  # (the history module reads the step)
+
         _count("Record.every", self.every, optional=True)
         _count("Record.trajectory_every", self.trajectory_every, optional=True)
         metrics = {} if self.metrics is None else self.metrics
@@ -119,29 +120,76 @@ class Record:
         return replace(self, **changes)
 
 
+DEFAULT_RTOL = {"float64": 1e-5, "float32": 1e-3}
+"""The relative level tolerance of the library's schemes by θ's dtype, where it is not given: far
+above the loss's floating-point noise near a trained minimum (measured: docs/schemes.md)."""
+
+NOISE_FACTOR = 4.0
+"""A relative tolerance is widened to this many times the loss's measured noise at θ0."""
+
+
 @dataclass(frozen=True)
 class Tolerance:
-    """How close to L0 a point must be to count as on the level set: (L − L0)² ≤ τ.
+    """How close to L0 a point must be to count as on the level set.
+
+    Relative (the library's schemes): |L − L0| ≤ ``rtol``·|L0| + ``atol``, ``rtol`` by default
+    the dtype's (:data:`DEFAULT_RTOL`). Absolute (the paper's and the authors' schemes):
+    (L − L0)² ≤ ``tau``.
 
     Attributes:
-        tau: the threshold on (L − L0)² (the paper's 1e-10).
-        relative: read ``tau`` relative to L0², i.e. as a threshold on ((L − L0)/L0)².
+        rtol: the relative tolerance (None: the dtype's default).
+        atol: the absolute part of a relative tolerance (for a level near 0).
+        tau: an absolute threshold on (L − L0)² instead (the paper's 1e-10); not with
+            ``rtol``/``atol``.
+        check_noise: measure the loss's floating-point noise at θ0 (a few loss evaluations) and
+            warn where the tolerance is below :data:`NOISE_FACTOR` times it; a relative
+            tolerance is then widened to that, an absolute ``tau`` is kept.
 
     Raises:
-        ValueError: ``tau`` not positive.
+        ValueError: a negative or non-numeric value, ``tau`` not positive, or ``tau`` with
+            ``rtol``/``atol``.
     """
 
-    tau: float = 1e-10
-    relative: bool = False
+    rtol: float | None = None
+    atol: float = 0.0
+    tau: float | None = None
+    check_noise: bool = True
 
     def __post_init__(self) -> None:
-        try:
-            ok = not isinstance(self.tau, bool) and float(self.tau) > 0
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"tau must be a positive number, got {self.tau!r}.")
+        for name in ("rtol", "atol", "tau"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                ok = not isinstance(value, bool) and float(value) >= 0
+            except (TypeError, ValueError):
+                ok = False
+            if not ok or (name == "tau" and not float(value) > 0):
+                kind = "positive" if name == "tau" else "non-negative"
+                raise ValueError(f"Tolerance: {name} must be a {kind} number, got {value!r}.")
+        if self.tau is not None and (self.rtol is not None or self.atol):
+            raise ValueError(
+                "Tolerance: give either tau (an absolute threshold on (L − L0)²) or rtol/atol "
+                f"(|L − L0| ≤ rtol·|L0| + atol), not both; got tau={self.tau!r}, "
+                f"rtol={self.rtol!r}, atol={self.atol!r}."
+            )
 
-    def absolute(self, level: float) -> float:
-        """The threshold on (L − L0)² at L0 = ``level``."""
-        return self.tau * level**2 if self.relative else self.tau
+    @property
+    def relative(self) -> bool:
+        """Whether the tolerance is relative to L0 (no ``tau``)."""
+        return self.tau is None
+
+    def bound(self, level: float, dtype_name: str) -> float:
+        """The bound on |L − L0| at L0 = ``level`` for θ of dtype ``dtype_name``."""
+        if self.tau is not None:
+            return float(self.tau) ** 0.5
+        rtol = (
+            DEFAULT_RTOL.get(dtype_name, DEFAULT_RTOL["float64"])
+            if self.rtol is None
+            else self.rtol
+        )
+        return float(rtol) * abs(float(level)) + float(self.atol)
+
+    def replace(self, **changes: Any) -> Tolerance:
+        """A copy with some fields changed (checked again)."""
+        return replace(self, **changes)

@@ -6,7 +6,7 @@ returns its state (a NamedTuple of arrays), and pure functions return the new st
 - :meth:`~Predictor.step` at an on-level point: the displacement and the new state;
 - :meth:`~Predictor.corrected` after a corrector step moved θ (a predictor may learn from it);
 - :meth:`~Predictor.observe` once the new point is evaluated (values best formed while the
-  point's vectors are fresh).
+  point's vectors are fresh), told how far off the level set it is.
 
 Every predictor state exposes the fields the rest of the walk reads: ``eta`` (the last step
 size), ``direction`` (the last unit direction, zero before the first), ``started`` (whether
@@ -61,8 +61,9 @@ class Predictor(Protocol):
         """The state after a corrector step moved θ by ``delta``."""
         ...
 
-    def observe(self, state: Any, point: Any) -> Any:
-        """The state once the point the step moved to is evaluated."""
+    def observe(self, state: Any, point: Any, excess: Array) -> Any:
+        """The state once the point the step moved to is evaluated; ``excess`` is its
+        |L − L0| in units of the level tolerance (above 1: off the level set)."""
         ...
 
     def with_step_rule(self, rule: StepRule) -> Predictor:
@@ -80,6 +81,9 @@ class TangentState(NamedTuple):
         cos: the cosine between the current point's tangent direction and ``direction``
             (0 before the first step; formed when the point is evaluated).
         n_stall: predictor reversals at the step floor so far.
+        excess: how far the last predictor step landed off the level set, in units of the
+            level tolerance (0 before the first).
+        fresh: whether the last step was a predictor step (its landing is still to observe).
     """
 
     eta: Array
@@ -87,6 +91,8 @@ class TangentState(NamedTuple):
     started: Array
     cos: Array
     n_stall: Array
+    excess: Array
+    fresh: Array
 
 
 @dataclass(frozen=True)
@@ -98,10 +104,24 @@ class TangentPredictor:
         step_rule: the predictor's step-size rule.
         reset_after_corrector: set η_p to the rule's floor after every corrector step (the
             paper's and the authors' scheme).
+        max_excursion: None, or how far (in units of the level tolerance) a predictor step may
+            land off the level set: a step that landed further makes the next one shorter, by
+            the square root of the ratio (the excursion grows as η_p²), aiming at the bound.
+
+    Raises:
+        ValueError: ``max_excursion`` not positive.
     """
 
     step_rule: StepRule
     reset_after_corrector: bool = False
+    max_excursion: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_excursion is not None and not self.max_excursion > 0:
+            raise ValueError(
+                f"TangentPredictor: max_excursion must be None or positive, got "
+                f"{self.max_excursion!r}."
+            )
 
     @property
     def floor(self) -> float:
@@ -119,12 +139,20 @@ class TangentPredictor:
             started=scalar_like(False, theta, dtype=xp.bool),
             cos=zero,
             n_stall=zero_count(theta),
+            excess=zero,
+            fresh=scalar_like(False, theta, dtype=xp.bool),
         )
 
     def step(self, state: TangentState, point: Any) -> tuple[Array, TangentState]:
         """See :class:`Predictor`."""
         xp = namespace(point.pred)
         eta = self.step_rule.update(state.eta, state.cos, state.started)
+        if self.max_excursion is not None:
+            # the last landing scales as η²: the η that would have landed at the bound
+            aim = safe_divide(xp, self.max_excursion, state.excess)
+            allowed = xp.where(aim > 0, state.eta * xp.sqrt(aim), eta)
+            floor = xp.full_like(eta, self.step_rule.eta_min)
+            eta = xp.maximum(xp.minimum(eta, allowed), floor)
         # The new unit direction is formed first and the step reads it, not pred: then nothing
         # reads the old pred once θ moves, and a compiled loop can overwrite it in place.
         direction = inverse(xp, point.pred_norm) * point.pred
@@ -137,23 +165,29 @@ class TangentPredictor:
             started=xp.ones_like(state.started),
             cos=state.cos,
             n_stall=state.n_stall + xp.astype(stalled, state.n_stall.dtype),
+            excess=state.excess,
+            fresh=xp.ones_like(state.fresh),
         )
         return eta * direction, new
 
     def corrected(self, state: TangentState, delta: Array) -> TangentState:
         """See :class:`Predictor`: η_p drops to its floor where the scheme resets it."""
+        xp = namespace(state.eta)
+        state = state._replace(fresh=xp.zeros_like(state.fresh))
         if not self.reset_after_corrector:
             return state
-        xp = namespace(state.eta)
         return state._replace(eta=xp.full_like(state.eta, self.step_rule.eta_min))
 
-    def observe(self, state: TangentState, point: Any) -> TangentState:
+    def observe(self, state: TangentState, point: Any, excess: Array) -> TangentState:
         """See :class:`Predictor`: the cosine between the new point's tangent direction and
-        the last one, formed while ``pred`` is fresh."""
+        the last one, formed while ``pred`` is fresh, and where a predictor step just landed,
+        how far off the level set."""
         xp = namespace(point.pred)
-        return state._replace(
-            cos=dot(xp, point.pred, state.direction) * inverse(xp, point.pred_norm)
-        )
+        cos = dot(xp, point.pred, state.direction) * inverse(xp, point.pred_norm)
+        if self.max_excursion is None:
+            return state._replace(cos=cos)
+        landed = xp.where(state.fresh, excess, state.excess)
+        return state._replace(cos=cos, excess=landed, fresh=xp.zeros_like(state.fresh))
 
     def with_step_rule(self, rule: StepRule) -> TangentPredictor:
         """See :class:`Predictor`."""
@@ -249,9 +283,9 @@ class DriftCompensated:
         inner = self.inner.corrected(state.inner, delta)
         return DriftState(inner, drift, state.eta_sq_sum, xp.ones_like(state.restart))
 
-    def observe(self, state: DriftState, point: Any) -> DriftState:
+    def observe(self, state: DriftState, point: Any, excess: Array) -> DriftState:
         """See :class:`Predictor`."""
-        return state._replace(inner=self.inner.observe(state.inner, point))
+        return state._replace(inner=self.inner.observe(state.inner, point, excess))
 
     def with_step_rule(self, rule: StepRule) -> DriftCompensated:
         """See :class:`Predictor`."""

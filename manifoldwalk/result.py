@@ -36,6 +36,10 @@ class WalkResult:
         n_grad_evals: loss-and-gradient evaluations, the start and any projection included.
         max_deviation: the largest |L − L0| seen at any point, corrector steps included.
         max_predictor_step: the longest predictor step taken (η_p of that step).
+        tolerance: the bound on |L − L0| the walk held on the level set (``Tolerance``'s,
+            widened to the loss's noise where that was larger).
+        max_relative_deviation: the largest |L − L0|/|L0| over the points on the level set
+            (every point the walk counted as on it, recorded or not).
         stop_reason: a key of :data:`STOP_REASONS`.
         message: the stop reason in words, with the figures behind it.
         history: columns recorded at on-level points every ``record_every`` predictor steps.
@@ -56,6 +60,8 @@ class WalkResult:
     n_grad_evals: int
     max_deviation: float
     max_predictor_step: float
+    tolerance: float
+    max_relative_deviation: float
     stop_reason: str
     message: str
     history: dict[str, np.ndarray] = field(default_factory=dict)
@@ -73,7 +79,8 @@ class WalkResult:
             f"WalkResult({self.stop_reason}: {self.n_predictor} predictor + "
             f"{self.n_corrector} corrector steps, {self.n_grad_evals} gradient evaluations, "
             f"R={self.reg:.6g}, angle={self.angle:.4f}°, kkt={self.kkt:.3g}, "
-            f"max|L-L0|={self.max_deviation:.3g})"
+            f"max|L-L0|={self.max_deviation:.3g}, on-level max|L-L0|/|L0|="
+            f"{self.max_relative_deviation:.3g})"
         )
 
     def save(self, path: str | Path) -> None:
@@ -116,6 +123,8 @@ class WalkResult:
             trajectory = data["trajectory"] if "trajectory" in data.files else None
             theta = data["theta"]
         options = meta.pop("options")
+        for name in ("tolerance", "max_relative_deviation"):  # files saved before they were
+            meta.setdefault(name, float("nan"))
         return cls(
             theta=theta,
             history=history,
@@ -138,6 +147,8 @@ _SCALAR_FIELDS = (
     "n_grad_evals",
     "max_deviation",
     "max_predictor_step",
+    "tolerance",
+    "max_relative_deviation",
     "stop_reason",
     "message",
 )

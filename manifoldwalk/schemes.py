@@ -22,6 +22,7 @@ from manifoldwalk.correctors import (
     authors_corrector,
     get_corrector,
 )
+from manifoldwalk.options import Tolerance
 from manifoldwalk.predictors import DriftCompensated, Predictor, TangentPredictor
 from manifoldwalk.step_sizes import AngleRule, StepRule
 
@@ -37,6 +38,9 @@ class Scheme:
             :class:`~manifoldwalk.predictors.DriftCompensated`.
         corrector: the corrector piece (:mod:`manifoldwalk.correctors`).
         max_corrector_steps: consecutive corrector steps after which the walk stops as failed.
+        tolerance: the level tolerance a walk uses unless given one
+            (:class:`~manifoldwalk.Tolerance`): relative for the library's schemes, the paper's
+            absolute τ = 1e-10 for ``"paper"`` and ``"authors"``.
 
     Raises:
         ValueError: ``max_corrector_steps`` not a positive integer.
@@ -46,6 +50,7 @@ class Scheme:
     predictor: Predictor
     corrector: Corrector
     max_corrector_steps: int
+    tolerance: Tolerance = Tolerance()
 
     def __post_init__(self) -> None:
         if not is_count(self.max_corrector_steps):
@@ -70,6 +75,11 @@ class Scheme:
         return dataclasses.replace(self, **changes)
 
 
+MAX_EXCURSION = 8.0
+"""How far (in units of the level tolerance) the library's schemes let a predictor step land off
+the level set before they shorten the next one."""
+
+
 def paper_scheme() -> Scheme:
     """The paper's scheme as written: angle rule on both the predictor and the corrector."""
     rule = AngleRule(eta_init=1e-4, eta_min=1e-4, eta_max=0.1)
@@ -78,6 +88,7 @@ def paper_scheme() -> Scheme:
         predictor=TangentPredictor(rule, reset_after_corrector=True),
         corrector=GradientCorrector(),
         max_corrector_steps=10_000,
+        tolerance=Tolerance(tau=1e-10),
     )
 
 
@@ -93,7 +104,7 @@ def default_scheme() -> Scheme:
     )
     return Scheme(
         name="default",
-        predictor=TangentPredictor(rule),
+        predictor=TangentPredictor(rule, max_excursion=MAX_EXCURSION),
         corrector=NewtonCorrector(),
         max_corrector_steps=100,
     )
@@ -111,7 +122,10 @@ def compensated_scheme() -> Scheme:
         threshold_deg=45.0, grow=1.5, shrink=0.5, eta_init=1e-3, eta_min=1e-8, eta_max=0.2
     )
     return default_scheme().replace(
-        name="compensated", predictor=DriftCompensated(TangentPredictor(rule), gain=0.5, cap=0.5)
+        name="compensated",
+        predictor=DriftCompensated(
+            TangentPredictor(rule, max_excursion=MAX_EXCURSION), gain=0.5, cap=0.5
+        ),
     )
 
 

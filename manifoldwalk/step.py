@@ -36,7 +36,8 @@ class WalkState(NamedTuple):
     The level set: ``level`` L0 and ``tau``, the threshold on (L − L0)². Counters:
     ``n_predictor``, ``n_corrector``, ``n_grad_evals`` (loss-and-gradient evaluations),
     ``n_consec_corr`` (corrector steps since the last predictor step), ``max_dev`` (largest
-    |L − L0| seen) and ``max_step`` (longest predictor step taken). The pieces' own states:
+    |L − L0| seen), ``max_on_dev`` (largest |L − L0| at points on the level set) and
+    ``max_step`` (longest predictor step taken). The pieces' own states:
     ``predictor`` (see :mod:`manifoldwalk.predictors`; it exposes ``eta``, ``direction``,
     ``started``, ``cos`` and ``n_stall``) and ``corrector`` (see
     :mod:`manifoldwalk.correctors`). All leaves are arrays; the state is a pytree of
@@ -57,6 +58,7 @@ class WalkState(NamedTuple):
     n_grad_evals: Array
     n_consec_corr: Array
     max_dev: Array
+    max_on_dev: Array
     max_step: Array
     predictor: Any
     corrector: Any
@@ -140,6 +142,7 @@ def init_state(
         n_grad_evals=zero_i + n_grad_evals,
         n_consec_corr=zero_i,
         max_dev=xp.abs(point.loss - level),
+        max_on_dev=xp.zeros_like(point.loss) + xp.abs(point.loss - level),
         max_step=xp.zeros_like(point.loss),
         predictor=scheme.predictor.init(theta),
         corrector=scheme.corrector.init(theta),
@@ -199,6 +202,8 @@ def make_step(problem: Problem, direction: Direction, scheme: Scheme) -> StepFun
         theta = s.theta + delta
         n_predictor = s.n_predictor + is_p
         point = evaluate(theta, n_predictor)
+        dev = xp.abs(point.loss - s.level)
+        on_level = dev * dev <= s.tau
         return WalkState(
             theta=theta,
             **point._asdict(),
@@ -208,9 +213,10 @@ def make_step(problem: Problem, direction: Direction, scheme: Scheme) -> StepFun
             n_corrector=s.n_corrector + (1 - is_p),
             n_grad_evals=s.n_grad_evals + 1,
             n_consec_corr=(s.n_consec_corr + 1) * (1 - is_p),
-            max_dev=_larger_finite(xp, s.max_dev, xp.abs(point.loss - s.level)),
+            max_dev=_larger_finite(xp, s.max_dev, dev),
+            max_on_dev=xp.where(on_level, _larger_finite(xp, s.max_on_dev, dev), s.max_on_dev),
             max_step=max_step,
-            predictor=predictor.observe(p_state, point),
+            predictor=predictor.observe(p_state, point, dev * inverse(xp, xp.sqrt(s.tau))),
             corrector=c_state,
         )
 

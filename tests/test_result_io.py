@@ -138,23 +138,25 @@ def test_a_resumed_history_keeps_integer_counts():
 def test_a_resumed_walk_keeps_the_saved_level_set_and_threshold(changed, named):
     """A walk resumed with another τ or L0 walks by the saved state's (so it continues the
     saved walk), says so, and records the values it walked by."""
-    whole = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=40))
-    first = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=20))
+    whole = mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_steps=40))
+    first = mw.walk(Circle(), TOP.copy(), scheme="paper", stop=mw.Stop(max_steps=20))
     with pytest.warns(UserWarning, match=re.escape(named)):
         rest = mw.walk(
-            Circle(), TOP.copy(), resume_from=first, **changed, stop=mw.Stop(max_steps=40)
+            Circle(),
+            TOP.copy(),
+            scheme="paper",
+            resume_from=first,
+            **changed,
+            stop=mw.Stop(max_steps=40),
         )
     assert np.array_equal(rest.theta, whole.theta)
     assert rest.options["tau"] == first.options["tau"]
     assert rest.options["level"] == first.options["level"]
 
 
-def test_a_resumed_walk_with_a_relative_threshold_records_it(recwarn):
+def test_a_resumed_walk_with_a_relative_tolerance_records_it(recwarn):
     first = mw.walk(
-        Circle(),
-        TOP.copy(),
-        tolerance=mw.Tolerance(tau=1e-3, relative=True),
-        stop=mw.Stop(max_steps=5),
+        Circle(), TOP.copy(), tolerance=mw.Tolerance(rtol=1e-3), stop=mw.Stop(max_steps=5)
     )
     rest = mw.walk(
         Circle(),
@@ -163,13 +165,15 @@ def test_a_resumed_walk_with_a_relative_threshold_records_it(recwarn):
         tolerance=mw.Tolerance(tau=1e-3),
         stop=mw.Stop(max_steps=10),
     )
-    assert rest.options["tau_relative"] is True
-    assert [w for w in recwarn if "tau_relative=False (kept: True)" in str(w.message)]
+    assert rest.options["rtol"] == 1e-3 and rest.options["tau"] is None
+    assert rest.tolerance == first.tolerance
+    assert [w for w in recwarn if "tau=0.001 (kept: None)" in str(w.message)]
     mw.walk(
         Circle(),
         TOP.copy(),
         resume_from=first,
-        tolerance=mw.Tolerance(tau=1e-3, relative=True),
+        tolerance=mw.Tolerance(rtol=1e-3),
         stop=mw.Stop(max_steps=10),
     )
     assert len([w for w in recwarn if "resume_from" in str(w.message)]) == 1
+

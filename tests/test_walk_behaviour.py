@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import manifoldwalk as mw
-from manifoldwalk.step import named_leaves
 from manifoldwalk.problems import Circle, Quadric, Sphere
+from manifoldwalk.step import named_leaves
 
 TOP = np.array([0.0, 1.0])
 CORNER = -np.ones(2) / np.sqrt(2)
@@ -52,19 +52,25 @@ def test_authors_default_corrector_oscillates_and_stops_as_failed_keeping_a_good
 
 
 def test_level_option_projects_the_start_onto_the_requested_level():
-    r = mw.walk(Sphere(np.ones(3)), np.array([0.0, 0.0, 1.0]), level=4.0)
+    r = mw.walk(
+        Sphere(np.ones(3)),
+        np.array([0.0, 0.0, 1.0]),
+        level=4.0,
+        tolerance=mw.Tolerance(tau=1e-10),
+    )
     assert r.level == 4.0 and abs(r.loss - 4.0) <= 1e-5
     assert np.linalg.norm(r.theta - Sphere(np.ones(3)).solution(4.0)) < 1e-3
 
 
-def test_relative_tau_scales_with_the_level():
+def test_relative_tolerance_scales_with_the_level():
     big = mw.walk(
         Circle(),
         1e3 * TOP,
-        tolerance=mw.Tolerance(tau=1e-10, relative=True),
+        tolerance=mw.Tolerance(rtol=1e-5),
         stop=mw.Stop(max_steps=5),
     )
-    assert big.options["tau_relative"] and big.max_deviation <= 1e-5 * 1e6 + 1e-9
+    assert big.options["rtol"] == 1e-5 and big.tolerance == pytest.approx(1e-5 * 1e6)
+    assert big.max_relative_deviation <= 1e-5
 
 
 def test_random_walk_stays_on_the_level_set_and_is_reproducible():

@@ -180,7 +180,9 @@ def walk_segment(
         scheme=mw.get_scheme(config.scheme, **step_sizes),
         # a total budget counts every step: no predictor-step limit, the walk stops at ``end``
         stop=mw.Stop(max_steps=10**12 if total else end, max_total_steps=end if total else None),
-        tolerance=mw.Tolerance(tau=spec.tau),
+        # the paper's schemes walk by the experiment's absolute τ; the library's by their own
+        # relative tolerance
+        tolerance=mw.Tolerance(tau=spec.tau) if gradient else None,
     )
 
     def record(w: SeedWalk) -> mw.Record:

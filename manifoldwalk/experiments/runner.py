@@ -122,6 +122,8 @@ def _finish_seed(config: RunConfig, s: Seed, result: Any, walk_time: float) -> d
             "level": result.level,
             "train_loss": result.loss,
             "max_deviation": float(result.max_deviation),
+            "tolerance": float(result.tolerance),
+            "max_relative_deviation": float(result.max_relative_deviation),
             "reg": result.reg,
             "angle": result.angle,
             "test_loss": float(h["test_loss"][-1]),

@@ -89,6 +89,8 @@ class TableRow:
         label: How the row is named: the experiment, or the path of its directory when the
             experiment appears in several directories (:attr:`RunGroup.label`).
         directory: The experiment directory the seeds came from (None: not known).
+        level_held: The largest |L − L0|/|L0| at an on-level point of any seed's walk (None:
+            not recorded by the runs).
     """
 
     experiment: str
@@ -104,6 +106,7 @@ class TableRow:
     paper: PaperRow | None = None
     label: str = ""
     directory: Path | None = None
+    level_held: float | None = None
 
     def __post_init__(self) -> None:
         """Label the row by its experiment when no label is given."""
@@ -231,7 +234,14 @@ def table_row(group: RunGroup) -> TableRow:
         paper=exp.paper if exp else None,
         label=group.label,
         directory=group.directory,
+        level_held=_level_held(summaries),
     )
+
+
+def _level_held(summaries: list[dict]) -> float | None:
+    """The largest on-level |L − L0|/|L0| over the seeds' walks (None where not recorded)."""
+    values = [s["walk"].get("max_relative_deviation") for s in summaries]
+    return None if None in values else max(float(v) for v in values)
 
 
 def build_table(root: str | os.PathLike[str]) -> list[TableRow]:
@@ -346,4 +356,10 @@ def format_table(rows: list[TableRow]) -> str:
         "metric on a validation split carved from the training data, reported for nets trained "
         f"on the full training set at that λ. Weight-decay regulariser: {reg_note}.",
     ]
+    held = [f"{r.label} {r.level_held:.2g}" for r in rows if r.level_held is not None]
+    if held:
+        lines.append(
+            "Level held by the walks (the largest |L − L0|/|L0| at an on-level point over the "
+            "seeds): " + ", ".join(held) + "."
+        )
     return "\n".join(lines)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,7 +14,7 @@ from manifoldwalk.result import WalkResult
 def level_bound(result: WalkResult, hessian_norm: float, grad_norm: float | None = None) -> float:
     """The documented bound on |L − L0| over every point a walk visits.
 
-    √τ (the on-level tolerance) plus the second-order excursion of the longest
+    The on-level tolerance (``result.tolerance``) plus the second-order excursion of the longest
     predictor step taken, ½·η_max²·‖∇²L‖, where ``hessian_norm`` bounds the
     loss Hessian's spectral norm along the path. With drift compensation
     (``drift_gain > 0``) a predictor step also moves by up to ``drift_cap``·η off the
@@ -25,16 +24,14 @@ def level_bound(result: WalkResult, hessian_norm: float, grad_norm: float | None
     Raises:
         ValueError: a drift-compensated walk without ``grad_norm``.
     """
-    tau = result.options["tau"]
-    if result.options.get("tau_relative"):
-        tau *= result.level**2
+    tol = result.tolerance
     eta = result.max_predictor_step
     if not result.options.get("drift_gain"):
-        return math.sqrt(tau) + 0.5 * eta**2 * hessian_norm
+        return tol + 0.5 * eta**2 * hessian_norm
     if grad_norm is None:
         raise ValueError("a drift-compensated walk's level bound needs grad_norm.")
     cap = result.options["drift_cap"]
-    return math.sqrt(tau) + cap * eta * grad_norm + 0.5 * ((1 + cap) * eta) ** 2 * hessian_norm
+    return tol + cap * eta * grad_norm + 0.5 * ((1 + cap) * eta) ** 2 * hessian_norm
 
 
 def check_level_kept(
@@ -46,25 +43,23 @@ def check_level_kept(
         f"max |L - L0| = {result.max_deviation:.3g} exceeds the bound {bound:.3g} "
         f"(longest predictor step {result.max_predictor_step:.3g})"
     )
-    tau = result.options["tau"] * (result.level**2 if result.options.get("tau_relative") else 1)
     final = abs(result.loss - result.level)
-    assert final <= math.sqrt(tau) * (1 + 1e-9), (
-        f"the final point is off the level set: |L - L0| = {final:.3g} > √τ"
+    assert final <= result.tolerance * (1 + 1e-9), (
+        f"the final point is off the level set: |L - L0| = {final:.3g} > {result.tolerance:.3g}"
     )
 
 
 def reg_slack(result: WalkResult, lagrangian_hessian_norm: float) -> float:
     """How much R may rise between consecutive on-level points without a wrong step.
 
-    Two on-level points may differ in L by up to 2√τ, which moves R by up to
-    2·|λ|·√τ (λ = dR/dL across level sets, the largest recorded); and a predictor
+    Two on-level points may differ in L by up to twice the tolerance b, which moves R by up to
+    2·|λ|·b (λ = dR/dL across level sets, the largest recorded); and a predictor
     step of length η changes R by its first-order decrease plus up to
     ½·η²·‖∇²R + λ∇²L‖, which near a turning point can outweigh it.
     """
-    tau = result.options["tau"] * (result.level**2 if result.options.get("tau_relative") else 1)
     lam = float(np.max(np.abs(result.history["lam"])))
     eta = result.max_predictor_step
-    return 2.0 * lam * math.sqrt(tau) + 0.5 * eta**2 * lagrangian_hessian_norm
+    return 2.0 * lam * result.tolerance + 0.5 * eta**2 * lagrangian_hessian_norm
 
 
 def check_reg_decreasing(result: WalkResult, slack: float = 0.0) -> None:
