@@ -104,23 +104,20 @@ def settings(spec: Experiment) -> dict[str, dict[str, Any]]:
         ),
         "default, own tolerance": {**scheme("default"), "tolerance": None},
         "compensated, own tolerance": {**scheme("compensated"), "tolerance": None},
-        "default, old": {"scheme": _uncapped(mw.get_scheme("default"))},
-        "compensated, old": {"scheme": _uncapped(mw.get_scheme("compensated"))},
+        "default, cap 8": scheme("default", max_excursion=8),
+        "compensated, cap 8": scheme("compensated", max_excursion=8),
+        "default, own tolerance, cap 8": {
+            **scheme("default", max_excursion=8),
+            "tolerance": None,
+        },
+        "compensated, own tolerance, cap 8": {
+            **scheme("compensated", max_excursion=8),
+            "tolerance": None,
+        },
         "default + drift": {
             "scheme": default.replace(predictor=mw.DriftCompensated(default.predictor, gain=0.5))
         },
     }
-
-
-def _uncapped(scheme: mw.Scheme) -> mw.Scheme:
-    """``scheme`` without the bound on predictor excursions (the schemes before it had one)."""
-    import dataclasses
-
-    predictor = scheme.predictor
-    if hasattr(predictor, "inner"):
-        inner = dataclasses.replace(predictor.inner, max_excursion=None)
-        return scheme.replace(predictor=dataclasses.replace(predictor, inner=inner))
-    return scheme.replace(predictor=dataclasses.replace(predictor, max_excursion=None))
 
 
 def start_point(name: str, seed: int, runs: str | None) -> tuple[Any, Any, Any, Experiment]:
