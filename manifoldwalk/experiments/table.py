@@ -359,7 +359,8 @@ def format_table(rows: list[TableRow]) -> str:
     held = [f"{r.label} {r.level_held:.2g}" for r in rows if r.level_held is not None]
     if held:
         lines.append(
-            "Level held by the walks (the largest |L − L0|/|L0| at an on-level point over the "
-            "seeds): " + ", ".join(held) + "."
+            "Level held by the walks (the largest |L − L0|/|L0| at an on-level point of any "
+            "seed): "
+            + ", ".join(held) + "."
         )
     return "\n".join(lines)
