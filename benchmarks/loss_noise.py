@@ -39,7 +39,9 @@ def dataset(net: str, seed: int, dtype: str):
         x = rng.uniform(0, 1, (1000, 784)).astype(dtype)
         y = rng.integers(0, 10, 1000)
         return x, y, "classification"
-    ds = load_dataset({"iris-ff": "iris", "mpg-ff": "auto-mpg"}[net], seed=seed, dtype=np.dtype(dtype))
+    ds = load_dataset(
+        {"iris-ff": "iris", "mpg-ff": "auto-mpg"}[net], seed=seed, dtype=np.dtype(dtype)
+    )
     task = "regression" if net == "mpg-ff" else "classification"
     return ds.x_train, ds.y_train, task
 
@@ -65,7 +67,9 @@ def measure(framework: str, net: str, dtype: str, seed: int, epochs: int) -> dic
     noise = loss_noise(problem, theta, float(l0), grad, samples=16)
     row = {"L0": float(l0), "noise": noise, "rel_noise": noise / abs(float(l0))}
     if dtype == "float32":
-        model64 = backend.build_net("ff", x.shape[1:], n_out, hidden=hidden, seed=seed, dtype="float64")
+        model64 = backend.build_net(
+            "ff", x.shape[1:], n_out, hidden=hidden, seed=seed, dtype="float64"
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             p64 = backend.make_problem(model64, x.astype(np.float64), y, task=task)

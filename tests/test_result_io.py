@@ -176,4 +176,3 @@ def test_a_resumed_walk_with_a_relative_tolerance_records_it(recwarn):
         stop=mw.Stop(max_steps=10),
     )
     assert len([w for w in recwarn if "resume_from" in str(w.message)]) == 1
-

@@ -360,7 +360,6 @@ def format_table(rows: list[TableRow]) -> str:
     if held:
         lines.append(
             "Level held by the walks (the largest |L − L0|/|L0| at an on-level point of any "
-            "seed): "
-            + ", ".join(held) + "."
+            "seed): " + ", ".join(held) + "."
         )
     return "\n".join(lines)
