@@ -33,7 +33,10 @@ def _jax():
     import jax.numpy as jnp
     import manifoldwalk_jax
 
-    params = {"w": jnp.asarray(RNG.normal(size=(4, 3)) * 0.1, jnp.float32), "b": jnp.zeros(3)}
+    params = {
+        "w": jnp.asarray(RNG.normal(size=(4, 3)) * 0.1, jnp.float32),
+        "b": jnp.zeros(3, jnp.float32),
+    }
     return jax, jnp, manifoldwalk_jax, params
 
 
