@@ -1,0 +1,104 @@
+"""The inputs a JAX problem is built from: the arguments' order, the data as device arrays
+(whole or in equal batches), θ's device, and float64 copies."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from manifoldwalk.adapter_api import ProblemError, check_examples, check_pair
+
+
+def _to_float64(a: Any) -> Any:
+    """A floating array (or leaf) cast to float64; anything else as it is."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jnp.floating):
+        return jnp.asarray(a, dtype=jnp.float64)
+    return a
+
+
+def _check_order(apply_fn: Any, params: Any, loss_fn: Any) -> None:
+    """Raise where the arguments are plainly out of order: ``from_apply(apply_fn, params,
+    loss_fn, data)``.
+
+    Raises:
+        TypeError: ``apply_fn`` or ``loss_fn`` not callable, or ``params`` a function.
+    """
+    is_function = inspect.isroutine(params) or isinstance(params, functools.partial)
+    if callable(apply_fn) and callable(loss_fn) and not is_function:
+        return
+    got = ", ".join(
+        f"{name}={'a function' if callable(a) else 'a ' + type(a).__name__}"
+        for name, a in (("apply_fn", apply_fn), ("params", params), ("loss_fn", loss_fn))
+    )
+    raise TypeError(
+        f"from_apply got {got}: the arguments are out of order. The order is "
+        "from_apply(apply_fn, params, loss_fn, data): apply_fn(params, x) and "
+        "loss_fn(outputs, targets) are functions, params the parameter pytree."
+    )
+
+
+def _first_line(err: Exception) -> str:
+    """An exception's message, first line only, without a trailing full stop."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__).rstrip(".")
+
+
+def _single_device(theta: jax.Array) -> Any:
+    """The one device θ lives on (the adapter does not shard)."""
+    devices = theta.devices()
+    if len(devices) != 1:
+        raise ProblemError(
+            f"the parameters span {len(devices)} devices; manifoldwalk_jax needs them on one."
+        )
+    return next(iter(devices))
+
+
+def _as_data(data: Any, device: Any, what: str) -> tuple[jax.Array, jax.Array]:
+    """``(x, y)`` as jax arrays on ``device``, checked to be of equal length."""
+    check_pair(data, what)
+    x, y = (jax.device_put(jnp.asarray(a), device) for a in data)
+    check_examples(what, x.shape, y.shape)
+    return x, y
+
+
+def _split_batches(x: jax.Array, y: jax.Array, batch: int) -> tuple[jax.Array, ...]:
+    """``(xs, ys, x_rest, y_rest)``: full batches stacked on a new leading axis, then the rest."""
+    n_full = x.shape[0] // batch
+    cut = n_full * batch
+
+    def stack(a: jax.Array) -> jax.Array:
+        return jnp.reshape(a[:cut], (n_full, batch, *a.shape[1:]))
+
+    return stack(x), stack(y), x[cut:], y[cut:]
+
+
+def _batched(per_batch: Callable[..., Any], n: int) -> Callable[..., Any]:
+    """Turn a per-batch mean into the exact full-data mean Σ_b (n_b / n) f(batch_b).
+
+    ``per_batch(theta, frozen, xb, yb)`` returns a pytree (a loss, or a loss and gradient);
+    the result runs it over the stacked full batches with ``lax.scan`` (memory of one
+    batch) and once more over the remainder, if there is one.
+    """
+
+    def total(theta, frozen, xs, ys, x_rest, y_rest):  # noqa: ANN001, ANN202 - traced
+        weight = xs.shape[1] / n
+
+        def body(acc, batch):  # noqa: ANN001, ANN202
+            out = per_batch(theta, frozen, *batch)
+            return jax.tree_util.tree_map(lambda a, o: a + o * weight, acc, out), None
+
+        shapes = jax.eval_shape(per_batch, theta, frozen, xs[0], ys[0])
+        init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        acc, _ = jax.lax.scan(body, init, (xs, ys))
+        if x_rest.shape[0]:
+            out = per_batch(theta, frozen, x_rest, y_rest)
+            acc = jax.tree_util.tree_map(lambda a, o: a + o * (x_rest.shape[0] / n), acc, out)
+        return acc
+
+    return total
