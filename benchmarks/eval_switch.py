@@ -66,18 +66,18 @@ def net_rows(net: str, reps: int) -> None:
         problems[training] = backend.make_problem(
             model.train(training), x, y, task="classification"
         )
-    adapters_switch = torch_problem._eval_mode
+    adapters_switch = torch_problem.eval_mode
 
     def call(training: bool, switch=adapters_switch):
         problem = problems[training]
         theta = problem.theta0
 
         def run() -> None:
-            torch_problem._eval_mode = switch
+            torch_problem.eval_mode = switch
             try:
                 problem.loss_and_grad(theta)
             finally:
-                torch_problem._eval_mode = adapters_switch
+                torch_problem.eval_mode = adapters_switch
 
         return run
 

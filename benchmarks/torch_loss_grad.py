@@ -45,7 +45,7 @@ from perf import eager_driver_step, paired_ratios  # noqa: E402
 def loss_and_grad_functional_call(problem: Any, x: Any, y: Any) -> Any:
     """A one-batch ``loss_and_grad`` through ``functional_call``, as a function of θ."""
     import torch
-    from manifoldwalk_torch.problem import _eval_mode
+    from manifoldwalk_torch._model import eval_mode as _eval_mode
     from torch.func import functional_call
 
     def loss_and_grad(theta: Any) -> tuple[Any, Any]:

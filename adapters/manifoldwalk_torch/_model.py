@@ -374,3 +374,24 @@ def probe(
                 "outputs first, then the targets, and returns the batch's mean loss."
             ) from err
     return out, y, scalar_loss(loss)
+
+
+def check_order(model: Any, loss_fn: Any) -> None:
+    """Raise unless ``model`` is a module that is not a loss, naming swapped arguments.
+
+    Raises:
+        TypeError: ``model`` is a loss, or not an ``nn.Module``.
+    """
+    is_loss = isinstance(model, nn.modules.loss._Loss)
+    if isinstance(model, nn.Module) and not is_loss:
+        return
+    swapped = is_loss or (
+        isinstance(loss_fn, nn.Module) and not isinstance(loss_fn, nn.modules.loss._Loss)
+    )
+    if swapped:
+        raise TypeError(
+            f"model is the loss {type(model).__name__} and loss_fn a "
+            f"{type(loss_fn).__name__}: the arguments are swapped. The order is "
+            "from_model(model, loss_fn, data)."
+        )
+    raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")

@@ -46,7 +46,8 @@ from manifoldwalk.adapter_api import (
     same_function,
 )
 from manifoldwalk_torch._compile import _map, functional_loss_and_grad
-from manifoldwalk_torch.problem import TorchProblem, _eval_mode, _scalar_loss
+from manifoldwalk_torch._model import eval_mode, scalar_loss
+from manifoldwalk_torch.problem import TorchProblem
 
 _BUFFERS = ("rows", "points")
 """The carry's row and point buffers: written by the host loop, not inside ``vmap``."""
@@ -71,7 +72,7 @@ class _Lane(LaneProblem):
     def _batch_loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t = self.template
         out = functional_call(t.model, {**t.unflatten(theta), **self.extras}, (x,))
-        return _scalar_loss(t._loss_fn(out, y))
+        return scalar_loss(t._loss_fn(out, y))
 
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return functional_loss_and_grad(self._batch_loss, self.batches)(theta)
@@ -146,7 +147,7 @@ def walk_batch(
     ]
 
     def chunk(carries: list[Carry]) -> list[Carry]:
-        with _eval_mode(template.model):
+        with eval_mode(template.model):
             out = lanes.run(_stack(carries), extras, batches)
         return [_map(lambda t, i=i: t[i], out) for i in range(len(carries))]
 
@@ -291,7 +292,7 @@ def _check_same_values(problems: list[TorchProblem], hosts: list[Any], lane: _La
     for i, (p, h) in enumerate(zip(problems, hosts, strict=True)):
         if i == 0:
             continue
-        with _eval_mode(template.model):
+        with eval_mode(template.model):
             lane.bind(_extras(p), list(p._data.batches()))
             check_lane_agrees(i, lane, p, h.carry.state.theta, "model, loss_fn and regulariser")
         lane.bind({}, [])

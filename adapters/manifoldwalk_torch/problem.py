@@ -39,11 +39,12 @@ from manifoldwalk_torch._compile import (
     compiled,
     functional_loss_and_grad,
 )
-from manifoldwalk_torch._data import Data, as_tensor, check_batch_size
+from manifoldwalk_torch._data import Data, check_batch_size
 from manifoldwalk_torch._model import (
     BufferSnapshot,
     RegFn,
     callable_reg,
+    check_order,
     check_reg_differentiable,
     correct,
     eval_mode,
@@ -54,10 +55,6 @@ from manifoldwalk_torch._model import (
     warn_if_stochastic,
 )
 from manifoldwalk_torch._slots import ParameterSlots
-
-# the names the adapter's other modules, its tests and its benchmarks import from here
-_as_tensor, _eval_mode, _scalar_loss = as_tensor, eval_mode, scalar_loss
-_warn_if_stochastic = warn_if_stochastic
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -98,7 +95,7 @@ class TorchProblem(ModelProblem):
         batch_size: int | None = None,
         compile: bool | str = False,
     ) -> None:
-        _check_order(model, loss_fn)
+        check_order(model, loss_fn)
         check_callable("loss_fn", loss_fn)
         if isinstance(loss_fn, type) and issubclass(loss_fn, nn.Module):
             raise TypeError(
@@ -399,27 +396,6 @@ class TorchProblem(ModelProblem):
     ) -> torch.Tensor:
         """The mean loss over one batch, the parameters swapped for ``views``."""
         return scalar_loss(self._loss_fn(self._slots.call(views, x), y))
-
-
-def _check_order(model: Any, loss_fn: Any) -> None:
-    """Raise unless ``model`` is a module that is not a loss, naming swapped arguments.
-
-    Raises:
-        TypeError: ``model`` is a loss, or not an ``nn.Module``.
-    """
-    is_loss = isinstance(model, nn.modules.loss._Loss)
-    if isinstance(model, nn.Module) and not is_loss:
-        return
-    swapped = is_loss or (
-        isinstance(loss_fn, nn.Module) and not isinstance(loss_fn, nn.modules.loss._Loss)
-    )
-    if swapped:
-        raise TypeError(
-            f"model is the loss {type(model).__name__} and loss_fn a "
-            f"{type(loss_fn).__name__}: the arguments are swapped. The order is "
-            "from_model(model, loss_fn, data)."
-        )
-    raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
 
 
 def from_model(

@@ -295,7 +295,7 @@ def test_eval_mode_switch_restores_only_what_was_training(probe_type):
 def test_recurrent_dropout_warns():
     model = nn.Sequential(nn.GRU(3, 4, num_layers=2, dropout=0.1))
     with pytest.warns(UserWarning, match=r"0 \(GRU\)"):
-        manifoldwalk_torch.problem._warn_if_stochastic(model)
+        manifoldwalk_torch._model.warn_if_stochastic(model)
 
 
 def test_plain_models_do_not_warn():
