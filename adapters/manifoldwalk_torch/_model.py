@@ -264,8 +264,13 @@ class BufferSnapshot:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self._model = model
-        self._entries = [(name, b, _version(b)) for name, b in model.named_buffers()]
+        # each buffer's owning table, resolved once: a check then reads a dict entry per buffer
+        # instead of walking the module tree at every evaluation
+        self._entries = []
+        for name, b in model.named_buffers():
+            owner, _, attr = name.rpartition(".")
+            table = model.get_submodule(owner)._buffers
+            self._entries.append((name, table, attr, b, _version(b)))
 
     def check(self) -> None:
         """Raise if a buffer changed since the snapshot.
@@ -273,11 +278,8 @@ class BufferSnapshot:
         Raises:
             ProblemError: a buffer was modified in place or replaced (named in the message).
         """
-        if not self._entries:
-            return
-        now = dict(self._model.named_buffers())
-        for name, buffer, version in self._entries:
-            current = now.get(name)
+        for name, table, attr, buffer, version in self._entries:
+            current = table.get(attr)
             if current is not buffer or _version(current) != version:
                 raise ProblemError(
                     f"the model's buffer {name!r} changed after the model was wrapped (e.g. a "
