@@ -21,6 +21,7 @@ MODULES = {
         "is_local_min",
         "lagrange_multiplier",
     ],
+    "manifoldwalk.curvature": None,
     "manifoldwalk.testing": None,
     "manifoldwalk.adapter_api": None,
 }

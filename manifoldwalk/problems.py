@@ -103,6 +103,11 @@ class Quadric:
         xp = namespace(x)
         return xp.zeros_like(x) + self._k.get("c", x)
 
+    def hvp(self, x: Array, v: Array) -> Array:
+        """∇²L(x)·v = 2Av (the Hessian-vector product :mod:`manifoldwalk.curvature` uses)."""
+        xp = namespace(x)
+        return 2.0 * xp.matmul(self._k.get("A", x), v)
+
     def loss_hessian(self) -> np.ndarray:
         """∇²L = 2A."""
         return 2.0 * self.A
