@@ -53,4 +53,5 @@ __all__ = [
     "walk",
 ]
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+"""The package version (the only place it is written; pyproject.toml reads it)."""

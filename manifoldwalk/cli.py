@@ -249,9 +249,11 @@ def _add_plot(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``manifoldwalk`` command."""
+    from manifoldwalk import __version__
     from manifoldwalk.schemes import SCHEMES
 
     parser = _Parser(prog="manifoldwalk", description="Walk the level sets of a training loss.")
+    parser.add_argument("--version", action="version", version=f"manifoldwalk {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     circle = _subcommand(sub, "circle", _circle, help="the paper's Fig. 1 example, as a table")
     circle.add_argument(
