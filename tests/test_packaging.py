@@ -42,3 +42,38 @@ def test_cli_prints_the_version():
         check=True,
     )
     assert out.stdout.strip() == f"manifoldwalk {manifoldwalk.__version__}"
+
+
+def test_built_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
+    # the wheel holds the package data the CLI needs (Auto-MPG's CSV, …) and its entry point
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ROOT), "-w", str(wheels)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("manifoldwalk-*.whl")
+    assert f"-{manifoldwalk.__version__}-" in wheel.name
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    bindir = venv / ("Scripts" if sys.platform == "win32" else "bin")
+    subprocess.run(
+        [str(bindir / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [str(bindir / "manifoldwalk"), "circle"], capture_output=True, text=True, check=True
+    )
+    assert "stationary" in out.stdout
+    listing = subprocess.run(
+        [
+            str(bindir / "python"),
+            "-c",
+            "import manifoldwalk.datasets as d; print(d.load_auto_mpg(seed=0).x_train.shape)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert listing.stdout.strip() == "(314, 9)"
