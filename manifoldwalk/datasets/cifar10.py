@@ -17,11 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._base import Dataset, DatasetError, resolve_data_dir
+from ._bounded import open_regular, read_array
 from ._images import image_dataset
 from ._restricted_pickle import restricted_load
 from ._split import make_rng
 
 __all__ = [
+    "CIFAR10_BATCH_SIZE",
     "CIFAR10_BINARY_FILES",
     "CIFAR10_ENV",
     "CIFAR10_PYTHON_FILES",
@@ -44,12 +46,17 @@ CIFAR10_BINARY_FILES = (*(f"{s}.bin" for s in _TRAIN_STEMS), "test_batch.bin")
 CIFAR10_PYTHON_FILES = (*_TRAIN_STEMS, "test_batch")
 """Files of the python version (``cifar-10-python.tar.gz`` → ``cifar-10-batches-py``)."""
 
+CIFAR10_BATCH_SIZE = 10_000
+"""Images in each CIFAR10 batch; the readers refuse a batch holding more."""
+
 _DIRS = {"binary": "cifar-10-batches-bin", "python": "cifar-10-batches-py"}
 _FILES = {"binary": CIFAR10_BINARY_FILES, "python": CIFAR10_PYTHON_FILES}
 _PIXELS = 32 * 32 * 3
 _RECORD = 1 + _PIXELS
 _N_CLASSES = 10
 _N_TRAIN_DEFAULT = 1000
+# A python batch is ~31 MB: 30,720,000 pixel bytes, then labels, file names and pickle framing.
+_PYTHON_BATCH_MAX_BYTES = 1 << 25
 
 Format = Literal["auto", "binary", "python"]
 
@@ -71,27 +78,41 @@ def read_cifar10_binary_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch of CIFAR10's binary version.
 
+    The file's size is checked against the format before anything is read: a positive
+    multiple of the 3073-byte record, at most :data:`CIFAR10_BATCH_SIZE` records (30.7 MB).
+    Exactly that many bytes are then read into one array.
+
     Args:
         path: A ``*.bin`` batch: records of 1 label byte and 3072 pixel bytes.
 
     Returns:
         ``(images, labels)``: uint8 images of shape ``(n, 32, 32, 3)`` (channel-last) and int64
-        labels of shape ``(n,)``.
+        labels of shape ``(n,)``, ``1 <= n <= 10000``.
 
     Raises:
-        DatasetError: Naming the file, if it cannot be read, is empty, is not a whole number of
-            3073-byte records (truncated), or has a label outside 0..9.
+        DatasetError: (a ``ValueError``) Naming the file, if it cannot be read or is not a
+            regular file, is empty, is not a whole number of 3073-byte records (truncated),
+            holds more than 10,000 records, or has a label outside 0..9.
     """
     path = Path(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc})") from exc
-    if data.size == 0 or data.size % _RECORD:
-        raise DatasetError(
-            f"{path}: truncated or not a CIFAR10 binary batch: {data.size} bytes is not a "
-            f"positive multiple of the {_RECORD}-byte record"
-        )
+    with open_regular(path) as (file, size):
+        if size == 0 or size % _RECORD:
+            raise DatasetError(
+                f"{path}: truncated or not a CIFAR10 binary batch: {size} bytes is not a "
+                f"positive multiple of the {_RECORD}-byte record"
+            )
+        if size > CIFAR10_BATCH_SIZE * _RECORD:
+            raise DatasetError(
+                f"{path}: {size // _RECORD} records, more than the {CIFAR10_BATCH_SIZE} of a "
+                "CIFAR10 batch (not a CIFAR10 binary batch?)"
+            )
+        try:
+            data, n_read = read_array(file, np.uint8, size)
+            grew = bool(file.read(1))
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot be read ({exc})") from exc
+    if n_read != size or grew:
+        raise DatasetError(f"{path}: changed size while being read")
     records = data.reshape(-1, _RECORD)
     return _to_images(records[:, 1:]), _check_labels(path, records[:, 0])
 
@@ -104,10 +125,41 @@ def _field(path: Path, batch: dict[Any, Any], key: str) -> Any:
     raise DatasetError(f"{path}: no {key!r} entry (not a CIFAR10 python batch)")
 
 
+def _python_labels(path: Path, raw: Any, n: int) -> np.ndarray:
+    """Return the ``n`` labels of a python batch as int64, checked to be ints in 0..9.
+
+    Raises:
+        DatasetError: Naming ``path``, if the labels are not ``n`` integers in 0..9.
+    """
+    if isinstance(raw, np.ndarray):
+        if raw.dtype.kind not in "iu":
+            raise DatasetError(f"{path}: 'labels' are not integers (an array of {raw.dtype})")
+        values = raw
+    elif isinstance(raw, (list, tuple)):
+        bad = next((v for v in raw if isinstance(v, bool) or not isinstance(v, int)), None)
+        if bad is not None:
+            raise DatasetError(f"{path}: 'labels' are not integers (found {bad!r})")
+        if raw and (min(raw) < 0 or max(raw) >= _N_CLASSES):
+            raise DatasetError(f"{path}: labels outside 0..9 (not a CIFAR10 batch?)")
+        values = np.array(raw, dtype=np.int64)
+    else:
+        raise DatasetError(f"{path}: 'labels' are not integers (a {type(raw).__name__})")
+    if values.shape != (n,):
+        raise DatasetError(f"{path}: {n} images but labels of shape {values.shape}")
+    return _check_labels(path, values)
+
+
 def read_cifar10_python_batch(
     path: str | os.PathLike[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """Read one batch of CIFAR10's python version through the restricted unpickler.
+
+    The file is read by :func:`~manifoldwalk.datasets.restricted_load` with a limit of 32 MiB
+    (a batch is about 31 MB): no global other than what numpy arrays need is resolved, and
+    arrays are built only from bytes the file holds, after their shape, dtype and byte count
+    are checked, so a small file cannot reserve a large array. The batch is then checked
+    against the format: ``data`` a uint8 array of ``n`` rows of 3072 bytes with
+    ``1 <= n <= 10000``, ``labels`` ``n`` ints in 0..9.
 
     Args:
         path: A pickled dict with ``data`` (uint8 array ``(n, 3072)``) and ``labels`` (n ints),
@@ -118,12 +170,13 @@ def read_cifar10_python_batch(
         labels of shape ``(n,)``.
 
     Raises:
-        DatasetError: Naming the file, if the pickle references any global other than what
-            numpy arrays need (it is refused before anything is called), is truncated, or does
-            not hold a CIFAR10 batch.
+        DatasetError: (a ``ValueError``) Naming the file and what is wrong, if it is over
+            32 MiB, the pickle references any global other than what numpy arrays need (it
+            is refused before anything is called), describes an array it does not hold, is
+            truncated, or does not hold a CIFAR10 batch as described above.
     """
     path = Path(path)
-    batch = restricted_load(path, encoding="bytes")
+    batch = restricted_load(path, encoding="bytes", max_bytes=_PYTHON_BATCH_MAX_BYTES)
     if not isinstance(batch, dict):
         raise DatasetError(f"{path}: holds a {type(batch).__name__}, not a CIFAR10 batch dict")
     data = _field(path, batch, "data")
@@ -131,13 +184,13 @@ def read_cifar10_python_batch(
         raise DatasetError(f"{path}: 'data' is not a 2-d uint8 array")
     if data.shape[1] != _PIXELS:
         raise DatasetError(f"{path}: 'data' rows have {data.shape[1]} values, expected {_PIXELS}")
-    try:
-        labels = np.asarray(_field(path, batch, "labels"), dtype=np.int64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise DatasetError(f"{path}: 'labels' are not integers ({exc})") from exc
-    if labels.shape != (len(data),):
-        raise DatasetError(f"{path}: {len(data)} images but labels of shape {labels.shape}")
-    return _to_images(data), _check_labels(path, labels)
+    if not 1 <= len(data) <= CIFAR10_BATCH_SIZE:
+        what = "holds no images" if len(data) == 0 else f"holds {len(data)} images"
+        raise DatasetError(
+            f"{path}: {what}; a CIFAR10 batch holds 1 to {CIFAR10_BATCH_SIZE} rows of {_PIXELS}"
+        )
+    labels = _python_labels(path, _field(path, batch, "labels"), len(data))
+    return _to_images(data), labels
 
 
 def _missing_message(problem: str) -> str:
@@ -226,10 +279,17 @@ def load_cifar10(
         A classification :class:`Dataset`: images of shape ``(n, 32, 32, 3)``, channel-last,
         not flattened, pixels in ``[0, 1]``; int64 labels in 0..9; ``n_classes=10``.
 
+    Each batch is checked against the format before anything large is allocated (see
+    :func:`read_cifar10_binary_batch` and :func:`read_cifar10_python_batch`): at most 10,000
+    images of 3072 bytes, int labels in 0..9; a python batch of at most 32 MiB whose arrays
+    are built only from bytes it holds.
+
     Raises:
-        DatasetError: If the directory or a batch is missing (the message names the files
-            expected and where they come from), or a batch is refused: truncated, malformed,
-            or a pickle referencing a disallowed global.
+        DatasetError: (a ``ValueError``) If the directory or a batch is missing (the message
+            names the files expected and where they come from), or a batch is refused, named
+            with what is wrong: truncated, malformed, over the size of a batch, labels that
+            are not ints in 0..9, or a pickle referencing a disallowed global or describing
+            an array it does not hold.
         TypeError, ValueError: If ``seed``, ``n_train`` or ``fmt`` is invalid.
     """
     rng = make_rng(seed)

@@ -13,11 +13,13 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from ._base import Dataset, DatasetError, resolve_data_dir
+from ._bounded import CHUNK_BYTES, check_limit, open_regular, read_array
 from ._images import image_dataset
 from ._split import make_rng
 
@@ -26,6 +28,7 @@ __all__ = [
     "IDX_FILES",
     "IDX_IMAGES_MAGIC",
     "IDX_LABELS_MAGIC",
+    "IDX_MAX_BYTES",
     "N_TRAIN_DEFAULT",
     "load_fashion_mnist",
     "load_mnist",
@@ -44,6 +47,9 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 N_TRAIN_DEFAULT = 1000
 """Training examples drawn per seed, as in the paper."""
 
+IDX_MAX_BYTES = 1 << 30
+"""Largest payload :func:`read_idx` accepts by default: 1 GiB (MNIST's largest file is 47 MB)."""
+
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -61,6 +67,9 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+# Deflate codes at most 258 bytes in 2 bits, so no gzip file expands more than 1032-fold.
+_DEFLATE_MAX_RATIO = 1032
+_MAX_NDIM = 32  # numpy 1's limit (numpy 2 allows 64); MNIST-format files have 1 or 3
 _SIDE = 28
 _N_CLASSES = 10
 
@@ -83,78 +92,135 @@ _SPECS = {
 }
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Return the content of ``path``, decompressed if it is gzip.
-
-    Raises:
-        DatasetError: If the file cannot be read or its gzip stream is truncated or corrupt.
-    """
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(f"{path}: cannot be read ({exc})") from exc
-    if not raw.startswith(_GZIP_MAGIC):
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as exc:
-        raise DatasetError(f"{path}: truncated or corrupt gzip file ({exc})") from exc
-
-
-def _parse_header(path: Path, data: bytes, magic: int | None) -> tuple[np.dtype, tuple[int, ...]]:
-    """Read and check an IDX header; return the element dtype and the dimensions.
+def _header_dims(
+    path: Path, stream: BinaryIO, magic: int | None
+) -> tuple[np.dtype, tuple[int, ...]]:
+    """Read and check an IDX header from ``stream``; return the element dtype and dimensions.
 
     Raises:
         DatasetError: On a short header, an unexpected or unknown magic number.
     """
-    if len(data) < 4:
-        raise DatasetError(f"{path}: truncated IDX file ({len(data)} bytes, no header)")
-    found = int.from_bytes(data[:4], "big")
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DatasetError(f"{path}: truncated IDX file ({len(head)} bytes, no header)")
+    found = int.from_bytes(head, "big")
     if magic is not None and found != magic:
         raise DatasetError(
             f"{path}: wrong magic number {found} (0x{found:08x}), expected {magic} "
             f"(0x{magic:08x}); not an IDX {'image' if magic == IDX_IMAGES_MAGIC else 'label'} file"
         )
-    if data[:2] != b"\0\0" or data[2] not in _IDX_DTYPES or data[3] == 0:
+    if head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or head[3] == 0:
         raise DatasetError(f"{path}: wrong magic number {found} (0x{found:08x}), not an IDX file")
-    ndim = data[3]
-    if len(data) < 4 + 4 * ndim:
-        raise DatasetError(f"{path}: truncated IDX header ({len(data)} bytes)")
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    return _IDX_DTYPES[data[2]], dims
+    ndim = head[3]
+    if ndim > _MAX_NDIM:
+        raise DatasetError(f"{path}: header declares {ndim} dimensions, more than {_MAX_NDIM}")
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise DatasetError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes)")
+    dims = tuple(int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+    return _IDX_DTYPES[head[2]], dims
 
 
-def read_idx(path: str | os.PathLike[str], *, magic: int | None = None) -> np.ndarray:
+def _read_payload(
+    path: Path, stream: BinaryIO, magic: int | None, max_bytes: int, size: int, gz: bool
+) -> np.ndarray:
+    """Read an IDX header and exactly the payload it declares from ``stream``.
+
+    Nothing is allocated for the payload until its declared size has passed every check
+    that can be made without reading it: the limit ``max_bytes``, and the most that the
+    ``size``-byte file can hold (its size for a raw file, ``1032 * size`` for gzip).
+
+    Raises:
+        DatasetError: If the header is invalid, the payload is over the limit, or the
+            payload is shorter or longer than the header says.
+    """
+    dtype, dims = _header_dims(path, stream, magic)
+    header = 4 + 4 * len(dims)
+    count = math.prod(dims)
+    nbytes = count * dtype.itemsize
+    expected = header + nbytes
+    if nbytes > max_bytes:
+        raise DatasetError(
+            f"{path}: header says {dims} needing {nbytes} bytes, more than the limit of "
+            f"{max_bytes} bytes (raise it with read_idx(..., max_bytes=...) if the file is real)"
+        )
+    if not gz and size != expected:
+        if size < expected:
+            raise DatasetError(
+                f"{path}: truncated IDX file: header says {dims} needing {expected} bytes, "
+                f"found {size}"
+            )
+        raise DatasetError(f"{path}: {size - expected} bytes beyond the {dims} data")
+    if gz and expected > _DEFLATE_MAX_RATIO * size:
+        raise DatasetError(
+            f"{path}: truncated IDX file: header says {dims} needing {expected} bytes, but "
+            f"{size} bytes of gzip decompress to at most {_DEFLATE_MAX_RATIO * size}"
+        )
+    try:
+        array, n_read = read_array(stream, dtype, count)
+    except MemoryError as exc:
+        raise DatasetError(f"{path}: not enough memory for its {nbytes}-byte payload") from exc
+    if n_read < nbytes:
+        raise DatasetError(
+            f"{path}: truncated IDX file: header says {dims} needing {expected} bytes, "
+            f"found {header + n_read}"
+        )
+    if stream.read(1):  # read(n) reserves n bytes, so probe with one, then count a chunk
+        extra = 1 + len(stream.read(CHUNK_BYTES))
+        at_least = "at least " if extra > CHUNK_BYTES else ""
+        raise DatasetError(f"{path}: {at_least}{extra} bytes beyond the {dims} data")
+    if not dtype.isnative:
+        array.byteswap(inplace=True)  # in place: no second copy of the payload
+        array = array.view(dtype.newbyteorder("="))
+    return array.reshape(dims)
+
+
+def read_idx(
+    path: str | os.PathLike[str], *, magic: int | None = None, max_bytes: int = IDX_MAX_BYTES
+) -> np.ndarray:
     """Read an IDX file (raw or gzip-compressed) into a numpy array, checking it thoroughly.
 
+    The header is read from the (decompressing) stream first; the payload it declares is
+    then checked before anything is allocated for it: it must be at most ``max_bytes``, and
+    at most what the file can hold (its own size for a raw file; 1032 times the compressed
+    size for gzip, the most deflate can expand). Exactly the declared payload is then read
+    into one array, and at most one more 64 KiB chunk to detect extra data, so a gzip bomb
+    is never decompressed beyond that. Memory used is the declared payload plus less than
+    1 MiB of buffers (tests/datasets/test_datasets_fuzz.py measures it).
+
     Args:
-        path: The file.
+        path: The file; it must be a regular file.
         magic: The magic number required (e.g. :data:`IDX_IMAGES_MAGIC`), or None for any valid
             IDX magic number.
+        max_bytes: The largest payload (decompressed, header excluded) accepted, in bytes;
+            :data:`IDX_MAX_BYTES` (1 GiB) by default.
 
     Returns:
         A new, writable array with the dimensions stated in the header, in native byte order
         (uint8 for MNIST files).
 
     Raises:
-        DatasetError: Naming the file, if it cannot be read, its magic number is wrong, or it is
-            truncated or longer than its header says.
+        DatasetError: (a ``ValueError``) Naming the file, if it cannot be read or is not a
+            regular file, its magic number is wrong, its gzip stream is corrupt, its header
+            declares more than 32 dimensions or more than ``max_bytes`` (or more than the
+            file can hold), or its
+            payload is shorter or longer than its header says.
+        TypeError, ValueError: If ``max_bytes`` is not a non-negative int.
     """
     path = Path(path)
-    data = _read_bytes(path)
-    dtype, dims = _parse_header(path, data, magic)
-    offset = 4 + 4 * len(dims)
-    count = math.prod(dims)
-    expected = offset + count * dtype.itemsize
-    if len(data) < expected:
-        raise DatasetError(
-            f"{path}: truncated IDX file: header says {dims} needing {expected} bytes, "
-            f"found {len(data)}"
-        )
-    if len(data) > expected:
-        raise DatasetError(f"{path}: {len(data) - expected} bytes beyond the {dims} data")
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
-    return array.reshape(dims).astype(dtype.newbyteorder("="))
+    max_bytes = check_limit("max_bytes", max_bytes)
+    with open_regular(path) as (file, size):
+        try:
+            gz = file.read(2) == _GZIP_MAGIC
+            file.seek(0)
+            if not gz:
+                return _read_payload(path, file, magic, max_bytes, size, gz=False)
+            with gzip.GzipFile(fileobj=file, mode="rb") as stream:
+                return _read_payload(path, stream, magic, max_bytes, size, gz=True)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise DatasetError(f"{path}: truncated or corrupt gzip file ({exc})") from exc
+        except OSError as exc:
+            raise DatasetError(f"{path}: cannot be read ({exc})") from exc
 
 
 def _expected_files_text() -> str:
@@ -206,12 +272,17 @@ def _read_pair(name: str, directory: Path, part: str) -> tuple[np.ndarray, np.nd
     """Read and cross-check the images and labels of one part (``"train"`` or ``"test"``).
 
     Raises:
-        DatasetError: If a file is missing or invalid, the images are not 28x28, the counts
-            differ, or a label is not in 0..9.
+        DatasetError: If a file is missing or invalid, holds no images, the images are not
+            28x28, the counts differ, or a label is not in 0..9.
     """
     images_path = _find_file(name, directory, IDX_FILES[f"{part}_images"])
     labels_path = _find_file(name, directory, IDX_FILES[f"{part}_labels"])
     images = read_idx(images_path, magic=IDX_IMAGES_MAGIC)
+    if len(images) == 0:
+        raise DatasetError(
+            f"{images_path}: holds no images (its header says {images.shape}); an "
+            "MNIST-format images file needs at least one"
+        )
     labels = read_idx(labels_path, magic=IDX_LABELS_MAGIC)
     if images.shape[1:] != (_SIDE, _SIDE):
         raise DatasetError(f"{images_path}: images are {images.shape[1:]}, expected (28, 28)")
@@ -270,9 +341,16 @@ def load_mnist(
         A classification :class:`Dataset`: images of shape ``(n, 28, 28)`` (not flattened) with
         pixels in ``[0, 1]``, int64 labels in 0..9, ``n_classes=10``.
 
+    Each file is read by :func:`read_idx` with its default limit: a payload above
+    :data:`IDX_MAX_BYTES` (1 GiB) or above what the file can hold is refused before anything
+    is allocated for it, and a gzip file is decompressed only as far as its header declares.
+
     Raises:
-        DatasetError: If the directory or a file is missing (the message names the files and
-            where to get them) or a file is invalid (wrong magic number, truncated, ...).
+        DatasetError: (a ``ValueError``) If the directory or a file is missing (the message
+            names the files and where to get them), or a file is invalid: wrong magic number,
+            truncated or longer than its header says, over the size limit, corrupt gzip, no
+            images, images not 28x28, image and label counts differing, a label outside 0..9.
+            The message names the file.
         TypeError, ValueError: If ``seed`` or ``n_train`` is invalid.
     """
     return _load("mnist", seed, data_dir, n_train, dtype)
@@ -302,9 +380,11 @@ def load_fashion_mnist(
         A classification :class:`Dataset` laid out as :func:`load_mnist`'s: ``(n, 28, 28)``
         images in ``[0, 1]``, int64 labels in 0..9 (the ten clothing classes).
 
+    Files are read with the same bounds as :func:`load_mnist`'s.
+
     Raises:
-        DatasetError: As :func:`load_mnist`: a missing directory or file (named in the
-            message, with where to get it) or an invalid file.
+        DatasetError: (a ``ValueError``) As :func:`load_mnist`: a missing directory or file
+            (named in the message, with where to get it) or an invalid file (named).
         TypeError, ValueError: For an invalid ``seed`` or ``n_train``.
     """
     return _load("fashion-mnist", seed, data_dir, n_train, dtype)

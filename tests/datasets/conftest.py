@@ -1,13 +1,19 @@
-"""Writers of small files in the real dataset formats (IDX, CIFAR10 binary and python batches)."""
+"""Writers of small files in the real dataset formats (IDX, CIFAR10 binary and python batches),
+and a probe that runs a reader while measuring its peak memory and watching for writes."""
 
 from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
+import sys
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,6 +147,91 @@ def write_cifar_dir(directory: Path, *, fmt: str, n_per_batch: int = 6, style: s
     return arrays
 
 
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_MUTATING_EVENTS = frozenset(
+    {
+        "os.chmod",
+        "os.chown",
+        "os.link",
+        "os.mkdir",
+        "os.remove",
+        "os.rename",
+        "os.rmdir",
+        "os.symlink",
+        "os.truncate",
+        "os.utime",
+        "shutil.copyfile",
+        "shutil.copymode",
+        "shutil.copystat",
+        "shutil.move",
+        "shutil.rmtree",
+        "tempfile.mkdtemp",
+        "tempfile.mkstemp",
+    }
+)
+_RECORDING: list[list[tuple[str, tuple[Any, ...]]]] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    """Record file-system writes (any process-wide open for writing, rename, ...) while probing."""
+    if not _RECORDING:
+        return
+    if event == "open":
+        _, mode, flags = args
+        writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+            isinstance(flags, int) and flags & _WRITE_FLAGS
+        )
+        if writes:
+            _RECORDING[-1].append((event, args))
+    elif event in _MUTATING_EVENTS:
+        _RECORDING[-1].append((event, args))
+
+
+sys.addaudithook(_audit)  # cannot be removed; does nothing unless a probe is recording
+
+
+def _listing(directory: Path) -> list[tuple[str, int, int, int]]:
+    """Every entry under ``directory``: relative path, size, mode and modification time."""
+    out = []
+    for entry in sorted(directory.rglob("*")):
+        info = entry.lstat()
+        out.append(
+            (str(entry.relative_to(directory)), info.st_size, info.st_mode, info.st_mtime_ns)
+        )
+    return out
+
+
+def probe(directory: Path, call: Callable[[], Any]) -> tuple[Any, int]:
+    """Run ``call``; return its result (or the DatasetError it raised) and its peak memory.
+
+    Peak memory is what tracemalloc saw allocated during the call, in bytes. Fails the test
+    if the call raised anything but DatasetError, wrote or renamed any file anywhere (an
+    audit hook watches every open for writing), or changed the listing of ``directory``.
+    """
+    from manifoldwalk.datasets import DatasetError
+
+    before = _listing(directory)
+    was_tracing = tracemalloc.is_tracing()
+    if not was_tracing:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    writes: list[tuple[str, tuple[Any, ...]]] = []
+    _RECORDING.append(writes)
+    try:
+        outcome = call()
+    except DatasetError as exc:
+        outcome = exc
+    finally:
+        _RECORDING.pop()
+        peak = tracemalloc.get_traced_memory()[1] - base
+        if not was_tracing:
+            tracemalloc.stop()
+    assert writes == [], f"the reader wrote: {writes}"
+    assert _listing(directory) == before, "the reader changed its directory"
+    return outcome, peak
+
+
 @pytest.fixture(scope="session")
 def files() -> SimpleNamespace:
     """Give tests the writers above, to build datasets in the real formats."""
@@ -155,4 +246,5 @@ def files() -> SimpleNamespace:
         cifar_binary_bytes=cifar_binary_bytes,
         cifar_python_bytes=cifar_python_bytes,
         write_cifar_dir=write_cifar_dir,
+        probe=probe,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import pickle
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -220,3 +221,111 @@ def test_malformed_python_batch_is_refused(tmp_path: Path, batch: object, messag
     path.write_bytes(pickle.dumps(batch, protocol=4))
     with pytest.raises(DatasetError, match=rf"odd_batch: .*{message}"):
         read_cifar10_python_batch(path)
+
+
+class _Reduce:
+    """Pickles as ``func(*args)`` (then ``BUILD state`` if given): a hand-made payload."""
+
+    def __init__(self, func: object, args: tuple, state: object = None) -> None:
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self) -> tuple:
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _reconstruct() -> object:
+    from numpy._core.multiarray import _reconstruct as func
+
+    return func
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # numpy.ndarray(shape, dtype): 30 MB of uninitialised memory from a few bytes.
+        (_Reduce(np.ndarray, ((10_000, 3072), np.dtype(np.uint8))), "call of numpy.ndarray"),
+        # The reconstructor with a real shape instead of numpy's (0,).
+        (_Reduce(_reconstruct(), (np.ndarray, (10_000, 3072), b"u1")), "array reconstructor"),
+        # numpy's own form, but a state whose shape needs bytes the file does not hold.
+        (
+            _Reduce(
+                _reconstruct(),
+                (np.ndarray, (0,), b"b"),
+                (1, (10_000, 3072), np.dtype(np.uint8), False, b"x"),
+            ),
+            "needs 30720000 bytes, the pickle holds 1 bytes",
+        ),
+    ],
+    ids=["ndarray_call", "reconstruct_shape", "state_shape"],
+)
+def test_python_batch_cannot_reserve_images_it_does_not_hold(
+    tmp_path: Path, files: SimpleNamespace, data: object, message: str
+) -> None:
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": [0] * 10_000}, protocol=4))
+    assert path.stat().st_size < 25_000
+    outcome, peak = files.probe(tmp_path, lambda: read_cifar10_python_batch(path))
+    assert isinstance(outcome, DatasetError), outcome
+    assert peak < 2 << 20, f"peak {peak} bytes"
+    assert re.search(rf"data_batch_1: .*{message}", str(outcome))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([1.5], r"'labels' are not integers \(found 1.5\)"),
+        ([True], r"'labels' are not integers \(found True\)"),
+        (np.array([1.0]), r"'labels' are not integers \(an array of float64\)"),
+        ([10], r"labels outside 0\.\.9"),
+        ([-1], r"labels outside 0\.\.9"),
+        ([2**70], r"labels outside 0\.\.9"),
+        (b"\x01", r"'labels' are not integers \(a bytes\)"),
+    ],
+)
+def test_python_batch_labels_must_be_ints_in_range(
+    tmp_path: Path, labels: object, message: str
+) -> None:
+    path = tmp_path / "odd_batch"
+    path.write_bytes(
+        pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": labels}, protocol=4)
+    )
+    with pytest.raises(DatasetError, match=rf"odd_batch: {message}"):
+        read_cifar10_python_batch(path)
+
+
+@pytest.mark.parametrize(("rows", "message"), [(0, "holds no images"), (10_001, "holds 10001")])
+def test_python_batch_row_count_is_that_of_a_batch(tmp_path: Path, rows: int, message: str) -> None:
+    path = tmp_path / "data_batch_4"
+    batch = {b"data": np.zeros((rows, 3072), np.uint8), b"labels": [0] * rows}
+    path.write_bytes(pickle.dumps(batch, protocol=4))
+    with pytest.raises(DatasetError, match=rf"data_batch_4: {message}"):
+        read_cifar10_python_batch(path)
+
+
+def test_python_batch_larger_than_a_batch_is_refused_unread(
+    tmp_path: Path, files: SimpleNamespace
+) -> None:
+    path = tmp_path / "test_batch"
+    with path.open("wb") as file:
+        file.truncate(33 << 20)  # sparse: nothing is written, the size is over 32 MiB
+    outcome, peak = files.probe(tmp_path, lambda: read_cifar10_python_batch(path))
+    assert isinstance(outcome, DatasetError)
+    assert peak < 1 << 20, f"peak {peak} bytes"
+    assert "test_batch: 34603008 bytes, more than the limit of 33554432" in str(outcome)
+
+
+def test_binary_batch_over_10000_records_is_refused_unread(
+    tmp_path: Path, files: SimpleNamespace
+) -> None:
+    path = tmp_path / "data_batch_1.bin"
+    with path.open("wb") as file:
+        file.truncate(10_001 * 3073)  # sparse: a whole number of records, one too many
+    outcome, peak = files.probe(tmp_path, lambda: read_cifar10_binary_batch(path))
+    assert isinstance(outcome, DatasetError)
+    assert peak < 1 << 20, f"peak {peak} bytes"
+    assert "data_batch_1.bin: 10001 records, more than the 10000" in str(outcome)
+    with path.open("r+b") as file:
+        file.truncate(10_000 * 3073)
+    images, labels = read_cifar10_binary_batch(path)
+    assert images.shape == (10_000, 32, 32, 3)
+    assert labels.shape == (10_000,)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
+import os
+import re
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -244,3 +248,106 @@ def test_inconsistent_files_are_refused(tmp_path: Path, files: SimpleNamespace) 
     (tmp_path / "train-images-idx3-ubyte").write_bytes(files.idx_bytes(np.zeros((10, 32, 32))))
     with pytest.raises(DatasetError, match=r"\(32, 32\), expected \(28, 28\)"):
         load_mnist(seed=0, data_dir=tmp_path, n_train=5)
+
+
+@functools.cache
+def _gzip_zeros(n_bytes: int) -> bytes:
+    """One gzip member holding ``n_bytes`` zeros (about a thousandth of that on disk)."""
+    return gzip.compress(bytes(n_bytes), compresslevel=9)
+
+
+_BOMB = 32 << 20  # decompressed bytes of the bombs below; their files are about 32 KB
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        # A small header followed by 32 MiB that it does not declare.
+        ((1, 28, 28), r"at least \d+ bytes beyond the \(1, 28, 28\) data"),
+        # A header declaring more than the limit, followed by 32 MiB of zeros.
+        ((3000, 1000, 1000), r"needing 3000000000 bytes, more than the limit"),
+        # A header declaring less than the limit but more than 32 KB of gzip can hold.
+        ((100, 1000, 1000), r"truncated IDX file: .* decompress to at most"),
+    ],
+)
+def test_gzip_bomb_is_refused_without_decompressing_it(
+    tmp_path: Path, files: SimpleNamespace, dims: tuple[int, ...], message: str
+) -> None:
+    header = bytes([0, 0, 8, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+    payload = bytes(784) if dims == (1, 28, 28) else b""
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + payload) + _gzip_zeros(_BOMB))
+    outcome, peak = files.probe(tmp_path, lambda: read_idx(path, magic=idx.IDX_IMAGES_MAGIC))
+    assert isinstance(outcome, DatasetError)
+    assert peak < 2 << 20, f"peak {peak} bytes"
+    assert re.search(rf"train-images-idx3-ubyte\.gz: .*{message}", str(outcome))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_payload_over_max_bytes_is_refused_before_allocating(
+    tmp_path: Path, files: SimpleNamespace, gz: bool
+) -> None:
+    images, _ = files.make_idx_arrays(3, seed=0)  # 2352 payload bytes
+    path = files.write_bytes(tmp_path / "img", files.idx_bytes(images), gz=gz)
+    np.testing.assert_array_equal(read_idx(path, max_bytes=2352), images)
+    outcome, peak = files.probe(tmp_path, lambda: read_idx(path, max_bytes=2351))
+    assert isinstance(outcome, DatasetError)
+    assert re.search(
+        r"img(\.gz)?: header says \(3, 28, 28\) needing 2352 bytes, more than", str(outcome)
+    )
+    assert peak < 1 << 20
+    with pytest.raises(TypeError, match="max_bytes"):
+        read_idx(path, max_bytes=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_bytes"):
+        read_idx(path, max_bytes=-1)
+
+
+def test_header_declaring_terabytes_is_refused_by_the_default_limit(tmp_path: Path) -> None:
+    path = tmp_path / "huge"
+    path.write_bytes(bytes([0, 0, 8, 3]) + b"\xff\xff\xff\xff" * 3)
+    assert idx.IDX_MAX_BYTES == 1 << 30
+    with pytest.raises(
+        DatasetError, match=r"huge: header says .* more than the limit of 1073741824"
+    ):
+        read_idx(path)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_non_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "train-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_idx(fifo)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the main thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # blocked waiting for a writer: release it, then fail
+        with open(fifo, "wb"):
+            pass
+        thread.join(timeout=10)
+        pytest.fail("read_idx blocked on a FIFO")
+    assert isinstance(outcome[0], DatasetError)
+    assert "train-images-idx3-ubyte: not a regular file" in str(outcome[0])
+
+
+@pytest.mark.parametrize("part", ["train", "t10k"])
+def test_images_file_with_no_images_is_refused_by_name(
+    tmp_path: Path, files: SimpleNamespace, part: str
+) -> None:
+    files.write_mnist_dir(tmp_path, n_train=10, n_test=4)
+    name = f"{part}-images-idx3-ubyte"
+    (tmp_path / f"{name}.gz").unlink()
+    (tmp_path / f"{part}-labels-idx1-ubyte.gz").unlink()
+    files.write_bytes(tmp_path / name, files.idx_bytes(np.zeros((0, 28, 28), np.uint8)))
+    files.write_bytes(
+        tmp_path / f"{part}-labels-idx1-ubyte", files.idx_bytes(np.zeros(0, np.uint8))
+    )
+    with pytest.raises(DatasetError, match=rf"{name}: holds no images"):
+        load_mnist(seed=0, data_dir=tmp_path, n_train=1)

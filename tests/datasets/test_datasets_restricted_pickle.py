@@ -159,3 +159,150 @@ def test_truncated_and_garbage_pickles_are_refused(tmp_path: Path) -> None:
         restricted_load(tmp_path / "junk.pkl")
     with pytest.raises(DatasetError, match=r"absent\.pkl.*cannot be read"):
         restricted_load(tmp_path / "absent.pkl")
+
+
+def _reconstruct() -> object:
+    from numpy._core.multiarray import _reconstruct as func
+
+    return func
+
+
+class _Reduce:
+    """Pickles as ``func(*args)``, then ``BUILD state`` if a state is given."""
+
+    def __init__(self, func: object, args: tuple, state: object = None) -> None:
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self) -> tuple:
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def _array(state: tuple) -> _Reduce:
+    """An array pickled as numpy does, with the state given."""
+    return _Reduce(_reconstruct(), (np.ndarray, (0,), b"b"), state)
+
+
+def _dtype(spec: str, state: tuple = (3, "|", None, None, None, -1, -1, 0)) -> _Reduce:
+    """A dtype pickled as numpy does, with the spec and state given."""
+    return _Reduce(np.dtype, (spec, False, True), state)
+
+
+_SIXTY_FOUR_MIB = (64 << 20).to_bytes(8, "little")
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        # BINBYTES8 claiming 64 MiB: the C unpickler would reserve it before reading.
+        (b"\x80\x04\x8e" + _SIXTY_FOUR_MIB + b"x.", "but only 2 remain"),
+        # LONG_BINPUT at index 10**7: the C unpickler would size its memo to match.
+        (b"\x80\x02Nr" + (10**7).to_bytes(4, "little") + b".", "memo index 10000000"),
+        # A frame claiming 64 MiB.
+        (b"\x80\x04\x95" + _SIXTY_FOUR_MIB + b"N.", "a frame runs past the end"),
+    ],
+    ids=["binbytes8", "long_binput", "frame"],
+)
+def test_pickle_lengths_claiming_more_than_the_file_are_refused_unallocated(
+    tmp_path: Path, files: SimpleNamespace, data: bytes, message: str
+) -> None:
+    path = tmp_path / "claims.pkl"
+    path.write_bytes(data)
+    outcome, peak = files.probe(tmp_path, lambda: restricted_load(path))
+    assert isinstance(outcome, DatasetError)
+    assert peak < 1 << 20, f"peak {peak} bytes"
+    assert "claims.pkl: " in str(outcome)
+    assert message in str(outcome)
+
+
+def test_arrays_may_not_share_bytes_to_outgrow_the_file(
+    tmp_path: Path, files: SimpleNamespace
+) -> None:
+    raw = bytes(1000)
+    one = [_array((1, (1000,), _dtype("u1"), False, raw))]
+    path = _write(tmp_path / "shared.pkl", one)
+    np.testing.assert_array_equal(restricted_load(path)[0], np.zeros(1000, np.uint8))
+    # The pickler memoises ``raw``: 200 arrays of 1000 bytes from a file of about 3 KB.
+    many = [_array((1, (1000,), _dtype("u1"), False, raw)) for _ in range(200)]
+    path = _write(tmp_path / "shared.pkl", many)
+    assert path.stat().st_size < 10_000
+    outcome, _ = files.probe(tmp_path, lambda: restricted_load(path))
+    assert isinstance(outcome, DatasetError)
+    assert "shared.pkl: refused arrays holding more bytes than the pickle itself" in str(outcome)
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (_array((1, (2,), _dtype("O"), False, [1, 2])), r"array dtype \('O'"),
+        (_array((1, (1,), _dtype("V8"), False, bytes(8))), r"array dtype \('V8'"),
+        (
+            _array(
+                (
+                    1,
+                    (1,),
+                    _dtype("u1", (3, "|", (np.dtype("u1"), (10**6,)), None, None, -1, -1, 0)),
+                    False,
+                    b"x",
+                )
+            ),
+            r"refused the state .* of dtype 'u1'",
+        ),
+        (
+            _array((1, (1,), _dtype("u1", (3, "|", None, None, None, -1, -1, 63)), False, b"x")),
+            r"refused the state .* of dtype 'u1'",
+        ),
+        (_array((1, (-1,), _dtype("u1"), False, b"x")), r"array shape \(-1,\)"),
+        (_array((1, (2,), _dtype("u1"), False, b"x")), "needs 2 bytes, the pickle holds 1 bytes"),
+        (_array((1, (1,), "u1", False, b"x")), "not numpy's"),
+        (_Reduce(_reconstruct(), (np.ndarray, (0,), b"b")), "announced without its data"),
+        (np.dtype, "bare global numpy.dtype"),
+        (np.ndarray, "bare global numpy.ndarray"),
+        (_Reduce(np.ndarray, ((3,),)), "call of numpy.ndarray"),
+    ],
+    ids=[
+        "object",
+        "void",
+        "subarray_state",
+        "flags_state",
+        "negative_shape",
+        "short_data",
+        "dtype_not_a_dtype",
+        "no_state",
+        "bare_dtype",
+        "bare_ndarray",
+        "ndarray_call",
+    ],
+)
+def test_arrays_and_dtypes_numpy_would_build_unchecked_are_refused(
+    tmp_path: Path, obj: object, message: str
+) -> None:
+    path = _write(tmp_path / "arr.pkl", {"x": obj})
+    with pytest.raises(DatasetError, match=rf"arr\.pkl: .*{message}"):
+        restricted_load(path)
+
+
+@pytest.mark.parametrize("dtype", ["u1", "<i2", ">i4", "<f8", ">c16", "b1"])
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_numeric_arrays_round_trip_with_byte_order_and_layout(
+    tmp_path: Path, dtype: str, order: str
+) -> None:
+    array = np.asarray(np.arange(12).reshape(3, 4) % 2, dtype=dtype, order=order)
+    out = restricted_load(_write(tmp_path / "a.pkl", {"a": array, "b": [array]}))
+    np.testing.assert_array_equal(out["a"], array)
+    assert out["a"].dtype == array.dtype.newbyteorder("=")  # native, as numpy unpickles
+    assert out["a"].flags.f_contiguous == (order == "F")
+    assert out["a"].flags.writeable
+    assert out["b"][0] is out["a"]  # shared in the pickle, shared when loaded
+
+
+def test_size_and_opcode_limits(tmp_path: Path) -> None:
+    path = _write(tmp_path / "list.pkl", list(range(300, 400)))
+    assert restricted_load(path, max_opcodes=1000) == list(range(300, 400))
+    with pytest.raises(DatasetError, match=r"list\.pkl: refused a pickle of more than 50 opcodes"):
+        restricted_load(path, max_opcodes=50)
+    size = path.stat().st_size
+    assert restricted_load(path, max_bytes=size) == list(range(300, 400))
+    with pytest.raises(DatasetError, match=rf"list\.pkl: {size} bytes, more than the limit"):
+        restricted_load(path, max_bytes=size - 1)
+    with pytest.raises(TypeError, match="max_opcodes"):
+        restricted_load(path, max_opcodes=None)  # type: ignore[arg-type]
