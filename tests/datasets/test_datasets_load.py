@@ -24,6 +24,7 @@ def test_unknown_name_lists_the_valid_names() -> None:
         "iris",
         "auto-mpg",
         "mnist",
+        "mnist5k",
         "fashion-mnist",
         "cifar10",
     }

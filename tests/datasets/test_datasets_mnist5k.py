@@ -53,3 +53,11 @@ def test_not_gzip(tmp_path):
     path.write_bytes(b"plain text")
     with pytest.raises(DatasetError, match="gzip"):
         read_mnist5k(path)
+
+
+def test_load_dataset_by_name_matches_the_loader():
+    from manifoldwalk.datasets import load_dataset
+
+    a, b = load_dataset("MNIST5k", seed=2, n_train=50), load_mnist5k(seed=2, n_train=50)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
