@@ -100,6 +100,13 @@ class ModelProblem:
         self.loop_cache = CompileCache()
         self._reg, self._reg_grad = self._make_reg(reg)
 
+    @property
+    def param_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """The trainable parameters' shapes in θ's order (their sizes add up to ``n_params``),
+        as the framework lays them out (PyTorch weights ``(out, in, …)``, JAX and Keras kernels
+        ``(…, in, out)``); read-only."""
+        return tuple(self._shapes_of_theta)
+
     # --- the Problem protocol -------------------------------------------------------------
 
     def loss_and_grad(self, theta: Any) -> tuple[Any, Any]:

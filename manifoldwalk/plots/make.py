@@ -4,8 +4,9 @@ For each experiment directory found under the directory, :func:`plot_experiment`
 ``OUT/<experiment>/`` (``OUT/<path>/``, the directory's path from above the one plotted, when
 one experiment appears in several directories: ``OUT/runs/grid14/fashion-ff``)::
 
-    phase2.<fmt>        phase-2 curves (angle, R, train loss, test loss, test metric)
-    phase2.csv          their bands: step, seeds running, mean and std of each quantity
+    phase2.<fmt>        phase-2 curves (angle, R, |L − L0| per seed, test loss, test metric)
+    phase2.csv          the bands: step, seeds running, mean and std of each quantity
+                        (angle, R, |L − L0|, training loss, test loss, test metric)
     compute.<fmt>       test metric against example-wise gradient evaluations
     compute.csv         the walk's band: gradients, seeds running, mean and std of the metric
     compute.json        phase 1's gradients and weight decay's point at the best λ
@@ -17,6 +18,11 @@ one experiment appears in several directories: ``OUT/runs/grid14/fashion-ff``)::
     endpoints.md        the same as a table
     report.md           the Table I row, the figures, the configuration, the environment
     report.html         the same page, self-contained (figures embedded)
+
+The figures are drawn by the same code as those of walks in memory
+(:mod:`manifoldwalk.plots.walks`; the sections are :mod:`~manifoldwalk.plots.run_figures`).
+Every file is written through :class:`~manifoldwalk.plots.output.OutputDir`: a link at a file's
+name is replaced, never written through; a link where a directory goes is refused.
 """
 
 from __future__ import annotations
@@ -26,21 +32,14 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from manifoldwalk.experiments import rundir
-from manifoldwalk.experiments.table import format_table
-from manifoldwalk.plots import figures as figs
-from manifoldwalk.plots.bands import Band
+from manifoldwalk.plots import run_figures as sections
 from manifoldwalk.plots.endpoints import EndpointRow, endpoint_average, format_endpoints
-from manifoldwalk.plots.evaluate import SeedProblem, rebuild
-from manifoldwalk.plots.pca import PointSet, gram_matrix, pca_from_gram, project
-from manifoldwalk.plots.report import Block, ReportFigure, config_text, environment, write_report
+from manifoldwalk.plots.output import OutputDir
+from manifoldwalk.plots.report import write_report
+from manifoldwalk.plots.run_report import report_blocks
 from manifoldwalk.plots.runs import ExperimentRuns, load_runs
-from manifoldwalk.plots.series import BUDGET_STOPS, compute_series, phase2_bands, wd_reference
-from manifoldwalk.plots.surface import grid_axes, loss_surface
+from manifoldwalk.plots.style import FORMATS, require_matplotlib, seeds_text
 
 __all__ = ["PlotOptions", "PlotResult", "plot_experiment", "plot_runs", "surface_counts"]
 
@@ -77,7 +76,7 @@ class PlotOptions:
 
     def __post_init__(self) -> None:
         """Check the options; raises ValueError naming the valid choices."""
-        if self.fmt not in figs.FORMATS:
+        if self.fmt not in FORMATS:
             raise ValueError(f"unknown format {self.fmt!r}; choose one of: png, pdf, svg")
         if self.grid < 2:
             raise ValueError(f"the grid needs at least 2 points per axis, got {self.grid}")
@@ -153,48 +152,34 @@ def _say(options: PlotOptions, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def _band_csv(path: Path, x_name: str, bands: dict[str, Band]) -> None:
-    names = list(bands)
-    first = bands[names[0]]
-    cols = [x_name, "seeds_running"]
-    for n in names:
-        cols += [f"{n}_mean", f"{n}_std"]
-    rows = []
-    for i in range(len(first.x)):
-        row: list[Any] = [float(first.x[i]), int(first.count[i])]
-        for n in names:
-            row += [float(bands[n].mean[i]), float(bands[n].std[i])]
-        rows.append(row)
-    rundir.atomic_write_csv(path, cols, rows)
-
-
-class _Evaluators:
-    """Each seed's rebuilt problem, made on first use."""
-
-    def __init__(self, exp: ExperimentRuns, options: PlotOptions) -> None:
-        self.exp, self.options = exp, options
-        self.cache: dict[int, SeedProblem] = {}
-
-    def __call__(self, i: int) -> SeedProblem:
-        if i not in self.cache:
-            self.cache[i] = rebuild(
-                self.exp.seeds[i], device=self.options.device, threads=self.options.threads
-            )
-        return self.cache[i]
-
-
-def _figure(
-    result: PlotResult, blocks: list, fig: Any, stem: str, title: str, caption: str, fmt: str
+def _endpoints(
+    exp: ExperimentRuns, sink: sections.Sink, evaluators: sections.Evaluators, result: PlotResult
 ) -> None:
-    path = figs.save_figure(fig, result.directory / stem, fmt)
-    result.files.append(path)
-    blocks.append(Block("figure", ReportFigure(title, caption, path.name, figs.png_bytes(fig))))
+    """Endpoint averaging: ``endpoints.csv`` and ``endpoints.md``."""
+    result.endpoints = endpoint_average(exp, evaluators)
+    result.endpoints_table = format_endpoints(result.endpoints, exp.metric)
+    cols = [
+        "seed",
+        "own_train_loss",
+        "avg_train_loss",
+        "own_test_loss",
+        "avg_test_loss",
+        "own_test_metric",
+        "avg_test_metric",
+    ]
+    rows = [[getattr(r, c) for c in cols] for r in result.endpoints]
+    sink.files.append(sink.out.write_csv("endpoints.csv", cols, rows))
+    sink.files.append(sink.out.write_text("endpoints.md", result.endpoints_table + "\n"))
 
 
 def plot_experiment(
     exp: ExperimentRuns, out: str | os.PathLike[str], options: PlotOptions | None = None
 ) -> PlotResult:
     """Draw every figure of one experiment and write its numbers and report.
+
+    Every file is written into ``out`` without following a link: a link (or special file) at
+    a file's name is replaced by the new file, its target left as it was; a link where a
+    directory goes is refused (:mod:`~manifoldwalk.plots.output`).
 
     Args:
         exp: The experiment's runs (:func:`~manifoldwalk.plots.runs.load_runs`).
@@ -206,311 +191,58 @@ def plot_experiment(
 
     Raises:
         ImportError: matplotlib or the runs' framework is missing.
+        LinkError: A directory below ``out`` on the way to the files is a link.
     """
     options = options or PlotOptions()
-    figs.require_matplotlib()
-    d = Path(out) / exp.label
-    d.mkdir(parents=True, exist_ok=True)
-    result = PlotResult(exp.label, d)
-    name = exp.label
-    n = len(exp.seeds)
-    lam = exp.best_lambda
-    fmt = options.fmt
-    early = [s.seed for s in exp.seeds if s.stop_reason not in BUDGET_STOPS]
-    fig_blocks: list[Block] = []
+    require_matplotlib()
+    target = OutputDir(out).sub(exp.label)
+    result = PlotResult(exp.label, target.make())
+    sink = sections.Sink(target, options.fmt, result.files)
+    name, n = exp.label, len(exp.seeds)
 
-    _say(options, f"{name}: phase-2 curves and compute ({figs.seeds_text(n)})")
-    bands = phase2_bands(exp)
-    wd = wd_reference(exp)
-    _band_csv(d / "phase2.csv", "predictor_steps", bands)
-    result.files.append(d / "phase2.csv")
-    metric_name = "test accuracy" if exp.metric == "accuracy" else "test MSE"
-    over_seeds = (
-        f"mean over {n} seeds with a ±1 sample-std band"
-        if n > 1
-        else f"seed {exp.seeds[0].seed} alone (one seed: no band)"
-    )
-    stop_note = (
-        f" Seeds {', '.join(map(str, early))} stopped before their step budget; the mean and "
-        "band are over the seeds still running, and dotted lines mark where that number changes."
-        if early
-        else ""
-    )
-    _figure(
-        result,
-        fig_blocks,
-        figs.phase2_figure(
-            name, bands, wd, metric=exp.metric, lam=lam, n_seeds=n, n_early=len(early)
-        ),
-        "phase2",
-        "Phase-2 curves",
-        f"Angle between ∇L and ∇R, R = ‖θ‖², training loss, test loss and {metric_name} "
-        f"against predictor steps: {over_seeds}. Dashed red: weight decay at the λ with the "
-        f"best mean test metric (λ = {figs.format_lambda(lam)})"
-        f"{', mean over seeds' if n > 1 else ''}.{stop_note}",
-        fmt,
-    )
-    comp = compute_series(exp)
-    _band_csv(d / "compute.csv", "example_grads", {"test_metric": comp.walk})
-    rundir.atomic_write_json(
-        d / "compute.json",
-        {
-            "metric": exp.metric,
-            "phase1_example_grads": comp.phase1_grads,
-            "wd_lambda": comp.lam,
-            "wd_example_grads": comp.wd_grads,
-            "wd_test_metric_mean": comp.wd_metric[0],
-            "wd_test_metric_std": comp.wd_metric[1],
-            "seeds": n,
-        },
-    )
-    result.files += [d / "compute.csv", d / "compute.json"]
-    _figure(
-        result,
-        fig_blocks,
-        figs.compute_figure(name, comp, n_seeds=n),
-        "compute",
-        "Compute against performance",
-        f"{metric_name[0].upper() + metric_name[1:]} against example-wise gradient evaluations (phase 1's "
-        f"{comp.phase1_grads:,.0f} included), "
-        + (f"mean ± 1 std over {n} seeds" if n > 1 else "one seed")
-        + ". Weight decay at "
-        f"λ = {figs.format_lambda(lam)}: its final test metric after {comp.wd_grads:,.0f} "
-        "example-wise gradients (the runs record only their end).",
-        fmt,
-    )
-
+    _say(options, f"{name}: phase-2 curves and compute ({seeds_text(n)})")
+    sections.phase2(exp, sink)
+    sections.compute(exp, sink)
     _say(options, f"{name}: PCA of the saved trajectories")
-    owners, steps, parts = [], [], []
-    for i, s in enumerate(exp.seeds):
-        st, pa = s.trajectory(options.pca_every)
-        owners.append(np.full(len(st), i))
-        steps.append(st)
-        parts += pa
-    owner, step = np.concatenate(owners), np.concatenate(steps)
-    points = PointSet(parts)
-    gram = gram_matrix(points, block=options.block)
-    pca = pca_from_gram(points, gram, n_components=6, block=options.block)
-    walk_end = project(pca, np.mean([s.final_theta() for s in exp.seeds], axis=0))
-    wd_mean = np.mean([s.wd_theta(lam, "full") for s in exp.seeds], axis=0)
-    wd_end = project(pca, wd_mean)
-    rundir.atomic_write_json(
-        d / "pca.json",
-        {
-            "experiment": name,
-            "seeds": [s.seed for s in exp.seeds],
-            "n_points": pca.n_points,
-            "n_params": points.n_params,
-            "every": options.pca_every,
-            "explained_variance": pca.explained_variance.tolist(),
-            "explained_variance_ratio": pca.explained_variance_ratio.tolist(),
-            "total_variance": pca.total_variance,
-            "walk_endpoints_mean": walk_end.tolist(),
-            "wd_endpoints_mean": wd_end.tolist(),
-            "wd_lambda": lam,
-        },
-    )
-    result.files.append(d / "pca.json")
-    ratio = pca.explained_variance_ratio
-    every = "every saved point" if options.pca_every == 1 else f"every {options.pca_every}th"
-    _figure(
-        result,
-        fig_blocks,
-        figs.pca_figure(name, pca, step, n_seeds=n, walk_end=walk_end, wd_end=wd_end, lam=lam),
-        "pca",
-        "Trajectories in the top principal components",
-        f"PCA of {pca.n_points} walk points ({every} of {figs.seeds_text(n)}, "
-        f"{points.n_params:,} parameters each), coloured by predictor step. Blue cross: mean "
-        f"of the walks' final θ; red star: mean of weight decay's final θ at "
-        f"λ = {figs.format_lambda(lam)}. The top {min(6, pca.n_components)} components explain "
-        f"{100 * ratio[:6].sum():.1f}% of the variance.",
-        fmt,
-    )
+    tp = sections.pca(exp, sink, every=options.pca_every, block=options.block)
 
-    evaluators = _Evaluators(exp, options)
-    chunk = options.chunk
+    evaluators = sections.Evaluators(exp, options.device, options.threads)
     for k in _surfaces_left_out(options.surfaces, n):
-        _note(
-            result,
-            f"no {k}-walk loss surface: only {figs.seeds_text(n)} finished",
-        )
+        _note(result, f"no {k}-walk loss surface: only {seeds_text(n)} finished")
     for label, k in surface_counts(options.surfaces, n):
         _say(options, f"{name}: loss surface with {k} walk(s), {options.grid}² points")
-        rows_k = np.flatnonzero(owner < k)
-        sub = pca if k == n else pca_from_gram(points, gram, rows=rows_k, block=options.block)
-        if sub.n_components < 2:
-            _note(
-                result,
-                f"no {k}-walk loss surface: its points have fewer than 2 principal components",
-            )
-            continue
-        a, b = grid_axes(sub.scores[:, :2], options.grid)
         ev = evaluators(0)
-        size = chunk or (256 if ev.net == "ff" else 8)
-        surf = loss_surface(
+        sections.surface(
+            exp,
+            sink,
+            tp,
             ev,
-            sub,
-            a,
-            b,
-            chunk=size,
+            label,
+            k,
+            grid=options.grid,
+            chunk=options.chunk or (256 if ev.net == "ff" else 8),
             show_progress=options.show_progress,
-            label=f"{name} surface ({k} walks)",
-        )
-        sub_owner = owner[rows_k]
-        trajectories = [sub.scores[sub_owner == i, :2] for i in range(k)]
-        level = float(exp.seeds[0].summary["walk"]["level"])
-        rundir.atomic_write_npz(
-            d / f"surface-{label}.npz",
-            a=surf.a,
-            b=surf.b,
-            loss=surf.loss,
-            scores=sub.scores[:, :2],
-            seed_index=sub_owner,
-            steps=step[rows_k],
-            explained_variance_ratio=sub.explained_variance_ratio,
-            level=level,
-        )
-        result.files.append(d / f"surface-{label}.npz")
-        seeds = [s.seed for s in exp.seeds[:k]]
-        _figure(
-            result,
-            fig_blocks,
-            figs.surface_figure(name, sub, surf, trajectories, level=level, seeds=seeds),
-            f"surface-{label}",
-            f"Loss surface, {k} walk{'s' if k > 1 else ''}",
-            f"Training loss (seed {surf.seed}'s training set) over a {options.grid}×"
-            f"{options.grid} grid in the plane of the top two principal components of the "
-            f"points of seed{'s' if k > 1 else ''} {', '.join(map(str, seeds))}, mapped back to "
-            "weight space as "
-            f"mean + a·PC1 + b·PC2; the walks projected on top. The plane explains "
-            f"{100 * sub.explained_variance_ratio[:2].sum():.1f}% of these points' variance.",
-            fmt,
+            note=lambda text: _note(result, text),
         )
 
     if options.endpoints and n < 2:  # the average of one seed's final θ is that θ
-        _note(result, f"no endpoint averaging: only {figs.seeds_text(n)} finished")
+        _note(result, f"no endpoint averaging: only {seeds_text(n)} finished")
     elif options.endpoints:
         _say(options, f"{name}: endpoint averaging")
-        result.endpoints = endpoint_average(exp, evaluators)
-        result.endpoints_table = format_endpoints(result.endpoints, exp.metric)
-        cols = [
-            "seed",
-            "own_train_loss",
-            "avg_train_loss",
-            "own_test_loss",
-            "avg_test_loss",
-            "own_test_metric",
-            "avg_test_metric",
-        ]
-        rundir.atomic_write_csv(
-            d / "endpoints.csv",
-            cols,
-            [[getattr(r, c) for c in cols] for r in result.endpoints],
-        )
-        rundir.atomic_write_bytes(d / "endpoints.md", (result.endpoints_table + "\n").encode())
-        result.files += [d / "endpoints.csv", d / "endpoints.md"]
+        _endpoints(exp, sink, evaluators, result)
 
     # files of an earlier call (another format, more seeds) stay: they are the user's to
     # delete, but the report says they are not its own
+    d = result.directory
     own = {p.name for p in result.files} | {"report.md", "report.html"}
     result.stale = sorted(
-        p for p in d.iterdir() if p.is_file() and not p.name.startswith(".") and p.name not in own
+        p
+        for p in d.iterdir()
+        if not p.name.startswith(".") and p.name not in own and (p.is_file() or p.is_symlink())
     )
-    blocks = _report_blocks(exp, result, fig_blocks, options)
-    result.files += list(write_report(d, name, blocks))
-    _readable(result.files)
+    blocks = report_blocks(exp, result, sink.blocks, options.device)
+    result.files += list(write_report(target, name, blocks))
     return result
-
-
-def _readable(paths: list[Path]) -> None:
-    """Give the written files the usual permissions (the atomic writes create them 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for p in paths:
-        os.chmod(p, 0o666 & ~umask)
-
-
-def _report_blocks(
-    exp: ExperimentRuns, result: PlotResult, fig_blocks: list[Block], options: PlotOptions
-) -> list[Block]:
-    n = len(exp.seeds)
-    blocks = [
-        Block("h1", f"{exp.label}: report"),
-        Block(
-            "p",
-            f"{n} finished seed{'s' if n != 1 else ''} "
-            f"({', '.join(str(s.seed) for s in exp.seeds)})"
-            + (
-                f"; {len(exp.unfinished)} unfinished seed directories not counted"
-                if exp.unfinished
-                else ""
-            )
-            + f". Made by `manifoldwalk plot` from `{exp.seeds[0].path.parent}`.",
-        ),
-        *[Block("p", f"Not drawn: {note}.") for note in result.notes],
-        *(
-            [
-                Block(
-                    "p",
-                    "Also in this directory, left from an earlier `manifoldwalk plot` and not "
-                    "part of this report: " + ", ".join(f"`{p.name}`" for p in result.stale) + ".",
-                )
-            ]
-            if result.stale
-            else []
-        ),
-        Block("h2", "Table I row"),
-        Block("table", format_table([exp.row])),
-        Block("h2", "Figures"),
-        *fig_blocks,
-    ]
-    if result.endpoints:
-        avg = np.mean([r.avg_test_loss for r in result.endpoints])
-        own = np.mean([r.own_test_loss for r in result.endpoints])
-        verdict = "lower" if avg < own else "higher" if avg > own else "equal"
-        blocks += [
-            Block("h2", "Endpoint averaging"),
-            Block(
-                "p",
-                f"The average of the {n} walks' final θ against each seed's own final θ, on that "
-                f"seed's training and test sets (§VII of the paper). Mean test loss: "
-                f"{avg:.4g} at the average against {own:.4g} at the seeds' own θ ({verdict}).",
-            ),
-            Block("table", result.endpoints_table),
-        ]
-    stops: dict[str, int] = {}
-    for s in exp.seeds:
-        stops[s.stop_reason] = stops.get(s.stop_reason, 0) + 1
-    cfg = dict(exp.seeds[0].config)
-    cfg["seed"] = [s.seed for s in exp.seeds]
-    timing = [s.summary.get("timing", {}) for s in exp.seeds]
-    walk_s = [t.get("walk_s_last_session") for t in timing if t.get("walk_s_last_session")]
-    blocks += [
-        Block("h2", "Configuration"),
-        Block(
-            "p",
-            "Walk stop reasons: "
-            + ", ".join(f"{k} ×{v}" for k, v in sorted(stops.items()))
-            + (
-                f". Walk wall time per seed (last run of the walk): median {np.median(walk_s):.1f} s."
-                if walk_s
-                else "."
-            ),
-        ),
-        Block("code", config_text(cfg)),
-        Block("h2", "Environment"),
-        Block(
-            "code",
-            config_text(
-                environment(
-                    exp.seeds[0].summary.get("versions", {}),
-                    [str(s.config["options"].get("device", "cpu")) for s in exp.seeds],
-                    options.device,
-                )
-            ),
-        ),
-    ]
-    return blocks
 
 
 def plot_runs(
@@ -531,8 +263,9 @@ def plot_runs(
     Raises:
         FileNotFoundError: ``directory`` holds no finished run.
         ImportError: matplotlib or the runs' framework is missing.
+        LinkError: A directory below ``out`` on the way to the files is a link.
     """
-    figs.require_matplotlib()
+    require_matplotlib()
     experiments = load_runs(directory)
     out = Path("plots") if out is None else Path(out)
     return [plot_experiment(exp, out, options) for exp in experiments]

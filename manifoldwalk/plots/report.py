@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from manifoldwalk.experiments.rundir import atomic_write_bytes
+from manifoldwalk.plots.output import OutputDir
 
 __all__ = [
     "Block",
@@ -217,11 +217,13 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_report(
-    directory: str | os.PathLike[str],
+    directory: str | os.PathLike[str] | OutputDir,
     name: str,
     blocks: Sequence[Block],
 ) -> tuple[Path, Path]:
-    """Write ``report.md`` and ``report.html`` into ``directory``.
+    """Write ``report.md`` and ``report.html`` into ``directory``, never through a link (a
+    link at either name is replaced, its target untouched; see
+    :mod:`~manifoldwalk.plots.output`).
 
     Args:
         directory: The experiment's plot directory (the figures' files are there).
@@ -230,11 +232,13 @@ def write_report(
 
     Returns:
         The two paths.
+
+    Raises:
+        LinkError: A directory on the way is a link.
     """
-    directory = Path(directory)
-    md, page = directory / "report.md", directory / "report.html"
-    atomic_write_bytes(md, render_markdown(blocks).encode())
-    atomic_write_bytes(page, render_html(blocks, f"manifoldwalk: {name}").encode())
+    out = directory if isinstance(directory, OutputDir) else OutputDir(directory)
+    md = out.write_text("report.md", render_markdown(blocks))
+    page = out.write_text("report.html", render_html(blocks, f"manifoldwalk: {name}"))
     return md, page
 
 

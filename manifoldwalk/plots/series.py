@@ -1,53 +1,45 @@
 """The numbers behind the phase-2 and compute-vs-performance figures.
 
-Phase 2 (the paper's Figs. 2–6): the angle between ∇L and ∇R, R = ‖θ‖², the training loss,
-the test loss and the test accuracy (or MSE) against predictor steps, as mean ± std bands over
-seeds (:mod:`manifoldwalk.plots.bands`), with the weight-decay runs at the best λ as reference
-values. Compute (Fig. 7): the test metric against example-wise gradient evaluations, phase 1
+Phase 2 (the paper's Figs. 2–6): the angle between ∇L and ∇R, R = ‖θ‖², |L − L0| (what the
+walk holds), the test loss and the test accuracy (or MSE) against predictor steps, each seed's
+own and as mean ± std bands over seeds (:mod:`manifoldwalk.plots.curves`, the same numbers as
+:func:`manifoldwalk.plots.walk_curves` draws for walks in memory), with the weight-decay runs
+at the best λ as reference values. Compute (Fig. 7): the test metric against example-wise gradient evaluations, phase 1
 included, for the walk and for weight decay at the best λ.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from manifoldwalk.experiments.table import mean_std
 from manifoldwalk.plots.bands import Band, seed_band
-from manifoldwalk.plots.runs import ExperimentRuns
+from manifoldwalk.plots.curves import BUDGET_STOPS, Curves, WalkSeries, budget_grid, curves_data
+from manifoldwalk.plots.runs import ExperimentRuns, SeedRun
 
 __all__ = [
     "BUDGET_STOPS",
+    "PHASE2_PANELS",
     "PHASE2_QUANTITIES",
     "ComputeSeries",
     "compute_series",
     "phase2_bands",
+    "phase2_curves",
     "quantity_label",
+    "seed_series",
     "wd_reference",
 ]
 
-PHASE2_QUANTITIES = ("angle", "reg", "train_loss", "test_loss", "test_metric")
-"""The phase-2 panels, top to bottom (``test_metric`` is ``test_accuracy`` or ``test_mse``)."""
+PHASE2_QUANTITIES = ("angle", "reg", "deviation", "train_loss", "test_loss", "test_metric")
+"""The phase-2 quantities (``test_metric`` is ``test_accuracy`` or ``test_mse``; ``deviation``
+is |L − L0|, each seed's distance from its own level)."""
 
-
-BUDGET_STOPS = frozenset({"max_steps", "max_total_steps"})
-"""Stop reasons of a walk that used its whole step budget (any other reason stopped it early)."""
-
-
-def _grid(exp: ExperimentRuns, xs: list[np.ndarray]) -> np.ndarray:
-    """Every recorded x up to where the first seed that used its whole budget ends.
-
-    Seeds that spent their budget end at slightly different x when x counts gradients (or
-    predictor steps under a total-step budget); past the first of those ends the band would be
-    over a shrinking, arbitrary set of seeds, so it stops there. Seeds that stopped early drop
-    out of the band where they stopped.
-    """
-    grid = np.unique(np.concatenate(xs))
-    ends = [x[-1] for s, x in zip(exp.seeds, xs, strict=True) if s.stop_reason in BUDGET_STOPS]
-    if len(ends) > 1:
-        grid = grid[grid <= min(ends)]
-    return grid
+PHASE2_PANELS = ("angle", "reg", "deviation", "test_loss", "test_metric")
+"""The phase-2 panels, top to bottom: the training loss is drawn as what the walk holds,
+|L − L0| against the tolerance, not as L's spread over the seeds' levels."""
 
 
 def quantity_label(name: str, metric: str) -> str:
@@ -63,18 +55,59 @@ def quantity_label(name: str, metric: str) -> str:
     return {
         "angle": "angle(∇L, ∇R) (degrees)",
         "reg": "R = ‖θ‖²",
+        "deviation": "|L − L0| (training loss)",
         "train_loss": "training loss",
         "test_loss": "test loss",
         "test_metric": "test accuracy (%)" if metric == "accuracy" else "test MSE",
     }[name]
 
 
-def _column(name: str, metric: str) -> str:
-    return {"reg": "reg", "test_metric": f"test_{metric}"}.get(name, name)
-
-
 def _scale(name: str, metric: str) -> float:
     return 100.0 if name == "test_metric" and metric == "accuracy" else 1.0
+
+
+def seed_series(run: SeedRun) -> WalkSeries:
+    """A seed's ``metrics.csv`` as a :class:`~manifoldwalk.plots.curves.WalkSeries` with the
+    phase-2 quantities as columns (accuracy in percent).
+
+    ``deviation`` is the file's column where present, else |train loss − level|; a seed whose
+    summary names no level and whose file has no ``deviation`` has no such column.
+
+    Args:
+        run: The seed.
+
+    Returns:
+        The series.
+    """
+    m = run.metrics
+    history = {k: np.asarray(v, dtype=np.float64) for k, v in m.items()}
+    history["test_metric"] = m[f"test_{run.metric}"] * _scale("test_metric", run.metric)
+    walk = run.summary.get("walk", {})
+    level = float(walk.get("level", float("nan")))
+    if "deviation" not in history and np.isfinite(level) and "train_loss" in history:
+        history["deviation"] = np.abs(history["train_loss"] - level)
+    return WalkSeries(
+        history, level, float(walk.get("tolerance", float("nan"))), str(walk["stop_reason"])
+    )
+
+
+def phase2_curves(exp: ExperimentRuns, quantities: Sequence[str] = PHASE2_QUANTITIES) -> Curves:
+    """Each seed's phase-2 quantities against predictor steps, and their bands over seeds.
+
+    Args:
+        exp: The experiment's runs.
+        quantities: The quantities wanted; those some seed lacks (``deviation`` in runs that
+            recorded neither it nor their level) are left out.
+
+    Returns:
+        The :class:`~manifoldwalk.plots.curves.Curves` (accuracy in percent), the bands over
+        the predictor steps any seed recorded, up to where the first seed that spent its whole
+        budget ends.
+    """
+    walks = [seed_series(s) for s in exp.seeds]
+    have = [q for q in quantities if all(q in w.history for w in walks)]
+    labels = {q: quantity_label(q, exp.metric) for q in have}
+    return curves_data(walks, have, x="n_predictor", labels=labels)
 
 
 def phase2_bands(exp: ExperimentRuns) -> dict[str, Band]:
@@ -84,16 +117,11 @@ def phase2_bands(exp: ExperimentRuns) -> dict[str, Band]:
         exp: The experiment's runs.
 
     Returns:
-        Quantity (:data:`PHASE2_QUANTITIES`) → band over the predictor steps any seed recorded
-        (up to where the first seed that spent its whole budget ends); accuracy in percent.
+        Quantity (:data:`PHASE2_QUANTITIES`, those recorded) → band over the predictor steps
+        any seed recorded (up to where the first seed that spent its whole budget ends);
+        accuracy in percent.
     """
-    xs = [s.metrics["n_predictor"] for s in exp.seeds]
-    grid = _grid(exp, xs)
-    out = {}
-    for name in PHASE2_QUANTITIES:
-        col, k = _column(name, exp.metric), _scale(name, exp.metric)
-        out[name] = seed_band(xs, [s.metrics[col] * k for s in exp.seeds], grid)
-    return out
+    return phase2_curves(exp).bands
 
 
 def wd_reference(exp: ExperimentRuns) -> dict[str, tuple[float, float]]:
@@ -165,7 +193,7 @@ def compute_series(exp: ExperimentRuns) -> ComputeSeries:
     lam = exp.best_lambda
     records = [s.wd_record(lam, "full") for s in exp.seeds]
     return ComputeSeries(
-        walk=seed_band(xs, ys, _grid(exp, xs)),
+        walk=seed_band(xs, ys, budget_grid(xs, [s.stop_reason for s in exp.seeds])),
         phase1_grads=float(np.mean([s.summary["phase1"]["example_grads"] for s in exp.seeds])),
         wd_grads=float(np.mean([r["example_grads"] for r in records])),
         wd_metric=mean_std(float(r["test_metric"]) * k for r in records),

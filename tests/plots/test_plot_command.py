@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from contextlib import redirect_stdout
@@ -79,6 +81,7 @@ def test_phase2_bands_are_numpys_mean_and_sample_std_of_the_seeds(tiny):
     for name, col, k in [
         ("angle", "angle", 1),
         ("reg", "reg", 1),
+        ("deviation", "deviation", 1),
         ("train_loss", "train_loss", 1),
         ("test_loss", "test_loss", 1),
         ("test_metric", "test_accuracy", 100),
@@ -270,6 +273,35 @@ def test_files_of_an_earlier_call_are_kept_and_not_claimed(tiny, tmp_path):
     md = (result.directory / "report.md").read_text()
     assert "left from an earlier `manifoldwalk plot` and not part of this report: " in md
     assert ", ".join(f"`{n}`" for n in stale) in md and "(phase2.svg)" not in md
+
+
+def test_plot_never_writes_through_a_link_out_of_its_output(tiny, tmp_path, capsys):
+    runs, _, _ = tiny
+    secret = tmp_path / "elsewhere" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("keep me")
+    secret.chmod(0o600)
+    out = tmp_path / "plots"
+    (out / "iris-ff").mkdir(parents=True)
+    for name in ("phase2.png", "report.html", "surface-1.npz"):
+        (out / "iris-ff" / name).symlink_to(secret)
+    os.link(secret, out / "iris-ff" / "phase2.csv")
+    args = ["plot", str(runs), "--out", str(out), "--grid", "3", "--surfaces", "1"]
+    assert main([*args, "--no-endpoints", "--quiet"]) == 0
+    capsys.readouterr()
+    assert secret.read_text() == "keep me" and stat.S_IMODE(secret.stat().st_mode) == 0o600
+    for name in ("phase2.png", "report.html", "surface-1.npz", "phase2.csv"):
+        written = out / "iris-ff" / name
+        assert not written.is_symlink() and written.stat().st_ino != secret.stat().st_ino
+    assert (out / "iris-ff" / "phase2.png").read_bytes()[:4] == b"\x89PNG"
+    # a linked experiment directory is refused, by name, before anything is written there
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "iris-ff").symlink_to(secret.parent, target_is_directory=True)
+    assert main(["plot", str(runs), "--out", str(linked), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{linked / 'iris-ff'} is a link; refusing to write through it" in err
+    assert [p.name for p in secret.parent.iterdir()] == ["secret.txt"]
 
 
 def test_a_directory_without_runs_fails_with_a_clear_message(tmp_path, capsys):
