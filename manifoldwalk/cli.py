@@ -54,7 +54,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _reproduce(args: argparse.Namespace) -> int:
     from manifoldwalk.datasets import DatasetError
-    from manifoldwalk.experiments import RunConfig, build_table, format_table, run_experiment
+    from manifoldwalk.experiments import RunConfig, format_table, run_experiment
 
     config = RunConfig(
         experiment=args.experiment,
@@ -89,8 +89,11 @@ def _reproduce(args: argparse.Namespace) -> int:
         )
         return 130
     from manifoldwalk.experiments.rundir import seed_dir
+    from manifoldwalk.experiments.table import experiment_table
 
-    print(format_table(build_table(seed_dir(config.out, config.spec.name, 0).parent)))
+    # exactly the seeds asked for; others in the directory are named in a note
+    exp_dir = seed_dir(config.out, config.spec.name, 0).parent
+    print(format_table([experiment_table(exp_dir, config.seeds)]))
     return 0
 
 
@@ -219,7 +222,11 @@ def _add_reproduce(sub) -> None:
         action="store_true",
         help="walk all seeds at once on one device (vmap; --backend jax or torch)",
     )
-    rep.add_argument("--data-dir", help="directory of the MNIST / Fashion-MNIST / CIFAR10 files")
+    rep.add_argument(
+        "--data-dir",
+        help="directory of the MNIST / Fashion-MNIST / CIFAR10 files (ignored for iris-ff and "
+        "mpg-ff, whose data ships with the software)",
+    )
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.experiments.definitions import Experiment
 from manifoldwalk.experiments.progress import ProgressBar
+from manifoldwalk.experiments.rundir import RunFiles
 
 __all__ = ["Seed", "Stage", "build_net", "damaged", "load_data"]
 
@@ -65,17 +66,16 @@ def build_net(backend: ModuleType, spec: Experiment, ds: Any, seed: int) -> Any:
     )
 
 
-def damaged(path: Path, err: BaseException, action: str) -> None:
-    """Say on stderr that a saved file does not load and what is done instead.
+def damaged(path: Path, err: BaseException | str, action: str) -> None:
+    """Say on stderr that a saved file cannot be used and what is done instead.
 
     Args:
         path: The file.
-        err: What loading it raised.
+        err: What loading it raised, or why it is not trusted, in words.
         action: What is done instead (e.g. ``"training phase 1 again"``).
     """
-    print(
-        f"manifoldwalk: {path} is damaged ({type(err).__name__}: {err}); {action}", file=sys.stderr
-    )
+    why = err if isinstance(err, str) else f"{type(err).__name__}: {err}"
+    print(f"manifoldwalk: {path} is damaged ({why}); {action}", file=sys.stderr)
 
 
 class Stage:
@@ -120,6 +120,7 @@ class Seed:
         problem: The adapter's problem on its training set (phase 1's net).
         theta0: Phase 1's θ, where the walk starts.
         p1: Phase 1's record (losses, metric, example gradients, wall time).
+        files: Its record of the files it wrote (``index.json``), through which it writes.
     """
 
     seed: int
@@ -130,3 +131,4 @@ class Seed:
     problem: Any
     theta0: Any
     p1: dict[str, Any]
+    files: RunFiles

@@ -3,7 +3,10 @@
 A walk runs in segments of ``checkpoint_every`` predictor steps (a multiple of
 ``save_every``); after each segment its θs (``walk/thetas-<n>.npz``), its checkpoint
 (``walk/checkpoint.npz``) and ``metrics.csv`` are saved, so an interrupted walk continues from
-its last checkpoint on the same path the uninterrupted walk takes. :func:`walk_seeds` runs that
+its last checkpoint on the same path the uninterrupted walk takes. A checkpoint is reused only
+when the run's index vouches for it and for every θ file up to it, and when it holds a finite θ
+of the net's size, a walk state and history columns of one length; otherwise it is named on
+stderr and the walk starts again from phase 1's θ. :func:`walk_seeds` runs that
 loop for one seed or for several seeds batched by the backend; :func:`walk_segment` is the one
 place that calls :func:`manifoldwalk.walk` or the backend's ``walk_batch`` and spells out the
 walk's keyword options.
@@ -11,11 +14,11 @@ walk's keyword options.
 
 from __future__ import annotations
 
-import os
+import io
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -28,7 +31,15 @@ from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.experiments.definitions import Experiment
 from manifoldwalk.experiments.progress import ProgressBar
 
-__all__ = ["SeedWalk", "walk_seeds", "walk_segment", "write_metrics"]
+__all__ = [
+    "CHECKPOINT",
+    "SeedWalk",
+    "checkpoint_problem",
+    "thetas_problem",
+    "walk_seeds",
+    "walk_segment",
+    "write_metrics",
+]
 
 
 def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[str, Callable]:
@@ -53,11 +64,17 @@ def _metric_fns(backend: ModuleType, problem: Any, ds: Any, task: str) -> dict[s
     }
 
 
-def write_metrics(d: Path, history: dict[str, np.ndarray], n_train: int, metric: str) -> None:
+CHECKPOINT = "walk/checkpoint.npz"
+_THETAS = re.compile(r"walk/thetas-([0-9]{8})\.npz")
+
+
+def write_metrics(
+    files: rundir.RunFiles, history: dict[str, np.ndarray], n_train: int, metric: str
+) -> None:
     """Write the walk's ``metrics.csv`` from its history (one row a record).
 
     Args:
-        d: The seed's run directory.
+        files: The seed's run files (its directory and index).
         history: The walk's history (with ``test_loss`` and ``test_<metric>``).
         n_train: Training examples (an evaluation's example gradients).
         metric: ``"accuracy"`` or ``"mse"``.
@@ -80,25 +97,138 @@ def write_metrics(d: Path, history: dict[str, np.ndarray], n_train: int, metric:
     }
     ints = {"step", "n_predictor", "n_corrector", "n_grad_evals", "example_grads"}
     rows = [[int(cols[c][i]) if c in ints else float(cols[c][i]) for c in cols] for i in range(n)]
-    rundir.atomic_write_csv(d / "metrics.csv", list(cols), rows)
+    files.write_csv("metrics.csv", list(cols), rows)
 
 
-def _load_checkpoint(d: Path) -> Any:
-    """The walk's last checkpoint in run directory ``d`` (a WalkResult), or None."""
+def _history_columns(metric: str) -> tuple[str, ...]:
+    """The history columns ``metrics.csv`` is written from."""
+    return (
+        "step",
+        "n_predictor",
+        "n_corrector",
+        "n_grad_evals",
+        "loss",
+        "deviation",
+        "reg",
+        "angle",
+        "kkt",
+        "eta_p",
+        "test_loss",
+        f"test_{metric}",
+    )
+
+
+def _finite_vector(value: Any, n: int, what: str) -> str | None:
+    """Why ``value`` is no finite vector of length ``n`` (None when it is)."""
+    a = np.asarray(to_numpy(value))
+    if a.shape != (n,) or a.dtype.kind != "f":
+        return f"{what} has shape {a.shape} and dtype {a.dtype}; the net has {n} parameters"
+    if not np.isfinite(a).all():
+        return f"{what} holds {int((~np.isfinite(a)).sum())} non-finite values"
+    return None
+
+
+def checkpoint_problem(prev: Any, n_params: int, metric: str) -> str | None:
+    """Why a loaded checkpoint cannot be resumed from (None when it can).
+
+    Args:
+        prev: The loaded WalkResult.
+        n_params: The net's parameter count.
+        metric: ``"accuracy"`` or ``"mse"`` (its history records ``test_<metric>``).
+
+    Returns:
+        The reason in words: a θ (the result's or its state's) not finite or of another
+        length, no state, a non-finite level or loss, history columns missing, not 1-D or of
+        different lengths; None for a sound checkpoint.
+    """
+    for value, what in (
+        (prev.theta, "its θ"),
+        (getattr(prev.state, "theta", None), "its state's θ"),
+    ):
+        if value is None:
+            return "it holds no walk state to resume from"
+        why = _finite_vector(value, n_params, what)
+        if why is not None:
+            return why
+    for name in ("loss", "level"):
+        v = np.asarray(to_numpy(getattr(prev.state, name)))
+        if v.size != 1 or not np.isfinite(v).all():
+            return f"its state's {name} is {v!r}, not a finite number"
+    history = prev.history or {}
+    missing = [c for c in _history_columns(metric) if c not in history]
+    if missing:
+        return f"its history lacks the columns {missing}"
+    lengths = {k: np.shape(v) for k, v in history.items()}
+    if any(len(shape) != 1 for shape in lengths.values()):
+        return f"its history columns are not all 1-D: {lengths}"
+    if len({shape[0] for shape in lengths.values()}) != 1:
+        return f"its history columns have different lengths: {lengths}"
+    if not isinstance(prev.n_predictor, int) or prev.n_predictor < 0:
+        return f"its predictor step count {prev.n_predictor!r} is no count"
+    return None
+
+
+def thetas_problem(data: bytes, n_params: int) -> str | None:
+    """Why the bytes of a ``walk/thetas-<n>.npz`` file are no saved walk segment (None: they are).
+
+    Args:
+        data: The file's bytes.
+        n_params: The net's parameter count.
+
+    Returns:
+        The reason in words (it does not load; ``steps`` is not a 1-D integer array;
+        ``theta`` is not ``(len(steps), n_params)`` floats), or None.
+    """
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as f:
+            steps, theta = f["steps"], f["theta"]
+    except Exception as err:  # noqa: BLE001 (any failure to load means damaged)
+        return f"it does not load ({type(err).__name__}: {err})"
+    if steps.ndim != 1 or steps.dtype.kind not in "iu":
+        return f"its steps have shape {steps.shape} and dtype {steps.dtype}"
+    if theta.shape != (len(steps), n_params) or theta.dtype.kind != "f":
+        return (
+            f"its theta has shape {theta.shape} and dtype {theta.dtype}; expected "
+            f"({len(steps)}, {n_params}) floats"
+        )
+    return None
+
+
+def _load_checkpoint(files: rundir.RunFiles, n_params: int, metric: str) -> Any:
+    """The walk's last checkpoint in the run (a WalkResult), or None: none saved, or one that
+    cannot be resumed from (named on stderr: see :func:`checkpoint_problem`), or a θ file up to
+    it that is missing, not vouched for by the run's index or damaged."""
     import manifoldwalk as mw
 
-    ckpt = d / "walk" / "checkpoint.npz"
+    ckpt = files.directory / CHECKPOINT
     if not ckpt.exists():
+        return None
+    again = "walking again from phase 1's θ0"
+    why = files.problem(CHECKPOINT)
+    if why is not None:
+        damaged(ckpt, why, again)
         return None
     try:
         prev = mw.WalkResult.load(ckpt)
+        why = checkpoint_problem(prev, n_params, metric)
     except Exception as err:  # a truncated zip raises BadZipFile, EOFError, ValueError…
-        damaged(ckpt, err, "walking again from phase 1's θ0")
+        why = f"{type(err).__name__}: {err}"
+    if why is not None:
+        damaged(ckpt, why, again)
         return None
-    for path in sorted((d / "walk").glob("thetas-*.npz")):
-        err = rundir.npz_error(path)
-        if err is not None:  # the saved path has a hole: the walk is redone (it is seeded)
-            damaged(path, err, "walking again from phase 1's θ0")
+    on_disk = {
+        p.relative_to(files.directory).as_posix()
+        for p in (files.directory / "walk").glob("thetas-*.npz")
+    }
+    for name in sorted(on_disk | set(files.names)):
+        m = _THETAS.fullmatch(name)
+        if m is None or int(m[1]) > prev.n_predictor:
+            continue  # past the checkpoint: the walk writes it again
+        why = files.problem(name)
+        if why is None:
+            why = thetas_problem(files.read_bytes(name), n_params)
+        if why is not None:  # the saved path has a hole: the walk is redone (it is seeded)
+            damaged(files.directory / name, why, again)
             return None
     return prev
 
@@ -219,19 +349,17 @@ def walk_segment(
     ]
 
 
-def _save_segment(d: Path, result: Any, n0: int, every: int, n_train: int, metric: str) -> None:
+def _save_segment(
+    files: rundir.RunFiles, result: Any, n0: int, every: int, n_train: int, metric: str
+) -> None:
     """Write a finished segment: its θs, the checkpoint (trajectory dropped) and metrics.csv."""
     traj = np.asarray(to_numpy(result.trajectory), dtype=np.float32)
     steps = n0 + every * np.arange(len(traj), dtype=np.int64)
-    rundir.atomic_write_npz(
-        d / "walk" / f"thetas-{result.n_predictor:08d}.npz", steps=steps, theta=traj
-    )
+    files.write_npz(f"walk/thetas-{result.n_predictor:08d}.npz", steps=steps, theta=traj)
     result.trajectory = None
-    ckpt = d / "walk" / "checkpoint.npz"
-    tmp = ckpt.with_name(".checkpoint.tmp.npz")
-    result.save(tmp)
-    os.replace(tmp, ckpt)
-    write_metrics(d, result.history, n_train, metric)
+    # written, flushed and recorded as every other file of the run
+    files.write_with(CHECKPOINT, result.save)
+    write_metrics(files, result.history, n_train, metric)
 
 
 def _walk_bar(
@@ -260,7 +388,7 @@ def _progress(bar: ProgressBar, spec: Experiment, total: bool) -> Callable[[dict
 
 def _start_walk(config: RunConfig, backend: ModuleType, spec: Experiment, s: Seed) -> SeedWalk:
     """A seed's walk from its last checkpoint (None: from phase 1's θ0), with its bar."""
-    prev = _load_checkpoint(s.d)
+    prev = _load_checkpoint(s.files, int(s.problem.n_params), spec.metric)
     bar = _walk_bar(s.stage, config, spec, s.seed, prev)
     metrics = _metric_fns(backend, s.problem, s.ds, spec.task)
     return SeedWalk(s, prev, metrics, bar, _progress(bar, spec, config.budget == "total"))
@@ -304,10 +432,10 @@ def walk_seeds(
             for w, result in zip(group, results, strict=True):
                 n0 = 0 if w.prev is None else w.prev.n_predictor
                 n_train = len(w.seed.ds.x_train)
-                _save_segment(w.seed.d, result, n0, config.save_every, n_train, spec.metric)
+                _save_segment(w.seed.files, result, n0, config.save_every, n_train, spec.metric)
                 w.prev = result
     elapsed = time.perf_counter() - start
     for w in walks:  # metrics.csv also when nothing was left to walk
-        write_metrics(w.seed.d, w.prev.history, len(w.seed.ds.x_train), spec.metric)
+        write_metrics(w.seed.files, w.prev.history, len(w.seed.ds.x_train), spec.metric)
         w.bar.close()
     return [(w.prev, elapsed) for w in walks]

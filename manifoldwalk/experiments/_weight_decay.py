@@ -2,10 +2,14 @@
 
 Each run is saved (``wd/<split>-<i>.json`` and ``.npz``, ``i`` the λ's position in the list)
 before the next starts, so an interrupted sweep keeps its finished runs; ``wd.csv`` lists them.
+A saved run is reused only when the run's index vouches for both files (an edited record that
+still parses is trained again, named on stderr) and its record holds the numbers a run records.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import time
 from pathlib import Path
 from types import ModuleType
@@ -105,28 +109,60 @@ def wd_run(
     return record, to_numpy(theta)
 
 
-def _saved_run(path: Path, lam: float, split: str) -> dict[str, Any] | None:
-    """The saved record of the run of ``lam`` on ``split`` (None: not saved or damaged).
+def _record_problem(record: Any) -> str | None:
+    """Why a decoded weight-decay record is not one run's record (None: it is)."""
+    if not isinstance(record, dict):
+        return "it holds no record"
+    for k in ("epochs", "example_grads"):
+        v = record.get(k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v < math.inf:
+            return f"its {k!r} is {v!r}, not a count"
+    for k in ("train_loss", "test_loss", "test_metric", "val_loss", "val_metric"):
+        v = record.get(k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return f"its {k!r} is {v!r}, not a number"
+    return None
+
+
+def _saved_run(files: rundir.RunFiles, name: str, lam: float, split: str) -> dict[str, Any] | None:
+    """The saved record of the run of ``lam`` on ``split`` (None: not saved, or named on
+    stderr as damaged: not vouched for by the run's index, not loading, not a record).
 
     Raises:
         ValueError: The file holds the run of another λ or split.
     """
+    path = files.directory / name
     if not path.exists():
         return None
+    again = f"training λ={lam:g} ({split}) again"
     try:
-        record = rundir.read_json(path)
-    except (OSError, ValueError):
+        record = json.loads(path.read_bytes())
+    except (OSError, ValueError) as err:
+        damaged(path, err, again)
         return None
-    if record.get("lam") != float(lam) or record.get("split") != split:
+    if isinstance(record, dict) and (
+        record.get("lam") != float(lam) or record.get("split") != split
+    ):
         # the files are named by position in the λ list: never pair a λ with another's run
         raise ValueError(
             f"{path} holds the weight-decay run of λ={record.get('lam')!r} "
             f"({record.get('split')}), not of λ={float(lam)!r} ({split}); the run directory "
             "was made with another λ list: choose another --out or delete that directory"
         )
-    err = rundir.npz_error(path.with_suffix(".npz"))
-    if err is not None:
-        damaged(path.with_suffix(".npz"), err, f"training λ={lam:g} ({split}) again")
+    npz = name.removesuffix(".json") + ".npz"
+    for each in (name, npz):
+        why = files.problem(each)
+        if why is not None:
+            damaged(files.directory / each, why, again)
+            return None
+    why = _record_problem(record)
+    if why is None:
+        err = rundir.npz_error(path.with_suffix(".npz"))
+        why = None if err is None else f"{type(err).__name__}: {err}"
+        if why is not None:
+            path = path.with_suffix(".npz")
+    if why is not None:
+        damaged(path, why, again)
         return None
     return record
 
@@ -139,10 +175,12 @@ def run_weight_decay(
     seed: int,
     d: Path,
     stage: Stage,
+    files: rundir.RunFiles | None = None,
 ) -> list[dict[str, Any]]:
     """Every λ on the full training set and on the fit split (λ chosen on validation).
 
-    Runs already saved in ``d / "wd"`` are read back; the others are trained and saved.
+    Runs already saved in ``d / "wd"`` (and vouched for by the run's index) are read back;
+    the others are trained and saved.
 
     Args:
         config: The configuration (its λ list and validation share).
@@ -152,6 +190,7 @@ def run_weight_decay(
         seed: The seed.
         d: The seed's run directory.
         stage: The seed's progress reporting.
+        files: The run's record of its files (None: ``d``'s, read afresh).
 
     Returns:
         The runs' records, λ by λ, ``"full"`` before ``"val"``.
@@ -160,6 +199,7 @@ def run_weight_decay(
         ValueError: A saved file holds the run of another λ (the directory was made with
             another λ list).
     """
+    files = files if files is not None else rundir.RunFiles(d)
     n = len(ds.x_train)
     fit_all = np.arange(n)
     fit, val = _val_split(n, config.val_fraction, seed)
@@ -167,16 +207,16 @@ def run_weight_decay(
     bar = stage.bar(len(jobs), f"seed {seed} weight decay", "runs")
     records = []
     for k, (i, lam, split) in enumerate(jobs):
-        path = d / "wd" / f"{split}-{i:02d}.json"
-        record = _saved_run(path, lam, split)
+        name = f"wd/{split}-{i:02d}.json"
+        record = _saved_run(files, name, lam, split)
         if record is None:
             idx = fit_all if split == "full" else fit
             record, theta = wd_run(config, backend, spec, ds, seed, lam, split, idx, val)
-            rundir.atomic_write_npz(path.with_suffix(".npz"), theta=theta.astype(np.float32))
-            rundir.atomic_write_json(path, record)
+            files.write_npz(name.removesuffix(".json") + ".npz", theta=theta.astype(np.float32))
+            files.write_json(name, record)
         records.append(record)
         bar.update(k + 1, f"λ={lam:g} {split}")
     bar.close()
     rows = [[r[c] for c in _WD_COLUMNS] for r in records]
-    rundir.atomic_write_csv(d / "wd.csv", _WD_COLUMNS, rows)
+    files.write_csv("wd.csv", _WD_COLUMNS, rows)
     return records

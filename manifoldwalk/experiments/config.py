@@ -1,7 +1,10 @@
 """The options of an experiment's runs: :class:`RunConfig`, its checks and its choices.
 
-Also the check that refuses a run directory holding work made with other options, since what
-a directory may hold is decided by the ``config.json`` that :meth:`RunConfig.for_seed` writes.
+Also the check that refuses a run directory holding work made with other options (or with
+options that are not known any more), since what a directory may hold is decided by the
+``config.json`` that :meth:`RunConfig.for_seed` writes. Options are compared as resolved: an
+option spelled out at its default (``--dtype float64`` for Iris) is the same run as one left
+out, and ``data_dir`` does not count for the datasets that ship with the software.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ from manifoldwalk.schemes import SCHEMES
 
 __all__ = [
     "BUDGETS",
+    "PACKAGED_DATASETS",
     "WD_REGS",
     "RunConfig",
     "check_config",
+    "comparable",
+    "option_differences",
     "write_config",
 ]
 
@@ -31,6 +37,21 @@ WD_REGS = ("l2", "l2-weights")
 
 BUDGETS = ("predictor", "total")
 """How the step budget counts: predictor steps (the authors' code) or all steps (the text)."""
+
+PACKAGED_DATASETS = ("iris", "auto-mpg")
+"""Datasets that ship with the software: ``data_dir`` is ignored for them."""
+
+#: Options whose None means "the experiment's value" (recorded resolved in ``config.json``).
+_RESOLVED = (
+    "max_steps",
+    "phase1_epochs",
+    "wd_epochs",
+    "record_every",
+    "dtype",
+    "eta_min",
+    "eta_c",
+    "tau",
+)
 
 
 @dataclass(frozen=True)
@@ -56,7 +77,8 @@ class RunConfig:
         save_every: Predictor steps between saved θ (float32).
         checkpoint_every: Predictor steps between walk checkpoints (a multiple of save_every).
         dtype: ``"float32"`` or ``"float64"`` (None: the experiment's).
-        data_dir: Directory of the image datasets' files (None: their defaults).
+        data_dir: Directory of the image datasets' files (None: their defaults); ignored for
+            Iris and Auto-MPG, whose data ships with the software.
         n_train: Training examples (None: the paper's).
         eta_min: The predictor's step floor (None: the experiment's).
         eta_c: The authors' corrector step (None: the experiment's).
@@ -153,6 +175,10 @@ class RunConfig:
     def for_seed(self, seed: int) -> dict[str, Any]:
         """The JSON written to one seed's ``config.json`` (options, resolved experiment, seed).
 
+        The options are recorded resolved: those left at None (the experiment's value) as the
+        value used, ``wd_lambdas`` as the list swept, ``data_dir`` as None for a dataset that
+        ships with the software.
+
         Args:
             seed: The seed.
 
@@ -162,6 +188,11 @@ class RunConfig:
         options = asdict(self)
         options.pop("seeds")
         options.pop("out")
+        spec = self.spec
+        options.update({k: getattr(spec, k) for k in _RESOLVED})
+        options["wd_lambdas"] = list(self.lambdas)
+        if spec.dataset in PACKAGED_DATASETS:
+            options["data_dir"] = None
         return {
             "seed": seed,
             "options": options,
@@ -183,50 +214,142 @@ def _named(option: str) -> str:
     return f"{option} ({_FLAGS.get(option, '--' + option.replace('_', '-'))})"
 
 
+def comparable(record: Any) -> dict[str, Any]:
+    """A ``config.json`` record as compared between runs: resolved options, no seed.
+
+    Options recorded as None (the experiment's value; an older ``config.json``) are filled
+    from the record's resolved experiment and λ list, and ``data_dir`` is dropped for the
+    datasets that ship with the software, so that spelling out a default is no other option.
+
+    Args:
+        record: A decoded ``config.json`` (what :meth:`RunConfig.for_seed` gives).
+
+    Returns:
+        A new dict; a record that is no dict gives ``{"invalid": record}``.
+    """
+    if not isinstance(record, dict):
+        return {"invalid": record}
+    out = json.loads(json.dumps(record))  # tuples → lists, and a copy
+    out.pop("seed", None)
+    options, experiment = out.get("options"), out.get("experiment")
+    if isinstance(options, dict):
+        if isinstance(experiment, dict):
+            for k in _RESOLVED:
+                if options.get(k) is None and k in experiment:
+                    options[k] = experiment[k]
+            if experiment.get("dataset") in PACKAGED_DATASETS:
+                options["data_dir"] = None
+        if options.get("wd_lambdas") is None and "wd_lambdas" in out:
+            options["wd_lambdas"] = out["wd_lambdas"]
+    return out
+
+
+def option_differences(
+    have: Any, wanted: Any, labels: tuple[str, str] = ("there", "asked")
+) -> list[str]:
+    """The options in which two ``config.json`` records differ, in words (seed aside).
+
+    Args:
+        have: The record found (in a run directory).
+        wanted: The record compared with it.
+        labels: What to call the two records' values in the phrases.
+
+    Returns:
+        One phrase per differing option, e.g. ``"max_steps (--steps): 50 there, 60 asked"``
+        (``"experiment settings"`` when only the resolved experiment differs); empty when the
+        records are the same run's.
+    """
+    a, b = comparable(have), comparable(wanted)
+    if a == b:
+        return []
+    theirs = a.get("options") if isinstance(a.get("options"), dict) else {}
+    ours = b.get("options") if isinstance(b.get("options"), dict) else {}
+    diff = [
+        f"{_named(k)}: {theirs.get(k)!r} {labels[0]}, {ours.get(k)!r} {labels[1]}"
+        for k in sorted(set(theirs) | set(ours))
+        if theirs.get(k) != ours.get(k)
+    ]
+    return diff or ["experiment settings"]
+
+
+def _work(d: Path) -> list[str]:
+    """The files in ``d`` that hold work (not its config, index or temporary files)."""
+    if not d.is_dir():
+        return []
+    return sorted(
+        p.relative_to(d).as_posix()
+        for p in d.rglob("*")
+        if p.is_file()
+        and p.relative_to(d).as_posix() not in ("config.json", rundir.INDEX)
+        and not rundir.is_temporary(p.name)
+    )
+
+
 def check_config(d: Path, wanted: dict[str, Any]) -> None:
-    """Refuse a run directory that holds work made with other options than ``wanted``.
+    """Refuse a run directory that holds work made with other options than ``wanted``, or
+    work whose options are not known.
 
     Finished and unfinished directories alike: a finished seed of other options must not be
-    mixed into this run's table. A directory whose only file is ``config.json`` holds no work
-    and is no conflict.
+    mixed into this run's table. A directory whose only files are ``config.json`` and the
+    index holds no work and is no conflict. Work without a readable record of its options (no
+    ``config.json``, one that does not load, or one changed after the work was written) is
+    refused, never reused under the options asked now.
 
     Args:
         d: The seed's run directory (it need not exist).
         wanted: What :meth:`RunConfig.for_seed` gives for the seed.
 
     Raises:
-        ValueError: Naming the differing options and what to do.
+        ValueError: Naming the directory, the differing options (or the unreadable record)
+            and what to do.
     """
-    wanted = json.loads(json.dumps(wanted))  # tuples → lists, as read back
+    work = _work(d)
+    if not work:
+        return
     path = d / "config.json"
+    shown = ", ".join(work[:3]) + (f" and {len(work) - 3} more" if len(work) > 3 else "")
+    what_to_do = "delete that directory or choose another --out"
     if not path.exists():
-        return
-    work = [p for p in d.rglob("*") if p.is_file() and p.name != "config.json"]
-    if not any(not p.name.endswith(".tmp") for p in work):
-        return
+        raise ValueError(
+            f"{d} holds work ({shown}) but no config.json: the options it was made with are "
+            f"unknown, so it is not reused; {what_to_do}"
+        )
     try:
         have = rundir.read_json(path)
-    except (OSError, ValueError):
-        return  # a damaged config.json: the run is unfinished (DONE hashes it) and rewritten
-    if have == wanted:
-        return
-    theirs = have.get("options", {}) if isinstance(have, dict) else {}
-    diff = [
-        f"{_named(k)}: {theirs.get(k)!r} there, {wanted['options'].get(k)!r} asked"
-        for k in sorted(set(theirs) | set(wanted["options"]))
-        if theirs.get(k) != wanted["options"].get(k)
-    ]
-    raise ValueError(
-        f"{d} holds a run made with other options ({'; '.join(diff) or 'experiment settings'}); "
-        "choose another --out or delete that directory"
-    )
+        if not isinstance(have, dict) or not isinstance(have.get("options"), dict):
+            raise ValueError("it holds no options record")
+    except (OSError, ValueError) as err:
+        raise ValueError(
+            f"{path} does not load ({type(err).__name__}: {err}): the options of the work in "
+            f"{d} ({shown}) are unknown, so it is not reused; {what_to_do}"
+        ) from None
+    files = rundir.RunFiles(d)
+    if files.unreadable is None and "config.json" in files.names:
+        why = files.problem("config.json")
+        if why is not None:
+            raise ValueError(
+                f"{path} was changed after the work in {d} was written ({why}): the options "
+                f"of that work are unknown, so it is not reused; {what_to_do}"
+            )
+    if have.get("seed") != wanted.get("seed"):
+        raise ValueError(
+            f"{path} holds the run of seed {have.get('seed')!r}, not of seed "
+            f"{wanted.get('seed')!r} as the directory's name says (a copy under another "
+            f"name?); {what_to_do}"
+        )
+    diff = option_differences(have, wanted)
+    if diff:
+        raise ValueError(
+            f"{d} holds a run made with other options ({'; '.join(diff)}); {what_to_do}"
+        )
 
 
-def write_config(d: Path, wanted: dict[str, Any]) -> None:
+def write_config(d: Path, wanted: dict[str, Any], files: rundir.RunFiles | None = None) -> None:
     """Write the seed's ``config.json`` (once its data loaded: a failed start leaves no claim).
 
     Args:
         d: The seed's run directory (it exists).
         wanted: What :meth:`RunConfig.for_seed` gives for the seed.
+        files: The run's record of its files (None: the directory's, read afresh).
     """
-    rundir.atomic_write_json(d / "config.json", wanted)
+    (files or rundir.RunFiles(d)).write_json("config.json", wanted)

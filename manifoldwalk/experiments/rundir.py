@@ -1,6 +1,6 @@
-"""The layout of a run directory and crash-safe writes into it.
+"""The layout of a run directory, crash-safe writes into it, and its integrity records.
 
-One seed of one experiment writes ``OUT/<experiment>/seed-<k>/``::
+One seed of one experiment writes ``OUT/<experiment>/seed-<k>/`` (``k`` in at least 3 digits)::
 
     config.json          the full configuration (experiment, options, seed, versions)
     phase1.npz           θ0 after phase 1 (float32) and its train/test metrics
@@ -13,22 +13,28 @@ One seed of one experiment writes ``OUT/<experiment>/seed-<k>/``::
     wd/<split>-<i>.npz   its final θ (float32)
     wd.csv               every weight-decay run, one row each
     summary.json         the seed's headline numbers
-    DONE                 written last: the size and SHA-256 of every other file
+    index.json           the size and SHA-256 of every file above, recorded as it is written
+    DONE                 written last: the size and SHA-256 of every file of the finished run
 
-Every file is written to a temporary name in the same directory and then renamed over the
-target (:func:`os.replace`, atomic on POSIX), so a killed run never leaves a half-written file
-under a final name. A run counts as finished only when ``DONE`` exists and every file it lists
-still has the recorded size and hash (:func:`is_finished`); anything else is redone. A file
-that does not load is never listed in ``DONE`` (:func:`mark_done` refuses it).
+Every file is written to a temporary name in the same directory, flushed to disk and then
+renamed over the target (:func:`os.replace`, atomic on POSIX), so a killed run never leaves a
+half-written file under a final name. The run records each file it writes in ``index.json``
+(:class:`RunFiles`): a resumed run reuses a saved file only when it still has the recorded size
+and SHA-256, so a file changed, truncated or added by anything but the run is recomputed, never
+trusted. A run counts as finished only when ``DONE`` exists and every file it lists still has
+the recorded size and hash (:func:`is_finished`); readers read only the files ``DONE`` lists
+(:func:`finished_files`, :func:`read_listed`). A file that does not load is never listed in
+``DONE`` (:func:`mark_done` refuses it).
+
+The index is kept by :class:`RunFiles` (``_index``) and the low-level checks live in
+``_integrity``; both are re-exported here, so this module is the one to import.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,23 +42,53 @@ from typing import Any
 
 import numpy as np
 
+from manifoldwalk.experiments._index import INDEX, RunFiles
+from manifoldwalk.experiments._integrity import (
+    RunDirError,
+    csv_bytes,
+    csv_columns,
+    entry_ok,
+    file_sha256,
+    inside,
+    json_bytes,
+    npz_array_bounded,
+    npz_bytes,
+    sha256,
+)
+
 __all__ = [
     "DONE",
+    "INDEX",
+    "RunDirError",
+    "RunFiles",
     "atomic_write_bytes",
     "atomic_write_csv",
     "atomic_write_json",
     "atomic_write_npz",
+    "check_listed",
+    "clean_temporary_files",
+    "csv_columns",
+    "done_listing",
+    "finished_files",
     "is_finished",
+    "is_temporary",
     "mark_done",
+    "npz_array_bounded",
     "npz_error",
     "read_csv",
     "read_json",
+    "read_listed",
     "seed_dir",
     "seed_dirs",
+    "seed_of",
+    "stray_seed_dirs",
 ]
 
 DONE = "DONE"
 """The name of the completion marker, written last."""
+
+_SEED_NAME = re.compile(r"seed-([0-9]+)")
+_TEMPORARY = re.compile(r"\..+\.tmp(\.npz)?")  # ours: ".<name>.<random>.tmp"
 
 
 def seed_dir(out: str | os.PathLike[str], experiment: str, seed: int) -> Path:
@@ -69,19 +105,64 @@ def seed_dir(out: str | os.PathLike[str], experiment: str, seed: int) -> Path:
     return Path(out) / experiment / f"seed-{seed:03d}"
 
 
+def seed_of(path: str | os.PathLike[str]) -> int | None:
+    """Return the seed a directory's name gives, or None when it is not a seed directory's name.
+
+    Only the names :func:`seed_dir` gives count (``seed-000``, ``seed-1234``): a copy named
+    ``seed-000.bak`` or ``seed-0`` is no seed directory.
+
+    Args:
+        path: The directory.
+
+    Returns:
+        The seed, or None.
+    """
+    m = _SEED_NAME.fullmatch(Path(path).name)
+    if m is None or Path(path).name != f"seed-{int(m[1]):03d}":
+        return None
+    return int(m[1])
+
+
+def _named_seed_dirs(root: Path) -> list[Path]:
+    """Directories named ``seed-*`` at or under ``root``, not inside another such directory
+    (a copy inside a seed directory is part of that run's directory, not a run of its own)."""
+    if root.name.startswith("seed-"):
+        return [root] if root.is_dir() else []
+    found = sorted(p for p in root.rglob("seed-*") if p.is_dir() and not p.is_symlink())
+    return [
+        p
+        for p in found
+        if not any(q.name.startswith("seed-") for q in p.relative_to(root).parents if q.parts)
+    ]
+
+
 def seed_dirs(root: str | os.PathLike[str]) -> list[Path]:
-    """Return the seed directories under ``root`` (itself one, or ``root/seed-*``, or deeper).
+    """Return the seed directories under ``root`` (itself one, or ``root/seed-<k>``, or deeper).
 
     Args:
         root: A seed directory, an experiment directory or an output root.
 
     Returns:
-        Every directory named ``seed-*`` at or under ``root``, sorted.
+        Every directory at or under ``root`` named as :func:`seed_dir` names them and not
+        inside another ``seed-*`` directory, sorted (a symbolic link to a directory is not
+        followed).
     """
-    root = Path(root)
-    if root.name.startswith("seed-"):
-        return [root]
-    return sorted(p for p in root.rglob("seed-*") if p.is_dir())
+    return [p for p in _named_seed_dirs(Path(root)) if seed_of(p) is not None]
+
+
+def stray_seed_dirs(root: str | os.PathLike[str]) -> list[Path]:
+    """Return the directories at or under ``root`` named ``seed-*`` that are no seed directory.
+
+    A copy such as ``seed-000.bak`` is never read as a run; this lists such copies so that a
+    table can say it left them out.
+
+    Args:
+        root: A seed directory, an experiment directory or an output root.
+
+    Returns:
+        Those directories, sorted.
+    """
+    return [p for p in _named_seed_dirs(Path(root)) if seed_of(p) is None]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -112,7 +193,7 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
         path: The target file.
         obj: A JSON-serialisable object (non-finite floats are written as ``NaN``/``Infinity``).
     """
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path, json_bytes(obj))
 
 
 def atomic_write_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
@@ -125,13 +206,7 @@ def atomic_write_npz(path: str | os.PathLike[str], **arrays: Any) -> None:
     Raises:
         ValueError: If an array has object dtype (it would need pickle).
     """
-    buf = io.BytesIO()
-    clean = {k: np.asarray(v) for k, v in arrays.items()}
-    for k, v in clean.items():
-        if v.dtype == object:
-            raise ValueError(f"array {k!r} has object dtype; refusing to pickle it")
-    np.savez(buf, **clean)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, npz_bytes(arrays))
 
 
 def atomic_write_csv(
@@ -144,12 +219,7 @@ def atomic_write_csv(
         columns: The header.
         rows: The rows, each as long as ``columns``.
     """
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([repr(float(v)) if isinstance(v, float) else v for v in row])
-    atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, csv_bytes(columns, rows))
 
 
 def read_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -160,11 +230,13 @@ def read_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
     Returns:
         Column name → float64 array (empty arrays for a header-only file).
+
+    Raises:
+        RunDirError: The file is empty, a row's length differs from the header's, or a cell is
+            no number.
     """
     with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    return {name: np.array([float(r[i]) for r in body]) for i, name in enumerate(header)}
+        return csv_columns(f.read(), path)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -180,19 +252,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(f)
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _files(directory: Path) -> list[Path]:
     return sorted(
         p
         for p in directory.rglob("*")
-        if p.is_file() and p.name != DONE and not p.name.endswith(".tmp")
+        if p.is_file()
+        and p.name not in (DONE, INDEX)
+        and not p.name.endswith(".tmp")
+        and not is_temporary(p.name)
     )
 
 
@@ -200,7 +267,7 @@ def npz_error(path: str | os.PathLike[str]) -> Exception | None:
     """Return why an ``.npz`` file does not load (every array read), or None when it does.
 
     Args:
-        path: The file.
+        path: The file (or an open binary file object).
 
     Returns:
         The error (a truncated file gives ``BadZipFile``, ``EOFError``, ``ValueError``…), or
@@ -215,32 +282,125 @@ def npz_error(path: str | os.PathLike[str]) -> Exception | None:
     return None
 
 
-def mark_done(directory: str | os.PathLike[str], extra: Mapping[str, Any] | None = None) -> None:
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one the writers here give their temporary files.
+
+    Args:
+        name: The file's name (no directory).
+
+    Returns:
+        True for ``.<name>.<random>.tmp`` (and the older ``.checkpoint.tmp.npz``).
+    """
+    return _TEMPORARY.fullmatch(name) is not None
+
+
+def clean_temporary_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary files that interrupted atomic writes left in a run directory.
+
+    Only names that the writers here give their temporary files (``.<name>.<random>.tmp``,
+    and ``.checkpoint.tmp.npz``) are removed, and only regular files.
+
+    Args:
+        directory: The seed's run directory (it need not exist).
+
+    Returns:
+        The files deleted.
+    """
+    directory = Path(directory)
+    gone = []
+    if not directory.is_dir():
+        return gone
+    for p in sorted(directory.rglob(".*")):
+        if is_temporary(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+            gone.append(p)
+    return gone
+
+
+def _check_loads(p: Path) -> None:
+    """Raise ValueError when ``p`` is a ``.npz`` or ``.json`` file that does not load."""
+    err: Exception | None = npz_error(p) if p.suffix == ".npz" else None
+    if p.suffix == ".json":
+        try:
+            read_json(p)
+        except (OSError, ValueError) as exc:
+            err = exc
+    if err is not None:
+        raise ValueError(f"{p} does not load ({type(err).__name__}: {err}); not marking done")
+
+
+def mark_done(
+    directory: str | os.PathLike[str],
+    extra: Mapping[str, Any] | None = None,
+    *,
+    files: RunFiles | None = None,
+) -> None:
     """Write the ``DONE`` marker listing the size and SHA-256 of every file of the run.
 
     Args:
         directory: The seed's run directory.
         extra: More JSON fields to store in the marker.
+        files: The run's record of what it wrote: then exactly the files it records are
+            listed, each checked against its recorded hash (a stray file left in the directory
+            is not listed, so no reader sees it). None: every file in the directory is listed.
 
     Raises:
-        ValueError: A ``.npz`` or ``.json`` file of the run does not load.
+        ValueError: A ``.npz`` or ``.json`` file of the run does not load, or (with ``files``)
+            a recorded file is missing or changed (:class:`RunDirError`).
     """
     directory = Path(directory)
-    files = _files(directory)
-    for p in files:  # never bless a file that does not load
-        err = npz_error(p) if p.suffix == ".npz" else None
-        if p.suffix == ".json":
-            try:
-                read_json(p)
-            except (OSError, ValueError) as exc:
-                err = exc
-        if err is not None:
-            raise ValueError(f"{p} does not load ({type(err).__name__}: {err}); not marking done")
-    listing = {
-        str(p.relative_to(directory)): {"size": p.stat().st_size, "sha256": _digest(p)}
-        for p in files
-    }
+    if files is not None:
+        listing = files.listing()
+        for name in listing:
+            _check_loads(directory / name)
+    else:
+        paths = _files(directory)
+        for p in paths:  # never bless a file that does not load
+            _check_loads(p)
+        listing = {
+            p.relative_to(directory).as_posix(): {
+                "size": p.stat().st_size,
+                "sha256": file_sha256(p),
+            }
+            for p in paths
+        }
     atomic_write_json(directory / DONE, {"files": listing, **(extra or {})})
+
+
+def finished_files(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]] | None:
+    """Return what the ``DONE`` marker of a finished, intact run lists; None otherwise.
+
+    A run is finished when its ``DONE`` marker exists, parses, lists ``config.json`` and
+    ``summary.json``, and every file it lists lies inside the directory (no ``..``, no link
+    out) and exists with the recorded size and SHA-256.
+
+    Args:
+        directory: The seed's run directory.
+
+    Returns:
+        Name → ``{"size", "sha256"}`` of every file of the run, or None.
+    """
+    directory = Path(directory)
+    try:
+        listing = read_json(directory / DONE)["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(listing, dict) or not {"config.json", "summary.json"} <= set(listing):
+        return None
+    for name, info in listing.items():
+        p = inside(directory, name)
+        if p is None or not entry_ok(info):
+            return None
+        try:
+            if (
+                not p.is_file()
+                or p.stat().st_size != info["size"]
+                or file_sha256(p) != info["sha256"]
+            ):
+                return None
+        except OSError:
+            return None
+    return listing
 
 
 def is_finished(directory: str | os.PathLike[str]) -> bool:
@@ -248,7 +408,7 @@ def is_finished(directory: str | os.PathLike[str]) -> bool:
 
     A run is finished when its ``DONE`` marker exists, parses, and every file it lists exists
     with the recorded size and SHA-256 (so a file truncated or rewritten afterwards makes the
-    run unfinished).
+    run unfinished); see :func:`finished_files`.
 
     Args:
         directory: The seed's run directory.
@@ -256,16 +416,86 @@ def is_finished(directory: str | os.PathLike[str]) -> bool:
     Returns:
         Whether the run can be skipped.
     """
+    return finished_files(directory) is not None
+
+
+def done_listing(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """Return what the ``DONE`` marker of a run lists, its form checked (not the files).
+
+    Args:
+        directory: The seed's run directory.
+
+    Returns:
+        Name → ``{"size", "sha256"}``.
+
+    Raises:
+        RunDirError: ``DONE`` is missing, does not load, or is not a listing of files inside
+            the directory.
+    """
     directory = Path(directory)
+    path = directory / DONE
     try:
-        listing = read_json(directory / DONE)["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    for name, info in listing.items():
-        p = directory / name
-        try:
-            if p.stat().st_size != info["size"] or _digest(p) != info["sha256"]:
-                return False
-        except OSError:
-            return False
-    return "summary.json" in listing
+        listing = read_json(path)["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise RunDirError(path, f"it does not load ({type(err).__name__}: {err})") from None
+    if not isinstance(listing, dict) or not all(
+        entry_ok(v) and inside(directory, k) is not None for k, v in listing.items()
+    ):
+        raise RunDirError(path, "it is not a listing of the run's files with their hashes")
+    return listing
+
+
+def check_listed(directory: str | os.PathLike[str], name: str, listing: Mapping[str, Any]) -> Path:
+    """Check a file of a finished run against the ``DONE`` listing (streamed, not kept).
+
+    Args:
+        directory: The seed's run directory.
+        name: The file's path relative to it.
+        listing: The run's ``DONE`` listing (:func:`done_listing`, :func:`finished_files`).
+
+    Returns:
+        The file's path.
+
+    Raises:
+        RunDirError: The listing does not name the file, or the file is not as listed.
+    """
+    directory = Path(directory)
+    info = listing.get(name)
+    path = inside(directory, name)
+    if info is None or path is None:
+        raise RunDirError(directory / name, f"it is not listed in {directory / DONE}")
+    try:
+        same = path.stat().st_size == info.get("size") and file_sha256(path) == info.get("sha256")
+    except OSError as err:
+        raise RunDirError(path, f"it cannot be read ({err.strerror or err})") from None
+    if not same:
+        raise RunDirError(path, f"it changed after {directory / DONE} was written")
+    return path
+
+
+def read_listed(directory: str | os.PathLike[str], name: str, listing: Mapping[str, Any]) -> bytes:
+    """Read a file of a finished run, checking it against the ``DONE`` listing as it is read.
+
+    Args:
+        directory: The seed's run directory.
+        name: The file's path relative to it.
+        listing: What :func:`finished_files` returned for the directory.
+
+    Returns:
+        The file's bytes.
+
+    Raises:
+        RunDirError: The listing does not name the file, or the file is not as listed.
+    """
+    directory = Path(directory)
+    info = listing.get(name)
+    path = inside(directory, name)
+    if info is None or path is None:
+        raise RunDirError(directory / name, f"it is not listed in {directory / DONE}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise RunDirError(path, f"it cannot be read ({err.strerror or err})") from None
+    if len(data) != info.get("size") or sha256(data) != info.get("sha256"):
+        raise RunDirError(path, f"it changed after {directory / DONE} was written")
+    return data

@@ -6,7 +6,13 @@ finished ones and running the rest in parallel processes; :func:`run_seeds_batch
 several seeds together on one device. Every stage saves what it produced before the next
 starts, so an interrupted seed resumes where it stopped: phase 1 is loaded, the walk continues
 from its last checkpoint (every ``checkpoint_every`` predictor steps, on the same path the
-uninterrupted walk takes) and finished weight-decay runs are kept. The stages live in
+uninterrupted walk takes) and finished weight-decay runs are kept. Every file is written
+through the seed's :class:`~manifoldwalk.experiments.rundir.RunFiles`, which records its size
+and SHA-256 in ``index.json``: what a resumed seed reuses must match that record, anything else
+is recomputed (and named on stderr). Before any work starts, every seed directory of the
+experiment directory is checked against the options asked
+(:func:`~manifoldwalk.experiments.config.check_config`), so that no table of that directory
+can mix runs of other options. The stages live in
 ``_phase1``, ``_walk_stage`` and ``_weight_decay``; the options in
 :mod:`manifoldwalk.experiments.config`.
 
@@ -17,7 +23,7 @@ The frameworks are reached only through an experiment backend, imported by name 
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +68,8 @@ def run_seed(
         The summary written to ``summary.json``.
 
     Raises:
-        ValueError: The run directory holds a run (finished or not) with other options, or a
-            weight-decay file of another λ.
+        ValueError: The run directory holds a run (finished or not) with other options, work
+            without a readable record of its options, or a weight-decay file of another λ.
         ImportError: The backend's framework is missing.
         manifoldwalk.datasets.DatasetError: The dataset's files are missing.
     """
@@ -77,11 +83,26 @@ def run_seed(
     return _finish_seed(config, s, result, walk_time)
 
 
-def _check_seeds(config: RunConfig, seeds: Iterable[int]) -> None:
-    """Refuse, before any work starts, a directory of any of ``seeds`` (finished or not) that
-    holds a run of other options (see :func:`~manifoldwalk.experiments.config.check_config`)."""
-    for seed in seeds:
-        check_config(rundir.seed_dir(config.out, config.spec.name, seed), config.for_seed(seed))
+def _check_directory(config: RunConfig) -> None:
+    """Refuse, before any work starts, an experiment directory in which any seed directory
+    (asked for or not, finished or not) holds work of other or unknown options (see
+    :func:`~manifoldwalk.experiments.config.check_config`); every such directory is named."""
+    exp_dir = rundir.seed_dir(config.out, config.spec.name, 0).parent
+    found = {d for d in rundir.seed_dirs(exp_dir) if d.parent == exp_dir}
+    asked = {rundir.seed_dir(config.out, config.spec.name, s) for s in config.seeds}
+    problems = []
+    for d in sorted(found | asked):
+        try:
+            check_config(d, config.for_seed(rundir.seed_of(d)))  # type: ignore[arg-type]
+        except ValueError as err:
+            problems.append(str(err))
+    if len(problems) == 1:
+        raise ValueError(problems[0])
+    if problems:
+        raise ValueError(
+            f"{len(problems)} seed directories of {exp_dir} cannot be used with these options: "
+            + " | ".join(problems)
+        )
 
 
 def _start_seed(config: RunConfig, seed: int, d: Path, stage: Stage, threads: int | None) -> Seed:
@@ -93,16 +114,18 @@ def _start_seed(config: RunConfig, seed: int, d: Path, stage: Stage, threads: in
     ds = load_data(config, spec, seed)
     d.mkdir(parents=True, exist_ok=True)
     (d / rundir.DONE).unlink(missing_ok=True)
-    write_config(d, config.for_seed(seed))
-    problem, theta0, p1 = run_phase1(backend, spec, ds, seed, d, stage)
-    return Seed(seed, d, backend, stage, ds, problem, theta0, p1)
+    rundir.clean_temporary_files(d)  # left by writes that a kill cut off
+    files = rundir.RunFiles(d)
+    write_config(d, config.for_seed(seed), files)
+    problem, theta0, p1 = run_phase1(backend, spec, ds, seed, d, stage, files)
+    return Seed(seed, d, backend, stage, ds, problem, theta0, p1, files)
 
 
 def _finish_seed(config: RunConfig, s: Seed, result: Any, walk_time: float) -> dict[str, Any]:
     """After the walk: the final θ, the weight-decay sweep and the summary (then DONE)."""
     spec, d, ds, p1, seed = config.spec, s.d, s.ds, s.p1, s.seed
-    rundir.atomic_write_npz(d / "final.npz", theta=to_numpy(result.theta))
-    wd = run_weight_decay(config, s.backend, spec, ds, seed, d, s.stage)
+    s.files.write_npz("final.npz", theta=to_numpy(result.theta))
+    wd = run_weight_decay(config, s.backend, spec, ds, seed, d, s.stage, s.files)
     h = result.history
     n_train = len(ds.x_train)
     summary = {
@@ -137,8 +160,8 @@ def _finish_seed(config: RunConfig, s: Seed, result: Any, walk_time: float) -> d
         },
         "versions": {"python": platform.python_version(), "numpy": np.__version__},
     }
-    rundir.atomic_write_json(d / "summary.json", summary)
-    rundir.mark_done(d)
+    s.files.write_json("summary.json", summary)
+    rundir.mark_done(d, files=s.files)
     return summary
 
 
@@ -178,7 +201,7 @@ def run_seeds_batched(
         )
     summaries: dict[int, dict[str, Any]] = {}
     started = []
-    _check_seeds(config, seeds)
+    _check_directory(replace(config, seeds=tuple(seeds)))
     for seed in seeds:
         d = rundir.seed_dir(config.out, spec.name, seed)
         if rundir.is_finished(d):
@@ -220,9 +243,9 @@ def run_experiment(
 
     Raises:
         ValueError: For ``jobs < 1``, ``batch_seeds`` with ``jobs > 1`` or a backend that
-            cannot batch, a seed directory (finished or not) of other options (checked for
-            every seed before any work starts), or a problem in a seed (re-raised from the
-            worker).
+            cannot batch, a seed directory (finished or not, asked for or not) of other or
+            unknown options (checked for every seed directory of the experiment directory
+            before any work starts), or a problem in a seed (re-raised from the worker).
         KeyboardInterrupt: On Ctrl-C, after stopping the worker processes (what they saved is
             kept; running again resumes).
     """
@@ -235,7 +258,7 @@ def run_experiment(
             config, list(config.seeds), show_progress=show_progress, threads=threads
         )
     spec = config.spec
-    _check_seeds(config, config.seeds)
+    _check_directory(config)
     todo = [
         s for s in config.seeds if not rundir.is_finished(rundir.seed_dir(config.out, spec.name, s))
     ]

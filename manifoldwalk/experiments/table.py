@@ -9,10 +9,19 @@ then report the full-training-set net at that λ, the usual "select, then retrai
 Each experiment directory is its own row: runs of one experiment found in several directories
 under the root (``runs/fashion-ff`` and ``runs/grid14/fashion-ff``, say) are never merged, and
 their rows are labelled by their paths (:func:`experiment_groups`).
+
+A row counts only finished, intact seed directories named ``seed-<k>``, reads only the files
+their ``DONE`` marker lists (each checked against its SHA-256 as it is read), and counts them
+only when they hold seed ``k``'s run of that experiment with the options of the row's other
+seeds. A copy such as ``seed-000.bak`` is not read; a seed directory whose files say otherwise
+is not counted; each is named in the row's notes, as is every weight-decay result left out of
+the choice of λ because it is not a number. An experiment directory whose seeds were run with
+different options is refused (:class:`~manifoldwalk.experiments.rundir.RunDirError`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections import Counter, defaultdict
@@ -23,7 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments.config import option_differences
 from manifoldwalk.experiments.definitions import EXPERIMENTS, PaperRow
+from manifoldwalk.experiments.rundir import RunDirError
 
 __all__ = [
     "Choice",
@@ -31,6 +42,8 @@ __all__ = [
     "TableRow",
     "build_table",
     "experiment_groups",
+    "experiment_table",
+    "load_finished",
     "format_table",
     "mean_std",
     "no_finished_runs",
@@ -91,6 +104,8 @@ class TableRow:
         directory: The experiment directory the seeds came from (None: not known).
         level_held: The largest |L − L0|/|L0| at an on-level point of any seed's walk (None:
             not recorded by the runs).
+        notes: What the row left out and why, in words, each naming the directory or seed
+            and λ concerned (printed under the table).
     """
 
     experiment: str
@@ -107,6 +122,7 @@ class TableRow:
     label: str = ""
     directory: Path | None = None
     level_held: float | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         """Label the row by its experiment when no label is given."""
@@ -123,8 +139,16 @@ class RunGroup:
             otherwise its path from the root's parent (``runs/grid14/fashion-ff``), so that
             copies of one experiment in several places stay apart.
         directory: The experiment directory.
-        finished: Its finished, intact seed directories, sorted.
+        finished: Its finished, intact seed directories, sorted (each holding its seed's run
+            of the experiment: see :func:`load_finished`).
         unfinished: Its other seed directories (started, broken or still running).
+        refused: Finished seed directories that are not counted, with the reason (a file
+            that does not hold what a run writes, or the run of another seed or experiment).
+        ignored: Directories named ``seed-*`` that are no seed directory (``seed-000.bak``).
+        not_asked: Finished seed directories left out because they were not asked for
+            (:func:`experiment_table`).
+        records: Each finished directory's ``config.json`` and ``summary.json``, as read and
+            checked.
     """
 
     name: str
@@ -132,6 +156,115 @@ class RunGroup:
     directory: Path
     finished: list[Path] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)
+    refused: dict[Path, str] = field(default_factory=dict)
+    ignored: list[Path] = field(default_factory=list)
+    not_asked: list[Path] = field(default_factory=list)
+    records: dict[Path, tuple[dict, dict]] = field(default_factory=dict)
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _config_problem(config: object) -> str | None:
+    """Why a decoded ``config.json`` is not what a run writes (None: it is)."""
+    if not isinstance(config, dict):
+        return "it holds no record"
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return f"its seed is {seed!r}, not a seed"
+    if not isinstance(config.get("options"), dict):
+        return "it holds no options record"
+    lams = config.get("wd_lambdas", [])
+    if not isinstance(lams, list) or not all(_is_number(v) for v in lams):
+        return f"its wd_lambdas is {lams!r}, not a list of numbers"
+    return None
+
+
+def _summary_problem(summary: object) -> str | None:
+    """Why a decoded ``summary.json`` lacks what a table reads (None: it has it)."""
+    if not isinstance(summary, dict):
+        return "it holds no record"
+    seed = summary.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return f"its seed is {seed!r}, not a seed"
+    if summary.get("metric") not in ("accuracy", "mse"):
+        return f"its metric is {summary.get('metric')!r}, not 'accuracy' or 'mse'"
+    for part in ("phase1", "walk"):
+        block = summary.get(part)
+        if not isinstance(block, dict) or not _is_number(block.get("test_metric")):
+            return f"its {part} record has no test_metric number"
+    level = summary["walk"].get("max_relative_deviation")
+    if level is not None and not _is_number(level):
+        return f"its walk's max_relative_deviation is {level!r}, not a number"
+    wd = summary.get("wd")
+    if not isinstance(wd, list):
+        return "its wd record is no list"
+    for r in wd:
+        if not isinstance(r, dict) or r.get("split") not in ("full", "val"):
+            return f"its weight-decay record {r!r} has no split 'full' or 'val'"
+        lam = r.get("lam")
+        if not _is_number(lam) or not 0 <= lam < math.inf:
+            return f"its weight-decay record has λ {lam!r}, not a finite number >= 0"
+        key = "test_metric" if r["split"] == "full" else "val_metric"
+        if not _is_number(r.get(key)):
+            return f"its weight-decay record at λ={lam!r} ({r['split']}) has no {key} number"
+    return None
+
+
+def _listed_json(d: Path, name: str, listing: dict) -> object:
+    """A JSON file of a finished run, checked against its ``DONE`` listing as it is read."""
+    data = rundir.read_listed(d, name, listing)
+    try:
+        return json.loads(data)
+    except ValueError as err:  # UnicodeDecodeError is a ValueError too
+        raise RunDirError(d / name, f"it does not load ({err})") from None
+
+
+def load_finished(directory: str | os.PathLike[str]) -> tuple[dict, dict] | None:
+    """Read a finished seed directory's ``config.json`` and ``summary.json``, checked.
+
+    Args:
+        directory: A seed directory (named ``seed-<k>``).
+
+    Returns:
+        ``(config, summary)``, or None when the run is not finished and intact
+        (:func:`~manifoldwalk.experiments.rundir.finished_files`).
+
+    Raises:
+        RunDirError: Naming the file: it changed after ``DONE`` was written, does not load,
+            lacks what a run writes, or holds the run of another seed than the directory's
+            name gives (a copy under another name), or of another experiment than the
+            experiment directory's name gives.
+    """
+    d = Path(directory)
+    listing = rundir.finished_files(d)
+    if listing is None:
+        return None
+    config = _listed_json(d, "config.json", listing)
+    summary = _listed_json(d, "summary.json", listing)
+    for name, value, check in (
+        ("config.json", config, _config_problem),
+        ("summary.json", summary, _summary_problem),
+    ):
+        why = check(value)
+        if why is not None:
+            raise RunDirError(d / name, why)
+    assert isinstance(config, dict) and isinstance(summary, dict)
+    seed = rundir.seed_of(d)
+    for name, value in (("config.json", config), ("summary.json", summary)):
+        if value["seed"] != seed:
+            raise RunDirError(
+                d / name,
+                f"it holds the run of seed {value['seed']}, not of seed {seed} as the "
+                "directory's name says (a copy under another name?)",
+            )
+    exp = summary.get("experiment")
+    if d.parent.name in EXPERIMENTS and exp is not None and exp != d.parent.name:
+        raise RunDirError(
+            d / "summary.json", f"it holds a run of {exp!r}, not of {d.parent.name!r}"
+        )
+    return config, summary
 
 
 def experiment_groups(root: str | os.PathLike[str]) -> list[RunGroup]:
@@ -166,9 +299,24 @@ def experiment_groups(root: str | os.PathLike[str]) -> list[RunGroup]:
     # experiment directories) has a label distinct from any directory nested in it
     top = Path(os.path.abspath(base)).parent
     found: dict[Path, RunGroup] = {}
+
+    def group(d: Path) -> RunGroup:
+        return found.setdefault(d.parent, RunGroup(d.parent.name, d.parent.name, d.parent))
+
     for d in rundir.seed_dirs(root):
-        g = found.setdefault(d.parent, RunGroup(d.parent.name, d.parent.name, d.parent))
-        (g.finished if rundir.is_finished(d) else g.unfinished).append(d)
+        g = group(d)
+        try:
+            records = load_finished(d)
+        except RunDirError as err:
+            g.refused[d] = str(err)
+            continue
+        if records is None:
+            g.unfinished.append(d)
+        else:
+            g.finished.append(d)
+            g.records[d] = records
+    for d in rundir.stray_seed_dirs(root):
+        group(d).ignored.append(d)
     names = Counter(g.name for g in found.values())
     for g in found.values():
         if names[g.name] > 1:
@@ -185,6 +333,58 @@ def _best(lams: list[float], scores: list[float], higher: bool) -> int:
     return int(np.argmin(keyed))
 
 
+def _check_options(group: RunGroup, configs: list[dict]) -> None:
+    """Refuse a group whose finished seeds were run with different options."""
+    first = group.finished[0]
+    for d, config in zip(group.finished[1:], configs[1:], strict=True):
+        diff = option_differences(config, configs[0], (d.name, first.name))
+        if diff:
+            raise RunDirError(
+                group.directory,
+                f"it holds runs of different options ({d.name} and {first.name} differ in "
+                f"{'; '.join(diff)}); a row counts runs of one set of options: move one set "
+                "into a directory of its own",
+            )
+
+
+def _left_out(
+    group: RunGroup, summaries: list[dict], metric: str
+) -> tuple[dict[tuple[str, float], list[int]], list[str]]:
+    """The weight-decay results that are no number, by (split, λ), and the notes naming them
+    (a λ with one is left out of that choice)."""
+    bad: dict[tuple[str, float], list[int]] = defaultdict(list)
+    for s in summaries:
+        for r in s["wd"]:
+            value = r["test_metric"] if r["split"] == "full" else r["val_metric"]
+            if not math.isfinite(float(value)):
+                bad[(r["split"], float(r["lam"]))].append(int(s["seed"]))
+    notes = []
+    for (split, lam), seeds in sorted(bad.items()):
+        which, what = ("test", "test") if split == "full" else ("val", "validation")
+        notes.append(
+            f"λ={_lam(lam)} left out of 'λ by {which}': its {what} {metric} is not a number "
+            f"for seed {', '.join(map(str, sorted(seeds)))} ({group.directory})"
+        )
+    return bad, notes
+
+
+def _group_notes(group: RunGroup) -> list[str]:
+    """The notes naming what a group left out: refused, ignored and not-asked directories."""
+    notes = [f"not counted: {why}" for why in group.refused.values()]
+    notes += [
+        f"not read: {d} (not a seed directory's name; seed directories are named "
+        "seed-<k> with k in at least 3 digits)"
+        for d in group.ignored
+    ]
+    if group.not_asked:
+        seeds = ", ".join(str(rundir.seed_of(d)) for d in group.not_asked)
+        notes.append(
+            f"{group.directory} also holds finished seed {seeds}, not asked for here and not "
+            f"counted (`manifoldwalk table {group.directory}` counts every finished seed)"
+        )
+    return notes
+
+
 def table_row(group: RunGroup) -> TableRow:
     """Build the Table I row of one experiment directory.
 
@@ -192,17 +392,28 @@ def table_row(group: RunGroup) -> TableRow:
         group: From :func:`experiment_groups`; it must hold a finished seed.
 
     Returns:
-        The row, labelled as the group.
+        The row, labelled as the group, with notes naming what it left out.
 
     Raises:
         ValueError: If the group has no finished seed.
+        RunDirError: A seed's files do not hold what a run writes, or the group's seeds were
+            run with different options (naming the directory and the options).
     """
     if not group.finished:
         raise ValueError(f"{group.directory} holds no finished seed (seed-*/DONE)")
     name = group.name
-    summaries = [rundir.read_json(d / "summary.json") for d in group.finished]
-    configs = [rundir.read_json(d / "config.json") for d in group.finished]
+    records = []
+    for d in group.finished:
+        loaded = group.records.get(d) or load_finished(d)
+        if loaded is None:
+            raise RunDirError(d, "it is not finished and intact any more (DONE)")
+        records.append(loaded)
+    configs = [c for c, _ in records]
+    summaries = [s for _, s in records]
+    _check_options(group, configs)
     metric = summaries[0]["metric"]
+    if any(s["metric"] != metric for s in summaries):
+        raise RunDirError(group.directory, "its seeds report different metrics")
     higher = metric == "accuracy"
     full: dict[float, list[float]] = defaultdict(list)
     val: dict[float, list[float]] = defaultdict(list)
@@ -211,6 +422,11 @@ def table_row(group: RunGroup) -> TableRow:
             (full if r["split"] == "full" else val)[float(r["lam"])].append(
                 float(r["test_metric"] if r["split"] == "full" else r["val_metric"])
             )
+    if not full:
+        raise RunDirError(
+            group.finished[0] / "summary.json", "it holds no weight-decay run on the full set"
+        )
+    _, notes = _left_out(group, summaries, metric)
     lams = sorted(full)
     test_means = [mean_std(full[lam])[0] for lam in lams]
     val_means = [mean_std(val.get(lam, []))[0] for lam in lams]
@@ -235,7 +451,52 @@ def table_row(group: RunGroup) -> TableRow:
         label=group.label,
         directory=group.directory,
         level_held=_level_held(summaries),
+        notes=_group_notes(group) + notes,
     )
+
+
+def experiment_table(directory: str | os.PathLike[str], seeds: Iterable[int]) -> TableRow:
+    """The Table I row of exactly ``seeds`` of one experiment directory (what ``reproduce``
+    prints): other finished seeds in the directory are left out and named in the row's notes.
+
+    Args:
+        directory: The experiment directory (``OUT/<experiment>``).
+        seeds: The seeds to count; each must be finished there.
+
+    Returns:
+        The row.
+
+    Raises:
+        FileNotFoundError: If ``directory`` does not exist or holds no seed directory.
+        ValueError: A seed asked for is not finished there (naming it and why).
+        RunDirError: As :func:`table_row`.
+    """
+    directory = Path(directory)
+    here = os.path.abspath(directory)
+    groups = [g for g in experiment_groups(directory) if os.path.abspath(g.directory) == here]
+    if not groups:
+        raise no_finished_runs(directory, [])
+    (g,) = groups
+    wanted = set(seeds)
+    by_seed = {rundir.seed_of(d): d for d in g.finished}
+    missing = sorted(wanted - set(by_seed))
+    if missing:
+        why = {rundir.seed_of(d): w for d, w in g.refused.items()}
+        raise ValueError(
+            f"{directory}: seed {', '.join(map(str, missing))} not finished"
+            + "".join(f" ({why[s]})" for s in missing if s in why)
+        )
+    asked = RunGroup(
+        g.name,
+        g.label,
+        g.directory,
+        finished=[d for s, d in sorted(by_seed.items()) if s in wanted],  # type: ignore[misc]
+        refused=g.refused,
+        ignored=g.ignored,
+        not_asked=[d for s, d in sorted(by_seed.items()) if s not in wanted],  # type: ignore[misc]
+        records=g.records,
+    )
+    return table_row(asked)
 
 
 def _level_held(summaries: list[dict]) -> float | None:
@@ -247,9 +508,10 @@ def _level_held(summaries: list[dict]) -> float | None:
 def build_table(root: str | os.PathLike[str]) -> list[TableRow]:
     """Build Table I from the run directories under ``root``.
 
-    Only finished, intact seeds count (:func:`~manifoldwalk.experiments.rundir.is_finished`).
-    Each experiment directory gives its own row (:func:`experiment_groups`): seeds of one
-    experiment found in several directories are not merged.
+    Only finished, intact seeds count (:func:`~manifoldwalk.experiments.rundir.is_finished`,
+    :func:`load_finished`). Each experiment directory gives its own row
+    (:func:`experiment_groups`): seeds of one experiment found in several directories are not
+    merged.
 
     Args:
         root: An output root, an experiment directory or one seed directory.
@@ -260,6 +522,8 @@ def build_table(root: str | os.PathLike[str]) -> list[TableRow]:
 
     Raises:
         FileNotFoundError: If ``root`` does not exist or holds no finished run.
+        RunDirError: An experiment directory holds seeds of different options (see
+            :func:`table_row`).
     """
     groups = experiment_groups(root)
     rows = [table_row(g) for g in groups if g.finished]
@@ -362,4 +626,5 @@ def format_table(rows: list[TableRow]) -> str:
             "Level held by the walks (the largest |L − L0|/|L0| at an on-level point of any "
             "seed): " + ", ".join(held) + "."
         )
+    lines += [f"Note, {r.label}: {note}" for r in rows for note in r.notes]
     return "\n".join(lines)

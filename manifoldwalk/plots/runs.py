@@ -4,12 +4,20 @@ Only finished, intact seeds are read (:func:`~manifoldwalk.experiments.rundir.is
 seeds still running or broken are counted and named, not plotted. A seed that stopped before
 its step budget is finished too: its series simply end earlier. Each experiment directory is
 read on its own (:func:`~manifoldwalk.experiments.table.experiment_groups`): copies of one
-experiment in several directories are never merged.
+experiment in several directories are never merged, a copy such as ``seed-000.bak`` is not
+read, and an experiment directory holding seeds of different options is refused.
+
+Only the files a seed's ``DONE`` marker lists are read, each checked against its recorded
+SHA-256 when it is read: a ``walk/thetas-*.npz`` file added after the run finished is not part
+of its trajectory. A listed file that does not hold what a run writes (an array of another
+shape, a CSV row of another length) raises
+:class:`~manifoldwalk.experiments.rundir.RunDirError` naming the file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments.rundir import RunDirError
 from manifoldwalk.experiments.table import (
     TableRow,
     experiment_groups,
@@ -66,7 +75,8 @@ class SeedRun:
         """The saved walk points: their predictor steps and where they lie in the files.
 
         The walk saves θ every ``save_every`` predictor steps in ``walk/thetas-<n>.npz``; a
-        resumed segment repeats the point it started from, which is kept once.
+        resumed segment repeats the point it started from, which is kept once. Only the files
+        the seed's ``DONE`` marker lists are read, each checked against its SHA-256.
 
         Args:
             every: Keep every ``every``-th saved point (1: all), counting from the first.
@@ -78,23 +88,32 @@ class SeedRun:
         Raises:
             FileNotFoundError: If the run saved no trajectory.
             ValueError: If ``every < 1``.
+            RunDirError: A listed file changed after the run finished or is no saved segment
+                (naming it).
         """
         if every < 1:
             raise ValueError(f"every must be at least 1, got {every}")
-        files = sorted((self.path / "walk").glob("thetas-*.npz"))
-        if not files:
+        listing = rundir.done_listing(self.path)
+        names = sorted(n for n in listing if _THETAS.fullmatch(n))
+        if not names:
             raise FileNotFoundError(f"{self.path} has no saved trajectory (walk/thetas-*.npz)")
         seen: set[int] = set()
         steps: list[np.ndarray] = []
         parts: list[tuple[np.ndarray, np.ndarray]] = []
-        for f in files:
-            with np.load(f, allow_pickle=False) as z:
-                file_steps = np.asarray(z["steps"], dtype=np.int64)
+        width = None
+        for name in names:
+            f = rundir.check_listed(self.path, name, listing)
+            file_steps, theta = _thetas(f)
+            if width is not None and theta.shape[1] != width:
+                raise RunDirError(f, f"its θ has {theta.shape[1]} values, the others {width}")
+            width = theta.shape[1]
             fresh = np.array([i for i, s in enumerate(file_steps) if int(s) not in seen], int)
             seen.update(int(s) for s in file_steps)
             if len(fresh):
                 steps.append(file_steps[fresh])
-                parts.append((npz_array(f, "theta"), fresh))
+                parts.append((theta, fresh))
+        if not steps:
+            raise RunDirError(self.path, "its saved trajectory (walk/thetas-*.npz) holds no point")
         all_steps = np.concatenate(steps)
         order = np.argsort(all_steps, kind="stable")
         if not np.array_equal(order, np.arange(len(order))):
@@ -109,9 +128,24 @@ class SeedRun:
         return all_steps[keep], out_parts
 
     def final_theta(self) -> np.ndarray:
-        """The walk's final θ (``final.npz``), float64."""
-        with np.load(self.path / "final.npz", allow_pickle=False) as z:
-            return np.asarray(z["theta"], dtype=np.float64)
+        """The walk's final θ (``final.npz``), float64.
+
+        Raises:
+            RunDirError: The file is not listed in ``DONE``, changed, or holds no θ vector.
+        """
+        return self._theta("final.npz")
+
+    def _theta(self, name: str) -> np.ndarray:
+        """A listed ``.npz`` file's 1-D ``theta`` (checked against ``DONE``), float64."""
+        data = rundir.read_listed(self.path, name, rundir.done_listing(self.path))
+        path = self.path / name
+        theta = rundir.npz_array_bounded(data, "theta", path)
+        n = self.summary.get("n_params")
+        if theta.ndim != 1 or theta.dtype.kind != "f" or (isinstance(n, int) and len(theta) != n):
+            raise RunDirError(
+                path, f"its theta has shape {theta.shape} and dtype {theta.dtype}, not a θ"
+            )
+        return theta.astype(np.float64)
 
     def wd_theta(self, lam: float, split: str = "full") -> np.ndarray:
         """The final θ of the weight-decay run at ``lam`` (``wd/<split>-<i>.npz``), float64.
@@ -125,6 +159,7 @@ class SeedRun:
 
         Raises:
             ValueError: If ``lam`` was not in the sweep.
+            RunDirError: The file is not listed in ``DONE``, changed, or holds no θ vector.
         """
         try:
             i = self.lambdas.index(float(lam))
@@ -132,8 +167,7 @@ class SeedRun:
             raise ValueError(
                 f"λ={lam:g} is not in seed {self.seed}'s sweep {self.lambdas}"
             ) from None
-        with np.load(self.path / "wd" / f"{split}-{i:02d}.npz", allow_pickle=False) as z:
-            return np.asarray(z["theta"], dtype=np.float64)
+        return self._theta(f"wd/{split}-{i:02d}.npz")
 
     def wd_record(self, lam: float, split: str = "full") -> dict[str, Any]:
         """The summary record of the weight-decay run at ``lam`` on ``split``.
@@ -189,14 +223,79 @@ class ExperimentRuns:
         return float(self.row.by_test.lam)
 
 
-def _metrics(path: Path) -> dict[str, np.ndarray]:
-    cols = rundir.read_csv(path)
-    if not cols or len(cols["step"]) == 0:
-        return cols
+_THETAS = re.compile(r"walk/thetas-[0-9]{8}\.npz")
+
+#: The columns of ``metrics.csv`` (with ``test_<metric>``).
+_METRICS = (
+    "step",
+    "n_predictor",
+    "n_corrector",
+    "n_grad_evals",
+    "example_grads",
+    "train_loss",
+    "deviation",
+    "reg",
+    "angle",
+    "kkt",
+    "eta_p",
+    "test_loss",
+)
+
+
+def _thetas(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A saved segment's steps and its θ rows (memory-mapped), their shapes checked."""
+    steps = rundir.npz_array_bounded(None, "steps", path)
+    try:
+        theta = npz_array(path, "theta")  # memory-mapped: no more than the file holds
+    except Exception as err:  # noqa: BLE001 (a listed file that does not load)
+        raise RunDirError(path, f"it does not load ({type(err).__name__}: {err})") from None
+    if steps.ndim != 1 or steps.dtype.kind not in "iu":
+        raise RunDirError(path, f"its steps have shape {steps.shape} and dtype {steps.dtype}")
+    if theta.ndim != 2 or theta.shape[0] != len(steps) or theta.dtype.kind != "f":
+        raise RunDirError(
+            path,
+            f"its theta has shape {theta.shape} and dtype {theta.dtype}; expected one row of "
+            f"floats for each of its {len(steps)} steps",
+        )
+    return steps.astype(np.int64), theta
+
+
+def _metrics(d: Path, listing: dict, metric: str) -> dict[str, np.ndarray]:
+    """``metrics.csv`` of a finished run, checked against ``DONE`` and its columns."""
+    path = d / "metrics.csv"
+    data = rundir.read_listed(d, "metrics.csv", listing)
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as err:
+        raise RunDirError(path, f"it is not text ({err})") from None
+    cols = rundir.csv_columns(text, path)
+    missing = [c for c in (*_METRICS, f"test_{metric}") if c not in cols]
+    if missing:
+        raise RunDirError(path, f"it lacks the columns {missing}")
+    if len(cols["step"]) == 0:
+        raise RunDirError(path, "it holds no record")
     # a resumed walk records the step it resumed from again: keep the last record of a step
     _, last = np.unique(cols["n_predictor"][::-1], return_index=True)
     keep = np.sort(len(cols["n_predictor"]) - 1 - last)
     return {k: v[keep] for k, v in cols.items()}
+
+
+def _plot_problem(config: dict, summary: dict) -> str | None:
+    """Why a finished seed's records lack what the figures read (None: they have it)."""
+
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    walk, phase1 = summary["walk"], summary["phase1"]
+    if not isinstance(walk.get("stop_reason"), str) or not number(walk.get("level")):
+        return "its walk record has no stop_reason or level"
+    if not number(phase1.get("example_grads")):
+        return "its phase-1 record has no example_grads number"
+    if not all(number(r.get("example_grads")) for r in summary["wd"]):
+        return "a weight-decay record has no example_grads number"
+    if "wd_lambdas" not in config:
+        return "config.json has no wd_lambdas"
+    return None
 
 
 def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
@@ -211,6 +310,9 @@ def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
 
     Raises:
         FileNotFoundError: If ``directory`` does not exist or holds no finished run.
+        RunDirError: A finished seed's listed file does not hold what a run writes, or an
+            experiment directory holds seeds of different options (naming the file or
+            directory).
     """
     root = Path(directory)
     groups = experiment_groups(root)
@@ -218,23 +320,28 @@ def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
     for g in groups:
         if not g.finished:
             continue
+        row = table_row(g)  # refuses a directory of mixed options before anything is read
         seeds = []
         for d in g.finished:
-            summary = rundir.read_json(d / "summary.json")
+            config, summary = g.records[d]
+            why = _plot_problem(config, summary)
+            if why is not None:
+                raise RunDirError(d / "summary.json", why)
+            listing = rundir.done_listing(d)
             seeds.append(
                 SeedRun(
                     seed=int(summary["seed"]),
                     path=d,
-                    config=rundir.read_json(d / "config.json"),
+                    config=config,
                     summary=summary,
-                    metrics=_metrics(d / "metrics.csv"),
+                    metrics=_metrics(d, listing, str(summary["metric"])),
                 )
             )
         out.append(
             ExperimentRuns(
                 name=g.name,
                 seeds=sorted(seeds, key=lambda s: s.seed),
-                row=table_row(g),
+                row=row,
                 unfinished=list(g.unfinished),
             )
         )

@@ -22,10 +22,11 @@ def _strip(obj):
 
 
 def run_files(d: Path) -> dict[str, object]:
-    """Every file of a run directory as comparable content (timings and the DONE marker out)."""
+    """Every file of a run directory as comparable content (timings, the DONE marker and the
+    index out: their hashes cover files that hold timings)."""
     out: dict[str, object] = {}
     for p in sorted(d.rglob("*")):
-        if not p.is_file() or p.name == "DONE":
+        if not p.is_file() or p.name in ("DONE", "index.json"):
             continue
         rel = str(p.relative_to(d))
         if p.suffix == ".json":

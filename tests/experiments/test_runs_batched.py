@@ -53,9 +53,10 @@ def assert_same_run(a: Path, b: Path) -> None:
     """The same files; JSON, CSV and npz contents equal up to floating-point tolerance."""
     files_a = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
     files_b = sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
-    assert "DONE" in files_a
-    files_a.remove("DONE")  # its manifest holds the other files' hashes: compared one by one
-    files_b.remove("DONE")
+    for name in ("DONE", "index.json"):  # they hold the other files' hashes: compared one by one
+        assert name in files_a
+        files_a.remove(name)
+        files_b.remove(name)
     assert files_a == files_b
     for rel in files_a:
         pa, pb = a / rel, b / rel
@@ -107,6 +108,8 @@ def test_batched_seeds_end_as_seeds_walked_alone(tmp_path, monkeypatch, backend)
         shutil.copy(a / "phase1.npz", b / "phase1.npz")
         for f in (a / "wd").iterdir():
             shutil.copy(f, b / "wd" / f.name)
+        shutil.copy(a / "config.json", b / "config.json")  # the record that vouches for them
+        shutil.copy(a / "index.json", b / "index.json")
     summaries = run_experiment(together, show_progress=False, batch_seeds=True)
     assert [s["seed"] for s in summaries] == [0, 1]
     for seed in (0, 1):

@@ -106,3 +106,20 @@ def test_a_missing_or_empty_directory_is_named_as_such(tmp_path, capsys):
     (tmp_path / "iris-ff" / "seed-000").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match=r"no finished run .*1 unfinished"):
         build_table(tmp_path)
+
+
+def test_a_weight_decay_result_that_is_no_number_is_named_where_it_is_left_out(tmp_path):
+    _seed(tmp_path, 0, {0.0: 0.80, 1e-3: 0.95})
+    _seed(tmp_path, 1, {0.0: 0.80, 1e-3: float("nan")})  # e.g. a diverged run at that λ
+    (row,) = build_table(tmp_path)
+    assert row.by_test.lam == 0.0 and row.by_val.lam == 0.0  # 1e-3 has no mean to compare
+    text = format_table([row])
+    d = tmp_path / "iris-ff"
+    assert (
+        f"Note, iris-ff: λ=1e-3 left out of 'λ by test': its test accuracy is not a number for "
+        f"seed 1 ({d})" in text
+    )
+    assert (
+        "λ=1e-3 left out of 'λ by val': its validation accuracy is not a number for seed 1" in text
+    )
+    assert "λ=0 left out" not in text
