@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from manifoldwalk.adapter_api import Carry, DeviceLoop, put_by_mask
+from manifoldwalk.adapter_api import Carry, DeviceLoop, ProblemError, put_by_mask
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 """The ``torch.compile`` modes ``from_model(compile=...)`` accepts (``True`` is ``"default"``)."""
@@ -43,25 +43,25 @@ def check_compile(compile: bool | str) -> str | None:
 
 
 def functional_loss_and_grad(
-    batch_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
-    batches: list[tuple[torch.Tensor, torch.Tensor]],
+    batch_loss: Callable[[torch.Tensor, Any], torch.Tensor],
+    batches: list[tuple[Any, int]],
 ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """``θ ↦ (L, ∇L)`` through :func:`torch.func.grad_and_value`, which Dynamo can trace.
 
     Args:
-        batch_loss: ``(θ, x, y) ↦`` the mean loss over one batch.
-        batches: the training data's batches (fixed tensors; the mean is weighted by size).
+        batch_loss: ``(θ, batch) ↦`` the mean loss over one batch.
+        batches: the training data's batches with their numbers of examples, ``(batch, n_b)``
+            (fixed tensors; the mean is weighted by ``n_b``).
 
     Returns:
         The function; its gradient equals autograd's on the same graph.
     """
-    n = sum(x.shape[0] for x, _ in batches)
+    n = sum(m for _, m in batches)
 
     def full_loss(theta: torch.Tensor) -> torch.Tensor:
         if len(batches) == 1:
-            x, y = batches[0]
-            return batch_loss(theta, x, y)
-        return sum(batch_loss(theta, x, y) * (x.shape[0] / n) for x, y in batches)
+            return batch_loss(theta, batches[0][0])
+        return sum(batch_loss(theta, batch) * (m / n) for batch, m in batches)
 
     grad_and_value = torch.func.grad_and_value(full_loss)
 
@@ -92,15 +92,38 @@ def compiled(step: Callable[[Any], Any], mode: str, around: Callable[[], Any]) -
             # array-api-compat's namespace lookup is lru_cached; Dynamo traces through the
             # cache and says so once per lookup site, which is harmless here.
             warnings.filterwarnings("ignore", message=".*functools.lru_cache.*")
-            if not graphed:
-                return fast(state)
-            # A CUDA graph writes every replay's outputs into the same buffers, but the walk
-            # keeps the last on-level state while it tries the next: copy the outputs out
-            # (a few vectors, cheap next to the graph) and mark each replay as a new step.
-            torch.compiler.cudagraph_mark_step_begin()
-            return _map(torch.clone, fast(state))
+            try:
+                if not graphed:
+                    return fast(state)
+                # A CUDA graph writes every replay's outputs into the same buffers, but the
+                # walk keeps the last on-level state while it tries the next: copy the outputs
+                # out (a few vectors, cheap next to the graph) and mark each replay as a new
+                # step.
+                torch.compiler.cudagraph_mark_step_begin()
+                return _map(torch.clone, fast(state))
+            except (torch._dynamo.exc.Unsupported, torch._dynamo.exc.UserError) as err:
+                raise untraceable(err) from err
 
     return run
+
+
+def untraceable(err: Exception) -> ProblemError:
+    """The error for a step ``torch.compile`` cannot trace whole (a graph break, or a guard
+    on a tensor's value).
+
+    Args:
+        err: Dynamo's ``Unsupported`` or ``UserError``.
+
+    Returns:
+        A ProblemError saying what to change, with Dynamo's first line.
+    """
+    line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return ProblemError(
+        "compile=True: torch.compile cannot trace the walk step whole (fullgraph=True): "
+        f"{line}. The model and the loss (from_loss's loss_fn(model, batch) included) must run "
+        "without graph breaks: no .item(), .tolist() or Python branches on tensor values, no "
+        "calls Dynamo cannot follow. Build the problem with compile=False to walk eagerly."
+    )
 
 
 MAX_GRAPH_STEPS = 4

@@ -130,6 +130,15 @@ class Data:
         """All the targets, for ``(x, y)`` data (None for a loader: not at hand)."""
         return None if self._arrays is None else self._arrays[1]
 
+    def sized_batches(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], int]]:
+        """The ``(x, y)`` batches with their numbers of examples, ``((x, y), n_b)``.
+
+        Raises:
+            As :meth:`batches`.
+        """
+        for x, y in self.batches():
+            yield (x, y), x.shape[0]
+
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The ``(x, y)`` batches, each on the device (loader batches are moved as they come).
 

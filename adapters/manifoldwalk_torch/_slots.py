@@ -11,13 +11,16 @@ gradient are the same bit for bit (``tests/adapters/test_torch_adapter.py``). Un
 two names. The time saved per call is small, within a shared CPU's noise on the nets of
 ``benchmarks/torch_loss_grad.py``.
 
+:meth:`ParameterSlots.run` runs any function with the parameters swapped (``from_loss``'s
+``loss_fn(model, batch)``); :meth:`ParameterSlots.call` runs the module itself.
+
 The compiled paths keep ``functional_call``, which ``torch.compile`` and :mod:`torch.func`
 trace.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -60,12 +63,26 @@ class ParameterSlots:
         Returns:
             What ``model(*args)`` returns. The parameters are put back also when it raises.
         """
+        return self.run(values, self._model, *args)
+
+    def run(self, values: Sequence[torch.Tensor], fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` with the model's trainable parameters replaced by ``values`` meanwhile:
+        any code that uses the model (e.g. a loss computed from it and a batch).
+
+        Args:
+            values: one tensor per trainable parameter, in θ's order, shaped like it.
+            fn: what to run.
+            args: its positional arguments.
+
+        Returns:
+            What ``fn(*args)`` returns. The parameters are put back also when it raises.
+        """
         saved = []
         try:
             for table, attr, i in self._slots:
                 saved.append(table[attr])
                 table[attr] = values[i]
-            return self._model(*args)
+            return fn(*args)
         finally:
             for (table, attr, _), original in zip(self._slots, saved, strict=False):
                 table[attr] = original

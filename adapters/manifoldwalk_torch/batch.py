@@ -47,12 +47,14 @@ from manifoldwalk.adapter_api import (
 )
 from manifoldwalk_torch._compile import _map, functional_loss_and_grad
 from manifoldwalk_torch._model import eval_mode, scalar_loss
+from manifoldwalk_torch.loss_problem import TorchLossProblem
 from manifoldwalk_torch.problem import TorchProblem
 
 _BUFFERS = ("rows", "points")
 """The carry's row and point buffers: written by the host loop, not inside ``vmap``."""
 
 Batches = list[tuple[torch.Tensor, torch.Tensor]]
+"""A lane's data: one ``(x, y)`` pair per minibatch, batch j of every seed stacked for ``vmap``."""
 
 
 class _Lane(LaneProblem):
@@ -69,13 +71,14 @@ class _Lane(LaneProblem):
         self.extras, self.batches = extras, batches
         return self
 
-    def _batch_loss(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        t = self.template
+    def _batch_loss(self, theta: torch.Tensor, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        t, (x, y) = self.template, batch
         out = functional_call(t.model, {**t.unflatten(theta), **self.extras}, (x,))
         return scalar_loss(t._loss_fn(out, y))
 
     def loss_and_grad(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return functional_loss_and_grad(self._batch_loss, self.batches)(theta)
+        sized = [((x, y), x.shape[0]) for x, y in self.batches]
+        return functional_loss_and_grad(self._batch_loss, sized)(theta)
 
     def loss(self, theta: torch.Tensor) -> torch.Tensor:
         return self.loss_and_grad(theta)[0]
@@ -120,7 +123,7 @@ def walk_batch(
             regulariser at its start, evaluated as the batch does (with the first problem's
             model, loss and regulariser), differs from its own problem's beyond rounding (the
             error names the seed).
-        TypeError: a problem that is not a TorchProblem.
+        TypeError: a problem that is not a TorchProblem, or one built with ``from_loss``.
     """
     if getattr(driver, "steps_per_iteration", 1) != 1:
         raise ValueError(
@@ -263,6 +266,12 @@ def _check_same_model(problems: list[TorchProblem]) -> None:
         if not isinstance(p, TorchProblem):
             raise TypeError(
                 f"walk_batch: problems[{i}] is a {type(p).__name__}, not a TorchProblem."
+            )
+        if isinstance(p, TorchLossProblem):
+            raise TypeError(
+                f"walk_batch: problems[{i}] was built with from_loss; walk_batch stacks the "
+                "seeds' (x, y) data and takes from_model problems only. Walk each from_loss "
+                "problem with manifoldwalk.walk."
             )
         if p._data.is_loader:
             raise ValueError(

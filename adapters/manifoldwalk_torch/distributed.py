@@ -37,6 +37,7 @@ from manifoldwalk_torch._data import (
     shard_bounds,
     take_shard,
 )
+from manifoldwalk_torch.loss_problem import TorchLossProblem
 from manifoldwalk_torch.problem import LossFn, RegFn, TorchProblem
 
 SHARDINGS = ("contiguous", "strided", "local")
@@ -75,13 +76,19 @@ class DistributedTorchProblem(TorchProblem):
 
     Raises:
         RuntimeError: ``torch.distributed`` is not initialised.
-        TypeError: ``local`` is not a :class:`~manifoldwalk_torch.TorchProblem`.
+        TypeError: ``local`` is not a :class:`~manifoldwalk_torch.TorchProblem`, or is one
+            built with ``from_loss``.
         ProblemError: NCCL with a model off the GPU, or a rank without examples (on every rank).
     """
 
     def __init__(
         self, local: TorchProblem, n_local: int, *, group: Any = None, check_theta0: bool = True
     ) -> None:
+        if isinstance(local, TorchLossProblem):
+            raise TypeError(
+                "local must be a from_model problem: a distributed problem over from_loss "
+                "batches is not supported."
+            )
         _check_initialised()
         if not isinstance(local, TorchProblem):
             raise TypeError(f"local must be a TorchProblem, got {type(local).__name__}.")

@@ -3,20 +3,27 @@
 θ is one flat tensor holding the model's trainable parameters, on the model's device and in
 its dtype. A loss-and-gradient call splits θ into views shaped like the parameters (no copy),
 swaps them into the parameters' places for the call (what :func:`torch.func.functional_call`
-does, with the places found once: ``_slots.py``), runs the model and differentiates with
-autograd with respect to the views, joining their gradients into one flat tensor: one forward
-and one backward pass, no host synchronisation, nothing copied off the device. The model is
-always evaluated in eval mode, so that the loss is a deterministic function of θ. The data's
-batching and moves to the device are ``_data.py``'s; the model's checks ``_model.py``'s.
+does, with the places found once: ``_slots.py``), runs the model's loss on each batch and
+differentiates with autograd with respect to the views, joining their gradients into one flat
+tensor: one forward and one backward pass per batch, no host synchronisation, nothing copied off
+the device. The model is always evaluated in eval mode, so that the loss is a deterministic
+function of θ.
+
+Every PyTorch problem runs one function of the model and a batch, ``(model, batch) -> loss``:
+``from_model``'s is ``loss_fn(model(x), y)`` on ``(x, y)`` batches, ``from_loss``'s
+(``loss_problem.py``) the user's own on batches of any structure. The data's batching and
+moves to the device are ``_data.py``'s (``_loss_data.py``'s for ``from_loss``); the model's
+checks ``_model.py``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -57,6 +64,7 @@ from manifoldwalk_torch._model import (
 from manifoldwalk_torch._slots import ParameterSlots
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``loss_fn(outputs, targets) -> 0-d tensor``: the mean loss of a batch (an ``nn.Module`` loss)."""
 
 REG_NAMES = ("l2", "l2-weights")
 """The named regularisers: θᵀθ over all trainable parameters, or over the weights (rank ≥ 2)."""
@@ -102,10 +110,48 @@ class TorchProblem(ModelProblem):
                 f"loss_fn is the class {loss_fn.__name__}, not a loss: pass an instance, "
                 f"e.g. {loss_fn.__name__}()."
             )
-        self.model = model
         self._loss_fn = loss_fn
         # what as_float64 builds its copy from
         self._float64_args = (loss_fn, data, reg, batch_size)
+        self._setup(
+            model,
+            _outputs_loss(loss_fn),
+            lambda dtype, device: Data.build(data, dtype, device, batch_size),
+            reg,
+            compile,
+        )
+        warn_if_stochastic(model)
+        outputs, targets, loss = probe(model, self._loss_fn, self._data, self.dtype)
+        # the buffers (batch norm's running statistics) as wrapped; each evaluation checks them
+        self._buffer_snapshot = BufferSnapshot(model)
+        self._warn_if_untrained(outputs, targets, loss)
+
+    _compile_data_error: ClassVar[str] = (
+        "compile needs the training data as (x, y) tensors (optionally with batch_size), not a "
+        "DataLoader: the compiled step bakes the batches in."
+    )
+
+    def _setup(
+        self,
+        model: nn.Module,
+        module_loss: ModuleLoss,
+        build_data: Callable[[torch.dtype, torch.device], Any],
+        reg: str | RegFn,
+        compile: bool | str,
+    ) -> None:
+        """What every PyTorch problem builds: θ's pieces, the parameter slots, the data,
+        the regulariser and the compile mode (checked).
+
+        Args:
+            model: the user's module.
+            module_loss: ``(model, batch) -> the batch's mean loss``, the one function every
+                evaluation runs (with the parameters swapped for θ's views).
+            build_data: ``(dtype, device) -> data`` with ``single``, ``is_loader`` and
+                ``sized_batches()`` (``_data.Data`` or ``_loss_data.LossData``).
+            reg, compile: as :func:`from_model`.
+        """
+        self.model = model
+        self._module_loss = module_loss
         self._params = trainable_parameters(model)
         self.names: tuple[str, ...] = tuple(self._params)
         first = next(iter(self._params.values()))
@@ -114,22 +160,16 @@ class TorchProblem(ModelProblem):
         self._shapes = [tuple(p.shape) for p in self._params.values()]
         self._sizes = [p.numel() for p in self._params.values()]
         self._slots = ParameterSlots(model, list(self._params.values()))
-        self._data = Data.build(data, first.dtype, self.device, batch_size)
+        # the model bound once: each batch's loss is one call of this with the slots filled
+        self._run_loss = functools.partial(module_loss, model)
+        self._data = build_data(first.dtype, self.device)
         super().__init__(self._shapes, first.dtype, reg)
         self._compile_mode = check_compile(compile)
         if self._compile_mode is not None and self._data.is_loader:
-            raise ProblemError(
-                "compile needs the training data as (x, y) tensors (optionally with "
-                "batch_size), not a DataLoader: the compiled step bakes the batches in."
-            )
+            raise ProblemError(self._compile_data_error)
         self._traced_loss_and_grad = None
         if callable(reg) and not isinstance(reg, str):
             check_reg_differentiable(reg, self.theta0)
-        warn_if_stochastic(model)
-        outputs, targets, loss = probe(model, self._loss_fn, self._data, self.dtype)
-        # the buffers (batch norm's running statistics) as wrapped; each evaluation checks them
-        self._buffer_snapshot = BufferSnapshot(model)
-        self._warn_if_untrained(outputs, targets, loss)
 
     # --- θ and the model ------------------------------------------------------------------
 
@@ -249,9 +289,14 @@ class TorchProblem(ModelProblem):
         loss_fn, data, reg, batch_size = self._float64_args
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return TorchProblem(
+            return self._build_like(
                 copy.deepcopy(self.model).double(), loss_fn, data, reg=reg, batch_size=batch_size
             )
+
+    @classmethod
+    def _build_like(cls, model: nn.Module, *args: Any, **kwargs: Any) -> TorchProblem:
+        """A problem of this kind on another model (``as_float64``'s copy)."""
+        return TorchProblem(model, *args, **kwargs)
 
     # --- ModelProblem's hooks -------------------------------------------------------------
 
@@ -263,14 +308,13 @@ class TorchProblem(ModelProblem):
         params = [v.requires_grad_(True) for v in self._views(theta, detach=True)]
         total, grad, n = None, None, 0
         with torch.enable_grad(), eval_mode(self.model):
-            for x, y in self._data.batches():
-                loss = self._batch_loss(params, x, y)
+            for batch, m in self._data.sized_batches():
+                loss = self._batch_loss(params, batch)
                 pieces = torch.autograd.grad(loss, params, materialize_grads=True)
                 g = torch.cat([piece.reshape(-1) for piece in pieces])
                 loss = loss.detach()
                 if self._data.single:
                     return loss, g
-                m = x.shape[0]
                 total = loss * m if total is None else total + loss * m
                 grad = g * m if grad is None else grad + g * m
                 n += m
@@ -282,11 +326,10 @@ class TorchProblem(ModelProblem):
         params = self._views(theta, detach=True)
         total, n = None, 0
         with torch.no_grad(), eval_mode(self.model):
-            for x, y in self._data.batches():
-                loss = self._batch_loss(params, x, y)
+            for batch, m in self._data.sized_batches():
+                loss = self._batch_loss(params, batch)
                 if self._data.single:
                     return loss
-                m = x.shape[0]
                 total = loss * m if total is None else total + loss * m
                 n += m
         return total / n
@@ -375,12 +418,19 @@ class TorchProblem(ModelProblem):
     def _trace_loss_and_grad(self) -> None:
         """Build the :mod:`torch.func` loss and gradient a compiled graph calls (once)."""
         if self._traced_loss_and_grad is None:
+            # functional_call, not the slots: torch.func and torch.compile trace it. The
+            # wrapper makes "the loss of the model on a batch" one module's forward, so that
+            # functional_call swaps the parameters around all of it.
+            wrapper = _LossModule(self.model, self._module_loss)
             self._traced_loss_and_grad = functional_loss_and_grad(
-                # functional_call, not the slots: torch.func and torch.compile trace it
-                lambda t, x, y: scalar_loss(
-                    self._loss_fn(functional_call(self.model, self.unflatten(t), (x,)), y)
+                lambda t, batch: scalar_loss(
+                    functional_call(
+                        wrapper,
+                        {f"model.{k}": v for k, v in self.unflatten(t).items()},
+                        (batch,),
+                    )
                 ),
-                list(self._data.batches()),
+                list(self._data.sized_batches()),
             )
 
     def _views(self, theta: torch.Tensor, detach: bool = False) -> list[torch.Tensor]:
@@ -391,11 +441,37 @@ class TorchProblem(ModelProblem):
         pieces = theta.split_with_sizes(self._sizes)
         return [piece.view(shape) for piece, shape in zip(pieces, self._shapes, strict=True)]
 
-    def _batch_loss(
-        self, views: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor
-    ) -> torch.Tensor:
+    def _batch_loss(self, views: list[torch.Tensor], batch: Any) -> torch.Tensor:
         """The mean loss over one batch, the parameters swapped for ``views``."""
-        return scalar_loss(self._loss_fn(self._slots.call(views, x), y))
+        return scalar_loss(self._slots.run(views, self._run_loss, batch))
+
+
+ModuleLoss = Callable[[nn.Module, Any], torch.Tensor]
+"""``(model, batch) -> 0-d tensor``: the mean loss of the model over one batch."""
+
+
+def _outputs_loss(loss_fn: LossFn) -> ModuleLoss:
+    """``from_model``'s loss as a loss of the model on one ``(x, y)`` batch."""
+
+    def module_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        return loss_fn(model(x), y)
+
+    return module_loss
+
+
+class _LossModule(nn.Module):
+    """A model and its loss on a batch as one module, ``forward(batch) = loss(model, batch)``,
+    for :func:`torch.func.functional_call` (the model is its submodule ``model``; nothing of
+    the model is changed or copied)."""
+
+    def __init__(self, model: nn.Module, module_loss: ModuleLoss) -> None:
+        super().__init__()
+        self.model = model
+        self._module_loss = module_loss
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self._module_loss(self.model, batch)
 
 
 def from_model(
@@ -414,6 +490,9 @@ def from_model(
         problem = manifoldwalk_torch.from_model(model, nn.CrossEntropyLoss(), (x, y))
         result = manifoldwalk.walk(problem, problem.theta0)
         problem.assign(result.theta)
+
+    For a model that takes a dict batch or several inputs, or computes its own loss (a Hugging
+    Face model), use :func:`~manifoldwalk_torch.from_loss` with a loss of the model and a batch.
 
     Args:
         model: an ``nn.Module`` mapping a batch of inputs to outputs. Its trainable parameters

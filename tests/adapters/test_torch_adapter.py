@@ -706,7 +706,13 @@ def test_walk_on_cuda_returns_a_cuda_tensor():
 
 
 def test_package_reexports_only():
-    assert manifoldwalk_torch.__all__ == ["TorchProblem", "from_model", "walk_batch"]
+    assert manifoldwalk_torch.__all__ == [
+        "TorchLossProblem",
+        "TorchProblem",
+        "from_loss",
+        "from_model",
+        "walk_batch",
+    ]
 
 
 def test_docs_example_runs(capsys):

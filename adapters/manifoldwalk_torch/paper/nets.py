@@ -48,8 +48,8 @@ __all__ = [
     "set_weights",
 ]
 
-#: Standard deviation of a standard normal truncated to [-2, 2]; Keras divides by it.
 GLOROT_TRUNCATION_STD = 0.87962566103423978
+"""Standard deviation of a standard normal truncated to [-2, 2]; Keras divides by it."""
 
 
 class ChannelsFirst(nn.Module):

@@ -21,8 +21,8 @@ from manifoldwalk._training_result import TrainResult, prepare_training, run_epo
 
 __all__ = ["ADAM_EPS", "TrainResult", "full_batch_loss", "penalty", "train"]
 
-#: Adam's ε: Keras' default 1e-7 rather than torch's 1e-8, for parity with the authors' code.
 ADAM_EPS = 1e-7
+"""Adam's ε: Keras' default 1e-7 rather than torch's 1e-8, for parity with the authors' code."""
 
 
 def penalty(model: nn.Module, reg: str = "l2") -> torch.Tensor:
