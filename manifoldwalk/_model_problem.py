@@ -53,6 +53,7 @@ class ModelProblem:
     ``super().__init__`` with the parameters' shapes, θ's dtype and ``reg``. It provides:
 
     - ``_loss_and_grad_flat(θ)`` and ``_loss_flat(θ)``: L and ∇L (or L alone) for a checked θ;
+    - ``_hvp_flat(θ, v)``: the Hessian-vector product ∇²L(θ)·v for a checked θ and v;
     - ``_l2_reg()``, ``_weights_reg(mask)``, ``_callable_reg(fn)``: ``(R, ∇R)`` for each
       regulariser (``mask`` from :func:`weight_mask`);
     - ``_is_theta``, ``_theta_conversion``, ``_dtype_of``, ``_cast_hint`` and the class
@@ -143,6 +144,24 @@ class ModelProblem:
     def reg_grad(self, theta: Any) -> Any:
         """The gradient ∇R(θ), an array like θ."""
         return self._reg_grad(self._checked(theta) if self._checks_reg_theta else theta)
+
+    def hvp(self, theta: Any, v: Any) -> Any:
+        """The Hessian-vector product ∇²L(θ)·v, on the device, without forming the Hessian.
+
+        What :mod:`manifoldwalk.curvature` uses for the Hessian's top eigenvalues and trace.
+        Over several batches it is the example-weighted mean of the batches' products, as L is.
+
+        Args:
+            theta: flat θ, as for :meth:`loss_and_grad`.
+            v: a vector of θ's kind, shape and dtype.
+
+        Returns:
+            ∇²L(θ)·v, an array like θ.
+
+        Raises:
+            TypeError, ValueError: θ or v not a flat array of θ's kind, length and dtype.
+        """
+        return self._hvp_flat(self._checked(theta), self._checked(v))
 
     # --- evaluation -----------------------------------------------------------------------
 
@@ -289,6 +308,10 @@ class ModelProblem:
 
     def _loss_and_grad_flat(self, theta: Any) -> tuple[Any, Any]:
         """``(L, ∇L)`` at a checked θ."""
+        raise NotImplementedError
+
+    def _hvp_flat(self, theta: Any, v: Any) -> Any:
+        """∇²L(θ)·v for a checked θ and v (the framework's second-order autodiff)."""
         raise NotImplementedError
 
     def _loss_flat(self, theta: Any) -> Any:

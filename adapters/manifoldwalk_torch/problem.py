@@ -320,6 +320,25 @@ class TorchProblem(ModelProblem):
                 n += m
         return total / n, grad / n
 
+    def _hvp_flat(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """∇²L(θ)·v by double backward (reverse over reverse, as PyHessian), batch by batch."""
+        self._buffer_snapshot.check()
+        params = [p.requires_grad_(True) for p in self._views(theta, detach=True)]
+        directions = self._views(v, detach=True)
+        total, n = None, 0
+        with torch.enable_grad(), eval_mode(self.model):
+            for batch, m in self._data.sized_batches():
+                loss = self._batch_loss(params, batch)
+                grads = torch.autograd.grad(loss, params, create_graph=True, materialize_grads=True)
+                slope = sum((g * d).sum() for g, d in zip(grads, directions, strict=True))
+                pieces = torch.autograd.grad(slope, params, materialize_grads=True)
+                hv = torch.cat([piece.reshape(-1) for piece in pieces])
+                if self._data.single:
+                    return hv
+                total = hv * m if total is None else total + hv * m
+                n += m
+        return total / n
+
     def _loss_flat(self, theta: torch.Tensor) -> torch.Tensor:
         """L at a checked θ, forward passes only."""
         self._buffer_snapshot.check()
