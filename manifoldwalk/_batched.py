@@ -21,6 +21,7 @@ import numpy as np
 from manifoldwalk._array import Array, namespace, to_numpy
 from manifoldwalk._chunk_host import ChunkHost
 from manifoldwalk._chunked import Carry
+from manifoldwalk._partial import keep_partial
 from manifoldwalk.driver import prepare_walk
 from manifoldwalk.drivers import Chunked
 from manifoldwalk.options import Record
@@ -113,13 +114,29 @@ def drive_hosts(hosts: list[ChunkHost], chunk: BatchChunk) -> list[WalkResult]:
 
     Returns:
         Each seed's WalkResult, in the order of ``hosts``.
+
+    Raises:
+        Exception: what the chunk, a metric or a callback raised (or ``KeyboardInterrupt``),
+            with each seed's walk so far attached as ``err.walk_results`` (stop reason
+            ``"error"`` for the seeds it stopped; see :meth:`ChunkHost.so_far`).
     """
     n = len(hosts)
-    while not all(h.done for h in hosts):
-        outs = chunk([h.carry for h in hosts])
-        for i, (h, out) in enumerate(zip(hosts, outs, strict=True)):
-            if not h.done:
-                h.absorb(out, lambda c, i=i: _alone(chunk, c, i, n))
+    try:
+        while not all(h.done for h in hosts):
+            outs = chunk([h.carry for h in hosts])
+            for i, (h, out) in enumerate(zip(hosts, outs, strict=True)):
+                if not h.done:
+                    h.absorb(out, lambda c, i=i: _alone(chunk, c, i, n))
+    except (Exception, KeyboardInterrupt) as err:
+
+        def so_far(error: BaseException) -> list[WalkResult]:
+            return [
+                h.result if h.done else h.so_far(lambda c, i=i: _alone(chunk, c, i, n), error)
+                for i, h in enumerate(hosts)
+            ]
+
+        keep_partial(err, so_far, batched=True)
+        raise
     return [h.result for h in hosts]
 
 

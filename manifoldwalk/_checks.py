@@ -6,6 +6,11 @@ from typing import Any
 
 import numpy as np
 
+LARGEST_COUNT = 2**31 - 1
+"""The largest step count a walk keeps (a 32-bit count: JAX's default integer). Larger budgets,
+patiences and intervals mean "never" within any walk and are held at this, so that a compiled
+loop can take them as counts (a Python int beyond it overflowed there)."""
+
 
 def is_count(value: Any) -> bool:
     """Whether ``value`` is a positive integer (a Python or numpy int; not a bool, which

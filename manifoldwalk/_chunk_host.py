@@ -16,6 +16,7 @@ import numpy as np
 from manifoldwalk._array import Array, device_of, namespace, to_host, to_numpy
 from manifoldwalk._chunked import Carry, DeviceLoop, put_by_mask, unbuffered
 from manifoldwalk._history import describe_vector, row_of
+from manifoldwalk._partial import keep_partial
 from manifoldwalk._stops import BEFORE_CALLBACK, LOOK_KEYS, host_values, reason_of
 from manifoldwalk.step import WalkState
 
@@ -53,6 +54,7 @@ class ChunkHost:
         self.loop = loop
         self.done = False
         self.result = None
+        self.paused: Carry | None = None  # a record-due point the host is recording at
         state = run.state
         xp = namespace(state.theta)
         rec = run.recorder
@@ -124,9 +126,11 @@ class ChunkHost:
         state = out.state
         n_pred = int(v["n_pred"])
         if self.loop.host_records and v["on"] and not v["nonfinite"] and rec.due(n_pred):
+            self.paused = out  # where a metric or the callback that raises leaves the walk
             row = rec.record(state)
             if rec.callback is not None and reason not in BEFORE_CALLBACK and rec.callback(row):
                 reason = "callback"
+            self.paused = None
         if reason is not None:
             self.done = True
             self.carry = out  # stopped: a batched loop finds its cond false and leaves it be
@@ -161,10 +165,35 @@ class ChunkHost:
         check_replayed(host_values(to_host(*_unstack(out.look))), "the chunk")
         return out.state
 
+    def so_far(self, chunk: Callable[[Carry], Carry], error: BaseException) -> Any:
+        """The walk up to an exception that ended it, as a :class:`~manifoldwalk.WalkResult`
+        with stop reason ``"error"``: at the record point where a metric or the callback
+        raised, else at the end of the last chunk that completed (its last good state
+        replayed where that end is off the level set).
+
+        Args:
+            chunk: the chunk the walk runs (to replay the last good state).
+            error: the exception (named in the message).
+        """
+        out = self.carry if self.paused is None else self.paused
+        v = host_values(to_host(*_unstack(out.look)))
+        good = out.state if v["on"] and not v["nonfinite"] else self.replay(chunk)
+        return self.run.result(good, out.state, "error", v, error=error)
+
     def drive(self, chunk: Callable[[Carry], Carry]) -> Any:
-        """Run chunks until the walk ends; returns its :class:`~manifoldwalk.WalkResult`."""
-        while not self.absorb(chunk(self.carry), chunk):
-            pass
+        """Run chunks until the walk ends; returns its :class:`~manifoldwalk.WalkResult`.
+
+        Raises:
+            Exception: what a chunk (the loss, at compile time or on an interrupt), a metric
+                or the callback raised, with the walk so far attached (:meth:`so_far`).
+        """
+        try:
+            while not self.absorb(chunk(self.carry), chunk):
+                pass
+        except (Exception, KeyboardInterrupt) as err:
+            if not self.done:
+                keep_partial(err, lambda error: self.so_far(chunk, error))
+            raise
         return self.result
 
 

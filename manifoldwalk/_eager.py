@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from manifoldwalk._array import Array, copy_array, host_list
 from manifoldwalk._chunk_host import check_replayed
 from manifoldwalk._compile_cache import step_cache_of, step_key
+from manifoldwalk._partial import keep_partial
 from manifoldwalk._stops import BEFORE_CALLBACK, StopRules, host_values
 from manifoldwalk.directions import Direction, is_traceable
 from manifoldwalk.problem import Problem
@@ -131,6 +132,10 @@ def run_eager(run: PreparedWalk, compile_step: bool = True) -> WalkResult:
 
     Returns:
         The :class:`~manifoldwalk.WalkResult`.
+
+    Raises:
+        Exception: what the loss, a metric or the callback raised (or ``KeyboardInterrupt``),
+            with the walk so far attached (:mod:`manifoldwalk._partial`).
     """
     rules = run.rules
     advance = make_advance(run.problem, run.direction, run.scheme, rules, compile_step)
@@ -144,21 +149,37 @@ def run_eager(run: PreparedWalk, compile_step: bool = True) -> WalkResult:
     anchor, anchor_at, taken, good_at = run.state, 0, 0, 0
     state = good = copy_state(run.state) if consumes else run.state
     v = rules.host_look(state, run.direction)
-    while True:
-        reason = rules.reason(v)
-        if v["on"] and not v["nonfinite"]:
-            good, good_at = state, taken
-            n_pred = int(v["n_pred"])
-            row = rec.record(state, own) if rec.due(n_pred) else None
-            rec.keep(state, n_pred, own)
-            if row is not None and rec.callback is not None and reason not in BEFORE_CALLBACK:
-                if rec.callback(row):
-                    reason = "callback"
-        if reason:
-            if good is not state and consumes:
-                good = replay(advance, anchor, good_at - anchor_at)
-            return run.result(good, state, reason, v)
-        if consumes and good is state and taken - anchor_at >= ANCHOR_EVERY:
-            anchor, anchor_at = copy_state(state), taken
-        state, v = advance(state, v["on"])
-        taken += 1
+    stepping = False  # `state` is in the step (a consuming step may have reused its memory)
+    try:
+        while True:
+            reason = rules.reason(v)
+            if v["on"] and not v["nonfinite"]:
+                good, good_at = state, taken
+                n_pred = int(v["n_pred"])
+                row = rec.record(state, own) if rec.due(n_pred) else None
+                rec.keep(state, n_pred, own)
+                if row is not None and rec.callback is not None and reason not in BEFORE_CALLBACK:
+                    if rec.callback(row):
+                        reason = "callback"
+            if reason:
+                if good is not state and consumes:
+                    good = replay(advance, anchor, good_at - anchor_at)
+                return run.result(good, state, reason, v)
+            if consumes and good is state and taken - anchor_at >= ANCHOR_EVERY:
+                anchor, anchor_at = copy_state(state), taken
+            stepping = True
+            state, v = advance(state, v["on"])
+            stepping = False
+            taken += 1
+    except (Exception, KeyboardInterrupt) as err:
+
+        def so_far(error: BaseException) -> WalkResult:
+            # `state` is where the walk stood (the step from it raised), `good` its last point
+            # on the level set; what a consuming step was given is replayed from the anchor
+            last, last_good = state, good
+            if consumes and (stepping or good is not state):
+                last = last_good = replay(advance, anchor, good_at - anchor_at)
+            return run.result(last_good, last, "error", v, error=error)
+
+        keep_partial(err, so_far)
+        raise

@@ -2,12 +2,15 @@
 
 :func:`describe_values` builds a record as 0-d arrays (traceable, so a compiled loop can write
 it into a device buffer); :func:`row_of` turns the host copy into the record's dict;
-:func:`describe` does both.
+:func:`describe` does both; :func:`check_columns` checks a history read back (resuming, loading).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
 
 from manifoldwalk._array import (
     DEG,
@@ -115,3 +118,40 @@ def describe(problem: Problem, state: WalkState) -> dict[str, float]:
         A dict keyed by :data:`HISTORY_COLUMNS` (one host synchronisation).
     """
     return row_of(to_host(*describe_values(problem, state)))
+
+
+def check_columns(history: Any, what: str) -> None:
+    """Check that ``history`` is a dict of 1-D numeric columns of one length whose count
+    columns hold whole numbers (a resumed walk reads its rows back; a ragged or damaged
+    history failed there with a raw ``IndexError`` or ``OverflowError``).
+
+    Args:
+        history: the history (a result's ``history``).
+        what: what it is, for the message (``"resume_from: the result's history"``).
+
+    Raises:
+        ValueError: naming ``what``, the columns and what is wrong with them.
+    """
+    if not isinstance(history, Mapping):
+        raise ValueError(f"{what} is a {type(history).__name__}, not a dict of columns.")
+    lengths: dict[str, int] = {}
+    for name, column in history.items():
+        a = np.asarray(column)
+        if not isinstance(name, str) or a.ndim != 1 or a.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{what}: the column {name!r} has shape {a.shape} and dtype {a.dtype}; a history "
+                "column is a 1-D array of numbers."
+            )
+        if name in COUNT_COLUMNS and (
+            a.dtype.kind == "b" or not (np.all(np.isfinite(a)) and np.all(a == np.round(a)))
+        ):
+            raise ValueError(f"{what}: the count column {name!r} holds values that are not counts.")
+        lengths[name] = a.shape[0]
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+        raise ValueError(
+            f"{what}: its columns have different lengths ({shown}); a history has one value "
+            "per column in every row."
+        )
+    if any(lengths.values()) and "n_predictor" not in lengths:
+        raise ValueError(f"{what} has rows but no 'n_predictor' column.")

@@ -14,6 +14,7 @@ import numpy as np
 
 from manifoldwalk._array import Array, namespace, to_host, to_like, to_numpy
 from manifoldwalk.problem import Problem, loss_and_grad_of
+from manifoldwalk.step import as_scalar
 
 NOISE_SAMPLES = 4
 """Perturbations :func:`loss_noise` evaluates (not counted as the walk's gradient evaluations)."""
@@ -55,6 +56,6 @@ def loss_noise(
         moved_host = (host + 4 * eps * size * signs).astype(dtype)
         delta = moved_host.astype(np.float64) - host
         moved = to_like(xp, moved_host, theta, theta.dtype)
-        (value,) = to_host(loss_of(moved))
+        (value,) = to_host(as_scalar(loss_of(moved), moved))  # a Python float is a loss too
         worst = max(worst, abs(float(value) - loss - float(g @ delta)))
     return worst

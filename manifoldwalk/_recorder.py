@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from manifoldwalk._array import Array, namespace, to_like
+from manifoldwalk._checks import LARGEST_COUNT
 from manifoldwalk._history import COUNT_COLUMNS, HISTORY_COLUMNS, describe
 from manifoldwalk.step import WalkState
 
 if TYPE_CHECKING:
     from manifoldwalk.result import WalkResult
 
-NO_RECORDS = 2**31 - 1
+NO_RECORDS = LARGEST_COUNT
 """The record interval that ``Record(every=None)`` stands for: the largest 32-bit count (JAX's
 default integer), so that n_predictor is a multiple of it only at the start (0) of any walk."""
 
@@ -32,8 +33,9 @@ class Recorder:
 
     def __init__(self, problem, record_every, trajectory_every, metrics, callback):
         self.problem = problem
-        self.record_every = record_every
-        self.trajectory_every = trajectory_every
+        # a larger interval records nothing more, and would overflow a compiled loop's count
+        self.record_every = min(record_every, LARGEST_COUNT)
+        self.trajectory_every = trajectory_every and min(trajectory_every, LARGEST_COUNT)
         self.metrics = dict(metrics)
         self.callback = callback
         self.rows: list[dict[str, float]] = []
@@ -62,12 +64,18 @@ class Recorder:
         return n_predictor % self.record_every == 0 and n_predictor != self.last_recorded
 
     def record(
-        self, state: WalkState, own: Callable[[Array], Array] | None = None
+        self,
+        state: WalkState,
+        own: Callable[[Array], Array] | None = None,
+        with_metrics: bool = True,
     ) -> dict[str, float]:
-        """Record ``state``; the metrics get ``own(θ)`` where given (a copy they may keep)."""
+        """Record ``state``; the metrics get ``own(θ)`` where given (a copy they may keep).
+        Without ``with_metrics`` (the last row of a walk an exception ended, which a metric
+        may have raised) the metric columns of the row are left out (NaN in the history)."""
         row = describe(self.problem, state)
-        theta = state.theta if own is None or not self.metrics else own(state.theta)
-        for name, fn in self.metrics.items():
+        metrics = self.metrics if with_metrics else {}
+        theta = state.theta if own is None or not metrics else own(state.theta)
+        for name, fn in metrics.items():
             row[name] = float(fn(theta))
         self.rows.append(row)
         self.last_recorded = int(row["n_predictor"])

@@ -11,7 +11,7 @@ from manifoldwalk._array import Array, namespace, safe_divide, to_host, to_numpy
 from manifoldwalk._noise import NOISE_SAMPLES, loss_noise
 from manifoldwalk.directions import Direction
 from manifoldwalk.options import NOISE_FACTOR, Tolerance
-from manifoldwalk.problem import Problem, ProblemError
+from manifoldwalk.problem import Problem, ProblemError, _type_name
 from manifoldwalk.schemes import Scheme
 from manifoldwalk.step import PointData, WalkState, as_scalar, init_state, make_evaluate
 
@@ -32,6 +32,15 @@ def check_direction(direction: Direction, problem: Problem, theta0: Array) -> No
         raise ProblemError(
             f"the direction {type(direction).__name__} must return an array of θ's shape "
             f"{tuple(theta0.shape)}, got {got}."
+        )
+    try:
+        same_kind = namespace(r) is namespace(theta0)
+    except TypeError:
+        same_kind = False
+    if not same_kind:  # a numpy r for a torch θ failed with a raw error inside the step
+        raise ProblemError(
+            f"the direction {type(direction).__name__} returned a {_type_name(r)} for a θ of "
+            f"type {_type_name(theta0)}; return an array of θ's array type and device."
         )
 
 
@@ -70,11 +79,38 @@ def start(
     target = loss0 if level is None else float(level)
     bound, noise = level_bound(problem, theta0, tolerance, target, float(loss0), point.grad)
     tau_abs = bound * bound
+    check_range(theta0, level, target, tau_abs, tolerance)
     theta, n_grad_evals = theta0, 1
     if level is not None:
         theta, point, n_grad_evals = project(evaluate, theta0, point, target, tau_abs, singular_tol)
     state = init_state(problem, direction, scheme, theta, target, tau_abs, n_grad_evals, point)
     return state, noise
+
+
+def check_range(
+    theta0: Array, level: float | None, target: float, tau: float, tolerance: Tolerance
+) -> None:
+    """Refuse a level or a threshold τ on (L − L0)² that θ's dtype cannot hold: it became inf
+    in the walk's state, where an infinite τ counts every point as on the level set.
+
+    Raises:
+        ProblemError: a ``level`` beyond the dtype's range.
+        ValueError: a tolerance whose τ overflows the dtype.
+    """
+    dtype = np.asarray(to_numpy(theta0[:1])).dtype
+    largest = float(np.finfo(dtype).max)
+    if level is not None and not abs(float(level)) <= largest:
+        raise ProblemError(
+            f"level={level!r} is beyond the range of θ's dtype {dtype} (|level| ≤ {largest:.3g}); "
+            "walk a level the dtype can hold."
+        )
+    if not tau <= largest:
+        raise ValueError(
+            f"the tolerance {tolerance} at L0 = {target:.6g} gives a threshold (L − L0)² ≤ "
+            f"{tau:.3g}, beyond the range "
+            f"of θ's dtype {dtype} (≤ {largest:.3g}), where it would count every point as on the "
+            "level set; pass a smaller manifoldwalk.Tolerance."
+        )
 
 
 def level_bound(
@@ -128,7 +164,7 @@ def project(evaluate, theta, point: PointData, level: float, tau: float, singula
     zero = zero_count(theta)
     for n_grad_evals in range(1, 101):
         loss, gnorm = to_host(point.loss, xp.sqrt(point.grad_sq))
-        if (loss - level) ** 2 <= tau:
+        if (loss - level) * (loss - level) <= tau:  # (``**`` raises OverflowError on floats)
             return theta, point, n_grad_evals
         if not (np.isfinite(loss) and gnorm > singular_tol):
             break

@@ -104,9 +104,15 @@ A ``"callback"`` stop (the host's callable) ranks after ``"singular"``: see
 """
 
 STOP_REASONS = {rule.name: rule.meaning for rule in RULES} | {
-    "callback": "a callback asked to stop"
+    "callback": "a callback asked to stop",
+    "error": (
+        "an exception (raised by the loss, a metric or the callback, or an interrupt) ended "
+        "the walk"
+    ),
 }
-"""Every stop reason a walk can give, with its meaning."""
+"""Every stop reason a walk can give, with its meaning. An ``"error"`` result is never
+returned: it is attached to the exception that ended the walk, which is re-raised (see
+:func:`manifoldwalk.walk`)."""
 
 _BY_NAME = {rule.name: rule for rule in RULES}
 

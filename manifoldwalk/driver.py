@@ -18,6 +18,7 @@ import numpy as np
 
 from manifoldwalk import _eager, _resume, _start
 from manifoldwalk._array import Array, to_host
+from manifoldwalk._checks import LARGEST_COUNT
 from manifoldwalk._chunk_host import ChunkHost
 from manifoldwalk._chunked import DeviceLoop
 from manifoldwalk._history import HISTORY_COLUMNS, describe
@@ -81,12 +82,26 @@ def walk(
         A :class:`~manifoldwalk.WalkResult`.
 
     Raises:
-        ProblemError: a bad θ0 or Problem, a start where ∇L vanishes, or a level that cannot
-            be reached from θ0.
-        ValueError: an unknown scheme, or a chunked driver for a problem without a
-            ``compile_loop`` hook or a direction that cannot be traced.
+        ProblemError: a bad θ0 or Problem (checked once, at θ0: a loss or R that is not a
+            real floating scalar, such as a bool, an int, a complex number, a string or a
+            list; gradients or a direction of another shape, dtype or array type), a start
+            where ∇L vanishes, or a level that cannot be reached from θ0 or held in its dtype.
+        ValueError: an unknown scheme; a tolerance whose threshold θ's dtype cannot hold; a
+            ``resume_from`` result that this walk cannot continue (its θ of another length or
+            dtype, its state holding NaN or inf, its history ragged, or a loss at its θ that
+            is not this problem's: a result of another problem or level set); a chunked
+            driver for a problem without a ``compile_loop`` hook, a direction that cannot be
+            traced, or more ``steps_per_sync`` than a walk counts (2³¹ − 1).
         TypeError: an argument of the wrong type (``stop`` not a Stop, ``resume_from`` not a
             WalkResult, ...).
+        Exception: whatever the loss, a metric or the callback raises during the walk (and
+            ``KeyboardInterrupt``) is re-raised with the walk so far attached as
+            ``err.walk_result``: a WalkResult with stop reason ``"error"`` whose θ is the last
+            point on the level set and whose state is where the walk stood, so that
+            ``walk(..., resume_from=err.walk_result)`` continues on the path the walk was
+            taking (a note in the traceback says so). The chunked driver keeps the walk up to
+            the record point where a metric or the callback raised, else up to the end of the
+            last chunk that completed.
     """
     run_with = as_driver(driver)
     run = prepare_walk(
@@ -160,6 +175,7 @@ def prepare_walk(
         _resume.warn_if_the_path_changes(resume_from.options, options)
         _resume.keep_the_saved_level_set(resume_from, options)
         state = _resume.restore_state(resume_from, theta0, scheme)
+        _resume.check_same_problem(problem, state, resume_from)
     else:
         state, options["noise"] = _start.start(
             problem, direction, scheme, theta0, level, tolerance, stop.singular_tol
@@ -168,14 +184,14 @@ def prepare_walk(
     recorder = Recorder(problem, interval, record.trajectory_every, record.metrics, record.callback)
     if resume_from is not None:
         recorder.extend(resume_from)
-    rules = StopRules(
+    rules = StopRules(  # counts beyond a walk's count mean "never" (and overflow a device loop)
         optimises=bool(direction.optimises),
         has_reached=target_test(direction) is not None,
         kkt_tol=stop.kkt_tol,
-        stall_patience=stop.stall_patience,
-        max_steps=stop.max_steps,
-        max_total_steps=stop.max_total_steps,
-        max_corrector_steps=scheme.max_corrector_steps,
+        stall_patience=min(stop.stall_patience, LARGEST_COUNT),
+        max_steps=min(stop.max_steps, LARGEST_COUNT),
+        max_total_steps=stop.max_total_steps and min(stop.max_total_steps, LARGEST_COUNT),
+        max_corrector_steps=min(scheme.max_corrector_steps, LARGEST_COUNT),
         singular_tol=stop.singular_tol,
     )
     return PreparedWalk(problem, direction, scheme, rules, recorder, state, options)
@@ -273,10 +289,15 @@ class PreparedWalk:
             :class:`~manifoldwalk._chunked.DeviceLoop` to compile.
 
         Raises:
-            ValueError: a bad ``steps_per_sync`` or ``steps_per_iteration``, or a direction
-                that cannot be traced.
+            ValueError: a bad ``steps_per_sync`` (K ≤ 2³¹ − 1) or ``steps_per_iteration``,
+                or a direction that cannot be traced.
         """
         Chunked(steps_per_sync, steps_per_iteration)  # checks K and M
+        if steps_per_sync > LARGEST_COUNT:
+            raise ValueError(
+                f"steps_per_sync={steps_per_sync!r} is more steps than a walk counts (at most "
+                f"{LARGEST_COUNT}); pass a K that a chunk's buffers can hold (e.g. 64 to 1024)."
+            )
         if not is_traceable(self.direction):
             raise ValueError(
                 f"steps_per_sync: the direction {type(self.direction).__name__} draws on the "
@@ -322,7 +343,12 @@ class PreparedWalk:
         return host.drive(compile_loop(host.loop))
 
     def result(
-        self, good: WalkState, last: WalkState, reason: str, v: dict[str, Any]
+        self,
+        good: WalkState,
+        last: WalkState,
+        reason: str,
+        v: dict[str, Any],
+        error: BaseException | None = None,
     ) -> WalkResult:
         """Assemble the result: θ is ``good`` (the last on-level state), ``last`` is kept to resume.
 
@@ -331,13 +357,15 @@ class PreparedWalk:
             last: the state the walk stopped at.
             reason: the stop reason.
             v: the stop rules' host look at ``last``.
+            error: the exception that ended the walk (reason ``"error"``): named in the
+                message; the metrics are not called again for the last row.
 
         Returns:
             The :class:`~manifoldwalk.WalkResult`.
         """
         rec = self.recorder
         if rec.last_recorded != int(to_host(good.n_predictor)[0]) or not rec.rows:
-            rec.record(good)
+            rec.record(good, with_metrics=error is None)
         final = describe(rec.problem, good)
         n_pred, n_corr, n_evals, max_dev, max_step, max_on, tau, level = to_host(
             last.n_predictor,
@@ -352,6 +380,11 @@ class PreparedWalk:
         if reason == "non_finite":  # say which of them
             which = _start.what_is_not_finite(self.problem, self.direction, last.theta, last)
             message = f"the walk met NaN or inf in {which}; θ is the last point on the level set"
+        elif error is not None:
+            message = (
+                f"{STOP_REASONS[reason]} ({type(error).__name__}: {error}); θ is the last point "
+                "on the level set, and the state the walk stood at is kept to resume from"
+            )
         else:
             message = STOP_REASONS[reason] + details(reason, final, v, self.rules)
         return WalkResult(

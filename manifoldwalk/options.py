@@ -7,6 +7,7 @@ written, with its name, not deep inside a walk. :func:`manifoldwalk.walk` takes 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -24,6 +25,22 @@ def _count(name: str, value: Any, optional: bool = False) -> None:
         raise ValueError(f"{name} must be {kind}, got {value!r}.")
 
 
+def _real(name: str, value: Any, positive: bool = False) -> None:
+    """Refuse anything but a finite real number ≥ 0 (> 0 where ``positive``), by name and with
+    the allowed range: NaN, inf, a bool, a string, or an int too large for a float (which
+    failed later with a raw ``OverflowError``)."""
+    try:
+        number = float(value) if not isinstance(value, bool | str | bytes) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    low_ok = number > 0 if positive else number >= 0
+    if not (low_ok and math.isfinite(number)):
+        allowed = f"0 < {name} < inf" if positive else f"0 ≤ {name} < inf"
+        kind = "positive" if positive else "non-negative"
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValueError(f"{name} must be a {kind} number (finite: {allowed}), got {shown}.")
+
+
 @dataclass(frozen=True)
 class Stop:
     """When a walk stops (besides NaN, a singular level set and a failing corrector).
@@ -38,8 +55,8 @@ class Stop:
         singular_tol: stop (or refuse to start) where ‖∇L‖ ≤ this: the level set is singular.
 
     Raises:
-        ValueError: a budget or patience that is not a positive integer, a negative
-            ``kkt_tol`` or ``singular_tol``.
+        ValueError: a budget or patience that is not a positive integer; a ``kkt_tol`` or
+            ``singular_tol`` that is not a finite number ≥ 0.
     """
 
     max_steps: int = 20_000
@@ -52,10 +69,8 @@ class Stop:
         _count("max_steps", self.max_steps)
         _count("max_total_steps", self.max_total_steps, optional=True)
         _count("stall_patience", self.stall_patience)
-        if not self.kkt_tol >= 0:
-            raise ValueError(f"kkt_tol must be non-negative, got {self.kkt_tol!r}.")
-        if not self.singular_tol >= 0:
-            raise ValueError(f"singular_tol must be non-negative, got {self.singular_tol!r}.")
+        _real("kkt_tol", self.kkt_tol)
+        _real("singular_tol", self.singular_tol)
 
     def replace(self, **changes: Any) -> Stop:
         """A copy with some fields changed (checked again)."""
@@ -146,8 +161,8 @@ class Tolerance:
             tolerance is then widened to that, an absolute ``tau`` is kept.
 
     Raises:
-        ValueError: a negative or non-numeric value, ``tau`` not positive, or ``tau`` with
-            ``rtol``/``atol``.
+        ValueError: a value that is not a finite number ≥ 0 (``tau``: > 0; NaN and inf are
+            refused), or ``tau`` with ``rtol``/``atol``.
     """
 
     rtol: float | None = None
@@ -158,15 +173,11 @@ class Tolerance:
     def __post_init__(self) -> None:
         for name in ("rtol", "atol", "tau"):
             value = getattr(self, name)
-            if value is None:
-                continue
-            try:
-                ok = not isinstance(value, bool) and float(value) >= 0
-            except (TypeError, ValueError):
-                ok = False
-            if not ok or (name == "tau" and not float(value) > 0):
-                kind = "positive" if name == "tau" else "non-negative"
-                raise ValueError(f"Tolerance: {name} must be a {kind} number, got {value!r}.")
+            if value is not None:
+                try:  # an infinite tau or rtol counted every point as on the level set
+                    _real(name, value, positive=name == "tau")
+                except ValueError as err:
+                    raise ValueError(f"Tolerance: {err}") from None
         if self.tau is not None and (self.rtol is not None or self.atol):
             raise ValueError(
                 "Tolerance: give either tau (an absolute threshold on (L − L0)²) or rtol/atol "

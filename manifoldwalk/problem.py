@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 from manifoldwalk._array import Array, namespace, to_host
 
 
@@ -196,13 +198,82 @@ def check_theta(theta: Array, what: str = "theta0") -> None:
         raise ProblemError(f"{what} contains NaN or inf; start the walk from finite parameters.")
 
 
-def _check_scalar(value: Any, name: str) -> None:
-    shape = getattr(value, "shape", ())
+SCALAR_KINDS = (
+    "a real floating scalar: a Python float, a 0-d array of a float dtype, or a 0-d floating "
+    "tensor of θ's framework"
+)
+"""What ``Problem.loss`` and ``Problem.reg`` must return (said in the start's refusals)."""
+
+
+def _type_name(value: Any) -> str:
+    """``value``'s type as a message names it: ``list``, ``numpy.ndarray``, ``torch.Tensor``."""
+    kind = type(value)
+    module = kind.__module__.split(".")[0]
+    return kind.__name__ if module == "builtins" else f"{module}.{kind.__name__}"
+
+
+def _shown(value: Any) -> str:
+    """``value``'s type and a short repr, for a message."""
+    text = repr(value)
+    return f"{_type_name(value)} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+def _is_real_floating(value: Any) -> bool:
+    """Whether an array-like ``value`` has a real floating dtype (any framework)."""
+    try:
+        return bool(namespace(value).isdtype(value.dtype, "real floating"))
+    except Exception:  # a namespace without isdtype: ask numpy about the dtype
+        try:
+            return bool(np.issubdtype(np.dtype(value.dtype), np.floating))
+        except Exception:
+            return False
+
+
+def _check_scalar(value: Any, name: str, theta: Array | None = None) -> None:
+    """Refuse a ``loss`` or ``reg`` value that is not a real floating scalar, by what it is.
+
+    A bool, an int, a complex number, a string or a list used to be cast or to fail deep in
+    the engine (a bool loss even stopped "stationary" off the level set). With ``theta``, the
+    value must also convert to θ's array type as the step converts it (a torch tensor for a
+    numpy θ does not). Checked once, at the start.
+
+    Raises:
+        ProblemError: naming what was returned and what is needed.
+    """
+    if isinstance(value, bool | np.bool_):
+        raise ProblemError(
+            f"Problem.{name}(θ) returned {_shown(value)}; it must return {SCALAR_KINDS} (a "
+            "bool cannot be walked: it has no level set to hold)."
+        )
+    if isinstance(value, float) and not hasattr(value, "dtype"):  # a Python float
+        return
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        raise ProblemError(
+            f"Problem.{name}(θ) returned {_shown(value)}; it must return {SCALAR_KINDS}."
+        )
     if tuple(shape) != ():
         raise ProblemError(
             f"Problem.{name}(θ) must return a scalar (0-d array or float), got shape "
             f"{tuple(shape)}; reduce it (e.g. take the mean over examples)."
         )
+    if not _is_real_floating(value):
+        raise ProblemError(
+            f"Problem.{name}(θ) returned a {_type_name(value)} of dtype {dtype}; it must return "
+            f"{SCALAR_KINDS} (cast it to θ's dtype)."
+        )
+    if theta is not None:
+        from manifoldwalk.step import as_scalar  # (the step module imports this one)
+
+        try:  # what the step does with the value at every evaluation
+            same = namespace(as_scalar(value, theta)) is namespace(theta)
+        except Exception:
+            same = False
+        if not same:
+            raise ProblemError(
+                f"Problem.{name}(θ) returned a {_type_name(value)} for a θ of type "
+                f"{_type_name(theta)}; return a value of θ's array type (or a Python float)."
+            )
 
 
 def _check_vector(value: Any, theta: Array, name: str) -> None:
@@ -211,6 +282,15 @@ def _check_vector(value: Any, theta: Array, name: str) -> None:
         raise ProblemError(
             f"Problem.{name}(θ) must return an array of θ's shape {tuple(theta.shape)}, "
             f"got {'a ' + type(value).__name__ if shape is None else 'shape ' + str(tuple(shape))}."
+        )
+    try:
+        same_kind = namespace(value) is namespace(theta)
+    except TypeError:
+        same_kind = False
+    if not same_kind:  # a numpy gradient for a torch θ failed deep in the step, or mixed types
+        raise ProblemError(
+            f"Problem.{name}(θ) returned a {_type_name(value)} but θ is a {_type_name(theta)}; "
+            "return it in θ's array type, dtype and device."
         )
     if getattr(value, "dtype", None) != theta.dtype:
         raise ProblemError(
@@ -226,8 +306,10 @@ def validate_problem(problem: Any, theta: Array) -> None:
     a mistake is reported here, by name, not deep inside the engine.
 
     Raises:
-        ProblemError: a method is missing, returns the wrong shape or dtype, the loss is
-            not a scalar, or θ's length differs from the problem's ``dim`` (where it has one).
+        ProblemError: a method is missing, returns the wrong shape, dtype or array type, the
+            loss or R is not a real floating scalar (:data:`SCALAR_KINDS`; a bool, an int, a
+            complex number, a string or a list is refused), or θ's length differs from the
+            problem's ``dim`` (where it has one).
     """
     has_fused = callable(getattr(problem, "loss_and_grad", None))
     needed = list(_REQUIRED) + ([] if has_fused else ["loss", "grad"])
@@ -245,7 +327,7 @@ def validate_problem(problem: Any, theta: Array) -> None:
             f"{tuple(theta.shape)}; pass a θ0 of shape ({dim},)."
         )
     loss, grad = loss_and_grad_of(problem)(theta)
-    _check_scalar(loss, "loss")
+    _check_scalar(loss, "loss", theta)
     _check_vector(grad, theta, "grad")
-    _check_scalar(problem.reg(theta), "reg")
+    _check_scalar(problem.reg(theta), "reg", theta)
     _check_vector(problem.reg_grad(theta), theta, "reg_grad")

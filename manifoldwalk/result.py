@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from manifoldwalk import _state_io
+from manifoldwalk import _json, _result_io, _state_io
 from manifoldwalk._array import Array, to_numpy
 from manifoldwalk._stops import STOP_REASONS
 from manifoldwalk.step import WalkState
@@ -40,7 +39,8 @@ class WalkResult:
             widened to the loss's noise where that was larger).
         max_relative_deviation: the largest |L − L0|/|L0| over the points on the level set
             (every point the walk counted as on it, recorded or not).
-        stop_reason: a key of :data:`STOP_REASONS`.
+        stop_reason: a key of :data:`STOP_REASONS` (``"error"`` only on the result attached
+            to an exception that ended the walk, as ``err.walk_result``).
         message: the stop reason in words, with the figures behind it.
         history: columns recorded at on-level points every ``record_every`` predictor steps.
         trajectory: every ``trajectory_every``-th on-level θ as rows of a 2-D array.
@@ -90,12 +90,13 @@ class WalkResult:
             arrays["trajectory"] = to_numpy(self.trajectory)
         for name, column in self.history.items():
             arrays[f"history/{name}"] = np.asarray(column)
-        meta = {k: getattr(self, k) for k in _SCALAR_FIELDS}
+        meta = {k: getattr(self, k) for k in _result_io.SCALAR_FIELDS}
         meta["options"] = self.options
         if self.state is not None:
             state_arrays, meta["state_layout"] = _state_io.flatten(self.state)
             arrays.update({f"state/{k}": v for k, v in state_arrays.items()})
-        arrays["meta"] = np.array(json.dumps(meta))
+        # strict JSON: a non-finite number is null with a note beside it
+        arrays["meta"] = np.array(_json.dumps(meta))
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
@@ -103,52 +104,27 @@ class WalkResult:
     def load(cls, path: str | Path) -> WalkResult:
         """Read a result written by :meth:`save` (numpy arrays, never unpickling).
 
+        Every part is checked as it is read, and no member is given more memory than it
+        holds (:mod:`manifoldwalk._result_io`).
+
         Raises:
-            ValueError: if the file is not a saved WalkResult.
+            ValueError: the file is not a saved WalkResult or is damaged, naming the file and
+                the problem: not an ``.npz`` (zip) archive, a truncated or corrupted member, an
+                array of Python objects, no ``meta`` or ``theta``, metadata that is not the JSON
+                a result saves (fields missing, unknown or of the wrong type), a θ that is not
+                a finite 1-D float array, a trajectory of the wrong shape, history columns of
+                different lengths, or a walk state that does not rebuild.
+            OSError: the file cannot be opened (missing, a directory, no permission).
         """
-        with np.load(path, allow_pickle=False) as data:
-            if "meta" not in data.files or "theta" not in data.files:
-                raise ValueError(f"{path} is not a saved WalkResult (no meta/theta entries).")
-            meta = json.loads(str(data["meta"]))
-            history = {k[8:]: data[k] for k in data.files if k.startswith("history/")}
-            state_items = {k[6:]: data[k] for k in data.files if k.startswith("state/")}
-            layout = meta.pop("state_layout", None)
-            if layout is not None:
-                state = _state_io.unflatten(state_items, layout)
-            elif state_items:  # a file whose state was one flat record
-                corrector = meta.get("options", {}).get("corrector")
-                state = _state_io.from_flat_fields(state_items, corrector)
-            else:
-                state = None
-            trajectory = data["trajectory"] if "trajectory" in data.files else None
-            theta = data["theta"]
-        options = meta.pop("options")
-        for name in ("tolerance", "max_relative_deviation"):  # files saved before they were
-            meta.setdefault(name, float("nan"))
-        return cls(
-            theta=theta,
-            history=history,
-            trajectory=trajectory,
-            state=state,
-            options=options,
-            **meta,
-        )
-
-
-_SCALAR_FIELDS = (
-    "level",
-    "loss",
-    "reg",
-    "angle",
-    "lam",
-    "kkt",
-    "n_predictor",
-    "n_corrector",
-    "n_grad_evals",
-    "max_deviation",
-    "max_predictor_step",
-    "tolerance",
-    "max_relative_deviation",
-    "stop_reason",
-    "message",
-)
+        with open(path, "rb") as f:  # (a path that cannot be opened stays an OSError)
+            try:
+                fields = _result_io.result_fields(_result_io.read_members(f))
+            except _result_io.Damaged as err:
+                raise ValueError(f"{path} cannot be loaded as a WalkResult: {err}.") from None
+            except Exception as err:  # whatever else a damaged archive raises (zipfile, zlib,
+                # numpy's header parser, ...): the file is not a result this can read
+                raise ValueError(
+                    f"{path} cannot be loaded as a WalkResult: it is damaged "
+                    f"({type(err).__name__}: {err})."
+                ) from err
+        return cls(**fields)
