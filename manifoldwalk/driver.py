@@ -11,7 +11,7 @@ array type and device.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,7 @@ def walk(
     *,
     scheme: str | Scheme = "default",
     direction: Direction | Callable[[Array], Array] | None = None,
-    level: float | None = None,
+    level: float | Sequence[float] | None = None,
     tolerance: Tolerance | None = None,
     stop: Stop = Stop(),
     record: Record = Record(),
@@ -49,6 +49,9 @@ def walk(
     driver: Eager | Chunked | None = None,
 ) -> WalkResult:
     """Walk the level set {θ : L(θ) = L0} of ``problem`` from ``theta0``.
+
+    A problem with k constraints (``losses_and_jacobian``; :func:`manifoldwalk.stack` builds
+    one) is walked by :func:`manifoldwalk.walk_constrained`, with ``level`` its k levels.
 
     At a point where (L − L0)² ≤ τ the walk takes the scheme's predictor step along the part
     of the direction of interest orthogonal to ∇L (by default −∇R: lower the regulariser);
@@ -64,7 +67,7 @@ def walk(
         direction: the direction of interest: None (minimise R), ``RandomWalk(seed)``,
             ``TowardTarget(θ*)``, or any callable θ ↦ r.
         level: walk {L = level} (the paper's ε) instead of {L = L(θ0)}; θ0 is first projected
-            onto it with Newton steps.
+            onto it with Newton steps (k levels for a k-constraint problem).
         tolerance: when a point counts as on the level set (:class:`~manifoldwalk.Tolerance`);
             None: the scheme's (relative to L0 for the library's schemes, with the dtype's
             default, widened to the loss's measured noise where that is larger; the paper's
@@ -103,6 +106,22 @@ def walk(
             the record point where a metric or the callback raised, else up to the end of the
             last chunk that completed.
     """
+    from manifoldwalk.multi import is_multi_constraint, walk_constrained  # multi imports walk
+
+    if is_multi_constraint(problem):
+        levels = level if level is None or isinstance(level, Sequence) else [level]
+        return walk_constrained(
+            problem,
+            theta0,
+            scheme=scheme,
+            direction=direction,
+            levels=levels,
+            tolerance=tolerance,
+            stop=stop,
+            record=record,
+            resume_from=resume_from,
+            driver=driver,
+        )
     run_with = as_driver(driver)
     run = prepare_walk(
         problem,

@@ -576,3 +576,15 @@ def test_stack_refuses_what_cannot_share_theta():
     stacked = mw.stack([Sphere([1.0, 1.0]), numpy_only])
     with pytest.raises(mw.ProblemError, match="problem 1 .*must share θ"):
         mw.walk_constrained(stacked, torch.tensor([1.0, 0.0], dtype=torch.float64))
+
+
+def test_walk_routes_a_k_constraint_problem_to_walk_constrained():
+    # the same problem, start and options through walk() and walk_constrained() give one walk
+    problem = SphereHyperplane([1.0, 1.0, 0.0, 0.0], [1.0, -1.0, 0.5, 0.2])
+    start = problem.point_on_levels(np.array([0.3, -0.2, 1.0, 0.5]), [2.0, 0.5])
+    via_walk = mw.walk(problem, start, stop=mw.Stop(max_steps=40))
+    direct = mw.walk_constrained(problem, start, stop=mw.Stop(max_steps=40))
+    np.testing.assert_array_equal(via_walk.theta, direct.theta)
+    assert via_walk.level == direct.level and len(via_walk.level) == 2
+    given = mw.walk(problem, start, level=[2.0, 0.5], stop=mw.Stop(max_steps=5))
+    assert given.level == pytest.approx([2.0, 0.5])
