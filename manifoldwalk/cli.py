@@ -39,6 +39,11 @@ def _list(args: argparse.Namespace) -> int:
             f"{e.max_steps} predictor steps (η_min {e.eta_min:g}, η_c {e.eta_c:g}), "
             f"weight decay {e.wd_epochs} epochs"
         )
+    from manifoldwalk.studies._cli import STUDY_LINES
+
+    print("\nstudies (manifoldwalk COMMAND --help for their options):")
+    for command, line in STUDY_LINES:
+        print(f"{command:12s} {line}")
     return 0
 
 
@@ -106,9 +111,17 @@ def _data_dir_hint(message: str) -> str:
 
 
 def _table(args: argparse.Namespace) -> int:
-    from manifoldwalk.experiments import build_table, format_table
+    from manifoldwalk.experiments.table import format_csv, format_json, format_table, rebuild
 
-    print(format_table(build_table(args.directory)))
+    rows, _, problems = rebuild(args.directory, write=not args.no_files)
+    for problem in problems:  # the table is still printed: writing beside the runs is extra
+        print(
+            f"manifoldwalk table: the files beside the runs were not written: {problem} "
+            "(--no-files prints the table without writing them)",
+            file=sys.stderr,
+        )
+    text = {"md": format_table, "csv": format_csv, "json": format_json}[args.format](rows)
+    print(text.rstrip("\n"))
     return 0
 
 
@@ -270,11 +283,33 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(SCHEMES),
         help="walk schemes to compare (default: all)",
     )
-    _subcommand(sub, "list", _list, help="list the paper's experiments")
+    _subcommand(sub, "list", _list, help="list the paper's experiments and the studies")
     _add_reproduce(sub)
-    table = _subcommand(sub, "table", _table, help="rebuild Table I from run directories")
+    table = _subcommand(
+        sub,
+        "table",
+        _table,
+        help="rebuild Table I (with paired statistics) from run directories",
+        description="Print Table I of the finished seeds under DIRECTORY, with the paired "
+        "statistics of walk against weight decay, and rewrite table.md, table.csv, table.json, "
+        "history.csv (and history.parquet with pyarrow) and wd.csv beside each experiment's "
+        "seed directories (not when DIRECTORY is one seed directory).",
+    )
     table.add_argument("directory", help=_DIRECTORY_HELP)
+    table.add_argument(
+        "--format",
+        choices=["md", "csv", "json"],
+        default="md",
+        help="md (Markdown, accuracy in %%; default), csv or json (numbers, accuracy as a "
+        "fraction, one row per experiment directory)",
+    )
+    table.add_argument(
+        "--no-files", action="store_true", help="print only: write nothing beside the runs"
+    )
     _add_plot(sub)
+    from manifoldwalk.studies._cli import add_study_commands
+
+    add_study_commands(sub, _subcommand)
     return parser
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import os
 import re
 import tempfile
@@ -20,6 +19,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+
+from manifoldwalk import _json
 
 __all__ = [
     "RunDirError",
@@ -53,8 +54,9 @@ class RunDirError(ValueError):
 
 
 def json_bytes(obj: Any) -> bytes:
-    """``obj`` as the indented, key-sorted JSON a run writes (with a final newline)."""
-    return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
+    """``obj`` as the indented, key-sorted, strict JSON a run writes (with a final newline):
+    a non-finite number is ``null`` with a note beside it (:mod:`manifoldwalk._json`)."""
+    return (_json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
 
 def npz_bytes(arrays: Mapping[str, Any]) -> bytes:

@@ -8,7 +8,6 @@ still parses is trained again, named on stderr) and its record holds the numbers
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from manifoldwalk import _json
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments._seed import Stage, build_net, damaged
@@ -37,6 +37,10 @@ _WD_COLUMNS = [
     "val_metric",
 ]
 """The columns of ``wd.csv``."""
+
+
+NOT_MEASURED = "nan: not measured (a run on the full training set has no validation split)"
+"""The note beside the validation loss and metric of a ``"full"`` run (written as null)."""
 
 
 def _val_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,8 +76,9 @@ def wd_run(
         val: Indices of the held-out validation examples (used for ``"val"``).
 
     Returns:
-        ``(record, theta)``: the run's record (a row of ``wd.csv`` plus its wall time) and its
-        final θ as numpy.
+        ``(record, theta)``: the run's record (a row of ``wd.csv`` plus its wall time; a
+        ``"full"`` run's validation loss and metric are NaN, noted as :data:`NOT_MEASURED`)
+        and its final θ as numpy.
     """
     model = build_net(backend, spec, ds, seed)
     x, y = ds.x_train[fit], ds.y_train[fit]
@@ -99,13 +104,15 @@ def wd_run(
         "train_loss": float(problem.loss(theta)),
         "test_loss": test["loss"],
         "test_metric": test[spec.metric],
-        "val_loss": float("nan"),
-        "val_metric": float("nan"),
+        "val_loss": math.nan,
+        "val_metric": math.nan,
         "wall_time": time.perf_counter() - start,
     }
     if split == "val":
         held = problem.evaluate(theta, ds.x_train[val], ds.y_train[val], task=spec.task)
         record["val_loss"], record["val_metric"] = held["loss"], held[spec.metric]
+    else:  # written as null, with this note beside it (strict JSON)
+        record["val_loss_note"] = record["val_metric_note"] = NOT_MEASURED
     return record, to_numpy(theta)
 
 
@@ -136,7 +143,7 @@ def _saved_run(files: rundir.RunFiles, name: str, lam: float, split: str) -> dic
         return None
     again = f"training λ={lam:g} ({split}) again"
     try:
-        record = json.loads(path.read_bytes())
+        record = _json.loads(path.read_bytes())
     except (OSError, ValueError) as err:
         damaged(path, err, again)
         return None

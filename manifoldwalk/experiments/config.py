@@ -9,12 +9,12 @@ out, and ``data_dir`` does not count for the datasets that ship with the softwar
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from manifoldwalk import _json
 from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments.backend import BACKENDS
 from manifoldwalk.experiments.definitions import WD_LAMBDAS, Experiment, get_experiment
@@ -196,9 +196,21 @@ class RunConfig:
         return {
             "seed": seed,
             "options": options,
-            "experiment": self.spec.to_dict(),
+            "experiment": _settings(spec.to_dict()),
             "wd_lambdas": list(self.lambdas),
         }
+
+
+#: Fields of an experiment's definition that are no setting of its runs: the paper's Table I
+#: figures (in percent) are left out of ``config.json`` and of the comparison of runs.
+_NOT_SETTINGS = ("paper",)
+
+
+def _settings(experiment: Any) -> Any:
+    """An experiment's recorded definition without the fields that are no run setting."""
+    if not isinstance(experiment, dict):
+        return experiment
+    return {k: v for k, v in experiment.items() if k not in _NOT_SETTINGS}
 
 
 #: The command-line flag of each option, for the message refusing a run directory.
@@ -229,8 +241,10 @@ def comparable(record: Any) -> dict[str, Any]:
     """
     if not isinstance(record, dict):
         return {"invalid": record}
-    out = json.loads(json.dumps(record))  # tuples → lists, and a copy
+    out = _json.loads(_json.dumps(record))  # tuples → lists, and a copy
     out.pop("seed", None)
+    if "experiment" in out:  # older records hold the paper's figures too
+        out["experiment"] = _settings(out["experiment"])
     options, experiment = out.get("options"), out.get("experiment")
     if isinstance(options, dict):
         if isinstance(experiment, dict):
@@ -272,15 +286,21 @@ def option_differences(
     return diff or ["experiment settings"]
 
 
+#: The files of a seed directory that hold no work: its options, its index and the record of
+#: the sessions that ran it (which is no option: a resume with a newer commit is the same run).
+_NO_WORK = ("config.json", rundir.INDEX, "provenance.json")
+
+
 def _work(d: Path) -> list[str]:
-    """The files in ``d`` that hold work (not its config, index or temporary files)."""
+    """The files in ``d`` that hold work (not its config, index, provenance or temporary
+    files)."""
     if not d.is_dir():
         return []
     return sorted(
         p.relative_to(d).as_posix()
         for p in d.rglob("*")
         if p.is_file()
-        and p.relative_to(d).as_posix() not in ("config.json", rundir.INDEX)
+        and p.relative_to(d).as_posix() not in _NO_WORK
         and not rundir.is_temporary(p.name)
     )
 

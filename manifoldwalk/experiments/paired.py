@@ -5,7 +5,8 @@ Both are measured on each seed's own data split and phase-1 net, so the per-seed
 carry. For each row the difference gets its mean, a 95 % t-interval, and two paired tests from
 scipy.stats: the paired t-test (``ttest_rel``; assumes roughly normal differences) and the
 Wilcoxon signed-rank test (``wilcoxon``; no normality, but with few seeds its smallest possible
-p-value is large: 2/2ⁿ two-sided, 0.0625 for 5 seeds, 0.002 for 10).
+p-value is large: 2/2ⁿ two-sided, 0.0625 for 5 seeds, 0.002 for 10). A difference is called
+significant only when both tests reject at :data:`ALPHA`, so never below 6 seeds.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALPHA", "PairedComparison", "paired_comparison"]
+__all__ = ["ALPHA", "MIN_SEEDS_WILCOXON", "PairedComparison", "paired_comparison"]
 
 ALPHA = 0.05
 """The significance level the verdicts use (both tests must reject)."""
+
+MIN_SEEDS_WILCOXON = 6
+"""The fewest seeds for which the two-sided Wilcoxon signed-rank test can give p < 0.05
+(its smallest p-value is 2/2ⁿ: 0.0625 for 5 seeds, 0.03125 for 6)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,32 @@ class PairedComparison:
         if self.significant:
             return f"significant ({'a > b' if self.mean > 0 else 'a < b'})"
         return "not significant"
+
+    def verdict_words(self, a: str, b: str, *, higher_is_better: bool) -> str:
+        """The verdict naming the methods, and which is better where the difference is
+        significant.
+
+        Args:
+            a: The first method's name (``"walk"``).
+            b: The second's (``"weight decay"``).
+            higher_is_better: True for a metric such as accuracy; False for an error such as
+                the MSE (then the lower one is named better).
+
+        Returns:
+            ``"significant (walk higher)"`` / ``"significant (weight decay higher)"`` for a
+            metric where higher is better, ``"significant (walk lower: walk better)"`` and
+            the like where lower is better, ``"not significant"``, or for fewer than two seeds
+            ``"one seed: no test"`` / ``"no seed: no test"``.
+        """
+        if self.n < 2:
+            return "no seed: no test" if self.n == 0 else "one seed: no test"
+        if not self.significant:
+            return "not significant"
+        first = self.mean > 0
+        if higher_is_better:
+            return f"significant ({a if first else b} higher)"
+        lower = b if first else a
+        return f"significant ({lower} lower: {lower} better)"
 
 
 def paired_comparison(a: Sequence[float], b: Sequence[float], label: str) -> PairedComparison:

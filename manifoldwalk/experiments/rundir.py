@@ -2,7 +2,8 @@
 
 One seed of one experiment writes ``OUT/<experiment>/seed-<k>/`` (``k`` in at least 3 digits)::
 
-    config.json          the full configuration (experiment, options, seed, versions)
+    config.json          the full configuration (experiment, options, seed)
+    provenance.json      what each session that ran the seed ran with (no option of the run)
     phase1.npz           θ0 after phase 1 (float32) and its train/test metrics
     walk/checkpoint.npz  the walk so far (a WalkResult without trajectory; for resuming)
     walk/thetas-<n>.npz  θ every ``save_every`` predictor steps up to step n (float32)
@@ -15,6 +16,12 @@ One seed of one experiment writes ``OUT/<experiment>/seed-<k>/`` (``k`` in at le
     summary.json         the seed's headline numbers
     index.json           the size and SHA-256 of every file above, recorded as it is written
     DONE                 written last: the size and SHA-256 of every file of the finished run
+
+Beside the seed directories, ``OUT/<experiment>/`` holds the table and the tidy histories of
+its finished seeds (``table.md``/``.csv``/``.json``, ``history.csv``, ``wd.csv``): outputs,
+never read back (:mod:`manifoldwalk.experiments.table`). Every field of every file, with its
+unit, is in docs/run_format.md. JSON is strict: a number that is not finite is ``null`` with a
+``<key>_note`` beside it (:func:`atomic_write_json`, :func:`read_json`).
 
 Every file is written to a temporary name in the same directory, flushed to disk and then
 renamed over the target (:func:`os.replace`, atomic on POSIX), so a killed run never leaves a
@@ -32,7 +39,6 @@ The index is kept by :class:`RunFiles` (``_index``) and the low-level checks liv
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -42,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from manifoldwalk import _json
 from manifoldwalk.experiments._index import INDEX, RunFiles
 from manifoldwalk.experiments._integrity import (
     RunDirError,
@@ -187,11 +194,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON atomically.
+    """Write ``obj`` as indented, strict JSON atomically.
 
     Args:
         path: The target file.
-        obj: A JSON-serialisable object (non-finite floats are written as ``NaN``/``Infinity``).
+        obj: A JSON-serialisable object; a non-finite float is written as ``null`` with a
+            ``<key>_note`` beside it saying what it was (:mod:`manifoldwalk._json`).
+
+    Raises:
+        ValueError: A non-finite float with no key to note it beside.
     """
     atomic_write_bytes(path, json_bytes(obj))
 
@@ -240,16 +251,20 @@ def read_csv(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file.
+    """Read a JSON file, turning each noted ``null`` back into the number it was.
 
     Args:
         path: The file.
 
     Returns:
-        The decoded object.
+        The decoded object (a ``null`` with a ``<key>_note`` is NaN or ±inf again; see
+        :mod:`manifoldwalk._json`).
+
+    Raises:
+        ValueError: The file is not JSON.
     """
-    with open(path) as f:
-        return json.load(f)
+    with open(path, "rb") as f:
+        return _json.loads(f.read())
 
 
 def _files(directory: Path) -> list[Path]:

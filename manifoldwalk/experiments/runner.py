@@ -23,6 +23,7 @@ The frameworks are reached only through an experiment backend, imported by name 
 from __future__ import annotations
 
 import platform
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,11 @@ import numpy as np
 
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._outputs import write_outputs
 from manifoldwalk.experiments._phase1 import run_phase1
 from manifoldwalk.experiments._pool import run_in_processes
+from manifoldwalk.experiments._provenance import record_session, session_record
+from manifoldwalk.experiments._run_groups import experiment_groups
 from manifoldwalk.experiments._seed import Seed, Stage, load_data
 from manifoldwalk.experiments._walk_stage import walk_seeds
 from manifoldwalk.experiments._weight_decay import run_weight_decay
@@ -117,6 +121,12 @@ def _start_seed(config: RunConfig, seed: int, d: Path, stage: Stage, threads: in
     rundir.clean_temporary_files(d)  # left by writes that a kill cut off
     files = rundir.RunFiles(d)
     write_config(d, config.for_seed(seed), files)
+    record_session(  # what this session runs with; no option of the run (see _provenance)
+        files,
+        session_record(
+            backend=config.backend, device=config.device, dtype=spec.dtype, threads=threads or 1
+        ),
+    )
     problem, theta0, p1 = run_phase1(backend, spec, ds, seed, d, stage, files)
     return Seed(seed, d, backend, stage, ds, problem, theta0, p1, files)
 
@@ -254,9 +264,11 @@ def run_experiment(
     if batch_seeds:
         if jobs != 1:
             raise ValueError("--batch-seeds walks every seed in one process; leave --jobs at 1")
-        return run_seeds_batched(
+        summaries = run_seeds_batched(
             config, list(config.seeds), show_progress=show_progress, threads=threads
         )
+        _write_outputs(config)
+        return summaries
     spec = config.spec
     _check_directory(config)
     todo = [
@@ -280,7 +292,25 @@ def run_experiment(
     else:
         run_in_processes(_worker, [(config, s, threads or 1) for s in todo], jobs, finished)
     bar.close()
+    _write_outputs(config)
     return [
         rundir.read_json(rundir.seed_dir(config.out, spec.name, s) / "summary.json")
         for s in config.seeds
     ]
+
+
+def _write_outputs(config: RunConfig) -> None:
+    """The table and the tidy histories beside the experiment's seed directories, counting
+    every finished seed there (see :mod:`manifoldwalk.experiments._outputs`)."""
+    exp_dir = rundir.seed_dir(config.out, config.spec.name, 0).parent
+    here = exp_dir.resolve()
+    for group in experiment_groups(exp_dir):
+        if group.directory.resolve() == here and group.finished:
+            try:
+                write_outputs(group)
+            except (OSError, ValueError) as err:  # the runs are done and kept: say, go on
+                print(
+                    f"manifoldwalk: the table and histories beside the runs were not written "
+                    f"({err}); `manifoldwalk table {exp_dir}` prints the table",
+                    file=sys.stderr,
+                )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import secrets
 import stat
@@ -32,6 +31,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 import numpy as np
+
+from manifoldwalk import _json
 
 __all__ = ["LinkError", "OutputDir"]
 
@@ -139,8 +140,9 @@ class OutputDir:
         return self.write_bytes(name, text.encode("utf-8"))
 
     def write_json(self, name: str, obj: Any) -> Path:
-        """Write ``obj`` as indented JSON with sorted keys (see :meth:`write_bytes`)."""
-        return self.write_text(name, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        """Write ``obj`` as indented, strict JSON with sorted keys (see :meth:`write_bytes`):
+        a non-finite number is ``null`` with a ``<key>_note`` beside it saying what it was."""
+        return self.write_text(name, _json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
     def write_csv(self, name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
         """Write a CSV with a header row; floats with ``repr`` precision (see :meth:`write_bytes`).

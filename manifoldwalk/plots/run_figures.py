@@ -115,6 +115,14 @@ class Evaluators:
         return self.cache[i]
 
 
+def _file_units(bands: dict[str, Band], metric: str) -> dict[str, Band]:
+    """The bands as the files hold them: accuracy as a fraction (the figures show percent)."""
+    if metric != "accuracy" or "test_metric" not in bands:
+        return bands
+    b = bands["test_metric"]
+    return {**bands, "test_metric": Band(b.x, b.mean / 100.0, b.std / 100.0, b.count)}
+
+
 def _metric_name(exp: ExperimentRuns) -> str:
     return "test accuracy" if exp.metric == "accuracy" else "test MSE"
 
@@ -127,7 +135,7 @@ def phase2(exp: ExperimentRuns, sink: Sink) -> None:
         sink: Where its files go.
     """
     n, lam = len(exp.seeds), exp.best_lambda
-    sink.bands("phase2.csv", "predictor_steps", phase2_curves(exp).bands)
+    sink.bands("phase2.csv", "predictor_steps", _file_units(phase2_curves(exp).bands, exp.metric))
     curves = phase2_curves(exp, PHASE2_PANELS)
     wd = wd_reference(exp)
     text = f"weight decay, λ = {format_lambda(lam)}" + (" (mean)" if n > 1 else "")
@@ -175,7 +183,8 @@ def compute(exp: ExperimentRuns, sink: Sink) -> None:
     """
     n, lam = len(exp.seeds), exp.best_lambda
     comp = compute_series(exp)
-    sink.bands("compute.csv", "example_grads", {"test_metric": comp.walk})
+    sink.bands("compute.csv", "example_grads", _file_units({"test_metric": comp.walk}, exp.metric))
+    unit = 100.0 if exp.metric == "accuracy" else 1.0  # files hold accuracy as a fraction
     sink.json(
         "compute.json",
         {
@@ -183,8 +192,8 @@ def compute(exp: ExperimentRuns, sink: Sink) -> None:
             "phase1_example_grads": comp.phase1_grads,
             "wd_lambda": comp.lam,
             "wd_example_grads": comp.wd_grads,
-            "wd_test_metric_mean": comp.wd_metric[0],
-            "wd_test_metric_std": comp.wd_metric[1],
+            "wd_test_metric_mean": comp.wd_metric[0] / unit,
+            "wd_test_metric_std": comp.wd_metric[1] / unit,
             "seeds": n,
         },
     )

@@ -11,7 +11,8 @@ Only the files a seed's ``DONE`` marker lists are read, each checked against its
 SHA-256 when it is read: a ``walk/thetas-*.npz`` file added after the run finished is not part
 of its trajectory. A listed file that does not hold what a run writes (an array of another
 shape, a CSV row of another length) raises
-:class:`~manifoldwalk.experiments.rundir.RunDirError` naming the file.
+:class:`~manifoldwalk.experiments.rundir.RunDirError` naming the file. The files written beside
+the seed directories (``table.*``, ``history.*``, ``wd.csv``) are outputs and are never read.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._outputs import read_metrics
 from manifoldwalk.experiments.rundir import RunDirError
 from manifoldwalk.experiments.table import (
     TableRow,
@@ -225,22 +227,6 @@ class ExperimentRuns:
 
 _THETAS = re.compile(r"walk/thetas-[0-9]{8}\.npz")
 
-#: The columns of ``metrics.csv`` (with ``test_<metric>``).
-_METRICS = (
-    "step",
-    "n_predictor",
-    "n_corrector",
-    "n_grad_evals",
-    "example_grads",
-    "train_loss",
-    "deviation",
-    "reg",
-    "angle",
-    "kkt",
-    "eta_p",
-    "test_loss",
-)
-
 
 def _thetas(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A saved segment's steps and its θ rows (memory-mapped), their shapes checked."""
@@ -258,26 +244,6 @@ def _thetas(path: Path) -> tuple[np.ndarray, np.ndarray]:
             f"floats for each of its {len(steps)} steps",
         )
     return steps.astype(np.int64), theta
-
-
-def _metrics(d: Path, listing: dict, metric: str) -> dict[str, np.ndarray]:
-    """``metrics.csv`` of a finished run, checked against ``DONE`` and its columns."""
-    path = d / "metrics.csv"
-    data = rundir.read_listed(d, "metrics.csv", listing)
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as err:
-        raise RunDirError(path, f"it is not text ({err})") from None
-    cols = rundir.csv_columns(text, path)
-    missing = [c for c in (*_METRICS, f"test_{metric}") if c not in cols]
-    if missing:
-        raise RunDirError(path, f"it lacks the columns {missing}")
-    if len(cols["step"]) == 0:
-        raise RunDirError(path, "it holds no record")
-    # a resumed walk records the step it resumed from again: keep the last record of a step
-    _, last = np.unique(cols["n_predictor"][::-1], return_index=True)
-    keep = np.sort(len(cols["n_predictor"]) - 1 - last)
-    return {k: v[keep] for k, v in cols.items()}
 
 
 def _plot_problem(config: dict, summary: dict) -> str | None:
@@ -334,7 +300,7 @@ def load_runs(directory: str | os.PathLike[str]) -> list[ExperimentRuns]:
                     path=d,
                     config=config,
                     summary=summary,
-                    metrics=_metrics(d, listing, str(summary["metric"])),
+                    metrics=read_metrics(d, listing, str(summary["metric"])),
                 )
             )
         out.append(

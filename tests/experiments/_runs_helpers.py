@@ -23,10 +23,11 @@ def _strip(obj):
 
 def run_files(d: Path) -> dict[str, object]:
     """Every file of a run directory as comparable content (timings, the DONE marker and the
-    index out: their hashes cover files that hold timings)."""
+    index out: their hashes cover files that hold timings; provenance.json out: it records
+    each session that ran the seed, so a resumed run holds one record more)."""
     out: dict[str, object] = {}
     for p in sorted(d.rglob("*")):
-        if not p.is_file() or p.name in ("DONE", "index.json"):
+        if not p.is_file() or p.name in ("DONE", "index.json", "provenance.json"):
             continue
         rel = str(p.relative_to(d))
         if p.suffix == ".json":
