@@ -79,3 +79,51 @@ def test_torch_hvp_checks_its_vector():
         problem.hvp(theta, theta[:-1])
     with pytest.raises(TypeError):
         problem.hvp(theta, theta.float())
+
+
+@pytest.mark.parametrize("data_kind", ["one batch", "from_loss batches"])
+def test_jax_hvp_and_spectrum_match_the_dense_hessian(data_kind):
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)  # as tests/test_array_backends.py does
+    import jax.numpy as jnp
+    import manifoldwalk_jax as mj
+
+    k1, k2 = jax.random.split(jax.random.PRNGKey(0))
+    x = jax.random.normal(k1, (40, 4), dtype=jnp.float64)
+    y = jax.random.randint(k2, (40,), 0, 3)
+
+    def apply_fn(p, x):
+        return jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+
+    def loss_fn(logits, y):
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(y.shape[0]), y])
+
+    params = {
+        "w1": 0.5 * jax.random.normal(k1, (4, 6), dtype=jnp.float64),
+        "b1": jnp.zeros(6, dtype=jnp.float64),
+        "w2": 0.5 * jax.random.normal(k2, (6, 3), dtype=jnp.float64),
+        "b2": jnp.zeros(3, dtype=jnp.float64),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an untrained net
+        if data_kind == "one batch":
+            problem = mj.from_apply(apply_fn, params, loss_fn, (x, y))
+        else:
+            batches = [{"x": x[:25], "y": y[:25]}, {"x": x[25:], "y": y[25:]}]
+            problem = mj.from_loss(
+                lambda p, b: loss_fn(apply_fn(p, b["x"]), b["y"]), params, batches
+            )
+    theta = problem.theta0
+    # the dense Hessian of the same loss, by jax.hessian through the adapter's unflatten
+    hessian = np.asarray(
+        jax.hessian(lambda t: loss_fn(apply_fn(problem.unflatten(t), x), y))(theta)
+    )
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        v = rng.standard_normal(hessian.shape[0])
+        got = np.asarray(problem.hvp(theta, jnp.asarray(v)))
+        np.testing.assert_allclose(got, hessian @ v, atol=1e-12)
+    top = curvature.top_eigenvalues(problem, theta, 2)
+    np.testing.assert_allclose(
+        top.values, np.sort(np.linalg.eigvalsh(hessian))[::-1][:2], atol=1e-10
+    )
