@@ -105,7 +105,8 @@ def check_gradient(
     Below float64 (θ in float32, say) the slope is unreliable, so:
 
     * where the problem has a float64 copy (``problem.as_float64()`` returning a Problem,
-      as the PyTorch problems and the JAX problems with ``jax_enable_x64`` on do) and
+      as the PyTorch problems, the JAX problems with ``jax_enable_x64`` on and the Keras
+      problems of Sequential and Functional models do) and
       ``float64`` is True, the check runs on that copy at θ cast to float64 (the same
       seeded direction), with the float64 verdict above; the message says so;
     * otherwise ∇L·d is compared with the central differences

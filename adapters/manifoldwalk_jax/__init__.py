@@ -6,7 +6,9 @@ Three lines wrap a model::
     problem = manifoldwalk_jax.from_apply(apply_fn, params, loss_fn, (x_train, y_train))
     result = manifoldwalk.walk(problem, problem.theta0)
 
-See :func:`from_apply` and ``docs/adapters.md`` (section "JAX").
+A loss of the parameters and a batch of any structure (dicts, several inputs, a model that
+computes its own loss) is wrapped with ``from_loss(loss_fn, params, data)``. See
+:func:`from_apply`, :func:`from_loss` and ``docs/adapters.md`` (section "JAX").
 """
 
 try:
@@ -17,6 +19,15 @@ except ImportError as err:  # pragma: no cover - exercised by a test that hides 
 
 from manifoldwalk_jax.batch import walk_batch
 from manifoldwalk_jax.loop import CompiledProblem, compiled
+from manifoldwalk_jax.loss_problem import JaxLossProblem, from_loss
 from manifoldwalk_jax.problem import JaxProblem, from_apply
 
-__all__ = ["CompiledProblem", "JaxProblem", "compiled", "from_apply", "walk_batch"]
+__all__ = [
+    "CompiledProblem",
+    "JaxLossProblem",
+    "JaxProblem",
+    "compiled",
+    "from_apply",
+    "from_loss",
+    "walk_batch",
+]

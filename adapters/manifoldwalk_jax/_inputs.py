@@ -1,11 +1,10 @@
-"""The inputs a JAX problem is built from: the arguments' order, the data as device arrays
-(whole or in equal batches), θ's device, and float64 copies."""
+"""The inputs a JAX problem is built from: the arguments' order, the data as device arrays,
+θ's device, and float64 copies."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -65,40 +64,3 @@ def _as_data(data: Any, device: Any, what: str) -> tuple[jax.Array, jax.Array]:
     x, y = (jax.device_put(jnp.asarray(a), device) for a in data)
     check_examples(what, x.shape, y.shape)
     return x, y
-
-
-def _split_batches(x: jax.Array, y: jax.Array, batch: int) -> tuple[jax.Array, ...]:
-    """``(xs, ys, x_rest, y_rest)``: full batches stacked on a new leading axis, then the rest."""
-    n_full = x.shape[0] // batch
-    cut = n_full * batch
-
-    def stack(a: jax.Array) -> jax.Array:
-        return jnp.reshape(a[:cut], (n_full, batch, *a.shape[1:]))
-
-    return stack(x), stack(y), x[cut:], y[cut:]
-
-
-def _batched(per_batch: Callable[..., Any], n: int) -> Callable[..., Any]:
-    """Turn a per-batch mean into the exact full-data mean Σ_b (n_b / n) f(batch_b).
-
-    ``per_batch(theta, frozen, xb, yb)`` returns a pytree (a loss, or a loss and gradient);
-    the result runs it over the stacked full batches with ``lax.scan`` (memory of one
-    batch) and once more over the remainder, if there is one.
-    """
-
-    def total(theta, frozen, xs, ys, x_rest, y_rest):  # noqa: ANN001, ANN202 - traced
-        weight = xs.shape[1] / n
-
-        def body(acc, batch):  # noqa: ANN001, ANN202
-            out = per_batch(theta, frozen, *batch)
-            return jax.tree_util.tree_map(lambda a, o: a + o * weight, acc, out), None
-
-        shapes = jax.eval_shape(per_batch, theta, frozen, xs[0], ys[0])
-        init = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-        acc, _ = jax.lax.scan(body, init, (xs, ys))
-        if x_rest.shape[0]:
-            out = per_batch(theta, frozen, x_rest, y_rest)
-            acc = jax.tree_util.tree_map(lambda a, o: a + o * (x_rest.shape[0] / n), acc, out)
-        return acc
-
-    return total

@@ -28,6 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from manifoldwalk.adapter_api import Carry, DeviceLoop, ProblemError, check_examples, check_pair
+from manifoldwalk_jax._device_data import DeviceBatches
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._reg import RegFn
 from manifoldwalk_jax.loop import compile_loop
@@ -85,7 +86,11 @@ class ShardedJaxProblem(JaxProblem):
         self.n_examples = int(x.shape[0])
         self.n_sharded = self.n_examples - self.n_examples % len(devices)
         self.theta0: jax.Array = jax.device_put(self.theta0, self.replicated)
-        self._args = self._place(x, y)
+        frozen, *arrays = self._place(x, y)
+        self._frozen = frozen
+        # the four arrays as one batch, whose loss is the exact mean over both parts
+        whole = DeviceBatches.gather([(tuple(arrays), self.n_examples)], lambda a: a, None)
+        self._set_batches(lambda params, batch: self._loss_of(params, *batch), whole)
         self._sharded = True
         super()._warn_if_untrained(x, y)
 

@@ -9,8 +9,10 @@ Three lines wrap a model::
 Keras must run on the TensorFlow backend. Importing this package sets ``KERAS_BACKEND`` to
 ``"tensorflow"`` when it is unset, which only helps if Keras was not imported yet: set
 ``KERAS_BACKEND=tensorflow`` in the environment (or import this package before Keras) when
-another backend is configured. See :func:`from_model` and ``docs/adapters.md`` (section
-"Keras / TensorFlow").
+another backend is configured. A loss of the model and a batch of any structure (dicts,
+several inputs, a model that computes its own loss) is wrapped with
+``from_loss(model, loss_fn, data)``. See :func:`from_model`, :func:`from_loss` and
+``docs/adapters.md`` (section "Keras / TensorFlow").
 """
 
 import os
@@ -25,6 +27,7 @@ except ImportError as err:  # pragma: no cover - exercised by a test that hides 
         "manifoldwalk_tf needs TensorFlow and Keras 3: pip install manifoldwalk[tensorflow]"
     ) from err
 
+from manifoldwalk_tf.loss_problem import TFLossProblem, from_loss
 from manifoldwalk_tf.problem import TFProblem, from_model
 
-__all__ = ["TFProblem", "from_model"]
+__all__ = ["TFLossProblem", "TFProblem", "from_loss", "from_model"]

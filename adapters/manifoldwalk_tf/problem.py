@@ -1,10 +1,12 @@
 """``TFProblem``: a Keras 3 model (TensorFlow backend), loss and data as a Problem on flat θ.
 
-The loss and its gradient are one ``tf.function``, traced once: it splits the flat θ into
-tensors shaped like the model's trainable variables, runs the model functionally with
-``model.stateless_call`` (so θ is never written into the variables during a walk), applies the
-loss (over the data in batches, in a ``tf.while_loop``, when ``batch_size`` is given) and
-returns the gradient with respect to the flat θ, the flattening included.
+It is :class:`~manifoldwalk_tf._base.TFBase` (the path ``from_loss`` takes too) with the loss
+of one batch ``loss_fn(outputs, y)``: the loss and its gradient are one ``tf.function``, traced
+once: it splits the flat θ into tensors shaped like the model's trainable variables, runs the
+model functionally with ``model.stateless_call`` (so θ is never written into the variables
+during a walk), applies the loss (over the data in batches, in a ``tf.while_loop``, when
+``batch_size`` is given) and returns the gradient with respect to the flat θ, the flattening
+included.
 
 Two seams. Eager (the default): the engine computes on numpy, so θ, the loss and the gradient
 cross as numpy arrays on the host (one copy of θ in, one of the gradient out, per step).
@@ -20,47 +22,44 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from manifoldwalk.adapter_api import (
     EVAL_TASKS,
     DeviceLoop,
-    ModelProblem,
     ProblemError,
-    RegPair,
     accuracy_shape_error,
     check_batch_size,
     check_callable,
-    reg_not_differentiable,
     trivial_loss,
     warn_if_untrained,
 )
-from manifoldwalk_tf._flat import FlatVariables
+from manifoldwalk_tf._base import TFBase
+from manifoldwalk_tf._float64 import float64_loss
+from manifoldwalk_tf._held import HeldBatches
 from manifoldwalk_tf._loop import chunk_runner
-from manifoldwalk_tf._namespace import register as register_namespace
-from manifoldwalk_tf._reg import callable_reg, l2_reg, weights_reg
 from manifoldwalk_tf._wrap_checks import (
     _as_tensors,
     _check_backend,
     _check_order,
-    _check_precision,
     _in_our_order,
     _takes_training,
     _warn_if_stochastic,
 )
 
 LossFn = Callable[[Any, Any], Any]
+"""``loss_fn(outputs, targets) -> 0-d tensor``: a batch's mean loss (a Keras loss is called as Keras orders it)."""
 
 TASKS = EVAL_TASKS
 """The tasks :meth:`TFProblem.evaluate` knows: accuracy or mean squared error."""
 
 
-class TFProblem(ModelProblem):
+class TFProblem(TFBase):
     """A Keras model's training loss as a manifoldwalk Problem on the flat trainable θ.
 
     Build it with :func:`from_model`, which documents the arguments; θ is a flat numpy array.
-    Its members are those of :class:`~manifoldwalk._model_problem.ModelProblem`.
+    Its members are those of :class:`~manifoldwalk._model_problem.ModelProblem`, plus
+    ``flatten``, ``compile_step``, ``compile_loop`` and ``as_float64``.
 
     Attributes:
         model: the wrapped Keras model.
@@ -70,11 +69,6 @@ class TFProblem(ModelProblem):
         loop_cache: the compiled chunks of earlier walks
             (:class:`~manifoldwalk.adapter_api.CompileCache`; ``loop_cache.clear()`` frees them).
     """
-
-    _dtype_owner = "the model's variables are"
-    _dtype_remedy = "or build the model in θ's dtype"
-    _shape_error = ProblemError
-    _checks_reg_theta = True
 
     def __init__(
         self,
@@ -94,45 +88,22 @@ class TFProblem(ModelProblem):
         x, y = _as_tensors(data, "data")
         if not model.built:
             model(x[:1])  # build the variables
-        _check_precision(model)
-        self.model = model
-        self._flat = FlatVariables(model.trainable_variables)
-        super().__init__(self._flat.shapes, np.dtype(self._flat.dtype), reg)
-        self.compiled = compile
-        self.theta0: np.ndarray | tf.Tensor = self._flat.read()
-        if compile:  # the walk runs on tf.Tensor from its first step
-            register_namespace()
-            self.theta0 = tf.constant(self.theta0)
-        self._non_trainable = list(model.non_trainable_variables)
+        # what as_float64 builds its copy from
+        self._float64_args = (loss_fn, data, reg, batch_size)
+        self._init_model(model, reg, compile)
         self._call_kwargs = {"training": False} if _takes_training(model) else {}
         self._loss_fn = _in_our_order(loss_fn)
         self._x, self._y = self._cast(x), self._cast(y)
         n = int(x.shape[0])
         batch = check_batch_size(batch_size, "batch_size")
-        self._batch = None if batch is None or batch >= n else batch
-        if callable(reg) and not isinstance(reg, str):
-            self._check_reg_gradient(reg)
+        batch = None if batch is None or batch >= n else batch
         _warn_if_stochastic(model)
         outputs, probe_loss = self._check_loss_is_scalar()
-        spec = [tf.TensorSpec([self.n_params], tf.as_dtype(self.dtype))]
-        self._tf_loss_and_grad = tf.function(self._full_loss_and_grad, input_signature=spec)
-        self._tf_loss = tf.function(self._full_loss, input_signature=spec)
+        self._probe_dtype = tf.convert_to_tensor(probe_loss).dtype
+        held = HeldBatches.even((self._x, self._y), batch, self._tf_dtype)
+        self._set_batches(self._batch_loss, held)
         self._tf_eval_sums = tf.function(self._eval_sums, reduce_retracing=True)
         self._warn_if_untrained(outputs, probe_loss)
-
-    # --- compiled steps and chunks -------------------------------------------------------
-
-    def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
-        """The walk's pure step as one XLA-compiled ``tf.function``, if ``compile`` was asked.
-
-        ``manifoldwalk.walk`` calls this (unless ``driver=Eager(compile_step=False)``). Without
-        ``from_model(..., compile=True)`` the step is returned as it is (eager, numpy seam).
-        With it, the step runs on ``tf.Tensor`` and fuses the engine's vector algebra with the
-        loss and gradient; the first call traces and compiles (seconds).
-        """
-        if not self.compiled:
-            return step
-        return tf.function(step, jit_compile=True, autograph=False)  # the step is branch-free
 
     def compile_loop(self, loop: DeviceLoop) -> Callable[[Any], Any]:
         """Up to K walk steps per host synchronisation (``walk(..., driver=Chunked(K))``).
@@ -145,31 +116,13 @@ class TFProblem(ModelProblem):
         Raises:
             ProblemError: the problem was built without ``compile=True``.
         """
-        if not self.compiled:
-            raise ProblemError(
-                "steps_per_sync needs the walk on tf.Tensor: build the problem with "
-                "manifoldwalk_tf.from_model(..., compile=True)."
-            )
-        return self.loop_cache.get(loop, lambda: chunk_runner(loop))
+        return self._compile_loop(loop, chunk_runner)
 
-    # --- between θ and the model ----------------------------------------------------------
-
-    def unflatten(self, theta: np.ndarray) -> list[np.ndarray]:
-        """θ as a list of numpy arrays, one per trainable variable (``model.trainable_variables``
-        order, each with its variable's shape and dtype)."""
-        return self._flat.unflatten(theta)
-
-    def flatten(self, arrays: list[Any]) -> np.ndarray:
-        """Flat θ from one array per trainable variable, in order (inverse of ``unflatten``).
-
-        Raises:
-            ProblemError: the wrong number of arrays or a wrong shape.
-        """
-        return self._flat.flatten(arrays)
-
-    def assign(self, theta: np.ndarray) -> None:
-        """Write θ into the model's trainable variables (e.g. the walk's final θ)."""
-        self._flat.assign(theta)
+    def _float64_copy(self, model: keras.Model) -> TFProblem:
+        """The problem on the float64 ``model``: the same data (floating arrays cast), the
+        loss in float64, the same regulariser and batch size; not compiled."""
+        loss_fn, data, reg, batch_size = self._float64_args
+        return TFProblem(model, float64_loss(loss_fn), data, reg=reg, batch_size=batch_size)
 
     # --- traced pieces --------------------------------------------------------------------
 
@@ -181,59 +134,10 @@ class TFProblem(ModelProblem):
         )
         return outputs
 
-    def _batch_loss(self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        """The mean loss over one batch."""
+    def _batch_loss(self, theta: tf.Tensor, batch: tuple[tf.Tensor, tf.Tensor]) -> tf.Tensor:
+        """The mean loss over one ``(x, y)`` batch."""
+        xb, yb = batch
         return tf.cast(self._loss_fn(self._outputs(theta, xb), yb), theta.dtype)
-
-    def _batch_loss_and_grad(
-        self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
-        """The mean loss over one batch and its gradient with respect to the flat θ."""
-        with tf.GradientTape() as tape:
-            tape.watch(theta)
-            loss = self._batch_loss(theta, xb, yb)
-        grad = tape.gradient(loss, theta, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return loss, grad
-
-    def _full_loss_and_grad(self, theta: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """L and ∇L over all the data (the body of the one ``tf.function``)."""
-        return self._over_batches(self._batch_loss_and_grad, theta, with_grad=True)
-
-    def _full_loss(self, theta: tf.Tensor) -> tf.Tensor:
-        """L over all the data, forward passes only."""
-        return self._over_batches(self._batch_loss, theta, with_grad=False)
-
-    def _over_batches(
-        self, per_batch: Callable[..., Any], theta: tf.Tensor, *, with_grad: bool
-    ) -> Any:
-        """Σ_b (n_b / n) per_batch(θ, batch_b): the exact full-data mean, batch by batch.
-
-        ``per_batch`` returns a loss, or (``with_grad``) a loss and a gradient.
-        """
-        x, y, batch = self._x, self._y, self._batch
-        if batch is None:
-            return per_batch(theta, x, y)
-        n = int(x.shape[0])
-        n_full, rest = divmod(n, batch)
-        weight = tf.constant(batch / n, theta.dtype)
-
-        def body(i: tf.Tensor, acc: Any) -> tuple[tf.Tensor, Any]:
-            start = i * batch
-            out = per_batch(theta, x[start : start + batch], y[start : start + batch])
-            return i + 1, tf.nest.map_structure(lambda a, o: a + o * weight, acc, out)
-
-        dtype = theta.dtype
-        zeros = tf.zeros([], dtype)
-        if with_grad:
-            zeros = (zeros, tf.zeros([self.n_params], dtype))
-        _, acc = tf.while_loop(
-            lambda i, _: i < n_full, body, (tf.constant(0), zeros), parallel_iterations=1
-        )  # one batch at a time: the memory of one batch
-        if rest:
-            out = per_batch(theta, x[n_full * batch :], y[n_full * batch :])
-            w_rest = tf.constant(rest / n, theta.dtype)
-            acc = tf.nest.map_structure(lambda a, o: a + o * w_rest, acc, out)
-        return acc
 
     def _eval_sums(self, theta: tf.Tensor, xb: tf.Tensor, yb: tf.Tensor, *, task: str) -> tf.Tensor:
         """``[loss · n_b, metric · n_b]`` over one batch."""
@@ -254,48 +158,6 @@ class TFProblem(ModelProblem):
 
     # --- ModelProblem's hooks -------------------------------------------------------------
 
-    def _loss_and_grad_flat(self, theta: Any) -> tuple[Any, Any]:
-        """``(L, ∇L)`` at a checked θ in one ``tf.function`` call: numpy for a numpy θ (the
-        eager seam), ``tf.Tensor`` for a ``tf.Tensor`` (the compiled seam)."""
-        if tf.is_tensor(theta):  # the compiled seam: stay in TensorFlow
-            return self._tf_loss_and_grad(theta)
-        loss, grad = self._tf_loss_and_grad(theta)
-        return np.asarray(loss.numpy()), grad.numpy()
-
-    def _loss_flat(self, theta: Any) -> Any:
-        """L at a checked θ (forward passes only), of θ's kind."""
-        if tf.is_tensor(theta):
-            return self._tf_loss(theta)
-        return np.asarray(self._tf_loss(theta).numpy())
-
-    def _coerce_theta(self, theta: Any) -> Any:
-        # a tf.Tensor as it is, anything else as a numpy array
-        return theta if tf.is_tensor(theta) else np.asarray(theta)
-
-    def _dtype_of(self, theta: Any) -> np.dtype:
-        return np.dtype(tf.as_dtype(theta.dtype).as_numpy_dtype)
-
-    def _cast_hint(self, theta: Any) -> str:
-        if tf.is_tensor(theta):
-            return f"tf.cast(theta, tf.{self.dtype})"
-        return f"theta.astype(np.{self.dtype})"
-
-    def _check_shape(self, shape: Any) -> None:
-        self._flat.check_shape(shape)
-
-    def _l2_reg(self) -> RegPair:
-        return l2_reg()
-
-    def _weights_reg(self, mask: np.ndarray) -> RegPair:
-        return weights_reg(mask.astype(self.dtype))
-
-    def _callable_reg(self, fn: Callable[[tf.Tensor], tf.Tensor]) -> RegPair:
-        return callable_reg(fn, self.n_params, self.dtype)
-
-    def _eval_theta(self, theta: Any) -> tf.Tensor:
-        # any dtype, cast to θ's; the shape checked
-        return tf.convert_to_tensor(self._flat.check(theta))
-
     def _eval_data(self, x: Any, y: Any) -> tuple[tf.Tensor, tf.Tensor]:
         x, y = _as_tensors((x, y), "evaluate")
         return self._cast(x), self._cast(y)
@@ -308,13 +170,6 @@ class TFProblem(ModelProblem):
     def _cast(self, a: tf.Tensor) -> tf.Tensor:
         """Floating-point data in θ's dtype; integer data (labels, token ids) unchanged."""
         return tf.cast(a, self.dtype) if a.dtype.is_floating else a
-
-    def _check_reg_gradient(self, reg: Callable[[tf.Tensor], tf.Tensor]) -> None:
-        """Raise unless a callable ``reg``'s gradient at θ0 is finite (its tracing, and a
-        gradient connected to θ, are checked where it is built: ``_reg.callable_reg``)."""
-        grad = np.asarray(self.reg_grad(self.theta0))
-        if not np.all(np.isfinite(grad)):
-            raise reg_not_differentiable(reg, "TensorFlow (tf operations)", "a non-finite gradient")
 
     def _warn_if_untrained(self, outputs: Any, probe_loss: Any) -> None:
         """Warn when L0 is not well below the trivial loss (a recognised cross-entropy or MSE;

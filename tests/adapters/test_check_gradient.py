@@ -1,4 +1,5 @@
-"""check_gradient on small random nets: no false alarms, every 10 % gradient bug caught.
+"""check_gradient on small random nets: no false alarms, every 10 % gradient bug caught
+(PyTorch, JAX and Keras; float32 nets checked on their float64 copies).
 
 The full counts (200 checks per case, Keras too) are benchmarks/check_gradient_alarms.py's.
 """
@@ -77,6 +78,41 @@ def jax_problem(spec: dict[str, Any], dtype: str) -> Any:
         return manifoldwalk_jax.from_apply(apply, params, loss, (jnp.asarray(spec["x"], dtype), y))
 
 
+def tf_problem(spec: dict[str, Any], dtype: str) -> Any:
+    pytest.importorskip("tensorflow")
+    manifoldwalk_tf = pytest.importorskip("manifoldwalk_tf")
+    import keras
+
+    act = ("tanh", "relu", "sigmoid")[spec["act"]]
+    model = keras.Sequential([keras.Input((spec["weights"][0][0].shape[0],), dtype=dtype)])
+    for i, (w, _) in enumerate(spec["weights"]):
+        last = i == len(spec["weights"]) - 1
+        model.add(keras.layers.Dense(w.shape[1], None if last else act, dtype=dtype))
+    for layer, (w, b) in zip(model.layers, spec["weights"], strict=True):
+        layer.set_weights([w.astype(dtype), b.astype(dtype)])
+    if spec["classify"]:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+    else:
+        loss = keras.losses.MeanSquaredError(dtype=dtype)
+    y = spec["y"] if spec["classify"] else spec["y"].astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return manifoldwalk_tf.from_model(model, loss, (spec["x"].astype(dtype), y))
+
+
+class Once:
+    """``problem`` with its float64 copy made once (the Keras copy clones the model)."""
+
+    def __init__(self, problem: Any):
+        self.problem, self.copy = problem, problem.as_float64()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.problem, name)
+
+    def as_float64(self) -> Any:
+        return self.copy
+
+
 class Buggy:
     """``problem`` with its gradient multiplied by a 0/1/−1/1.1 mask (the loss untouched);
     the bug travels to the float64 copy."""
@@ -112,7 +148,7 @@ class Buggy:
 
 def bugs(spec: dict[str, Any], n: int, seed: int) -> dict[str, np.ndarray]:
     """Gradient masks: ×1.1, the first weight matrix zeroed, the last layer's sign flipped."""
-    w_in = spec["weights"][0][0].size  # θ starts with the first layer's weight (both adapters)
+    w_in = spec["weights"][0][0].size  # θ starts with the first layer's weight (all adapters)
     last = sum(w.size for w, _ in spec["weights"][-1:])
     zero, flip = np.ones(n), np.ones(n)
     zero[:w_in] = 0.0
@@ -127,18 +163,21 @@ def x64() -> Any:
         yield
 
 
+BUILDERS = {"torch": torch_problem, "jax": jax_problem, "tf": tf_problem}
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("framework", ["torch", "jax", "tf"])
 def test_no_false_alarms_and_bugs_caught(framework, dtype, request):
     if framework == "jax":
         request.getfixturevalue("x64")
-    build = torch_problem if framework == "torch" else jax_problem
+    build = BUILDERS[framework]
     alarms, missed = [], []
     # (JAX compiles every net and its float64 copy: fewer of them keep the suite short; the
     # benchmark checks 200)
-    for seed in range(CHECKS if framework == "torch" else 4):
+    for seed in range(4 if framework == "jax" else CHECKS):
         spec = net(seed)
-        problem = build(spec, dtype)
+        problem = Once(build(spec, dtype)) if framework == "tf" else build(spec, dtype)
         report = check_gradient(problem, problem.theta0, seed=seed)
         if not report.passed:
             alarms.append((seed, report.message))

@@ -40,8 +40,8 @@ __all__ = [
     "set_weights",
 ]
 
-#: A parameter pytree: ``{"conv": [layer, ...], "dense": [layer, ...]}``, layer = kernel + bias.
 Params = dict[str, list[dict[str, jax.Array]]]
+"""A parameter pytree: ``{"conv": [layer, ...], "dense": [layer, ...]}``, layer = kernel + bias."""
 
 _glorot = jax.nn.initializers.glorot_normal()
 

@@ -43,8 +43,8 @@ __all__ = [
     "train",
 ]
 
-#: Adam's ε (Keras' default).
 ADAM_EPS = 1e-7
+"""Adam's ε (Keras' default)."""
 
 
 class AdamState(NamedTuple):
