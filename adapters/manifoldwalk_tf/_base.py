@@ -247,6 +247,20 @@ class TFBase(ModelProblem):
             return loss, grad
         return np.asarray(loss.numpy()), grad.numpy()
 
+    def _hvp_flat(self, theta: Any, v: Any) -> Any:
+        """∇²L(θ)·v forward over reverse: the gradient's ``tf.function`` run under a
+        ``tf.autodiff.ForwardAccumulator`` along ``v``; of θ's kind."""
+        t, d = tf.convert_to_tensor(theta), tf.convert_to_tensor(v)
+        with tf.autodiff.ForwardAccumulator(t, d) as acc:
+            if self._streamed is None:
+                _, grad = self._tf_loss_and_grad(t)
+            else:
+                _, grad = stream_total(
+                    lambda b: self._tf_batch_loss_and_grad(t, b), self._converted()
+                )
+        hv = acc.jvp(grad, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return hv if tf.is_tensor(theta) else hv.numpy()
+
     def _loss_flat(self, theta: Any) -> Any:
         """L at a checked θ (forward passes only), of θ's kind."""
         if self._streamed is None:

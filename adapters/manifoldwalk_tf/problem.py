@@ -92,6 +92,10 @@ class TFProblem(TFBase):
         self._float64_args = (loss_fn, data, reg, batch_size)
         self._init_model(model, reg, compile)
         self._call_kwargs = {"training": False} if _takes_training(model) else {}
+        if str(self.dtype) == "float64":
+            # a Keras loss object computes in its own dtype (floatx, float32 by default): a
+            # float64 model's loss would be rounded to float32, and its gradient with it
+            loss_fn = float64_loss(loss_fn)
         self._loss_fn = _in_our_order(loss_fn)
         self._x, self._y = self._cast(x), self._cast(y)
         n = int(x.shape[0])

@@ -127,3 +127,44 @@ def test_jax_hvp_and_spectrum_match_the_dense_hessian(data_kind):
     np.testing.assert_allclose(
         top.values, np.sort(np.linalg.eigvalsh(hessian))[::-1][:2], atol=1e-10
     )
+
+
+def test_keras_hvp_matches_the_dense_hessian_in_float64():
+    tf = pytest.importorskip("tensorflow")
+    import keras
+    import manifoldwalk_tf as mtf
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(6, activation="tanh", dtype="float64"),
+            keras.layers.Dense(3, dtype="float64"),
+        ]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an untrained net
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)  # floatx: float32
+        problem = mtf.from_model(model, loss, (x, y))
+    theta = problem.theta0
+    # a float64 model's loss is computed in float64, not in the Keras loss object's float32
+    logits = model(x).numpy()
+    exact = np.mean(np.log(np.exp(logits).sum(1)) - logits[np.arange(40), y])
+    assert float(problem.loss(theta)) == pytest.approx(exact, rel=1e-14)
+    t = tf.constant(np.asarray(theta))
+    with tf.GradientTape() as outer:
+        outer.watch(t)
+        with tf.GradientTape() as inner:
+            inner.watch(t)
+            value = problem._tf_loss(t)
+        grad = inner.gradient(value, t)
+    hessian = outer.jacobian(grad, t).numpy()
+    for _ in range(3):
+        v = rng.standard_normal(hessian.shape[0])
+        np.testing.assert_allclose(np.asarray(problem.hvp(theta, v)), hessian @ v, atol=1e-12)
+    top = curvature.top_eigenvalues(problem, theta, 2)
+    np.testing.assert_allclose(
+        top.values, np.sort(np.linalg.eigvalsh(hessian))[::-1][:2], atol=1e-10
+    )
