@@ -23,17 +23,6 @@ def test_documented_code_runs(page):
         exec(compile(block, f"{page}", "exec"), namespace)  # noqa: S102 - our own docs
 
 
-def test_api_page_matches_the_docstrings():
-    import sys
-
-    sys.path.insert(0, str(DOCS))
-    try:
-        from make_api import render
-    finally:
-        sys.path.pop(0)
-    assert (DOCS / "api.md").read_text() == render(), "run: python docs/make_api.py"
-
-
 @pytest.mark.parametrize("section", ["## JAX", "## Keras / TensorFlow"])
 def test_wrapping_examples_run(section):
     """Each framework's complete example in docs/adapters.md runs (PyTorch's is run, with its
