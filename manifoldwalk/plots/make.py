@@ -250,22 +250,31 @@ def plot_runs(
     out: str | os.PathLike[str] | None = None,
     options: PlotOptions | None = None,
 ) -> list[PlotResult]:
-    """Plot every experiment with finished runs under ``directory``.
+    """Plot every experiment with finished runs, and every finished study, under ``directory``.
 
     Args:
-        directory: An output root, an experiment directory or a seed directory.
+        directory: An output root, an experiment directory, a seed directory or a study's
+            directory (:mod:`manifoldwalk.studies.figures`).
         out: The output root (None: ``plots`` in the current directory).
         options: What to draw.
 
     Returns:
-        One :class:`PlotResult` per experiment.
+        One :class:`PlotResult` per study, then one per experiment.
 
     Raises:
-        FileNotFoundError: ``directory`` holds no finished run.
+        FileNotFoundError: ``directory`` holds no finished run and no finished study.
         ImportError: matplotlib or the runs' framework is missing.
         LinkError: A directory below ``out`` on the way to the files is a link.
     """
+    from manifoldwalk.studies.figures import plot_studies  # by the "study" mark of config.json
+
     require_matplotlib()
-    experiments = load_runs(directory)
     out = Path("plots") if out is None else Path(out)
-    return [plot_experiment(exp, out, options) for exp in experiments]
+    studies = plot_studies(directory, out, (options or PlotOptions()).fmt)
+    try:
+        experiments = load_runs(directory)
+    except FileNotFoundError:
+        if not studies:
+            raise
+        experiments = []
+    return studies + [plot_experiment(exp, out, options) for exp in experiments]
