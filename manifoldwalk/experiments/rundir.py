@@ -460,6 +460,19 @@ def done_listing(directory: str | os.PathLike[str]) -> dict[str, dict[str, Any]]
     return listing
 
 
+def _listed(directory: Path, name: str, listing: Mapping[str, Any]) -> tuple[Path, Mapping]:
+    """The path of a file the ``DONE`` listing names, inside ``directory``, and its entry.
+
+    Raises:
+        RunDirError: The listing does not name the file, or its name leads out of the directory.
+    """
+    info = listing.get(name)
+    path = inside(directory, name)
+    if info is None or path is None:
+        raise RunDirError(directory / name, f"it is not listed in {directory / DONE}")
+    return path, info
+
+
 def check_listed(directory: str | os.PathLike[str], name: str, listing: Mapping[str, Any]) -> Path:
     """Check a file of a finished run against the ``DONE`` listing (streamed, not kept).
 
@@ -475,10 +488,7 @@ def check_listed(directory: str | os.PathLike[str], name: str, listing: Mapping[
         RunDirError: The listing does not name the file, or the file is not as listed.
     """
     directory = Path(directory)
-    info = listing.get(name)
-    path = inside(directory, name)
-    if info is None or path is None:
-        raise RunDirError(directory / name, f"it is not listed in {directory / DONE}")
+    path, info = _listed(directory, name, listing)
     try:
         same = path.stat().st_size == info.get("size") and file_sha256(path) == info.get("sha256")
     except OSError as err:
@@ -503,10 +513,7 @@ def read_listed(directory: str | os.PathLike[str], name: str, listing: Mapping[s
         RunDirError: The listing does not name the file, or the file is not as listed.
     """
     directory = Path(directory)
-    info = listing.get(name)
-    path = inside(directory, name)
-    if info is None or path is None:
-        raise RunDirError(directory / name, f"it is not listed in {directory / DONE}")
+    path, info = _listed(directory, name, listing)
     try:
         data = path.read_bytes()
     except OSError as err:
