@@ -15,7 +15,7 @@ import numpy as np
 
 from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.experiments.definitions import Experiment
-from manifoldwalk.experiments.progress import ProgressBar
+from manifoldwalk.experiments.progress import Progress, progress_bar
 from manifoldwalk.experiments.rundir import RunFiles
 
 __all__ = ["Seed", "Stage", "build_net", "damaged", "load_data"]
@@ -90,7 +90,7 @@ class Stage:
         self.show = show
         self.interval = 15.0 if plain else None
 
-    def bar(self, total: int, label: str, unit: str, initial: int = 0) -> ProgressBar:
+    def bar(self, total: int, label: str, unit: str, initial: int = 0) -> Progress:
         """A progress bar for one stage.
 
         Args:
@@ -102,7 +102,7 @@ class Stage:
         Returns:
             The bar (disabled when progress is not shown).
         """
-        return ProgressBar(
+        return progress_bar(
             total, label, unit=unit, enabled=self.show, interval=self.interval, initial=initial
         )
 

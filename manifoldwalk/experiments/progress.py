@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, Protocol, TextIO
 
-__all__ = ["ProgressBar", "format_seconds"]
+__all__ = ["Progress", "ProgressBar", "format_seconds", "progress_bar"]
 
 
 def format_seconds(seconds: float) -> str:
@@ -121,3 +121,67 @@ class ProgressBar:
         if self.tty:
             self.stream.write("\n")
         self.stream.flush()
+
+
+class Progress(Protocol):
+    """What a progress bar offers: ``update(count, extra)`` with the absolute count, ``close()``."""
+
+    def update(self, count: int, extra: str = "") -> None:
+        """Set the number of units done."""
+
+    def close(self) -> None:
+        """End the bar."""
+
+
+class _Tqdm:
+    """A tqdm bar behind :class:`ProgressBar`'s ``update(count, extra)`` and ``close()``."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def update(self, count: int, extra: str = "") -> None:
+        """Set the number of units done."""
+        self.bar.update(int(count) - self.bar.n)
+        if extra:
+            self.bar.set_postfix_str(extra, refresh=False)
+
+    def close(self) -> None:
+        """End the bar."""
+        self.bar.close()
+
+
+def progress_bar(
+    total: int,
+    label: str,
+    *,
+    unit: str = "it",
+    enabled: bool = True,
+    interval: float | None = None,
+    initial: int = 0,
+) -> Progress:
+    """A progress bar drawn where the user is looking.
+
+    Inside a Jupyter kernel, where a redrawn stderr line renders poorly, ``tqdm.auto`` draws its
+    notebook widget when tqdm is installed (it is not a dependency); elsewhere, and without
+    tqdm, the library's text bar on stderr (:class:`ProgressBar`: one line redrawn in place on a
+    terminal, a plain line every 15 s in a log file).
+
+    Args:
+        total: The number of units.
+        label: What is being done.
+        unit: The unit's name.
+        enabled: False: a bar that draws nothing.
+        interval: The text bar's seconds between redraws (see :class:`ProgressBar`).
+        initial: Units already done (a resumed run).
+
+    Returns:
+        An object with ``update(count, extra="")`` and ``close()``.
+    """
+    if enabled and "ipykernel" in sys.modules:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            return _Tqdm(tqdm(total=total, desc=label, unit=unit, initial=initial))
+    return ProgressBar(total, label, unit=unit, enabled=enabled, interval=interval, initial=initial)

@@ -42,7 +42,7 @@ from manifoldwalk.experiments._walk_stage import walk_seeds
 from manifoldwalk.experiments._weight_decay import run_weight_decay
 from manifoldwalk.experiments.backend import load_backend
 from manifoldwalk.experiments.config import RunConfig, check_config, write_config
-from manifoldwalk.experiments.progress import ProgressBar
+from manifoldwalk.experiments.progress import progress_bar
 
 __all__ = ["run_experiment", "run_seed", "run_seeds_batched"]
 
@@ -275,7 +275,7 @@ def run_experiment(
         s for s in config.seeds if not rundir.is_finished(rundir.seed_dir(config.out, spec.name, s))
     ]
     done = len(config.seeds) - len(todo)
-    bar = ProgressBar(
+    bar = progress_bar(
         len(config.seeds), f"{spec.name} seeds", unit="seeds", enabled=show_progress, initial=done
     )
     bar.update(done, f"{done} already finished" if done else "")

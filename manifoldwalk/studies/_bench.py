@@ -29,7 +29,7 @@ from manifoldwalk.experiments._seed import build_net, damaged, load_data
 from manifoldwalk.experiments.backend import load_backend
 from manifoldwalk.experiments.config import RunConfig, check_config, write_config
 from manifoldwalk.experiments.definitions import Experiment
-from manifoldwalk.experiments.progress import ProgressBar
+from manifoldwalk.experiments.progress import Progress, progress_bar
 
 STUDY_SCHEMES = ("default", "compensated")
 """The schemes a study walks with: the Newton-corrector ones (a random walk takes constant
@@ -358,6 +358,6 @@ class Bench:
         }
 
 
-def bar(show: bool, total: int, label: str, unit: str, initial: int = 0) -> ProgressBar:
+def bar(show: bool, total: int, label: str, unit: str, initial: int = 0) -> Progress:
     """A progress bar on stderr (disabled when not shown)."""
-    return ProgressBar(total, label, unit=unit, enabled=show, initial=initial)
+    return progress_bar(total, label, unit=unit, enabled=show, initial=initial)

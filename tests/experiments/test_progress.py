@@ -28,3 +28,45 @@ def test_a_slow_bar_gives_its_rate_per_minute():
     bar.start -= 120.0  # one seed in two minutes
     bar.update(1)
     assert "1/3 0.5 seeds/min" in bar.line() and "left 4m" in bar.line(), bar.line()
+
+
+def test_progress_bar_is_tqdm_inside_jupyter_and_text_elsewhere(monkeypatch):
+    import sys
+    import types
+
+    from manifoldwalk.experiments.progress import ProgressBar, progress_bar
+
+    calls = []
+
+    class FakeTqdm:
+        def __init__(self, total, desc, unit, initial):
+            self.n = initial
+            calls.append(("new", total, desc, unit, initial))
+
+        def update(self, k):
+            self.n += k
+            calls.append(("update", self.n))
+
+        def set_postfix_str(self, text, refresh):
+            calls.append(("postfix", text))
+
+        def close(self):
+            calls.append(("close",))
+
+    fake_auto = types.ModuleType("tqdm.auto")
+    fake_auto.tqdm = FakeTqdm
+    monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+    monkeypatch.setitem(sys.modules, "tqdm.auto", fake_auto)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert isinstance(progress_bar(10, "walk", unit="steps", initial=2), ProgressBar)
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    bar = progress_bar(10, "walk", unit="steps", initial=2)
+    bar.update(5, "R 3.1")
+    bar.close()
+    assert calls == [
+        ("new", 10, "walk", "steps", 2),
+        ("update", 5),
+        ("postfix", "R 3.1"),
+        ("close",),
+    ]
+    assert isinstance(progress_bar(10, "walk", enabled=False), ProgressBar)
