@@ -2,7 +2,8 @@
 
 On a terminal the bar redraws in place (at most every ``interval`` seconds); elsewhere (a log
 file, a worker process) it prints a plain line at most every ``interval`` seconds, so that long
-runs leave a readable trace without flooding the log.
+runs leave a readable trace without flooding the log. Inside a Jupyter kernel
+:func:`progress_bar` draws tqdm's notebook widget instead, when tqdm is installed.
 """
 
 from __future__ import annotations
