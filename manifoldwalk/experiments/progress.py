@@ -184,5 +184,6 @@ def progress_bar(
         except ImportError:
             pass
         else:
-            return _Tqdm(tqdm(total=total, desc=label, unit=unit, initial=initial))
+            resumed = {"initial": initial} if initial else {}
+            return _Tqdm(tqdm(total=total, desc=label, unit=unit, **resumed))
     return ProgressBar(total, label, unit=unit, enabled=enabled, interval=interval, initial=initial)
