@@ -159,10 +159,9 @@ class _Operator:
         return self.project(self.hvp(self.project(v)))
 
     def random(self, rng: np.random.Generator, rademacher: bool = False) -> Array:
-        host = rng.choice([-1.0, 1.0], self.dim + (self.unit_grad is not None))
-        if not rademacher:
-            host = rng.standard_normal(host.shape)
-        v = to_like(self.xp, host.reshape(tuple(self.theta.shape)), self.theta, self.theta.dtype)
+        shape = tuple(self.theta.shape)
+        host = rng.choice([-1.0, 1.0], shape) if rademacher else rng.standard_normal(shape)
+        v = to_like(self.xp, host, self.theta, self.theta.dtype)
         return self.project(v)
 
 
