@@ -9,7 +9,9 @@ Every paper backend (``manifoldwalk_torch.paper``, ``manifoldwalk_jax.paper``,
 ``nn.Module``); θ is the adapter's flat array, evaluated with the problem's own
 ``evaluate`` and copied to the host with ``manifoldwalk._array.to_numpy``. This one also has
 :func:`plane_losses`, the batched loss over many weight vectors that the loss-surface figures
-use (with a backend that lacks it, they evaluate one ``problem.loss`` per point).
+use (with a backend that lacks it, they evaluate one ``problem.loss`` per point), and
+:func:`train_batched`, many ``train`` runs of one net (a weight-decay sweep, seeds) as one
+batched computation (:mod:`manifoldwalk_torch.paper.batched`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from manifoldwalk.experiments._paper_parts import (
 )
 from manifoldwalk_torch import TorchProblem, from_model, walk_batch
 from manifoldwalk_torch.paper import nets, training
+from manifoldwalk_torch.paper.batched import train_batched
 
 __all__ = [
     "NETS",
@@ -41,6 +44,7 @@ __all__ = [
     "make_problem",
     "plane_losses",
     "train",
+    "train_batched",
     "walk_batch",
 ]
 
