@@ -23,7 +23,11 @@ It prints one line per (experiment, seed, setting) and then the table: median ev
 the seeds, the ratio of the paper's median to the setting's (and the smallest per-seed ratio),
 the largest |L − L0| at an on-level point (every on-level point has (L − L0)² ≤ τ), the largest
 |L − L0| anywhere (the predictor's excursions off the level set, corrector steps included),
-the R reached, the test metric there and the wall time of one run (median over seeds).
+the same in units of the walk's level tolerance (the largest over seeds), the loss-only
+evaluations (forward passes without a gradient, median over seeds; the ``landing`` settings
+probe the loss before they take a gradient, see ``manifoldwalk.landing``) with the predictor
+steps they refused (summed over seeds), the R reached, the test metric there and the wall
+time of one run (median over seeds). "evals" counts loss-and-gradient evaluations only.
 
     python benchmarks/grad_evals.py [--runs runs | --train] [--experiments iris-ff mpg-ff]
         [--seeds 3] [--fraction 0.5 0.9] [--settings default paper+newton] [--jobs 2] [--csv F]
@@ -114,6 +118,10 @@ def settings(spec: Experiment) -> dict[str, dict[str, Any]]:
             **scheme("compensated", max_excursion=8),
             "tolerance": None,
         },
+        "default, landing 8": {**scheme("default", landing=8), "tolerance": None},
+        "compensated, landing 8": {**scheme("compensated", landing=8), "tolerance": None},
+        "default, landing 1000": {**scheme("default", landing=1000), "tolerance": None},
+        "compensated, landing 1000": {**scheme("compensated", landing=1000), "tolerance": None},
         "default + drift": {
             "scheme": default.replace(predictor=mw.DriftCompensated(default.predictor, gain=0.5))
         },
@@ -328,6 +336,9 @@ def run_seed(
                     "test_metric": test_metric(problem, res.theta, ds, spec),
                     "time_s": elapsed,
                     "stop_reason": res.stop_reason,
+                    "loss_evals": int(getattr(res.state.predictor, "n_loss", 0)),
+                    "refused": int(getattr(res.state.predictor, "n_refused", 0)),
+                    "probe_dev": float(getattr(res.state.predictor, "probe_dev", 0.0)),
                 }
             )
     return {"references": references, "rows": rows}
@@ -376,7 +387,10 @@ def _job(args: tuple) -> dict[str, Any]:
                 f"  {r['setting']:<22} evals {r['evals']:>6} ({r['n_predictor']} pred, "
                 f"{r['n_corrector']} corr) {'reached' if r['reached'] else r['stop_reason']:<15} "
                 f"R {r['reg']:.5g}  max|L-L0| on {r['dev_on_level']:.2e} "
-                f"any {r['excursion']:.2e}  test {r['test_metric']:.4g}  {r['time_s']:.2f} s",
+                f"any {r['excursion']:.2e} ({r['excursion'] / r.get('tolerance', 1e-5):.3g} tol) "
+                f"loss-only {r.get('loss_evals', 0)} refused {r.get('refused', 0)} "
+                f"probes {r.get('probe_dev', 0):.2e}  test {r['test_metric']:.4g}  "
+                f"{r['time_s']:.2f} s",
                 flush=True,
             )
     return out
@@ -443,6 +457,13 @@ def summarise(results: list[dict[str, Any]], order: list[str]) -> list[dict[str,
                     "min_ratio": min(paper[row["seed"]] / row["evals"] for row in mine),
                     "dev_on_level": max(row["dev_on_level"] for row in mine),
                     "excursion": max(row["excursion"] for row in mine),
+                    "excursion_tol": max(
+                        row["excursion"] / row.get("tolerance", math.sqrt(1e-10)) for row in mine
+                    ),
+                    "median_loss_evals": statistics.median(
+                        row.get("loss_evals", 0) for row in mine
+                    ),
+                    "refused": sum(row.get("refused", 0) for row in mine),
                     "reg": statistics.median(row["reg"] for row in mine),
                     "test_metric": _median_known(row["test_metric"] for row in mine),
                     "time_s": statistics.median(row["time_s"] for row in mine),
@@ -469,15 +490,18 @@ def markdown(lines: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
     out.append("")
     out.append(
         "| experiment | f | setting | reached | median evals | ratio to paper (worst seed) | "
-        "max on-level abs(L−L0) | max abs(L−L0) anywhere | R reached | test metric | time s |"
+        "max on-level abs(L−L0) | max abs(L−L0) anywhere | in tolerances | loss-only evals "
+        "(refused) | R reached | test metric | time s |"
     )
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for ln in lines:
         out.append(
             f"| {ln['experiment']} | {ln['fraction']:g} | {ln['setting']} | "
             f"{ln['reached']}/{ln['seeds']} | {ln['median_evals']:,.0f} | "
             f"{_ratio(ln)} | {ln['dev_on_level']:.1e} | "
-            f"{ln['excursion']:.1e} | {ln['reg']:.4g} | {_fmt(ln['test_metric'])} | "
+            f"{ln['excursion']:.1e} | {ln['excursion_tol']:.3g} | "
+            f"{ln['median_loss_evals']:,.0f} ({ln['refused']}) | {ln['reg']:.4g} | "
+            f"{_fmt(ln['test_metric'])} | "
             f"{ln['time_s']:.2f} |"
         )
     return "\n".join(out)

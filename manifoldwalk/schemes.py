@@ -22,6 +22,7 @@ from manifoldwalk.correctors import (
     authors_corrector,
     get_corrector,
 )
+from manifoldwalk.landing import LandingPredictor
 from manifoldwalk.options import Tolerance
 from manifoldwalk.predictors import DriftCompensated, Predictor, TangentPredictor
 from manifoldwalk.step_sizes import AngleRule, StepRule
@@ -76,9 +77,10 @@ class Scheme:
 
 
 MAX_EXCURSION = 8.0
-"""A bound on predictor excursions (in units of the level tolerance) that keeps them near the
-level set: ``get_scheme(name, max_excursion=MAX_EXCURSION)``. Off in the named schemes: on the
-paper's nets it cost 2–5× the gradient evaluations (measured: docs/schemes.md)."""
+"""A bound on predictor excursions (in units of the level tolerance) that the step-length
+feedback aims at: ``get_scheme(name, max_excursion=MAX_EXCURSION)``; not a hard bound (for one,
+``get_scheme(name, landing=LANDING_BOUND)``). Off in the named schemes: on the paper's nets it
+cost 2–5× the gradient evaluations (measured: docs/schemes.md)."""
 
 
 def paper_scheme() -> Scheme:
@@ -147,6 +149,7 @@ def get_scheme(
     eta_c: float | None = None,
     max_corrector_steps: int | None = None,
     max_excursion: float | None = None,
+    landing: float | None = None,
 ) -> Scheme:
     """Look up a scheme by name and apply the caller's overrides.
 
@@ -160,14 +163,19 @@ def get_scheme(
         max_corrector_steps: consecutive corrector steps before the walk stops as failed.
         max_excursion: bound the predictor's excursions off the level set to about this many
             tolerances (see :class:`~manifoldwalk.TangentPredictor`; e.g.
-            :data:`MAX_EXCURSION`).
+            :data:`MAX_EXCURSION`): feedback from the last landing, not a hard bound.
+        landing: land every predictor step within this many tolerances of the level set by
+            loss-only probes before its gradient is taken, refusing a step that cannot
+            (:class:`~manifoldwalk.landing.LandingPredictor`; e.g.
+            :data:`~manifoldwalk.landing.LANDING_BOUND`): a hard bound on ``max_deviation``.
+            Not with ``max_excursion``.
 
     Returns:
         The configured :class:`Scheme`.
 
     Raises:
-        ValueError: an unknown name, an override that does not apply to the pieces chosen, or
-            a ``max_corrector_steps`` below 1.
+        ValueError: an unknown name, an override that does not apply to the pieces chosen,
+            a ``max_corrector_steps`` below 1, or both ``max_excursion`` and ``landing``.
         TypeError: a ``predictor_step`` that is not a step-size rule.
     """
     if isinstance(name, Scheme):
@@ -212,8 +220,19 @@ def get_scheme(
         else:
             rule = dataclasses.replace(rule, eta=eta_c)
         scheme = scheme.replace(corrector=dataclasses.replace(corr, step_rule=rule))
+    if max_excursion is not None and landing is not None:
+        raise ValueError(
+            "give max_excursion (feedback on the step length) or landing (a hard bound by "
+            f"loss-only probes), not both; got max_excursion={max_excursion!r}, "
+            f"landing={landing!r}."
+        )
     if max_excursion is not None:
         scheme = scheme.replace(predictor=_with_excursion(scheme.predictor, max_excursion))
+    if landing is not None:
+        predictor = scheme.predictor
+        if isinstance(predictor, LandingPredictor):  # a landing scheme: another bound
+            predictor = predictor.inner
+        scheme = scheme.replace(predictor=LandingPredictor(predictor, cap=landing))
     if max_corrector_steps is not None:
         if not is_count(max_corrector_steps):
             raise ValueError(

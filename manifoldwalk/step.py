@@ -178,6 +178,9 @@ def make_step(problem: Problem, direction: Direction, scheme: Scheme) -> StepFun
     """
     evaluate = make_evaluate(problem, direction)
     predictor, corrector = scheme.predictor, scheme.corrector
+    bind = getattr(predictor, "bind_loss", None)
+    if callable(bind):  # a predictor that probes the loss, without its gradient, before landing
+        predictor = bind(lambda theta: as_scalar(problem.loss(theta), theta))
 
     # Each branch returns (displacement, predictor state, corrector state, max_step).
     def predict(xp: Any, s: WalkState) -> tuple[Any, ...]:
