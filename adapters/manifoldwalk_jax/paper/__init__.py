@@ -1,7 +1,8 @@
 """The paper backend for JAX (same functions as ``manifoldwalk_torch.paper``).
 
 The nets are in :mod:`manifoldwalk_jax.paper.nets`, the training loop in
-:mod:`manifoldwalk_jax.paper.training`.
+:mod:`manifoldwalk_jax.paper.training`, many trainings of one net at once (a weight-decay sweep,
+phase 1 across seeds) in :mod:`manifoldwalk_jax.paper.batched`.
 
 A *model* here is the pair ``(apply_fn, params)``; training returns a new pair. float64 nets
 need ``jax_enable_x64``: :func:`build_net` turns it on when asked for float64 (experiment runs
@@ -27,6 +28,7 @@ from manifoldwalk.experiments._paper_parts import (
 )
 from manifoldwalk_jax import JaxProblem, from_apply, walk_batch
 from manifoldwalk_jax.paper import nets, training
+from manifoldwalk_jax.paper.batched import train_batched
 
 __all__ = [
     "COMPILED_WALKS",
@@ -37,6 +39,7 @@ __all__ = [
     "held_out",
     "make_problem",
     "train",
+    "train_batched",
     "walk_batch",
 ]
 
