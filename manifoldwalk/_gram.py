@@ -28,11 +28,13 @@ class Gram:
         row_norms: ‖∇L_i‖ for each constraint, shape (k,).
         eigenvalues: the eigenvalues of the row-normalised Ĝ, ascending, shape (k,).
         eigenvectors: the matching unit eigenvectors as columns, shape (k, k).
+        scale: 1/‖∇L_i‖ (0 for a vanished gradient), shape (k,): D⁻¹'s diagonal.
     """
 
     row_norms: np.ndarray
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
+    scale: np.ndarray
 
     @classmethod
     def of(cls, gram: np.ndarray) -> Gram:
@@ -46,11 +48,15 @@ class Gram:
             column for it zero (:meth:`vanished` reports it).
         """
         gram = np.asarray(gram, dtype=np.float64)
-        gram = 0.5 * (gram + gram.T)  # the device product need not be symmetric to the bit
-        norms = np.sqrt(np.maximum(np.diag(gram), 0.0))
-        scale = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
-        values, vectors = np.linalg.eigh(gram * np.outer(scale, scale))
-        return cls(norms, values, vectors)
+        norms = np.sqrt(np.maximum(gram.diagonal(), 0.0))
+        if norms.min() > 0:
+            scale = 1.0 / norms
+        else:  # 1/‖∇L_i‖, 0 for a vanished gradient (where= skips the division by zero)
+            scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        # symmetrised (the device product need not be symmetric to the bit) and normalised in
+        # one pass; the factor 0.5 is exact, so this is 0.5·(G + Gᵀ) scaled, bit for bit
+        values, vectors = np.linalg.eigh((gram + gram.T) * (0.5 * np.outer(scale, scale)))
+        return cls(norms, values, vectors, scale)
 
     @property
     def condition(self) -> float:
@@ -65,9 +71,8 @@ class Gram:
     def is_singular(self, singular_tol: float) -> bool:
         """Whether a gradient vanished or Ĝ's smallest eigenvalue is at most ``singular_tol``
         times its largest (the constraints are dependent to that tolerance)."""
-        if self.vanished(singular_tol):
-            return True
-        return bool(self.eigenvalues[0] <= singular_tol * self.eigenvalues[-1])
+        values = self.eigenvalues
+        return bool(self.row_norms.min() <= singular_tol or values[0] <= singular_tol * values[-1])
 
     def dependent(self) -> list[int]:
         """The constraints that make up the near-dependence: those with a large weight (see
@@ -96,8 +101,7 @@ class Gram:
         Returns:
             μ, shape (k,), float64.
         """
-        scale = 1.0 / self.row_norms
-        v = self.eigenvectors
+        scale, v = self.scale, self.eigenvectors
         return scale * (
             v @ ((v.T @ (scale * np.asarray(rhs, dtype=np.float64))) / self.eigenvalues)
         )

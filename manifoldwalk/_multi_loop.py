@@ -16,8 +16,16 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from manifoldwalk._array import Array, namespace, to_host
-from manifoldwalk._multi_point import MultiPoint, Tangent, correction, describe, evaluate, tangent
+from manifoldwalk._array import Array, namespace, to_host, zero_count
+from manifoldwalk._multi_point import (
+    MultiPoint,
+    Tangent,
+    corrected,
+    describe,
+    evaluate,
+    moved,
+    tangent,
+)
 from manifoldwalk.directions import Direction, target_test
 from manifoldwalk.options import Record
 from manifoldwalk.result import STOP_REASONS, WalkResult
@@ -61,7 +69,8 @@ class State(NamedTuple):
         n_pred, n_corr, n_evals, n_consec, n_stall: counters (``n_consec``: corrector steps
             since the last predictor step; ``n_stall``: reversals at the step floor).
         eta: the last predictor step size (the rule's initial one before any).
-        direction: the last unit predictor direction (None before the first).
+        direction: the tangent direction d of the last predictor step, not normalised (None
+            before the first); ``direction_norm`` is ‖d‖.
         max_dev: the largest max_i |L_i − c_i| at any finite point.
         max_on: the largest |L_i − c_i| per constraint at on-level points.
         max_step: the longest predictor step.
@@ -78,6 +87,7 @@ class State(NamedTuple):
     n_stall: int
     eta: float
     direction: Array | None
+    direction_norm: float
     max_dev: float
     max_on: np.ndarray
     max_step: float
@@ -105,6 +115,8 @@ class MultiWalk:
         rules: the stop rules.
         record: what to record.
         options: the JSON-able options for the result.
+        weights: the problem's ``loss_weights`` (the history's ``loss`` = Σ_i w_i L_i), or
+            None.
     """
 
     def __init__(
@@ -118,6 +130,7 @@ class MultiWalk:
         rules: Rules,
         record: Record,
         options: dict[str, Any],
+        weights: np.ndarray | None = None,
     ) -> None:
         self.problem, self.direction = problem, direction
         self.rule, self.reset, self.floor = rule, reset, rule.eta_min * (1.0 + 1e-6)
@@ -126,7 +139,9 @@ class MultiWalk:
         self.trajectory_every = record.trajectory_every
         self.metrics, self.callback = dict(record.metrics), record.callback
         self.options = options
+        self.weights = weights
         self.reached = target_test(direction)
+        self.zero: Array | None = None  # the direction's step index at 0, on θ's device
         self.rows: list[dict[str, float]] = []
         self.points: list[Array] = []
         self.last_recorded = -1
@@ -148,16 +163,22 @@ class MultiWalk:
                 max_on = np.maximum(max_on, dev)
                 if not singular:
                     tan = tangent(
-                        self.problem, self.direction, point, base["n_pred"], base["direction"]
+                        self.problem,
+                        self.direction,
+                        point,
+                        self.zero + base["n_pred"],
+                        base["direction"],
+                        base["direction_norm"],
                     )
         return State(point, tan, on, singular, **{**base, "max_dev": max_dev, "max_on": max_on})
 
     def start(self, point: MultiPoint, n_evals: int) -> State:
         """The state at the (projected) start."""
+        self.zero = zero_count(point.theta)
         k = len(self.levels)
         base = dict(
             n_pred=0, n_corr=0, n_evals=n_evals, n_consec=0, n_stall=0,
-            eta=float(self.rule.eta_init), direction=None, max_dev=0.0,
+            eta=float(self.rule.eta_init), direction=None, direction_norm=0.0, max_dev=0.0,
             max_on=np.zeros(k), max_step=0.0,
         )  # fmt: skip
         return self.look(point, base)
@@ -171,14 +192,15 @@ class MultiWalk:
             started = s.direction is not None
             eta = float(self.rule.update(np.float64(s.eta), np.float64(t.cos), np.bool_(started)))
             stalled = started and t.cos < 0 and eta <= self.floor
-            unit = t.d * (1.0 / t.d_norm) if t.d_norm > 0 else t.d
-            theta = s.point.theta + eta * unit
+            # θ + η_p·d/‖d‖ in one pass (a d of 0 steps by 0); d itself is kept for the next
+            # cosine, which divides by its norm
+            theta = moved(s.point.theta, t.d, eta / t.d_norm if t.d_norm > 0 else 0.0)
             base.update(
                 n_pred=s.n_pred + 1, n_consec=0, n_stall=s.n_stall + int(stalled), eta=eta,
-                direction=unit, max_step=max(s.max_step, eta),
+                direction=t.d, direction_norm=t.d_norm, max_step=max(s.max_step, eta),
             )  # fmt: skip
         else:
-            theta = s.point.theta + correction(s.point, self.levels)
+            theta = corrected(s.point, self.levels)
             base.update(n_corr=s.n_corr + 1, n_consec=s.n_consec + 1)
             if self.reset:
                 base["eta"] = float(self.rule.eta_min)
@@ -253,7 +275,16 @@ class MultiWalk:
             "n_corrector": s.n_corr,
             "n_grad_evals": s.n_evals,
         }
-        row = describe(self.problem, s.point, self.levels, counts, s.eta, s.tangent.d, s.direction)
+        row = describe(
+            self.problem,
+            s.point,
+            self.levels,
+            counts,
+            s.eta,
+            s.tangent.d,
+            s.direction,
+            self.weights,
+        )
         for name, fn in self.metrics.items():
             row[name] = float(fn(s.point.theta))
         self.rows.append(row)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple
 
+import array_api_compat
 import numpy as np
 
 from manifoldwalk._array import (
@@ -21,7 +22,6 @@ from manifoldwalk._array import (
     to_host,
     to_like,
     to_numpy,
-    zero_count,
 )
 from manifoldwalk._gram import Gram
 from manifoldwalk.directions import Direction
@@ -80,7 +80,7 @@ def gram_matrix(xp: Any, jacobian: Array) -> Array:
 
 def evaluate(problem: Any, theta: Array) -> MultiPoint:
     """Evaluate the losses and the Jacobian at θ and decompose their Gram matrix (one host
-    copy of k² + k numbers).
+    copy of k² + k numbers; none where θ already lives on the host: numpy, CPU tensors).
 
     Args:
         problem: a k-constraint problem (``losses_and_jacobian``).
@@ -92,13 +92,26 @@ def evaluate(problem: Any, theta: Array) -> MultiPoint:
     losses, jacobian = problem.losses_and_jacobian(theta)
     xp = namespace(theta)
     gram = gram_matrix(xp, jacobian)
-    k = int(losses.shape[0])
-    packed = xp.concat([xp.reshape(gram, (-1,)), xp.astype(losses, gram.dtype)])
-    host = np.asarray(to_numpy(packed), dtype=np.float64)
-    host_losses = host[k * k :]
-    finite = bool(np.all(np.isfinite(host)))
-    decomposed = Gram.of(host[: k * k].reshape(k, k)) if finite else None
+    if _on_host(gram):
+        # read in place, one by one: cheaper than packing them into one array first
+        host_gram = np.asarray(to_numpy(gram), dtype=np.float64)
+        host_losses = np.asarray(to_numpy(losses), dtype=np.float64)
+    else:
+        k = int(losses.shape[0])
+        packed = xp.concat([xp.reshape(gram, (-1,)), xp.astype(losses, gram.dtype)])
+        host = np.asarray(to_numpy(packed), dtype=np.float64)
+        host_gram, host_losses = host[: k * k].reshape(k, k), host[k * k :]
+    finite = bool(np.isfinite(host_gram).all() and np.isfinite(host_losses).all())
+    decomposed = Gram.of(host_gram) if finite else None
     return MultiPoint(theta, losses, jacobian, host_losses, decomposed)
+
+
+def _on_host(x: Array) -> bool:
+    """Whether ``x`` lives in host memory (a numpy array or a CPU tensor): reading it needs no
+    device synchronisation."""
+    if array_api_compat.is_torch_array(x):
+        return x.device.type == "cpu"
+    return array_api_compat.is_numpy_array(x)
 
 
 def _combine(xp: Any, weights: np.ndarray, point: MultiPoint) -> Array:
@@ -107,12 +120,32 @@ def _combine(xp: Any, weights: np.ndarray, point: MultiPoint) -> Array:
     return xp.matmul(w, point.jacobian)
 
 
+def _minus_combination(xp: Any, base: Array, weights: np.ndarray, point: MultiPoint) -> Array:
+    """``base`` − Jᵀw for host weights w, in θ's array type: on torch tensors one fused
+    product-and-subtract (``addmv``), which reads J and ``base`` once and writes once; P-long
+    passes over memory are what the step's algebra costs beside the gradients."""
+    if array_api_compat.is_torch_array(base):
+        # new_tensor: θ's dtype and device in one call (to_like asks for the device first)
+        w = point.theta.new_tensor(weights)
+        return base.addmv(point.jacobian.mT, w, alpha=-1)
+    w = to_like(xp, weights, point.theta, point.theta.dtype)
+    return base - xp.matmul(w, point.jacobian)
+
+
+def moved(theta: Array, d: Array, scale: float) -> Array:
+    """θ + scale·d, in θ's array type (one fused pass on torch tensors)."""
+    if array_api_compat.is_torch_array(theta):
+        return theta.add(d, alpha=scale)
+    return theta + d * scale
+
+
 def tangent(
     problem: Any,
     direction: Direction,
     point: MultiPoint,
-    n_predictor: int,
+    count: Array,
     previous: Array | None,
+    previous_length: float = 1.0,
 ) -> Tangent:
     """The tangent part of the direction of interest at an on-level point.
 
@@ -120,20 +153,23 @@ def tangent(
         problem: the problem (its ``reg_grad`` feeds the direction).
         direction: the direction of interest.
         point: the point, with a non-singular Gram matrix.
-        n_predictor: predictor steps taken so far (the direction's step index).
-        previous: the last unit predictor direction, or None before the first.
+        count: predictor steps taken so far, the direction's step index (a 0-d integer
+            array on θ's device: ``zero_count(θ) + n``).
+        previous: the direction of the last predictor step (any positive multiple of its
+            unit direction: the walk keeps that step's d), or None before the first.
+        previous_length: ‖previous‖.
 
     Returns:
         The :class:`Tangent`.
     """
     theta = point.theta
     xp = namespace(theta)
-    r = direction(theta, problem.reg_grad(theta), zero_count(theta) + n_predictor)
+    r = direction(theta, problem.reg_grad(theta), count)
     jr = np.asarray(to_numpy(xp.matmul(point.jacobian, r)), dtype=np.float64)
-    if not np.all(np.isfinite(jr)):
+    if not np.isfinite(jr).all():
         return Tangent(r, float("nan"), float("nan"), 0.0, False)
     mu = point.gram.solve(jr)
-    d = r - _combine(xp, mu, point)
+    d = _minus_combination(xp, r, mu, point)
     if previous is None:
         (dd,), d_prev = to_host(dot(xp, d, d)), 0.0
     else:
@@ -144,7 +180,7 @@ def tangent(
         return Tangent(d, float("nan"), float("nan"), 0.0, False)
     d_norm = math.sqrt(dd)
     stationarity = d_norm / math.sqrt(rr) if rr > 0 else 0.0
-    cos = d_prev / d_norm if d_norm > 0 else 0.0
+    cos = d_prev / (d_norm * previous_length) if d_norm > 0 and previous_length > 0 else 0.0
     return Tangent(d, d_norm, stationarity, cos, True)
 
 
@@ -159,7 +195,21 @@ def correction(point: MultiPoint, levels: np.ndarray) -> Array:
         δ in θ's array type.
     """
     mu = point.gram.solve(point.host_losses - levels)
-    return -_combine(namespace(point.theta), mu, point)
+    return _combine(namespace(point.theta), -mu, point)
+
+
+def corrected(point: MultiPoint, levels: np.ndarray) -> Array:
+    """θ + δ, the point the Gauss–Newton corrector step (:func:`correction`) moves to.
+
+    Args:
+        point: the point, with a non-singular Gram matrix.
+        levels: c, the levels, float64 (k,).
+
+    Returns:
+        θ + δ in θ's array type.
+    """
+    mu = point.gram.solve(point.host_losses - levels)
+    return _minus_combination(namespace(point.theta), point.theta, mu, point)
 
 
 def describe(
@@ -170,6 +220,7 @@ def describe(
     eta_p: float,
     d: Array,
     previous: Array | None,
+    weights: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The history record of an on-level point (see :func:`manifoldwalk.multi.history_columns`).
 
@@ -180,7 +231,9 @@ def describe(
         counts: ``step``, ``n_predictor``, ``n_corrector``, ``n_grad_evals``.
         eta_p: the last predictor step size.
         d: the tangent part of the direction of interest at the point.
-        previous: the last unit predictor direction, or None before the first.
+        previous: the direction of the last predictor step (any positive multiple of its
+            unit direction), or None before the first.
+        weights: w for the ``loss`` column, Σ_i w_i L_i (None: no such column).
 
     Returns:
         The record, a dict of floats (counts as ints).
@@ -211,6 +264,8 @@ def describe(
         eta_c=0.0,
         turn=float(turn[0]) if turn else 0.0,
     )
+    if weights is not None:
+        row["loss"] = float(weights @ point.host_losses)
     for i, loss in enumerate(point.host_losses):
         row[f"loss_{i}"] = float(loss)
     for i, dev in enumerate(deviations):

@@ -80,7 +80,8 @@ class MultiConstraintProblem(Protocol):
     gradients as the rows of a (k, P) array, both in θ's array type, dtype and device; ``reg``
     and ``reg_grad`` are the regulariser R and its gradient, as for a
     :class:`~manifoldwalk.Problem`. Optional: ``n_constraints`` (k, checked against L's length
-    at the start) and ``dim`` (P). A problem may also have ``loss_and_grad`` (or ``loss`` and
+    at the start), ``dim`` (P) and ``loss_weights`` (k numbers w_i: the history then records
+    ``loss`` = Σ_i w_i L_i, e.g. the full-batch mean over groups of examples). A problem may also have ``loss_and_grad`` (or ``loss`` and
     ``grad``): :func:`is_multi_constraint` says which walk it takes.
     """
 
@@ -116,23 +117,26 @@ def is_multi_constraint(problem: Any) -> bool:
     return getattr(problem, "n_constraints", None) != 1
 
 
-def history_columns(k: int) -> tuple[str, ...]:
+def history_columns(k: int, total: bool = False) -> tuple[str, ...]:
     """The history columns of a k-constraint walk, before any metrics.
 
     :data:`BASE_COLUMNS` as in the single-constraint walk, where ``deviation`` is
     max_i |L_i − c_i|, ``angle`` the angle (degrees) between ∇R and the span of the ∇L_i (0 at
     a KKT point), ``kkt`` ‖∇R + Jᵀλ‖/‖∇R‖ and ``eta_c`` 0 (the Gauss–Newton corrector has no
-    step size); then ``loss_i``, ``deviation_i`` = |L_i − c_i| and ``lam_i`` (the multiplier λ_i
-    with ∇R + Σ λ_i ∇L_i orthogonal to every ∇L_i) for i = 0..k−1.
+    step size); then, for a problem with ``loss_weights`` (``total``), ``loss`` = Σ_i w_i L_i
+    (the full-batch mean loss of a ``groups=`` problem); then ``loss_i``, ``deviation_i`` =
+    |L_i − c_i| and ``lam_i`` (the multiplier λ_i with ∇R + Σ λ_i ∇L_i orthogonal to every
+    ∇L_i) for i = 0..k−1.
 
     Args:
         k: the number of constraints.
+        total: whether the problem has ``loss_weights`` (a ``loss`` column).
 
     Returns:
         The column names.
     """
     per = tuple(f"{name}_{i}" for name in ("loss", "deviation", "lam") for i in range(k))
-    return BASE_COLUMNS + per
+    return BASE_COLUMNS + (("loss",) if total else ()) + per
 
 
 def walk_constrained(
@@ -267,7 +271,8 @@ def prepare_constrained(
     k = check_problem(problem, theta0)
     given = check_levels(levels, k)
     _check_direction(direction, problem, theta0)
-    _check_metric_names(record, k)
+    weights = _loss_weights(problem, k)
+    _check_metric_names(record, k, weights is not None)
     point = evaluate(problem, theta0)
     _check_start(problem, point, stop.singular_tol)
     target = point.host_losses.copy() if given is None else given
@@ -303,7 +308,9 @@ def prepare_constrained(
         "trajectory_every": record.trajectory_every,
         "noise": noise,
     }
-    run = MultiWalk(problem, direction, rule, reset, target, bounds, rules, record, options)
+    run = MultiWalk(
+        problem, direction, rule, reset, target, bounds, rules, record, options, weights
+    )
     return run, run.start(point, n_evals)
 
 
@@ -331,9 +338,33 @@ def _check_direction(direction: Direction, problem: Any, theta0: Array) -> None:
         )
 
 
-def _check_metric_names(record: Record, k: int) -> None:
+def _loss_weights(problem: Any, k: int) -> np.ndarray | None:
+    """The problem's ``loss_weights`` (k finite numbers: the history's ``loss`` is
+    Σ_i w_i L_i), or None where it declares none.
+
+    Raises:
+        ProblemError: weights that are not k finite numbers.
+    """
+    weights = getattr(problem, "loss_weights", None)
+    if weights is None:
+        return None
+    try:
+        w = np.asarray(weights, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ProblemError(
+            f"{type(problem).__name__}.loss_weights must be {k} numbers, got {weights!r}."
+        ) from err
+    if w.shape != (k,) or not np.all(np.isfinite(w)):
+        raise ProblemError(
+            f"{type(problem).__name__}.loss_weights must be {k} finite numbers (one per "
+            f"constraint), got {weights!r}."
+        )
+    return w
+
+
+def _check_metric_names(record: Record, k: int, total: bool = False) -> None:
     """Refuse a metric named like one of the k-constraint history columns."""
-    columns = history_columns(k)
+    columns = history_columns(k, total)
     clash = [name for name in record.metrics if name in columns]
     if clash:
         raise ValueError(

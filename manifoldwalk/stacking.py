@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from manifoldwalk._array import Array, namespace
+import array_api_compat
+
+from manifoldwalk._array import Array, device_of, namespace
 from manifoldwalk.multi import is_multi_constraint
 from manifoldwalk.problem import Problem, ProblemError, loss_and_grad_of
 from manifoldwalk.step import as_scalar
@@ -17,7 +20,10 @@ class StackedProblem:
 
     ``losses_and_jacobian(θ)`` calls each problem's ``loss_and_grad`` (or ``loss`` and
     ``grad``) in turn and stacks the losses into a (k,) array and the gradients into the rows
-    of a (k, P) array, in θ's array type. R and ∇R are the first problem's.
+    of a (k, P) array, in θ's array type. Where every problem has
+    ``loss_and_grad_into(θ, out)`` (the PyTorch adapter's problems) and θ's arrays can be
+    written in place (torch, numpy), each gradient is written straight into its row of a
+    fresh (k, P) array instead: no copy to stack them. R and ∇R are the first problem's.
 
     Attributes:
         problems: the k problems, in constraint order.
@@ -30,6 +36,8 @@ class StackedProblem:
         self.n_constraints = len(self.problems)
         self.dim = dim
         self._evaluators = [loss_and_grad_of(p) for p in self.problems]
+        into = [getattr(p, "loss_and_grad_into", None) for p in self.problems]
+        self._into = into if all(callable(f) for f in into) else None
 
     def losses_and_jacobian(self, theta: Array) -> tuple[Array, Array]:
         """The k losses, shape (k,), and their gradients as rows, shape (k, P).
@@ -38,6 +46,12 @@ class StackedProblem:
             ProblemError: a problem's gradient not of θ's shape, dtype or array type (named).
         """
         xp = namespace(theta)
+        if self._into is not None and _writable(theta):
+            jacobian = _empty_like_rows(xp, theta, self.n_constraints)
+            losses = [
+                as_scalar(into(theta, jacobian[i]), theta) for i, into in enumerate(self._into)
+            ]
+            return xp.stack(losses), jacobian
         losses, grads = [], []
         for i, evaluate in enumerate(self._evaluators):
             loss, grad = evaluate(theta)
@@ -68,6 +82,20 @@ class StackedProblem:
     def __repr__(self) -> str:
         names = ", ".join(type(p).__name__ for p in self.problems)
         return f"StackedProblem([{names}])"
+
+
+def _writable(theta: Array) -> bool:
+    """Whether θ's array type can be written in place (torch and numpy; not jax)."""
+    return array_api_compat.is_torch_array(theta) or array_api_compat.is_numpy_array(theta)
+
+
+def _empty_like_rows(xp: Any, theta: Array, k: int) -> Array:
+    """An uninitialised (k, P) array of θ's type, dtype and device (every row is written)."""
+    device = device_of(theta)
+    shape = (k, theta.shape[0])
+    if device is None:
+        return xp.empty(shape, dtype=theta.dtype)
+    return xp.empty(shape, dtype=theta.dtype, device=device)
 
 
 def stack(problems: Sequence[Problem]) -> Problem | StackedProblem:

@@ -7,7 +7,9 @@ Three lines wrap a model::
     result = manifoldwalk.walk(problem, problem.theta0)
 
 A loss of the parameters and a batch of any structure (dicts, several inputs, a model that
-computes its own loss) is wrapped with ``from_loss(loss_fn, params, data)``. See
+computes its own loss) is wrapped with ``from_loss(loss_fn, params, data)``;
+``from_apply(..., groups=ids)`` builds one k-constraint problem holding the mean loss of each of
+k groups of examples (:class:`~manifoldwalk_jax.groups.JaxGroupsProblem`). See
 :func:`from_apply`, :func:`from_loss` and ``docs/adapters.md`` (section "JAX").
 """
 

@@ -13,6 +13,7 @@ the loss and the gradient are ``jax.Array`` on the parameters' device.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -190,6 +191,9 @@ def from_apply(
     reg: str | RegFn = "l2",
     batch_size: int | None = None,
     trainable: PyTree | None = None,
+    groups: Any = None,
+    n_groups: int | None = None,
+    jacobian: str = "split",
 ) -> JaxProblem:
     """Wrap a JAX model, its loss and its training data as a manifoldwalk Problem.
 
@@ -216,26 +220,76 @@ def from_apply(
             the structure of ``params`` (or a prefix of it); leaves marked False are held
             fixed and are not part of θ. Equivalently, leave frozen arrays out of ``params``
             and close over them in ``apply_fn``.
+        groups: None (one constraint, the mean loss over every example), or one integer group
+            id per example, 0..k−1 (e.g. ``groups=y`` for integer class labels): the problem
+            is then a k-constraint problem
+            (:class:`~manifoldwalk_jax.groups.JaxGroupsProblem`) whose k losses are
+            ``loss_fn`` over each group's examples, from one copy of the data reordered group
+            by group once; ``walk`` holds every group's loss at its level. Not with
+            ``batch_size``; every group needs an example (a group of one warns).
+        n_groups: with ``groups``: k, when the ids need not reach k − 1 (an id of k or more is
+            refused, and so is an empty group); None: the largest id plus one.
+        jacobian: with ``groups``: how the k gradients are taken, ``"split"`` (each group's
+            loss and gradient over its own examples: about one full-batch gradient in all,
+            the fastest measured), ``"passes"`` (one forward pass over every example,
+            ``jax.vjp``, then k pullbacks) or ``"batched"`` (the k pullbacks as one
+            ``jax.vmap``, as ``jax.jacrev``).
 
     Returns:
         A :class:`JaxProblem`; walk it with ``manifoldwalk.walk(problem, problem.theta0)``.
+        With ``groups``, a :class:`~manifoldwalk_jax.groups.JaxGroupsProblem`.
 
     Raises:
         ProblemError: no trainable parameters, a non-float trainable leaf, inputs and targets
             of different lengths, ``apply_fn`` or ``loss_fn`` failing on the data (often
             swapped), a loss (or a callable ``reg``) that is not a scalar, or a callable
-            ``reg`` that ``jax.grad`` cannot differentiate at θ0.
+            ``reg`` that ``jax.grad`` cannot differentiate at θ0. With ``groups``: ids not
+            one per example, out of range (named with their examples) or leaving a group
+            empty.
+        TypeError: arguments out of order (``apply_fn`` or ``loss_fn`` not callable, or a
+            function as ``params``), a bad ``trainable`` mask leaf, trainable leaves of mixed
+            dtypes, half-precision (float16, bfloat16) ones, or group ids that are not
+            integers.
+        ValueError: an unknown ``reg`` name or a bad ``batch_size``; ``batch_size`` or an
+            unknown ``jacobian`` with ``groups``; ``n_groups`` or ``jacobian`` without.
 
     Warns:
         UserWarning: the model looks untrained, its loss at θ0 not well below the trivial loss
             (that of predicting the class frequencies, or the targets' mean), for a loss
             recognised as cross-entropy or MSE on the first 8 examples (one full loss
-            evaluation at θ0 decides).
-        TypeError: arguments out of order (``apply_fn`` or ``loss_fn`` not callable, or a
-            function as ``params``), a bad ``trainable`` mask leaf, trainable leaves of mixed
-            dtypes, or half-precision (float16, bfloat16) ones.
-        ValueError: an unknown ``reg`` name or a bad ``batch_size``.
+            evaluation at θ0 decides). With ``groups``: a group of one example.
     """
-    return JaxProblem(
-        apply_fn, params, loss_fn, data, reg=reg, batch_size=batch_size, trainable=trainable
-    )
+    if groups is None:
+        if n_groups is not None or jacobian != "split":
+            raise ValueError(
+                "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
+                "per example) or leave them out."
+            )
+        return JaxProblem(
+            apply_fn, params, loss_fn, data, reg=reg, batch_size=batch_size, trainable=trainable
+        )
+    if batch_size is not None:
+        raise ValueError(
+            "batch_size does not apply with groups=: each group's loss is taken over its "
+            "examples in one batch. Leave batch_size out."
+        )
+    from manifoldwalk_jax.groups import JaxGroupsProblem  # (imports this module)
+
+    # the problem's warnings (an untrained model, a group of one) raised again here, so that
+    # they point at the caller as from_apply's own do
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problem = JaxGroupsProblem(
+            apply_fn,
+            params,
+            loss_fn,
+            data,
+            groups=groups,
+            n_groups=n_groups,
+            jacobian=jacobian,
+            reg=reg,
+            trainable=trainable,
+        )
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    return problem

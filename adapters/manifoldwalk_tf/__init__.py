@@ -11,8 +11,10 @@ Keras must run on the TensorFlow backend. Importing this package sets ``KERAS_BA
 ``KERAS_BACKEND=tensorflow`` in the environment (or import this package before Keras) when
 another backend is configured. A loss of the model and a batch of any structure (dicts,
 several inputs, a model that computes its own loss) is wrapped with
-``from_loss(model, loss_fn, data)``. See :func:`from_model`, :func:`from_loss` and
-``docs/adapters.md`` (section "Keras / TensorFlow").
+``from_loss(model, loss_fn, data)``; ``from_model(..., groups=ids)`` builds one k-constraint
+problem holding the mean loss of each of k groups of examples
+(:class:`~manifoldwalk_tf.groups.TFGroupsProblem`). See :func:`from_model`, :func:`from_loss`
+and ``docs/adapters.md`` (section "Keras / TensorFlow").
 """
 
 import os

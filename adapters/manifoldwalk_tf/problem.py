@@ -18,6 +18,7 @@ traces the engine's whole step, the loss and gradient included, into one XLA-com
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -215,6 +216,9 @@ def from_model(
     reg: str | Callable[[tf.Tensor], tf.Tensor] = "l2",
     batch_size: int | None = None,
     compile: bool = False,
+    groups: Any = None,
+    n_groups: int | None = None,
+    jacobian: str = "split",
 ) -> TFProblem:
     """Wrap a Keras 3 model (TensorFlow backend), its loss and training data as a Problem.
 
@@ -248,27 +252,70 @@ def from_model(
             included) compiled into one XLA ``tf.function`` (see
             :meth:`TFProblem.compile_step`); ``theta0`` and the walk's θ are then
             ``tf.Tensor``. False (the default): the eager numpy seam, θ a numpy array.
+        groups: None (one constraint, the mean loss over every example), or one integer group
+            id per example, 0..k−1 (e.g. ``groups=y`` for integer class labels): the problem
+            is then a k-constraint problem (:class:`~manifoldwalk_tf.groups.TFGroupsProblem`,
+            on the numpy seam) whose k losses are ``loss_fn`` over each group's examples, from
+            one copy of the data reordered group by group once; ``walk`` holds every group's
+            loss at its level. Not with ``batch_size`` or ``compile``; every group needs an
+            example (a group of one warns).
+        n_groups: with ``groups``: k, when the ids need not reach k − 1 (an id of k or more is
+            refused, and so is an empty group); None: the largest id plus one.
+        jacobian: with ``groups``: how the k gradients are taken, ``"split"`` (each group's
+            loss and gradient over its own examples: about one full-batch gradient in all,
+            the fastest measured), ``"passes"`` (one forward pass over every example under a
+            persistent tape, then k ``tape.gradient`` calls) or ``"batched"`` (the same
+            forward pass, ``tape.jacobian(..., experimental_use_pfor=True)``).
 
     Returns:
         A :class:`TFProblem`; walk it with ``manifoldwalk.walk(problem, problem.theta0)`` and
-        write the result into the model with ``problem.assign(result.theta)``.
+        write the result into the model with ``problem.assign(result.theta)``. With
+        ``groups``, a :class:`~manifoldwalk_tf.groups.TFGroupsProblem`.
 
     Raises:
         ProblemError: no trainable parameters, a non-float trainable variable, inputs and
             targets of different lengths, or a loss (or a callable ``reg``) that is not a
-            scalar.
+            scalar. With ``groups``: ids not one per example, out of range (named with their
+            examples) or leaving a group empty.
         RuntimeError: Keras runs on another backend than TensorFlow.
         TypeError: ``model`` is not a Keras model (a loss there: the arguments swapped),
-            ``loss_fn`` is not callable or is a loss class (not an instance), or the model
+            ``loss_fn`` is not callable or is a loss class (not an instance), the model
             computes in float16 or bfloat16 (a mixed-precision policy): build it under a
-            float32 policy.
+            float32 policy; or group ids that are not integers.
+        ValueError: an unknown ``reg`` name or a bad ``batch_size``; ``batch_size``,
+            ``compile`` or an unknown ``jacobian`` with ``groups``; ``n_groups`` or
+            ``jacobian`` without.
 
     Warns:
         UserWarning: the model holds dropout or batch-norm layers (evaluated in inference
             mode, ``training=False``), as the PyTorch adapter warns. Also: the model looks
             untrained, its loss at θ0 not well below the trivial loss (that of predicting the
             class frequencies, or the targets' mean), for a loss recognised as cross-entropy
-            or MSE on the first 8 examples (one full loss evaluation at θ0 decides).
-        ValueError: an unknown ``reg`` name or a bad ``batch_size``.
+            or MSE on the first 8 examples (one full loss evaluation at θ0 decides). With
+            ``groups``: a group of one example.
     """
-    return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
+    if groups is None:
+        if n_groups is not None or jacobian != "split":
+            raise ValueError(
+                "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
+                "per example) or leave them out."
+            )
+        return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
+    if batch_size is not None or compile:
+        raise ValueError(
+            "batch_size and compile do not apply with groups=: each group's loss is taken over "
+            "its examples in one batch, and the k-constraint walk runs eagerly on numpy. "
+            "Leave them out."
+        )
+    from manifoldwalk_tf.groups import TFGroupsProblem  # (imports this module)
+
+    # the problem's warnings (stochastic layers, an untrained model, a group of one) raised
+    # again here, so that they point at the caller as from_model's own do
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problem = TFGroupsProblem(
+            model, loss_fn, data, groups=groups, n_groups=n_groups, jacobian=jacobian, reg=reg
+        )
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    return problem

@@ -10,7 +10,9 @@ Three lines wrap a model::
 flattened there. See :func:`from_model` and ``docs/adapters.md``; :func:`from_loss` takes a
 loss of the model and one batch of any structure instead (``lambda m, b: m(**b).loss`` for a
 Hugging Face model on dict batches); :func:`walk_batch` walks several seeds of one model at
-once (``torch.func.vmap``).
+once (``torch.func.vmap``); ``from_model(..., groups=ids)`` builds one k-constraint problem
+holding the mean loss of each of k groups of examples
+(:class:`~manifoldwalk_torch.groups.TorchGroupsProblem`).
 """
 
 try:

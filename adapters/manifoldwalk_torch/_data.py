@@ -126,6 +126,11 @@ class Data:
         )
 
     @property
+    def inputs(self) -> torch.Tensor | None:
+        """All the inputs, for ``(x, y)`` data (None for a loader: not at hand)."""
+        return None if self._arrays is None else self._arrays[0]
+
+    @property
     def targets(self) -> torch.Tensor | None:
         """All the targets, for ``(x, y)`` data (None for a loader: not at hand)."""
         return None if self._arrays is None else self._arrays[1]

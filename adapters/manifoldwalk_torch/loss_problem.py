@@ -248,6 +248,7 @@ def from_loss(
     reg: str | RegFn = "l2",
     batch_size: BatchSizeFn | None = None,
     compile: bool | str = False,
+    groups: Any = None,
 ) -> TorchLossProblem:
     """Wrap a PyTorch model and its loss on batches of any structure as a manifoldwalk Problem.
 
@@ -290,6 +291,10 @@ def from_loss(
             Python control flow, no ``.item()``, no calls it cannot follow); where it cannot,
             the first compiled step raises a ProblemError that says so, with torch's reason:
             use ``compile=False`` then.
+        groups: must be None. A loss of the model and a batch of any structure is one number
+            per batch, which cannot be split by example: for per-group losses build one
+            problem per group's batches and ``manifoldwalk.stack`` them, or use
+            :func:`~manifoldwalk_torch.from_model` with ``groups=``.
 
     Returns:
         A :class:`TorchLossProblem`.
@@ -299,7 +304,8 @@ def from_loss(
             targets (use :func:`~manifoldwalk_torch.from_model`), a one-shot iterator or a
             structure that is no batch, an integer ``batch_size``; the parameter errors of
             :func:`~manifoldwalk_torch.from_model`.
-        ValueError: (ProblemError) empty data, a DataLoader that drops its last batch, a
+        ValueError: (ProblemError) ``groups`` given, empty data, a DataLoader that drops its
+            last batch, a
             batch without an array when there are several (give ``batch_size``), or a
             ``loss_fn`` that fails on the first batch or returns something other than a 0-d
             floating tensor that depends on the parameters through autograd (it is run once,
@@ -309,4 +315,11 @@ def from_loss(
     Warns:
         UserWarning: the model holds dropout or batch-norm layers (evaluated in eval mode).
     """
+    if groups is not None:
+        raise ProblemError(
+            "from_loss cannot take groups=: its loss_fn(model, batch) gives one number per batch "
+            "of any structure, which the adapter cannot split by example. Build one from_loss "
+            "problem per group's batches and stack them, manifoldwalk.stack([p0, p1, ...]), or "
+            "use from_model(model, loss_fn, (x, y), groups=ids) for (x, y) data."
+        )
     return TorchLossProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)

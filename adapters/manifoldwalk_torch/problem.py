@@ -230,6 +230,49 @@ class TorchProblem(ModelProblem):
             return self._traced_loss_and_grad(theta)
         return super().loss_and_grad(theta)
 
+    def loss_and_grad_into(self, theta: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """L(θ), with ∇L(θ) written into ``out`` rather than a new tensor.
+
+        What :func:`manifoldwalk.stack` calls where every stacked problem has it: each
+        gradient lands in its row of the Jacobian, with no copy to stack them. The values are
+        :meth:`loss_and_grad`'s.
+
+        Args:
+            theta: flat θ, as for :meth:`loss_and_grad`.
+            out: a tensor of θ's length, dtype and device (a row of a (k, P) tensor, say).
+
+        Returns:
+            L, a 0-d tensor (detached).
+
+        Raises:
+            ValueError: ``out`` is not a flat tensor of θ's length, dtype and device; and as
+                :meth:`loss_and_grad`.
+            TypeError: as :meth:`loss_and_grad`.
+        """
+        theta = self._checked(theta)
+        if (
+            not isinstance(out, torch.Tensor)
+            or tuple(out.shape) != (self.n_params,)
+            or out.dtype != theta.dtype
+            or out.device != theta.device
+        ):
+            got = (
+                f"shape {tuple(out.shape)}, dtype {out.dtype}, device {out.device}"
+                if isinstance(out, torch.Tensor)
+                else f"a {type(out).__name__}"
+            )
+            raise ValueError(
+                f"out must be a flat tensor of θ's length {self.n_params}, dtype {theta.dtype} "
+                f"and device {theta.device}, got {got}."
+            )
+        if type(self).loss_and_grad is not TorchProblem.loss_and_grad:
+            # a subclass with its own gradient (the distributed problem's all-reduce): its
+            # values, copied
+            loss, grad = self.loss_and_grad(theta)
+            out.copy_(grad)
+            return loss
+        return self._loss_and_grad_flat(theta, out)[0]
+
     def compile_step(self, step: Callable[[Any], Any]) -> Callable[[Any], Any]:
         """The walk's pure step, compiled whole with ``torch.compile`` if ``compile`` was asked.
 
@@ -300,8 +343,10 @@ class TorchProblem(ModelProblem):
 
     # --- ModelProblem's hooks -------------------------------------------------------------
 
-    def _loss_and_grad_flat(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(L, ∇L)`` at a checked θ, batch by batch."""
+    def _loss_and_grad_flat(
+        self, theta: torch.Tensor, out: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(L, ∇L)`` at a checked θ, batch by batch (∇L written into ``out`` if given)."""
         self._buffer_snapshot.check()
         # each piece its own autograd leaf, the gradient joined after: the same values as
         # differentiating the flat θ, without autograd's split and view nodes
@@ -311,14 +356,15 @@ class TorchProblem(ModelProblem):
             for batch, m in self._data.sized_batches():
                 loss = self._batch_loss(params, batch)
                 pieces = torch.autograd.grad(loss, params, materialize_grads=True)
-                g = torch.cat([piece.reshape(-1) for piece in pieces])
+                flat = [piece.reshape(-1) for piece in pieces]
                 loss = loss.detach()
                 if self._data.single:
-                    return loss, g
+                    return loss, (torch.cat(flat) if out is None else torch.cat(flat, out=out))
+                g = torch.cat(flat)
                 total = loss * m if total is None else total + loss * m
                 grad = g * m if grad is None else grad + g * m
                 n += m
-        return total / n, grad / n
+        return total / n, (grad / n if out is None else torch.div(grad, n, out=out))
 
     def _hvp_flat(self, theta: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """∇²L(θ)·v by double backward (reverse over reverse, as PyHessian), batch by batch."""
@@ -501,6 +547,9 @@ def from_model(
     reg: str | RegFn = "l2",
     batch_size: int | None = None,
     compile: bool | str = False,
+    groups: Any = None,
+    n_groups: int | None = None,
+    jacobian: str = "split",
 ) -> TorchProblem:
     """Wrap a PyTorch model, a loss function and training data as a manifoldwalk Problem.
 
@@ -543,9 +592,26 @@ def from_model(
             default). Worth it for long walks: the first step compiles for tens of seconds,
             then each step costs about one fused loss-and-gradient
             (``benchmarks/adapter_overhead.py``). Needs ``(x, y)`` data, not a DataLoader.
+        groups: None (one constraint, the mean loss over every example), or one integer group
+            id per example, 0..k−1 (a numpy array, list or tensor; e.g. ``groups=y`` for
+            integer class labels): the problem is then a k-constraint problem
+            (:class:`~manifoldwalk_torch.groups.TorchGroupsProblem`) whose k losses are
+            ``loss_fn`` over each group's examples, its mean loss for a mean-reducing loss,
+            evaluated from one copy of the data (reordered group by group once, each group a
+            view). ``walk`` holds every group's loss at its level. Needs ``(x, y)`` data and
+            ``compile=False``; every group needs an example (a group of one warns).
+        n_groups: with ``groups``: k, when the ids need not reach k − 1 (an id of k or more is
+            refused, and so is an empty group); None: the largest id plus one.
+        jacobian: with ``groups``: how the k gradients are taken, ``"split"`` (a forward and
+            a reverse pass per group over its own examples: about one full-batch gradient in
+            all, the fastest measured), ``"passes"`` (one forward pass over every example,
+            then k reverse passes through it) or ``"batched"`` (the same forward pass, one
+            batched reverse pass, ``is_grads_batched``). ``batch_size`` applies to
+            ``"split"`` only.
 
     Returns:
-        A :class:`TorchProblem`.
+        A :class:`TorchProblem`; with ``groups``, a
+        :class:`~manifoldwalk_torch.groups.TorchGroupsProblem`.
 
     Raises:
         ValueError: no trainable parameters, parameters on several devices or on the meta
@@ -554,11 +620,14 @@ def from_model(
             DataLoader that drops its last batch or yields none, or a model or loss that fails
             on the first few training examples (the model and the loss are run once on up to 8
             of them while building; the framework's error is the cause) or a loss that is not
-            a scalar there.
+            a scalar there. With ``groups``: ids not one per example, out of range (named
+            with their examples) or leaving a group empty; a DataLoader; ``compile``;
+            ``batch_size`` with a ``jacobian`` other than ``"split"``; an unknown
+            ``jacobian``. Without: ``n_groups`` or ``jacobian`` given.
         TypeError: a non-floating (e.g. integer) or half-precision parameter, trainable
             parameters of mixed dtypes, a loss class where an instance is needed, ``model``
-            and ``loss_fn`` swapped, ``data`` of more than two arrays, or arguments of the
-            wrong type.
+            and ``loss_fn`` swapped, ``data`` of more than two arrays, group ids that are not
+            integers, or arguments of the wrong type.
 
     Warns:
         UserWarning: the model holds dropout or batch-norm layers; the problem evaluates the
@@ -567,4 +636,34 @@ def from_model(
             predicting the class frequencies, or the targets' mean), for a cross-entropy or
             MSE loss on ``(x, y)`` data (one full loss evaluation at θ0 decides).
     """
-    return TorchProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
+    if groups is None:
+        if n_groups is not None or jacobian != "split":
+            raise ValueError(
+                "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
+                "per example) or leave them out."
+            )
+        return TorchProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
+    if compile is not False:
+        raise ProblemError(
+            "compile applies to single-constraint walks; a groups= problem is walked by "
+            "manifoldwalk.walk_constrained, which runs eagerly: leave compile out."
+        )
+    from manifoldwalk_torch.groups import TorchGroupsProblem  # (imports this module)
+
+    # the problem's warnings (an untrained model, a group of one) raised again here, so that
+    # they point at the caller as from_model's own do
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problem = TorchGroupsProblem(
+            model,
+            loss_fn,
+            data,
+            groups=groups,
+            n_groups=n_groups,
+            jacobian=jacobian,
+            reg=reg,
+            batch_size=batch_size,
+        )
+    for w in caught:
+        warnings.warn(w.message, w.category, stacklevel=2)
+    return problem
