@@ -29,12 +29,14 @@ from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments._integrity import csv_bytes
 from manifoldwalk.experiments._rows import TableRow, table_row
 from manifoldwalk.experiments._run_groups import RunGroup, experiment_groups, no_finished_runs
+from manifoldwalk.experiments._sharpness import COLUMNS as SHARPNESS_COLUMNS
 from manifoldwalk.experiments._table_text import format_csv, format_json, format_table
 from manifoldwalk.experiments.rundir import RunDirError
 
 __all__ = [
     "HISTORY_PARQUET",
     "METRICS_COLUMNS",
+    "OPTIONAL_METRICS",
     "OUTPUT_FILES",
     "metrics_rows",
     "read_metrics",
@@ -64,6 +66,10 @@ METRICS_COLUMNS = (
 )
 """The columns every ``metrics.csv`` has (then ``test_accuracy`` or ``test_mse``)."""
 
+OPTIONAL_METRICS = SHARPNESS_COLUMNS
+"""The last columns of a ``metrics.csv``, NaN where not measured; a file of an older run
+lacks them and is read as if they were there, all NaN (so that its seed fits a tidy file)."""
+
 
 def _listed_text(d: Path, name: str, listing: Mapping) -> str:
     data = rundir.read_listed(d, name, listing)
@@ -78,7 +84,8 @@ def metrics_rows(
 ) -> tuple[list[str], list[list[str]], dict[str, np.ndarray]]:
     """A finished seed's ``metrics.csv``, checked against ``DONE`` and its columns, one row per
     recorded predictor step (a resumed walk records the step it resumed from again: the last
-    record of a step is kept).
+    record of a step is kept). The sharpness columns of a file written before they existed are
+    added, all NaN.
 
     Args:
         d: The seed directory.
@@ -104,6 +111,11 @@ def metrics_rows(
     _, last = np.unique(cols["n_predictor"][::-1], return_index=True)
     keep = np.sort(len(cols["n_predictor"]) - 1 - last)
     header, *body = list(csv.reader(io.StringIO(text)))
+    absent = [c for c in OPTIONAL_METRICS if c not in cols]
+    if absent:  # an older run's file: not measured
+        header += absent
+        body = [[*r, *(["nan"] * len(absent))] for r in body]
+        cols.update({c: np.full(len(cols["step"]), np.nan) for c in absent})
     return header, [body[i] for i in keep], {k: v[keep] for k, v in cols.items()}
 
 

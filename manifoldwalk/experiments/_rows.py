@@ -34,6 +34,7 @@ from manifoldwalk.experiments.paired import PairedComparison, paired_comparison
 from manifoldwalk.experiments.rundir import RunDirError
 
 __all__ = [
+    "SHARPNESS_KEYS",
     "Choice",
     "Paired",
     "TableRow",
@@ -135,6 +136,9 @@ class TableRow:
             and λ concerned (printed under the table).
         paired: walk − weight decay per seed, for λ by test and λ by validation (empty for a
             row built without them).
+        sharpness: The largest Hessian eigenvalue of the training loss, mean and sample std
+            over the seeds that recorded it, by :data:`SHARPNESS_KEYS` (NaN where no seed did;
+            empty for a row built without it).
     """
 
     experiment: str
@@ -153,6 +157,7 @@ class TableRow:
     level_held: float | None = None
     notes: list[str] = field(default_factory=list)
     paired: list[Paired] = field(default_factory=list)
+    sharpness: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Label the row by its experiment when no label is given."""
@@ -251,6 +256,66 @@ def _level_held(summaries: list[dict]) -> float | None:
     return None if None in values else max(float(v) for v in values)
 
 
+SHARPNESS_KEYS = (
+    "start",
+    "end",
+    "start_tangent",
+    "end_tangent",
+    "wd_by_val",
+    "wd_by_val_tangent",
+)
+"""The sharpness of a row: at phase 1's θ0 (``start``), at the walk's end (``end``) and at
+weight decay's full-training-set net at the λ chosen by validation (``wd_by_val``); the full
+Hessian's, and with ``_tangent`` on the level set's tangent space."""
+
+
+def _sharpness(
+    summaries: list[dict], lam: float, directory: Path
+) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """The row's sharpness over the seeds (:data:`SHARPNESS_KEYS`), weight decay's at ``lam``,
+    and the notes naming the seeds left out: runs made before the sharpness was measured or
+    with it switched off, and values that are no number."""
+    values: dict[str, list[float]] = {k: [] for k in SHARPNESS_KEYS}
+    absent: list[int] = []  # runs made before the sharpness was measured
+    off: list[int] = []  # runs made with --sharpness-every 0
+    bad: dict[str, list[int]] = defaultdict(list)
+    for s in summaries:
+        rec = s.get("sharpness")
+        if not isinstance(rec, dict) or rec.get("every") == 0:
+            (off if isinstance(rec, dict) else absent).append(int(s["seed"]))
+            continue
+        at = [r for r in rec.get("wd", []) if float(r.get("lam", math.nan)) == lam]
+        points = {"start": rec.get("start"), "end": rec.get("end"), "wd_by_val": None}
+        if len(at) == 1:
+            points["wd_by_val"] = at[0]
+        for key in SHARPNESS_KEYS:
+            point = points[key.removesuffix("_tangent")]
+            value = None
+            if isinstance(point, dict):
+                value = point.get("tangent" if key.endswith("_tangent") else "full")
+            value = math.nan if value is None else float(value)
+            if math.isfinite(value):
+                values[key].append(value)
+            else:
+                bad[key].append(int(s["seed"]))
+    notes = []
+    for seeds, why in (
+        (absent, "a run made before it was measured"),
+        (off, "run with --sharpness-every 0"),
+    ):
+        if seeds:
+            notes.append(
+                f"no sharpness recorded by seed {', '.join(map(str, sorted(seeds)))} ({why}; "
+                f"left out of the sharpness columns, — where no seed has it) ({directory})"
+            )
+    for key, seeds in bad.items():
+        notes.append(
+            f"seed {', '.join(map(str, sorted(seeds)))} left out of the sharpness '{key}': it is "
+            f"not a number there ({directory})"
+        )
+    return {k: mean_std(v) for k, v in values.items()}, notes
+
+
 def table_row(group: RunGroup) -> TableRow:
     """Build the Table I row of one experiment directory, with its paired statistics.
 
@@ -305,6 +370,8 @@ def table_row(group: RunGroup) -> TableRow:
         p, why = _paired(summaries, choice, by, group.directory)
         paired.append(p)
         notes += why
+    sharpness, why = _sharpness(summaries, choices[1].lam, group.directory)
+    notes += why
     exp = EXPERIMENTS.get(group.name)
     return TableRow(
         experiment=group.name,
@@ -323,6 +390,7 @@ def table_row(group: RunGroup) -> TableRow:
         level_held=_level_held(summaries),
         notes=_group_notes(group) + notes,
         paired=paired,
+        sharpness=sharpness,
     )
 
 

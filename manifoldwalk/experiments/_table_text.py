@@ -3,8 +3,10 @@
 The Markdown table shows accuracy in percent; CSV and JSON hold the same columns as numbers,
 accuracy as a fraction in [0, 1] (the unit of every file the project writes), the paper's
 figures converted to the same unit, and the paired statistics of each row (walk − weight decay
-per seed, for λ by test and λ by validation). JSON is strict: a number that is not finite is
-``null`` with a ``<column>_note`` beside it saying why (:mod:`manifoldwalk._json`).
+per seed, for λ by test and λ by validation), and the sharpness (the largest Hessian eigenvalue
+at the walk's start and end and at weight decay's net at λ by validation). JSON is strict: a
+number that is not finite is ``null`` with a ``<column>_note`` beside it saying why
+(:mod:`manifoldwalk._json`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import numpy as np
 
 from manifoldwalk import _json
 from manifoldwalk.experiments._integrity import csv_bytes
-from manifoldwalk.experiments._rows import Paired, TableRow, lambda_text
+from manifoldwalk.experiments._rows import SHARPNESS_KEYS, Paired, TableRow, lambda_text
+from manifoldwalk.experiments._sharpness import TOL as SHARPNESS_TOL
 from manifoldwalk.experiments.paired import ALPHA, MIN_SEEDS_WILCOXON
 
 __all__ = ["COLUMNS", "FORMATS", "format_csv", "format_json", "format_table", "table_records"]
@@ -62,11 +65,13 @@ COLUMNS: tuple[str, ...] = (
     "wd_reg",
     "level_held",
     *(f"paired_by_{by}_{f}" for by in ("test", "val") for f in _PAIRED_FIELDS),
+    *(f"sharpness_{k}_{s}" for k in SHARPNESS_KEYS for s in ("mean", "std")),
 )
 """The columns of the CSV and JSON tables, in order (documented in docs/run_format.md)."""
 
 _NO_SPREAD = "nan: one seed (no sample standard deviation)"
 _NO_TEST = "nan: no test (fewer than two seeds, or every difference equal and non-zero)"
+_NO_SHARPNESS = "nan: no seed has it as a number (see the notes)"
 
 
 def _paired_fields(p: Paired | None, metric: str) -> dict[str, Any]:
@@ -124,6 +129,9 @@ def _row_record(r: TableRow, *, json_extras: bool) -> dict[str, Any]:
         if json_extras and which in by:
             rec[f"paired_by_{which}_seeds"] = list(by[which].seeds)
             rec[f"paired_by_{which}_differences"] = by[which].comparison.differences.tolist()
+    for key in SHARPNESS_KEYS:
+        mean, std = r.sharpness.get(key, (math.nan, math.nan))
+        rec[f"sharpness_{key}_mean"], rec[f"sharpness_{key}_std"] = mean, std
     if json_extras:
         rec["notes"] = list(r.notes)
         for k, v in list(rec.items()):  # why a value is NaN, where that is known
@@ -132,6 +140,10 @@ def _row_record(r: TableRow, *, json_extras: bool) -> dict[str, Any]:
                     rec[f"{k}_note"] = _NO_SPREAD
             if isinstance(v, float) and math.isnan(v) and k.startswith("paired_"):
                 rec[f"{k}_note"] = _NO_TEST
+        for key in SHARPNESS_KEYS:  # no seed has it (not "one seed": the cause is that)
+            if math.isnan(rec[f"sharpness_{key}_mean"]):
+                rec[f"sharpness_{key}_mean_note"] = _NO_SHARPNESS
+                rec[f"sharpness_{key}_std_note"] = _NO_SHARPNESS
     return rec
 
 
@@ -184,6 +196,29 @@ def _fmt(metric: str, mean: float, std: float) -> str:
     if not np.isfinite(std):  # one seed: there is no spread to show
         return f"{mean * scale:.2f}{unit}"
     return f"{mean * scale:.2f} ± {std * scale:.2f}{unit}"
+
+
+def _number(value: float) -> str:
+    """Three significant digits, without an exponent between 0.001 and 100,000."""
+    if value == 0 or not 1e-3 <= abs(value) < 1e5:
+        return f"{value:.3g}"
+    return f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
+
+
+def _sharp(spread: tuple[float, float]) -> str:
+    """A sharpness as mean ± std (the mean alone for one seed; — where none was recorded)."""
+    mean, std = spread
+    if not math.isfinite(mean):
+        return "—"
+    return _number(mean) if not math.isfinite(std) else f"{_number(mean)} ± {_number(std)}"
+
+
+def _sharpness_cells(r: TableRow) -> list[str]:
+    """The two sharpness cells of a row: start → end of the walk, and weight decay's."""
+    nan = (math.nan, math.nan)
+    start, end = r.sharpness.get("start", nan), r.sharpness.get("end", nan)
+    walk = "—" if not (math.isfinite(start[0]) or math.isfinite(end[0])) else None
+    return [walk or f"{_sharp(start)} → {_sharp(end)}", _sharp(r.sharpness.get("wd_by_val", nan))]
 
 
 def _signed(metric: str, value: float) -> str:
@@ -246,8 +281,8 @@ def _paired_lines(rows: list[TableRow]) -> list[str]:
 
 
 def format_table(rows: list[TableRow]) -> str:
-    """Format Table I as Markdown, with the paper's figures beside ours and, under it, the
-    paired statistics of every row.
+    """Format Table I as Markdown, with the paper's figures and the sharpness beside ours and,
+    under it, the paired statistics of every row.
 
     Args:
         rows: From :func:`~manifoldwalk.experiments.table.build_table`.
@@ -258,9 +293,10 @@ def format_table(rows: list[TableRow]) -> str:
     """
     head = (
         "| experiment | seeds | phase 1 | walk | WD, λ by test | λ (test) | WD, λ by val | "
-        "λ (val) | paper walk | paper WD | paper λ |"
+        "λ (val) | paper walk | paper WD | paper λ | sharpness, start → end | sharpness, WD λ "
+        "by val |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     regs = set()
     for r in rows:
         regs.add(r.wd_reg)
@@ -287,6 +323,7 @@ def format_table(rows: list[TableRow]) -> str:
             _fmt(r.metric, r.by_val.mean, r.by_val.std),
             lambda_text(r.by_val.lam),
             *paper,
+            *_sharpness_cells(r),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     reg_note = ", ".join(
@@ -303,6 +340,13 @@ def format_table(rows: list[TableRow]) -> str:
         "metric on a validation split carved from the training data, reported for nets trained "
         f"on the full training set at that λ. Weight-decay regulariser: {reg_note}.",
     ]
+    lines.append(
+        "Sharpness: the largest eigenvalue of the training loss's Hessian (Lanczos, to a "
+        f"relative {lambda_text(SHARPNESS_TOL)}), at phase 1's θ0 → at the walk's end, and at "
+        "weight decay's full-training-set net at λ by val; mean ± sample std over seeds, — "
+        "where not recorded. On the level set's tangent space (the curvature the walk sees) in "
+        "table.csv and table.json."
+    )
     held = [f"{r.label} {r.level_held:.2g}" for r in rows if r.level_held is not None]
     if held:
         lines.append(

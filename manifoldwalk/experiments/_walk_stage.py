@@ -9,7 +9,9 @@ of the net's size, a walk state and history columns of one length; otherwise it 
 stderr and the walk starts again from phase 1's θ. :func:`walk_seeds` runs that
 loop for one seed or for several seeds batched by the backend; :func:`walk_segment` is the one
 place that calls :func:`manifoldwalk.walk` or the backend's ``walk_batch`` and spells out the
-walk's keyword options.
+walk's keyword options. With ``sharpness_every`` N the records 0, N, 2N, … (counted from the
+walk's start, across resumes) also measure the sharpness
+(:func:`~manifoldwalk.experiments._sharpness.along_walk`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import numpy as np
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
 from manifoldwalk.experiments._seed import Seed, Stage, damaged
+from manifoldwalk.experiments._sharpness import COLUMNS as SHARPNESS_COLUMNS
+from manifoldwalk.experiments._sharpness import along_walk
 from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.experiments.definitions import Experiment
 from manifoldwalk.experiments.progress import ProgressBar
@@ -75,7 +79,8 @@ def write_metrics(
 
     Args:
         files: The seed's run files (its directory and index).
-        history: The walk's history (with ``test_loss`` and ``test_<metric>``).
+        history: The walk's history (with ``test_loss`` and ``test_<metric>``; the sharpness
+            columns where measured, NaN elsewhere).
         n_train: Training examples (an evaluation's example gradients).
         metric: ``"accuracy"`` or ``"mse"``.
     """
@@ -94,6 +99,8 @@ def write_metrics(
         "eta_p": history["eta_p"],
         "test_loss": history["test_loss"],
         f"test_{metric}": history[f"test_{metric}"],
+        # always written (NaN where not measured), so that every seed's file has one header
+        **{c: history.get(c, np.full(n, np.nan)) for c in SHARPNESS_COLUMNS},
     }
     ints = {"step", "n_predictor", "n_corrector", "n_grad_evals", "example_grads"}
     rows = [[int(cols[c][i]) if c in ints else float(cols[c][i]) for c in cols] for i in range(n)]
@@ -391,6 +398,9 @@ def _start_walk(config: RunConfig, backend: ModuleType, spec: Experiment, s: See
     prev = _load_checkpoint(s.files, int(s.problem.n_params), spec.metric)
     bar = _walk_bar(s.stage, config, spec, s.seed, prev)
     metrics = _metric_fns(backend, s.problem, s.ds, spec.task)
+    if config.sharpness_every:  # a resumed walk continues the schedule of records
+        done = 0 if prev is None else len(prev.history["step"])
+        metrics.update(along_walk(s.problem, config.sharpness_every, done))
     return SeedWalk(s, prev, metrics, bar, _progress(bar, spec, config.budget == "total"))
 
 

@@ -39,6 +39,21 @@ class PaperBackend(Protocol):
       loss-surface figures (PyTorch); without it they evaluate one ``problem.loss`` per point.
     - ``COMPILED_WALKS``: True where the runner should walk with the compiled driver
       (``steps_per_sync`` set to the experiment's record interval; JAX).
+    - ``train_batched(models, xs, ys, *, task, epochs, weight_decays, seeds, reg="l2",
+      progress=None) -> (models, n_example_grads)``: trains M members (nets of one
+      ``build_net`` architecture, each with its own training set, all of one length, its λ and
+      its shuffling seed) in ONE batched computation (stacked parameters, every operation
+      batched over the members; Adam on the stacked parameters with the summed member losses,
+      each member's λ entering as 2·λ_m·p_m on its penalised parameters). Member m ends as
+      ``train(models[m], xs[m], ys[m], task=task, epochs=epochs,
+      weight_decay=weight_decays[m], reg=reg, seed=seeds[m])`` would leave it, up to
+      floating-point rounding; ``progress(epoch, epochs, loss)`` gets the members' mean epoch
+      loss; returns the trained models and each member's example-gradient count, in member
+      order. Raises ValueError for no members, lists of different lengths, training sets of
+      different lengths, nets of different architecture and whatever ``train`` refuses. The
+      weight-decay sweep and, with ``--batch-seeds``, phase 1 train through it (PyTorch, JAX);
+      without it they train member by member through ``train``
+      (:mod:`manifoldwalk.experiments._batched_train`).
     """
 
     def configure(self, *, device: str = "cpu", threads: int | None = None) -> None:
@@ -92,6 +107,7 @@ OPTIONAL: Mapping[str, str] = {
     "walk_batch": "walks several seeds at once (--batch-seeds)",
     "plane_losses": "batched losses for the loss-surface figures",
     "COMPILED_WALKS": "walks with the compiled driver",
+    "train_batched": "trains many nets as one batched computation (weight-decay sweep, phase 1)",
 }
 """The members a paper backend may offer, with what they give (see :class:`PaperBackend`)."""
 

@@ -23,6 +23,7 @@ from manifoldwalk.schemes import SCHEMES
 __all__ = [
     "BUDGETS",
     "PACKAGED_DATASETS",
+    "SWEEPS",
     "WD_REGS",
     "RunConfig",
     "check_config",
@@ -37,6 +38,11 @@ WD_REGS = ("l2", "l2-weights")
 
 BUDGETS = ("predictor", "total")
 """How the step budget counts: predictor steps (the authors' code) or all steps (the text)."""
+
+SWEEPS = ("batched", "sequential")
+"""How the weight-decay runs train (``--sweep``): those of one training-set length together in
+one batched computation, or one by one. Equal up to floating-point rounding, so no option of
+the run (it is recorded per session in ``provenance.json``, not in ``config.json``)."""
 
 PACKAGED_DATASETS = ("iris", "auto-mpg")
 """Datasets that ship with the software: ``data_dir`` is ignored for them."""
@@ -83,6 +89,11 @@ class RunConfig:
         eta_min: The predictor's step floor (None: the experiment's).
         eta_c: The authors' corrector step (None: the experiment's).
         tau: The deviation threshold (None: the experiment's).
+        sharpness_every: Measure the sharpness also at every this-many-th walk record (None:
+            at the walk's start and end and at the weight-decay nets only; 0: nowhere). A
+            reporting choice, not an option of the run: it adds numbers and changes no other
+            (the walk's path is the same), so it is left out of ``config.json`` and a directory
+            resumed with another value (or made before it existed) is the same run.
     """
 
     experiment: str
@@ -107,6 +118,7 @@ class RunConfig:
     eta_min: float | None = None
     eta_c: float | None = None
     tau: float | None = None
+    sharpness_every: int | None = None
 
     def __post_init__(self) -> None:
         """Check the options; raises ValueError naming the valid choices."""
@@ -127,6 +139,14 @@ class RunConfig:
             least = 0 if "epochs" in name else 1
             if value is not None and value < least:
                 raise ValueError(f"{_named(name)} must be at least {least}, got {value}")
+        every = self.sharpness_every
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, int) or every < 0
+        ):
+            raise ValueError(
+                f"sharpness_every (--sharpness-every) must be an integer >= 0 (0: no sharpness; "
+                f"leave it out for the walk's start and end only), got {every!r}"
+            )
         for name in ("save_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_named(name)} must be at least 1, got {getattr(self, name)}")
@@ -188,6 +208,7 @@ class RunConfig:
         options = asdict(self)
         options.pop("seeds")
         options.pop("out")
+        options.pop("sharpness_every")  # a reporting choice (see the attribute), no option
         spec = self.spec
         options.update({k: getattr(spec, k) for k in _RESOLVED})
         options["wd_lambdas"] = list(self.lambdas)

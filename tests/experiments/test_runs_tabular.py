@@ -118,7 +118,7 @@ def test_mpg_regression_reports_mse(tmp_path):
     assert summary["metric"] == "mse" and summary["n_train"] == 314 and summary["n_test"] == 78
     d = seed_dir(tmp_path, "mpg-ff", 3)
     header = (d / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert header[-1] == "test_mse"
+    assert header[-3:] == ["test_mse", "sharpness", "sharpness_tangent"]
     text = format_table(build_table(tmp_path))
     assert "mpg-ff (MSE)" in text and "5.36 ± 0.27" in text and "%" not in text.splitlines()[2]
 
@@ -138,24 +138,26 @@ def _interrupt_after(monkeypatch, module, name: str, calls: int) -> None:
 
 
 def test_interrupted_runs_resume_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    # the sequential sweep: its resumed runs equal the uninterrupted ones bit for bit (a
+    # batched sweep's, up to rounding: tests/test_batched_sweep.py)
     options = dict(max_steps=300, checkpoint_every=100, **TINY)
     whole = RunConfig("iris-ff", out=str(tmp_path / "whole"), **options)
-    run_seed(whole, 0, show_progress=False)
+    run_seed(whole, 0, show_progress=False, sweep="sequential")
     broken = RunConfig("iris-ff", out=str(tmp_path / "broken"), **options)
     d = seed_dir(broken.out, "iris-ff", 0)
     with monkeypatch.context() as m:  # killed during the walk, after the checkpoint at 200
         _interrupt_after(m, _walk_stage, "write_metrics", 2)
         with pytest.raises(KeyboardInterrupt):
-            run_seed(broken, 0, show_progress=False)
+            run_seed(broken, 0, show_progress=False, sweep="sequential")
     assert (d / "walk" / "thetas-00000200.npz").exists() and not (d / "final.npz").exists()
     with monkeypatch.context() as m:  # killed during the weight-decay sweep
-        _interrupt_after(m, _weight_decay, "wd_run", 3)
+        _interrupt_after(m, _weight_decay, "train_members", 3)
         with pytest.raises(KeyboardInterrupt):
-            run_seed(broken, 0, show_progress=False)
+            run_seed(broken, 0, show_progress=False, sweep="sequential")
     assert not is_finished(d)
     (d / "wd" / "full-00.json").write_text('{"lam": 0.0, "spl')  # a half-written file
     (d / "wd" / ".val-00.json.xyz.tmp").write_text("{")  # a temporary file left by a kill
-    run_seed(broken, 0, show_progress=False)
+    run_seed(broken, 0, show_progress=False, sweep="sequential")
     assert is_finished(d)
     a, b = run_files(seed_dir(whole.out, "iris-ff", 0)), run_files(d)
     b = {k: v for k, v in b.items() if not k.endswith(".tmp")}
@@ -325,12 +327,13 @@ def _truncate(path: Path) -> None:
 )
 def test_truncated_files_are_recomputed_and_never_marked_done(tmp_path, capsys, damaged):
     config = RunConfig("iris-ff", out=str(tmp_path), max_steps=100, **TINY)
-    run_seed(config, 0, show_progress=False)
+    # sequential: a retrained weight-decay run equals the first bit for bit (see above)
+    run_seed(config, 0, show_progress=False, sweep="sequential")
     d = seed_dir(tmp_path, "iris-ff", 0)
     before = run_files(d)
     for name in damaged:
         _truncate(d / name)
-    run_seed(config, 0, show_progress=False)
+    run_seed(config, 0, show_progress=False, sweep="sequential")
     err = capsys.readouterr().err
     for name in damaged:
         assert f"{d / name} is damaged" in err, err
