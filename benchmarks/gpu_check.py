@@ -15,19 +15,37 @@ examples in float32 on the GPU, it measures, in one run, medians of per-step tim
   call; S seeds through ``walk_batch`` (per-step time of the batch), also with the lanes
   agreeing on branches as on a CPU (``manifoldwalk_jax.batch.default_runner``);
 
-and checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
-walk take the same path as the eager engine (steps, stop, largest θ difference).
+checks, in float64 on the MNIST-FF net, that the compiled torch walk and the chunked JAX
+walk take the same path as the eager engine (steps, stop, largest θ difference); and times
+full Table I rows (section ``table``): ``manifoldwalk reproduce ROW --seeds 10 --device cuda
+--batch-seeds`` for every row whose data ships with the packages (iris-ff, mpg-ff, mnist5k-ff,
+mnist5k-cnv; fashion-ff and fashion-cnv where Debian's Fashion-MNIST files are installed),
+each in a fresh process, printing each row's wall time, the total and whether it is under
+15 minutes.
 
     python benchmarks/gpu_check.py [--steps 300] [--nets ff cifar10-cnv] [--k 100] [--m 4 8]
-        [--torch-m 4] [--json out.json]
+        [--torch-m 4] [--json out.json] [--only ... table] [--table-rows ...]
+        [--table-seeds 10] [--table-backend torch] [--table-args "..."]
+
+On a CPU at toy size (a check that the section works, not a measurement):
+
+    python benchmarks/gpu_check.py --device cpu --only table --table-seeds 2
+        --table-rows iris-ff mpg-ff --table-args "--steps 20 --epochs 2 --wd-epochs 2
+        --wd-lambdas 0,1e-3"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,6 +57,14 @@ DEVICE = "cuda"
 """Where the torch runs go (``--device``)."""
 
 SHAPES = {"ff": (784,), "mnist-cnv": (28, 28, 1), "cifar10-cnv": (32, 32, 3)}
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OFFLINE_ROWS = ("iris-ff", "mpg-ff", "mnist5k-ff", "mnist5k-cnv", "fashion-ff", "fashion-cnv")
+"""The Table I rows whose data can ship with the packages (the fashion rows: Debian's files)."""
+
+TABLE_TARGET_S = 15 * 60
+"""The target for every offline row, 10 seeds, on one GPU."""
 
 
 def data(net: str, n: int = 1000, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -321,6 +347,57 @@ def torch_batch_rows(net: str, steps: int, seeds: int) -> dict[str, float]:
     }
 
 
+def offline_rows(rows: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The rows among ``rows`` whose data loads here, and why each other one does not."""
+    from manifoldwalk.datasets import DatasetError, load_dataset
+    from manifoldwalk.experiments import get_experiment
+
+    found, missing = [], {}
+    for row in rows:
+        try:
+            load_dataset(get_experiment(row).dataset, seed=0)
+        except (DatasetError, ImportError) as err:
+            missing[row] = f"{type(err).__name__}: {err}"[:300]
+        else:
+            found.append(row)
+    return found, missing
+
+
+def table_rows(
+    rows: list[str], seeds: int, device: str, backend: str, extra: list[str]
+) -> dict[str, Any]:
+    """Wall time of ``manifoldwalk reproduce ROW --seeds S --device D --batch-seeds`` for each
+    row whose data loads, each in a fresh process writing into a temporary directory; the
+    total against :data:`TABLE_TARGET_S` (skipped rows and failures are reported, not timed)."""
+    found, missing = offline_rows(rows)
+    out: dict[str, Any] = {"skipped": missing, "rows": {}}
+    env = dict(os.environ)  # the checkout's packages first, installed or not
+    paths = [str(ROOT), str(ROOT / "adapters"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+    total = 0.0
+    with tempfile.TemporaryDirectory(prefix="gpu_table_") as runs:
+        for row in found:
+            cmd = [sys.executable, "-m", "manifoldwalk", "reproduce", row, "--seeds", str(seeds)]
+            cmd += ["--device", device, "--backend", backend, "--batch-seeds", "--quiet"]
+            cmd += ["--out", runs, *extra]
+            start = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+            wall = time.perf_counter() - start
+            total += wall
+            lines = done.stdout.strip().splitlines()
+            result: dict[str, Any] = {"wall s": wall, "command": shlex.join(cmd[1:])}
+            if done.returncode == 0:
+                result["table"] = [ln for ln in lines if ln.startswith(f"| {row}")]
+            else:
+                result["error"] = done.stderr.strip().splitlines()[-5:]
+            out["rows"][row] = result
+            print(f"  {row}: {wall:.1f} s (exit {done.returncode})", flush=True)
+    out["total s"] = total
+    out["rows timed"] = len(found)
+    out[f"under {TABLE_TARGET_S // 60} minutes"] = total < TABLE_TARGET_S
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every section, printing as it goes; a failing section is reported, not fatal."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -337,8 +414,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        default=["agreement", "torch", "torch-batch", "jax"],
-        help="sections to run",
+        default=["agreement", "torch", "torch-batch", "jax", "table"],
+        help="sections to run (table: full Table I rows through manifoldwalk reproduce)",
+    )
+    parser.add_argument(
+        "--table-rows", nargs="+", default=list(OFFLINE_ROWS), help="Table I rows to time"
+    )
+    parser.add_argument("--table-seeds", type=int, default=10, help="seeds per row (10)")
+    parser.add_argument("--table-backend", default="torch", choices=["torch", "jax"])
+    parser.add_argument(
+        "--table-args",
+        default="",
+        help="more reproduce options, e.g. a toy size: '--steps 20 --epochs 2 --wd-epochs 2'",
     )
     parser.add_argument("--agree-steps", type=int, default=150)
     parser.add_argument("--json", default=None)
@@ -379,6 +466,19 @@ def main(argv: list[str] | None = None) -> int:
                     lambda net=net: jax_rows(net, args.steps, args.seeds, args.k, tuple(args.m)),
                 )
             )
+    if "table" in args.only:
+        sections.append(
+            (
+                "table",
+                lambda: table_rows(
+                    args.table_rows,
+                    args.table_seeds,
+                    DEVICE,
+                    args.table_backend,
+                    shlex.split(args.table_args),
+                ),
+            )
+        )
     for name, run in sections:
         start = time.perf_counter()
         try:

@@ -42,9 +42,10 @@ TINY = dict(
     phase1_epochs=2, wd_epochs=2, wd_lambdas=(0.0, 1e-3, 1.0), record_every=50, max_steps=60
 )
 
-#: Measured between the batched and the sequential sweep (float64, 5 epochs, 5 λ, seed 0, on this
-#: CPU): at most 2.7e-16 relative in any loss or metric (torch and JAX alike; 5.7e-14 absolute
-#: on mpg-ff's MSE of about 200); asserted with margin for other BLAS builds.
+#: Measured between the batched and the sequential sweep (float64, 5 epochs, λ 0, 1e-4, 1e-2,
+#: 1, 100, seed 0, this CPU): at most 2.7e-16 relative in any loss or metric (torch and JAX
+#: alike; 5.7e-14 absolute on mpg-ff's MSE of about 200); asserted with margin for other BLAS
+#: builds.
 RTOL, ATOL = 1e-12, 1e-14
 
 QUIET = Stage(False, False)
@@ -382,7 +383,7 @@ def test_batched_and_sequential_sweeps_choose_the_same_lambda_and_agree_to_round
         out=str(tmp_path),
         backend=backend_name,
         wd_epochs=5,
-        wd_lambdas=(0.0, 1e-4, 1e-2, 1.0, 100.0),
+        wd_lambdas=(0.0, 1e-2, 1.0),
     )
     spec = config.spec
     ds = load_data(config, spec, 0)
@@ -394,7 +395,7 @@ def test_batched_and_sequential_sweeps_choose_the_same_lambda_and_agree_to_round
             config, backend, spec, [SweepSeed(0, ds, files)], QUIET, batched=way == "batched"
         )
     b, s = got["batched"], got["sequential"]
-    assert [r["batched"] for r in b] == [5] * 10 and [r["batched"] for r in s] == [1] * 10
+    assert [r["batched"] for r in b] == [3] * 6 and [r["batched"] for r in s] == [1] * 6
     higher = spec.metric == "accuracy"
     assert _choice(b, "full", "test_metric", higher) == _choice(s, "full", "test_metric", higher)
     assert _choice(b, "val", "val_metric", higher) == _choice(s, "val", "val_metric", higher)
@@ -406,6 +407,6 @@ def test_batched_and_sequential_sweeps_choose_the_same_lambda_and_agree_to_round
         )
         for k in ("train_loss", "test_loss", "test_metric", "val_loss", "val_metric"):
             np.testing.assert_allclose(x[k], y[k], rtol=RTOL, atol=ATOL, err_msg=f"{x['lam']} {k}")
-    theta_b = np.load(tmp_path / "batched" / "wd" / "val-04.npz")["theta"]
-    theta_s = np.load(tmp_path / "sequential" / "wd" / "val-04.npz")["theta"]
+    theta_b = np.load(tmp_path / "batched" / "wd" / "val-02.npz")["theta"]
+    theta_s = np.load(tmp_path / "sequential" / "wd" / "val-02.npz")["theta"]
     np.testing.assert_allclose(theta_b, theta_s, rtol=1e-6, atol=1e-7)  # stored as float32
