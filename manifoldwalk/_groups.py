@@ -10,14 +10,24 @@ group is one contiguous slice of the reordered data (:class:`GroupLayout`).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from manifoldwalk.problem import ProblemError
 
-__all__ = ["JACOBIANS", "GroupLayout", "check_jacobian", "layout_groups"]
+__all__ = [
+    "JACOBIANS",
+    "GroupLayout",
+    "build_warning_at_caller",
+    "check_jacobian",
+    "layout_groups",
+    "refuse_group_options",
+]
+
+T = TypeVar("T")
 
 JACOBIANS = ("split", "passes", "batched")
 """How a ``groups=`` problem takes its k gradients:
@@ -163,3 +173,41 @@ def _host_array(groups: Any) -> np.ndarray:
     if callable(detach):  # a torch tensor, possibly on a GPU
         groups = detach().cpu().numpy()
     return np.asarray(groups)
+
+
+def refuse_group_options(n_groups: Any, jacobian: Any) -> None:
+    """Refuse ``n_groups`` or a ``jacobian`` other than the default without ``groups``.
+
+    Args:
+        n_groups: The ``n_groups`` passed to an adapter's constructor.
+        jacobian: The ``jacobian`` passed.
+
+    Raises:
+        ValueError: Either was given although ``groups`` was not.
+    """
+    if n_groups is not None or jacobian != "split":
+        raise ValueError(
+            "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
+            "per example) or leave them out."
+        )
+
+
+def build_warning_at_caller(build: Callable[[], T]) -> T:
+    """Call ``build()`` and warn again, at the adapter's caller, what it warned.
+
+    A groups problem's warnings (an untrained model, a group of one example) are raised inside
+    its constructor; raised again here they point at the line that called the adapter's
+    ``from_model`` / ``from_apply``, as that function's own warnings do.
+
+    Args:
+        build: Makes the problem.
+
+    Returns:
+        What ``build`` returned.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        problem = build()
+    for w in caught:  # this frame, the adapter's function, then its caller
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return problem

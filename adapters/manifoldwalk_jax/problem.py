@@ -13,7 +13,6 @@ the loss and the gradient are ``jax.Array`` on the parameters' device.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from manifoldwalk._groups import build_warning_at_caller, refuse_group_options
 from manifoldwalk.adapter_api import (
     EVAL_TASKS,
     ProblemError,
@@ -260,11 +260,7 @@ def from_apply(
             evaluation at θ0 decides). With ``groups``: a group of one example.
     """
     if groups is None:
-        if n_groups is not None or jacobian != "split":
-            raise ValueError(
-                "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
-                "per example) or leave them out."
-            )
+        refuse_group_options(n_groups, jacobian)
         return JaxProblem(
             apply_fn, params, loss_fn, data, reg=reg, batch_size=batch_size, trainable=trainable
         )
@@ -275,11 +271,8 @@ def from_apply(
         )
     from manifoldwalk_jax.groups import JaxGroupsProblem  # (imports this module)
 
-    # the problem's warnings (an untrained model, a group of one) raised again here, so that
-    # they point at the caller as from_apply's own do
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        problem = JaxGroupsProblem(
+    return build_warning_at_caller(
+        lambda: JaxGroupsProblem(
             apply_fn,
             params,
             loss_fn,
@@ -290,6 +283,4 @@ def from_apply(
             reg=reg,
             trainable=trainable,
         )
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=2)
-    return problem
+    )

@@ -18,13 +18,13 @@ traces the engine's whole step, the loss and gradient included, into one XLA-com
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from manifoldwalk._groups import build_warning_at_caller, refuse_group_options
 from manifoldwalk.adapter_api import (
     EVAL_TASKS,
     DeviceLoop,
@@ -295,11 +295,7 @@ def from_model(
             ``groups``: a group of one example.
     """
     if groups is None:
-        if n_groups is not None or jacobian != "split":
-            raise ValueError(
-                "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
-                "per example) or leave them out."
-            )
+        refuse_group_options(n_groups, jacobian)
         return TFProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
     if batch_size is not None or compile:
         raise ValueError(
@@ -309,13 +305,8 @@ def from_model(
         )
     from manifoldwalk_tf.groups import TFGroupsProblem  # (imports this module)
 
-    # the problem's warnings (stochastic layers, an untrained model, a group of one) raised
-    # again here, so that they point at the caller as from_model's own do
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        problem = TFGroupsProblem(
+    return build_warning_at_caller(
+        lambda: TFGroupsProblem(
             model, loss_fn, data, groups=groups, n_groups=n_groups, jacobian=jacobian, reg=reg
         )
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=2)
-    return problem
+    )

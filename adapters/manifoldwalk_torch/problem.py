@@ -30,6 +30,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from manifoldwalk._groups import build_warning_at_caller, refuse_group_options
 from manifoldwalk.adapter_api import (
     EVAL_TASKS,
     DeviceLoop,
@@ -637,11 +638,7 @@ def from_model(
             MSE loss on ``(x, y)`` data (one full loss evaluation at θ0 decides).
     """
     if groups is None:
-        if n_groups is not None or jacobian != "split":
-            raise ValueError(
-                "n_groups and jacobian apply to a problem with groups=; pass groups (one id "
-                "per example) or leave them out."
-            )
+        refuse_group_options(n_groups, jacobian)
         return TorchProblem(model, loss_fn, data, reg=reg, batch_size=batch_size, compile=compile)
     if compile is not False:
         raise ProblemError(
@@ -650,11 +647,8 @@ def from_model(
         )
     from manifoldwalk_torch.groups import TorchGroupsProblem  # (imports this module)
 
-    # the problem's warnings (an untrained model, a group of one) raised again here, so that
-    # they point at the caller as from_model's own do
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        problem = TorchGroupsProblem(
+    return build_warning_at_caller(
+        lambda: TorchGroupsProblem(
             model,
             loss_fn,
             data,
@@ -664,6 +658,4 @@ def from_model(
             reg=reg,
             batch_size=batch_size,
         )
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=2)
-    return problem
+    )
