@@ -410,3 +410,23 @@ def test_batched_and_sequential_sweeps_choose_the_same_lambda_and_agree_to_round
     theta_b = np.load(tmp_path / "batched" / "wd" / "val-02.npz")["theta"]
     theta_s = np.load(tmp_path / "sequential" / "wd" / "val-02.npz")["theta"]
     np.testing.assert_allclose(theta_b, theta_s, rtol=1e-6, atol=1e-7)  # stored as float32
+
+
+def test_a_sweep_does_not_warn_that_a_net_ruined_by_a_large_lambda_looks_untrained(
+    tmp_path, torch_backend
+):
+    import warnings
+
+    # λ = 1e6 for 2 epochs leaves the net at chance: scoring it must not tell the user to
+    # train the model first (the warning is for nets wrapped to be walked)
+    config = RunConfig("iris-ff", out=str(tmp_path), **{**TINY, "wd_lambdas": (1e6,)})
+    ds = load_data(config, config.spec, 0)
+    d = seed_dir(config.out, "iris-ff", 0)
+    d.mkdir(parents=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wd_mod.run_weight_decay(config, torch_backend, config.spec, ds, 0, d, QUIET)
+    untrained = [w for w in caught if "looks untrained" in str(w.message)]
+    assert untrained == []
+    # the net is one the adapter's check calls untrained (L0 near the trivial ln 3 = 1.0986)
+    assert json.loads((d / "wd" / "full-00.json").read_text())["train_loss"] > 1.0
