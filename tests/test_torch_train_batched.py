@@ -128,13 +128,19 @@ def test_vmapped_nets_end_as_trained_alone(kind: str, dtype: str) -> None:
 
 
 def test_mnist_cnv_from_build_net() -> None:
-    """The paper's MNIST-CNV itself (28×28 inputs), one short epoch."""
+    """The paper's MNIST-CNV itself (28×28 inputs), one short epoch, in float64.
+
+    Not in float32: Adam's first steps move every weight by about ±lr whatever the size of its
+    gradient, so a gradient entry within float32 rounding of zero (the convolutions hold many;
+    their rounding depends on the thread count) can flip sign between the two paths and move
+    that weight by 2·lr; in float64 such entries are 10⁹ times rarer.
+    """
     rng = np.random.default_rng(1)
     xs = [rng.random((33, 28, 28)) for _ in range(2)]
     ys = [rng.integers(0, 10, 33) for _ in range(2)]
 
     def build(seed: int) -> nn.Module:
-        return paper.build_net("mnist-cnv", (28, 28), 10, seed=seed, dtype="float32")
+        return paper.build_net("mnist-cnv", (28, 28), 10, seed=seed, dtype="float64")
 
     batched, alone = [build(0), build(1)], [build(0), build(1)]
     paper.train_batched(
@@ -143,7 +149,7 @@ def test_mnist_cnv_from_build_net() -> None:
     for m, lam in enumerate([1e-3, 0.0]):
         paper.train(alone[m], xs[m], ys[m], task="classification", epochs=1,
                     weight_decay=lam, seed=5 + m)  # fmt: skip
-    assert _worst(batched, alone) <= TOL["float32"]
+    assert _worst(batched, alone) <= TOL["float64"]
 
 
 @settings(max_examples=15)
