@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from manifoldwalk._array import Array, inverse, namespace, safe_divide, scalar_like, zero_count
-from manifoldwalk.predictors import Predictor
+from manifoldwalk.predictors import Predictor, wrapped_tangent_fields
 from manifoldwalk.step_sizes import StepRule
 
 __all__ = ["LANDING_BOUND", "LandingPredictor", "LandingState"]
@@ -63,11 +63,7 @@ class LandingState(NamedTuple):
     n_refused: Array
     probe_dev: Array
 
-    eta = property(lambda self: self.inner.eta, doc="The wrapped state's ``eta``.")
-    direction = property(lambda self: self.inner.direction, doc="The wrapped ``direction``.")
-    started = property(lambda self: self.inner.started, doc="The wrapped ``started``.")
-    cos = property(lambda self: self.inner.cos, doc="The wrapped state's ``cos``.")
-    n_stall = property(lambda self: self.inner.n_stall, doc="The wrapped ``n_stall``.")
+    eta, direction, started, cos, n_stall = wrapped_tangent_fields()
 
 
 @dataclass(frozen=True)

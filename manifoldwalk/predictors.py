@@ -194,6 +194,20 @@ class TangentPredictor:
         return replace(self, step_rule=rule)
 
 
+def wrapped_tangent_fields() -> tuple[property, ...]:
+    """Properties ``eta``, ``direction``, ``started``, ``cos`` and ``n_stall`` that read a
+    wrapping state's ``inner`` :class:`TangentState` (NamedTuples cannot share a mixin).
+
+    Returns:
+        The five properties, in that order.
+    """
+    names = ("eta", "direction", "started", "cos", "n_stall")
+    return tuple(
+        property(lambda self, n=n: getattr(self.inner, n), doc=f"The wrapped state's ``{n}``.")
+        for n in names
+    )
+
+
 class DriftState(NamedTuple):
     """The state of a :class:`DriftCompensated` predictor.
 
@@ -210,11 +224,7 @@ class DriftState(NamedTuple):
     eta_sq_sum: Array
     restart: Array
 
-    eta = property(lambda self: self.inner.eta, doc="The wrapped state's ``eta``.")
-    direction = property(lambda self: self.inner.direction, doc="The wrapped ``direction``.")
-    started = property(lambda self: self.inner.started, doc="The wrapped ``started``.")
-    cos = property(lambda self: self.inner.cos, doc="The wrapped state's ``cos``.")
-    n_stall = property(lambda self: self.inner.n_stall, doc="The wrapped ``n_stall``.")
+    eta, direction, started, cos, n_stall = wrapped_tangent_fields()
 
 
 @dataclass(frozen=True)
