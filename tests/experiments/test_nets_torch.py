@@ -7,6 +7,7 @@ import pytest
 import torch
 from _nets_helpers import BAD_TRAIN_OPTIONS, param_count_cases
 from manifoldwalk_torch.paper.nets import (
+    ChannelsLastConv2d,
     FlattenNHWC,
     cifar10_cnv,
     cnv_net,
@@ -57,6 +58,24 @@ def test_flatten_is_nhwc_order() -> None:
     expected = x.numpy().transpose(0, 2, 3, 1).reshape(2, -1)
     np.testing.assert_array_equal(flat.numpy(), expected)
     assert flat[0, 1] == x[0, 1, 0, 0]  # channel varies fastest
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_channels_last_conv_matches_conv2d_in_values_and_gradients(in_channels: int) -> None:
+    torch.manual_seed(0)
+    plain = torch.nn.Conv2d(in_channels, 5, 3, dtype=torch.float64)
+    fast = ChannelsLastConv2d(in_channels, 5, 3, dtype=torch.float64)
+    fast.load_state_dict(plain.state_dict())
+    x = torch.rand(4, in_channels, 9, 9, dtype=torch.float64)
+    out_plain, out_fast = plain(x), fast(x)
+    # the point of the layer: its output is channels-last even for a one-channel weight
+    assert out_fast.is_contiguous(memory_format=torch.channels_last)
+    assert not out_fast.is_contiguous()
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-13, atol=1e-13)
+    out_plain.square().sum().backward()
+    out_fast.square().sum().backward()
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-12, atol=1e-12)
+    assert fast.weight.grad.shape == plain.weight.grad.shape
 
 
 def test_glorot_normal_init_and_zero_biases(assert_glorot) -> None:

@@ -33,10 +33,12 @@ import torch
 from torch import nn
 
 from manifoldwalk.experiments._paper_parts import cnv_sizes, ff_widths
+from manifoldwalk_torch._namespace import _is_batched
 
 __all__ = [
     "GLOROT_TRUNCATION_STD",
     "ChannelsFirst",
+    "ChannelsLastConv2d",
     "FlattenNHWC",
     "cifar10_cnv",
     "cnv_net",
@@ -87,6 +89,33 @@ class FlattenNHWC(nn.Module):
             The flattened features ``(n, H*W*C)`` in (H, W, C) row-major order.
         """
         return x.permute(0, 2, 3, 1).flatten(1)
+
+
+class ChannelsLastConv2d(nn.Conv2d):
+    """A ``Conv2d`` that computes in channels-last memory layout, whatever its weight's layout.
+
+    The walk's adapters hand the model its parameters as views of one flat vector, so the weight
+    is always in the default (NCHW-contiguous) layout; converting it to channels-last at each call
+    makes the convolution's output, and every tanh and pool after it, channels-last too. On a
+    CPU this runs the paper's MNIST net about 1.7–1.9× faster (oneDNN's NHWC kernels); the values
+    are those of ``nn.Conv2d`` to rounding. ``.to(memory_format=...)`` rather than
+    ``.contiguous(memory_format=...)`` because only the former also restrides a one-channel
+    weight, whose two layouts are otherwise the same tensor.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve ``x`` (``(n, C, H, W)``, any layout) with the channels-last weight.
+
+        Args:
+            x: The input feature map.
+
+        Returns:
+            The output feature map ``(n, out_channels, H', W')`` in channels-last layout.
+        """
+        weight = self.weight
+        if not _is_batched(weight):  # a vmap lane's weight has no layout of its own to change
+            weight = weight.to(memory_format=torch.channels_last)
+        return self._conv_forward(x, weight, self.bias)
 
 
 def glorot_normal_(weight: torch.Tensor, *, generator: torch.Generator | None = None) -> None:
@@ -192,10 +221,10 @@ def cnv_net(
     height, width, channels = cnv_sizes(input_shape, n_out, filters, dense)
     model = nn.Sequential(
         ChannelsFirst(),
-        nn.Conv2d(channels, filters, 3, dtype=dtype),
+        ChannelsLastConv2d(channels, filters, 3, dtype=dtype),
         nn.Tanh(),
         nn.AvgPool2d(2),
-        nn.Conv2d(filters, filters, 3, dtype=dtype),
+        ChannelsLastConv2d(filters, filters, 3, dtype=dtype),
         nn.Tanh(),
         nn.AvgPool2d(2),
         FlattenNHWC(),
