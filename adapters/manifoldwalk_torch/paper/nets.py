@@ -97,8 +97,9 @@ class ChannelsLastConv2d(nn.Conv2d):
     The walk's adapters hand the model its parameters as views of one flat vector, so the weight
     is always in the default (NCHW-contiguous) layout; converting it to channels-last at each call
     makes the convolution's output, and every tanh and pool after it, channels-last too. On a
-    CPU this runs the paper's MNIST net about 1.7–1.9× faster (oneDNN's NHWC kernels); the values
-    are those of ``nn.Conv2d`` to rounding. ``.to(memory_format=...)`` rather than
+    CPU a full-batch loss and gradient of the paper's MNIST net is about 1.7× faster (oneDNN's
+    NHWC kernels; no gain on the CIFAR10 net, ``benchmarks/conv_layout.py``); the values are
+    those of ``nn.Conv2d`` to rounding. ``.to(memory_format=...)`` rather than
     ``.contiguous(memory_format=...)`` because only the former also restrides a one-channel
     weight, whose two layouts are otherwise the same tensor.
     """
