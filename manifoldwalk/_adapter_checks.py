@@ -8,6 +8,7 @@ live here, in numpy only.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,10 @@ __all__ = [
     "check_eval_task",
     "check_examples",
     "check_pair",
+    "check_plain_pair",
     "eval_metrics",
     "half_precision_error",
+    "loss_entry",
     "reg_not_differentiable",
     "stochastic_layers_message",
     "trivial_loss",
@@ -91,6 +94,88 @@ def check_pair(data: Any, what: str) -> None:
     """
     if not (isinstance(data, tuple | list) and len(data) == 2):
         raise TypeError(f"{what} must be a pair (x, y) of arrays, got {type(data).__name__}.")
+
+
+def check_plain_pair(data: Any, what: str, instead: str) -> None:
+    """Raise unless ``data`` is a pair ``(x, y)`` of two arrays, neither a structure of them.
+
+    ``from_model`` / ``from_apply`` call the model on ``x`` as one array; a model of several
+    inputs or of a dict batch goes through the adapter's ``from_loss``, which this names. A
+    nested Python list of numbers, or a list of equally shaped rows, one per example, is one
+    array and passes.
+
+    Args:
+        data: what the user passed as ``(x, y)``.
+        what: what is checked, to start the error message (``"data"``, ``"evaluate"``).
+        instead: the adapter's call that takes such data, shown in the message.
+
+    Raises:
+        TypeError: ``data`` is not a pair, or its ``x`` or ``y`` is a mapping (a dict batch) or
+            a tuple or list holding arrays or mappings (several inputs or targets).
+    """
+    check_pair(data, what)
+    lengths = [_example_count(part) for part in data]
+    for name, part, other in (("x", data[0], lengths[1]), ("y", data[1], lengths[0])):
+        kind = _structure(part, other)
+        if kind is not None:
+            raise TypeError(
+                f"{what}: {name} is {kind}, but this problem takes {name} as one array (the "
+                f"model is called as model(x), the loss as loss_fn(outputs, y)). For a model of "
+                f"several inputs or of a dict batch use {instead}: it takes batches of any "
+                "structure."
+            )
+
+
+def _example_count(part: Any) -> int | None:
+    """The leading length of an array or a nested list (None for anything else)."""
+    shape = getattr(part, "shape", None)
+    if shape is not None:
+        return int(shape[0]) if len(shape) else None
+    return len(part) if isinstance(part, tuple | list) else None
+
+
+def _structure(part: Any, n_other: int | None) -> str | None:
+    """How ``part`` is a structure of arrays (``"a dict with keys 'a', 'b'"``), or None."""
+    if isinstance(part, Mapping):
+        keys = ", ".join(repr(k) for k in list(part)[:5])
+        return f"a {type(part).__name__} with keys {keys}"
+    if not isinstance(part, tuple | list) or not part:
+        return None
+    if any(isinstance(item, Mapping) for item in part):
+        return f"a {type(part).__name__} holding dicts"
+    shapes = [getattr(item, "shape", None) for item in part]
+    if not any(shape is not None and len(shape) > 0 for shape in shapes):
+        return None  # numbers or nested lists: one array
+    # equally shaped rows, one per example, stack into one array
+    if (
+        len(set(map(tuple, filter(None, shapes)))) == 1
+        and None not in shapes
+        and len(part) == n_other
+    ):
+        return None
+    return f"a {type(part).__name__} of {len(part)} arrays"
+
+
+def loss_entry(value: Any, is_loss: Callable[[Any], bool]) -> tuple[str, Any] | None:
+    """Where the loss sits in a container a ``loss_fn`` returned instead of it, or None.
+
+    Args:
+        value: what ``loss_fn`` returned.
+        is_loss: whether a value is a usable loss (the framework's 0-d floating tensor).
+
+    Returns:
+        ``(path, item)``: ``"['loss']"`` for a mapping with a ``"loss"`` entry, ``".loss"`` for
+        an object with a ``loss`` attribute (a model output dataclass), ``"[0]"`` for a tuple
+        or list whose first item is a loss (``(loss, aux)``), with what is there (None where a
+        model left its loss out); None for anything else.
+    """
+    if hasattr(value, "loss"):  # first: a Hugging Face output is a mapping without None keys
+        return ".loss", value.loss
+    if isinstance(value, Mapping):
+        return ("['loss']", value["loss"]) if "loss" in value else None
+    if isinstance(value, tuple | list) and value and is_loss(value[0]):
+        return "[0]", value[0]
+    return None
 
 
 def check_examples(what: str, x_shape: tuple[Any, ...], y_shape: tuple[Any, ...]) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk._array import Array, dot, namespace, to_host, to_like, to_numpy
-from manifoldwalk.problem import ProblemError
+from manifoldwalk.problem import ProblemError, grad_of
 
 __all__ = [
     "Eigenvalues",
@@ -62,11 +62,14 @@ def hvp_function(problem: Any, theta: Array, *, finite_difference: bool = False)
         A function of one vector ``v`` (θ's shape, type and device) returning ∇²L(θ)·v.
 
     Raises:
-        ProblemError: the problem has no ``hvp`` and ``finite_difference`` is False.
+        ProblemError: the problem has no ``hvp`` and ``finite_difference`` is False, or (without
+            ``hvp``) no gradient of one loss: neither ``grad`` nor ``loss_and_grad`` (a
+            k-constraint stack).
     """
     exact = getattr(problem, "hvp", None)
     if callable(exact):
         return lambda v: exact(theta, v)
+    grad = grad_of(problem)  # a problem without one loss (a stack of several) is refused here
     if not finite_difference:
         raise ProblemError(
             f"{type(problem).__name__} has no hvp(theta, v) method for Hessian-vector "
@@ -79,7 +82,7 @@ def hvp_function(problem: Any, theta: Array, *, finite_difference: bool = False)
 
     def fd_hvp(v: Array) -> Array:
         h = scale / max(_norm(xp, v), 1e-300)
-        return (problem.grad(theta + h * v) - problem.grad(theta - h * v)) / (2.0 * h)
+        return (grad(theta + h * v) - grad(theta - h * v)) / (2.0 * h)
 
     return fd_hvp
 
@@ -139,7 +142,7 @@ class _Operator:
         self.unit_grad: Array | None = None
         self.dim = int(np.prod(tuple(theta.shape)))
         if tangent:
-            grad = problem.grad(theta)
+            grad = grad_of(problem)(theta)
             g_norm = _norm(self.xp, grad)
             if not g_norm > 0.0 or not math.isfinite(g_norm):
                 raise ProblemError(

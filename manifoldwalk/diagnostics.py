@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from manifoldwalk._array import Array, device_of, dot, namespace, norm, scalar_like, to_host
-from manifoldwalk.problem import Problem, loss_and_grad_of
+from manifoldwalk.problem import Problem, loss_and_grad_of, loss_of
 
 SLOPE_RANGE = (1.8, 2.2)
 """Observed slopes in this range pass the check (in float64)."""
@@ -129,7 +129,8 @@ def check_gradient(
     the float64 copy (docs/measurements/check_gradient_2026-12-05.md).
 
     Args:
-        problem: any :class:`~manifoldwalk.Problem` (``loss_and_grad`` is used where present).
+        problem: any :class:`~manifoldwalk.Problem` (``loss_and_grad`` is used where present;
+            one with only ``loss_and_grad`` works too).
         theta: the point, a flat float array in the problem's array type.
         direction: the direction d (θ's shape); default a seeded random unit vector.
         seed: the seed of the random direction.
@@ -146,6 +147,8 @@ def check_gradient(
     Raises:
         ValueError: on a bad ``t_range``, ``n_points`` or ``window``, or a direction of the
             wrong shape or zero norm.
+        ProblemError: the problem has no loss of its own (neither ``loss`` nor
+            ``loss_and_grad``: a k-constraint stack).
     """
     lo, hi = (float(v) for v in t_range)
     if not 0 < lo < hi:
@@ -175,6 +178,7 @@ def check_gradient(
             )
             note = f"checked on the problem's float64 copy (θ is {_dtype_name(theta)}): "
             return report._replace(message=note + report.message)
+    loss = loss_of(problem)  # a problem may offer only the fused evaluation
     loss0, grad = loss_and_grad_of(problem)(theta)
     if isinstance(loss0, int | float):
         loss0 = scalar_like(float(loss0), theta)
@@ -187,7 +191,7 @@ def check_gradient(
     if d_norm == 0:
         raise ValueError("direction must be non-zero.")
     t = np.logspace(np.log10(lo), np.log10(hi), n_points)
-    values = np.array([_as_float(problem.loss(theta + float(ti) * direction)) for ti in t])
+    values = np.array([_as_float(loss(theta + float(ti) * direction)) for ti in t])
     errors = np.abs(values - f0 - t * slope_d)
     floor = 100 * eps * (np.abs(f0) + np.abs(values) + np.abs(t * slope_d))
     finite = np.isfinite(errors)
@@ -195,7 +199,7 @@ def check_gradient(
     report = _verdict(t, errors, resolved, finite, window)
     if eps <= _FLOAT64_EPS or not finite.all():
         return report
-    behind = np.array([_as_float(problem.loss(theta - float(ti) * direction)) for ti in t])
+    behind = np.array([_as_float(loss(theta - float(ti) * direction)) for ti in t])
     return _central_verdict(report, f0, values, behind, slope_d, abs_terms, eps, window)
 
 

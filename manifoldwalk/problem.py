@@ -164,6 +164,60 @@ def loss_and_grad_of(problem: Problem) -> Callable[[Array], tuple[Array, Array]]
     return separate
 
 
+def loss_of(problem: Problem) -> Callable[[Array], Array]:
+    """θ ↦ L(θ): the problem's ``loss``, or the first part of its fused ``loss_and_grad``.
+
+    Raises:
+        ProblemError: the problem has neither (a k-constraint stack is named as such).
+    """
+    loss = getattr(problem, "loss", None)
+    if callable(loss):
+        return loss
+    fused = getattr(problem, "loss_and_grad", None)
+    if not callable(fused):
+        raise _single_loss_error(problem, "loss")
+    return lambda theta: fused(theta)[0]
+
+
+def grad_of(problem: Problem) -> Callable[[Array], Array]:
+    """θ ↦ ∇L(θ): the problem's ``grad``, or the second part of its fused ``loss_and_grad``.
+
+    Raises:
+        ProblemError: the problem has neither (a k-constraint stack is named as such).
+    """
+    grad = getattr(problem, "grad", None)
+    if callable(grad):
+        return grad
+    fused = getattr(problem, "loss_and_grad", None)
+    if not callable(fused):
+        raise _single_loss_error(problem, "grad")
+    return lambda theta: fused(theta)[1]
+
+
+def _single_loss_error(problem: Any, method: str) -> ProblemError:
+    """The error for a problem without one loss's ``method`` (``loss`` or ``grad``) or
+    ``loss_and_grad``, naming a k-constraint problem as such.
+
+    Args:
+        problem: the problem.
+        method: the method looked for.
+
+    Returns:
+        A :class:`ProblemError` to raise.
+    """
+    name = type(problem).__name__
+    if callable(getattr(problem, "losses_and_jacobian", None)):
+        return ProblemError(
+            f"{name} is a k-constraint problem (losses_and_jacobian) without one loss's "
+            f"{method} or loss_and_grad: pass one of its losses as a Problem of its own (e.g. "
+            "one of the problems given to manifoldwalk.stack)."
+        )
+    return ProblemError(
+        f"{name} has neither {method} nor loss_and_grad; a Problem needs loss and grad, or "
+        "loss_and_grad (manifoldwalk.make_problem builds one from callables)."
+    )
+
+
 _REQUIRED = ("reg", "reg_grad")
 
 

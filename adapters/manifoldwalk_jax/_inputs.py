@@ -10,7 +10,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from manifoldwalk.adapter_api import ProblemError, check_examples, check_pair
+from manifoldwalk.adapter_api import ProblemError, check_examples, check_plain_pair
+
+FROM_LOSS = (
+    "manifoldwalk_jax.from_loss(lambda p, b: loss_fn(apply_fn(p, b[0]), b[1]), params, (x, y))"
+)
+"""The call the data errors point to for inputs that are not one array."""
 
 
 def _to_float64(a: Any) -> Any:
@@ -59,8 +64,14 @@ def _single_device(theta: jax.Array) -> Any:
 
 
 def _as_data(data: Any, device: Any, what: str) -> tuple[jax.Array, jax.Array]:
-    """``(x, y)`` as jax arrays on ``device``, checked to be of equal length."""
-    check_pair(data, what)
+    """``(x, y)`` as jax arrays on ``device``, checked to be of equal length.
+
+    Raises:
+        TypeError: ``data`` is not a pair of two arrays (a dict or a tuple of arrays as ``x``:
+            ``from_loss`` takes those).
+        ProblemError: inputs and targets of different lengths, or no examples.
+    """
+    check_plain_pair(data, what, FROM_LOSS)
     x, y = (jax.device_put(jnp.asarray(a), device) for a in data)
     check_examples(what, x.shape, y.shape)
     return x, y

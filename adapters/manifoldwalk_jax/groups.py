@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from manifoldwalk._groups import GroupLayout, check_jacobian, layout_groups
-from manifoldwalk.adapter_api import check_pair
+from manifoldwalk.adapter_api import check_plain_pair
 from manifoldwalk_jax._flat import PyTree
-from manifoldwalk_jax._inputs import _as_data
+from manifoldwalk_jax._inputs import FROM_LOSS, _as_data
 from manifoldwalk_jax._reg import RegFn
 from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 
@@ -65,7 +65,7 @@ class JaxGroupsProblem(JaxProblem):
         trainable: PyTree | None = None,
     ) -> None:
         self.jacobian = check_jacobian(jacobian)
-        check_pair(data, "data")
+        check_plain_pair(data, "data", FROM_LOSS)
         x, y = (a if hasattr(a, "shape") else np.asarray(a) for a in data)
         layout = layout_groups(groups, int(x.shape[0]) if x.ndim else 0, n_groups)
         if layout.order is not None:  # group by group, once

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from manifoldwalk._batches import Batches, BatchSizeFn, describe_structure
-from manifoldwalk.adapter_api import ProblemError, check_callable
+from manifoldwalk.adapter_api import ProblemError, check_callable, loss_entry
 from manifoldwalk_jax._base import JaxBase
 from manifoldwalk_jax._device_data import DeviceBatches, split, split_hashable, to_device
 from manifoldwalk_jax._flat import PyTree
@@ -206,9 +206,11 @@ class JaxLossProblem(JaxBase):
                 "as the data holds it, and returns the batch's mean loss as a scalar."
             ) from err
         if not isinstance(out, jax.ShapeDtypeStruct):
+            found = loss_entry(out, _is_scalar_loss)
+            hint = "" if found is None else f" It holds the loss as {found[0]}: return that."
             raise ProblemError(
                 "loss_fn(params, batch) must return the batch's mean loss as a scalar, got "
-                f"{_describe_shapes(out)} on the first batch."
+                f"{_describe_shapes(out)} on the first batch.{hint}"
             )
         if out.shape != ():
             raise ProblemError(
@@ -224,6 +226,15 @@ class JaxLossProblem(JaxBase):
                 "first batch; the walk needs a real floating-point loss: compute it in floats "
                 "(no rounding to integers, no complex parts)."
             )
+
+
+def _is_scalar_loss(out: Any) -> bool:
+    """Whether a traced output is a real floating scalar, the loss the walk needs."""
+    return (
+        isinstance(out, jax.ShapeDtypeStruct)
+        and out.shape == ()
+        and jnp.issubdtype(out.dtype, jnp.floating)
+    )
 
 
 def _describe_shapes(out: Any) -> str:

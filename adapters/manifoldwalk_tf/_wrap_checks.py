@@ -14,13 +14,19 @@ import tensorflow as tf
 
 from manifoldwalk.adapter_api import (
     check_examples,
-    check_pair,
+    check_plain_pair,
     half_precision_error,
     stochastic_layers_message,
 )
 
 LossFn = Callable[[Any, Any], Any]
 """``loss_fn(y_true, y_pred)`` as the adapter calls it."""
+
+FROM_LOSS = (
+    "manifoldwalk_tf.from_loss(model, lambda m, b: keras_loss(b[1], m(b[0], training=False)), "
+    "(x, y))"
+)
+"""The call the data errors point to for inputs that are not one array."""
 
 # the Keras layers that behave differently in training
 _STOCHASTIC = tuple(
@@ -140,8 +146,14 @@ def _takes_training(model: keras.layers.Layer) -> bool:
 
 
 def _as_tensors(data: Any, what: str) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(x, y)`` as tensors, checked to be of equal, non-zero length."""
-    check_pair(data, what)
+    """``(x, y)`` as tensors, checked to be of equal, non-zero length.
+
+    Raises:
+        TypeError: ``data`` is not a pair of two arrays (a dict or a list of arrays as ``x``,
+            for a model of several inputs: ``from_loss`` takes those).
+        ProblemError: inputs and targets of different lengths, or no examples.
+    """
+    check_plain_pair(data, what, FROM_LOSS)
     # Through numpy: TensorFlow makes Python floats float32, so a float64 model's nested-list
     # data would lose digits.
     x, y = (tf.convert_to_tensor(a if tf.is_tensor(a) else np.asarray(a)) for a in data)

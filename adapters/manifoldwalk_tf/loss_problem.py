@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from manifoldwalk._batches import Batches, BatchSizeFn, describe_structure
-from manifoldwalk.adapter_api import ProblemError, check_callable
+from manifoldwalk.adapter_api import ProblemError, check_callable, loss_entry
 from manifoldwalk_tf._base import TFBase
 from manifoldwalk_tf._held import HeldBatches, tensors_of
 from manifoldwalk_tf._wrap_checks import _check_backend, _warn_if_stochastic
@@ -248,13 +248,19 @@ def _metric_value(name: str, value: Any, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(value, dtype)
 
 
+def _is_loss(value: Any) -> bool:
+    """Whether ``value`` is a loss the walk can use: a 0-d floating tensor."""
+    return tf.is_tensor(value) and value.shape.rank == 0 and value.dtype.is_floating
+
+
 def _check_loss_value(value: Any) -> None:
     """Raise unless ``value`` is a 0-d floating tensor, naming what it is.
 
     Raises:
-        ProblemError: anything else.
+        ProblemError: anything else; a container holding the loss (a ``"loss"`` entry, a
+            ``.loss`` field, or first in a tuple) gets a hint.
     """
-    if tf.is_tensor(value) and value.shape.rank == 0 and value.dtype.is_floating:
+    if _is_loss(value):
         return
     if tf.is_tensor(value):
         what = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype.name}"
@@ -262,6 +268,9 @@ def _check_loss_value(value: Any) -> None:
     else:
         what = describe_structure(value)
         hint = " Return the batch's mean loss as a 0-d tensor computed with the model."
+        found = loss_entry(value, _is_loss)
+        if found is not None:
+            hint = f" It holds the loss as {found[0]}: return that."
     raise ProblemError(
         f"loss_fn(model, batch) must return a 0-d floating tensor (the batch's mean loss), "
         f"got {what} on the first batch.{hint}"

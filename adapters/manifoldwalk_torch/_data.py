@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from manifoldwalk.adapter_api import ProblemError
+from manifoldwalk.adapter_api import ProblemError, check_plain_pair
 
 __all__ = [
+    "FROM_LOSS",
     "Data",
     "as_tensor",
     "check_batch_size",
@@ -28,6 +29,13 @@ __all__ = [
     "shard_bounds",
     "take_shard",
 ]
+
+
+FROM_LOSS = (
+    "manifoldwalk_torch.from_loss(model, lambda m, b: loss_fn(m(b[0]), b[1]), (x, y)) "
+    "(m(*b[0]) for a tuple of positional inputs)"
+)
+"""The call the data errors point to for inputs that are not one array."""
 
 
 def check_batch_size(batch_size: Any) -> int | None:
@@ -73,7 +81,12 @@ class Data:
 
     @classmethod
     def build(
-        cls, data: Any, dtype: torch.dtype, device: torch.device | None, batch_size: int | None
+        cls,
+        data: Any,
+        dtype: torch.dtype,
+        device: torch.device | None,
+        batch_size: int | None,
+        what: str = "data",
     ) -> Data:
         """Arrays moved to ``device`` (if given), or a loader; see
         :func:`manifoldwalk_torch.from_model`.
@@ -85,6 +98,7 @@ class Data:
             device: where arrays are moved (None: where they are).
             batch_size: for ``(x, y)``, examples per batch (None, or not fewer than the
                 examples: one batch).
+            what: what the data are, to start an error message (``"evaluate"``).
 
         Returns:
             The data.
@@ -94,10 +108,12 @@ class Data:
                 array.
             ProblemError: inputs and targets of different lengths, no examples, or a
                 DataLoader that drops its last batch.
-            TypeError: ``data`` of more than two arrays, or of another kind.
+            TypeError: ``data`` of more than two arrays, or of another kind; an ``x`` or ``y``
+                that is a dict or a tuple of arrays (several inputs: ``from_loss`` takes those).
         """
         batch_size = check_batch_size(batch_size)
         if isinstance(data, tuple | list) and len(data) == 2 and not _is_batch_list(data):
+            check_plain_pair(data, what, FROM_LOSS)
             x, y = (as_tensor(a, dtype, device, name) for a, name in zip(data, "xy", strict=True))
             check_lengths(x, y)
             if x.shape[0] == 0:
@@ -148,7 +164,7 @@ class Data:
         """The ``(x, y)`` batches, each on the device (loader batches are moved as they come).
 
         Raises:
-            TypeError: a DataLoader batch that is not an ``(x, y)`` pair.
+            TypeError: a DataLoader batch that is not an ``(x, y)`` pair of two arrays.
             ProblemError: a DataLoader batch of mismatched lengths, or no batches at all.
         """
         if self._loader is None:
@@ -162,6 +178,7 @@ class Data:
         for batch in self._loader:
             if not (isinstance(batch, tuple | list) and len(batch) == 2):
                 raise TypeError("each DataLoader batch must be an (x, y) pair.")
+            check_plain_pair(batch, "each DataLoader batch", FROM_LOSS)
             x, y = (
                 as_tensor(a, self._dtype, self._device, n) for a, n in zip(batch, "xy", strict=True)
             )

@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from manifoldwalk._groups import GroupLayout, check_jacobian, layout_groups
-from manifoldwalk.adapter_api import ProblemError
-from manifoldwalk_torch._data import Data, as_tensor, check_lengths
+from manifoldwalk.adapter_api import ProblemError, check_plain_pair
+from manifoldwalk_torch._data import FROM_LOSS, Data, as_tensor, check_lengths
 from manifoldwalk_torch._model import RegFn, eval_mode, scalar_loss
 from manifoldwalk_torch.problem import LossFn, TorchProblem
 
@@ -77,6 +77,7 @@ class TorchGroupsProblem(TorchProblem):
                 f'batch_size applies to jacobian="split" (each group in batches); '
                 f'jacobian="{jacobian}" runs one forward pass over every example.'
             )
+        check_plain_pair(data, "data", FROM_LOSS)
         x, y = (as_tensor(a, None, None, name) for a, name in zip(data, "xy", strict=True))
         check_lengths(x, y)
         layout = layout_groups(groups, int(x.shape[0]), n_groups, stacklevel=5)

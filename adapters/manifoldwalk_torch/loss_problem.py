@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from manifoldwalk._batches import BatchSizeFn, describe_structure
-from manifoldwalk.adapter_api import ProblemError, check_callable
+from manifoldwalk.adapter_api import ProblemError, check_callable, loss_entry
 from manifoldwalk_torch._loss_data import LossData
 from manifoldwalk_torch._model import (
     BufferSnapshot,
@@ -185,27 +185,37 @@ class TorchLossProblem(TorchProblem):
             )
 
 
+def _is_loss(value: Any) -> bool:
+    """Whether ``value`` is a loss the walk can use: a 0-d floating tensor."""
+    return isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point()
+
+
 def _check_loss_value(value: Any) -> None:
     """Raise unless ``value`` is a 0-d floating tensor, naming what it is.
 
     Raises:
-        ProblemError: anything else; a model output holding a ``loss`` field gets a hint.
+        ProblemError: anything else; a model output holding the loss (a ``.loss`` field, a
+            ``"loss"`` entry, or first in a tuple) gets a hint.
     """
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+    if _is_loss(value):
         return
     if isinstance(value, torch.Tensor):
         what = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
     else:
         what = f"a {type(value).__name__}"
     hint = " Return the batch's mean loss, e.g. loss.mean(), as a floating tensor."
-    if hasattr(value, "loss") and not isinstance(value, torch.Tensor):
-        hint = (
-            " It has a .loss: return that (lambda m, b: m(**b).loss); Hugging Face models "
-            "compute the loss only when the batch holds labels."
-        )
-        if getattr(value, "loss", None) is None:
+    found = None if isinstance(value, torch.Tensor) else loss_entry(value, _is_loss)
+    if found is not None:
+        path, item = found
+        hint = f" It holds the loss as {path}: return that instead."
+        if path == ".loss":  # a model output, as Hugging Face models return
             hint = (
-                " Its .loss is None: Hugging Face models compute the loss only when the batch "
+                " It has a .loss: return that (lambda m, b: m(**b).loss); Hugging Face models "
+                "compute the loss only when the batch holds labels."
+            )
+        if item is None:
+            hint = (
+                f" Its {path} is None: Hugging Face models compute the loss only when the batch "
                 'holds the targets (e.g. a "labels" entry).'
             )
     raise ProblemError(

@@ -190,8 +190,12 @@ class TorchProblem(ModelProblem):
         """
         return dict(zip(self.names, self._views(self._checked(theta)), strict=True))
 
-    def assign(self, theta: torch.Tensor) -> nn.Module:
+    def assign(self, theta: torch.Tensor | np.ndarray) -> nn.Module:
         """Write θ into the model's trainable parameters (in place, on their device).
+
+        Args:
+            theta: flat θ, a tensor, or a numpy array in the model's dtype (a loaded
+                ``WalkResult``'s θ), copied to the model's device.
 
         Returns:
             The model, for chaining (e.g. ``problem.assign(result.theta).eval()``).
@@ -199,6 +203,8 @@ class TorchProblem(ModelProblem):
         Raises:
             ValueError, TypeError: θ has the wrong shape or dtype.
         """
+        if isinstance(theta, np.ndarray):  # the dtype is kept, so a mismatch is still refused
+            theta = torch.as_tensor(theta, device=self.device)
         with torch.no_grad():
             for param, value in zip(
                 self._params.values(), self.unflatten(theta).values(), strict=True
@@ -440,7 +446,7 @@ class TorchProblem(ModelProblem):
 
     def _eval_data(self, x: Any, y: Any) -> tuple[torch.Tensor, torch.Tensor]:
         # held-out data stays where it is; each batch moves to the device as it is used
-        data = Data.build((x, y), self.dtype, None, None)
+        data = Data.build((x, y), self.dtype, None, None, what="evaluate")
         return next(data.batches())
 
     @contextlib.contextmanager
