@@ -28,7 +28,10 @@ class WalkResult:
             walk failed), in θ0's array type and device.
         level: L0, the level walked.
         loss, reg: L and R at ``theta``.
-        angle: angle between ∇L and ∇R at ``theta``, in degrees (180 at a minimum of R).
+        angle: angle between ∇L and ∇R at ``theta``, in degrees: 0 or 180 at a stationary
+            point of R on the level set, where ∇R is parallel to ∇L (180 where R falls as L
+            rises, as for R = x + y on the circle; 0 where both rise together, as for ‖θ‖² on
+            a level set of Σθ⁴).
         lam: the Lagrange multiplier λ = −∇R·∇L/‖∇L‖².
         kkt: the KKT residual ‖∇R + λ∇L‖/‖∇R‖.
         n_predictor, n_corrector: steps of each kind.
