@@ -216,7 +216,8 @@ def ensemble_figure(data: StudyData) -> Any:
 
     Each panel shows the random walks' end points (jittered dots), θ0 (black), the −∇R walk's
     end (blue star) and each weight-decay net (red diamonds) for R, the test loss, the test
-    metric (left out where it is the test loss: MSE) and (when measured) the sharpness.
+    metric (left out where it is the test loss: MSE) and (when measured) the sharpness. A panel
+    whose positive values span more than a factor of 20 has a log axis.
 
     Args:
         data: A finished ensemble study (:func:`load_study`).
@@ -254,12 +255,20 @@ def ensemble_figure(data: StudyData) -> Any:
         )
         ax.set_title(label.format(metric=metric), fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
+        if _spans_decades([p[q] for p in points]):
+            ax.set_yscale("log")  # else one point far above squashes the others to a line
     fig.suptitle(
         f"{data.summary['experiment']}: points of one level set (L = "
         f"{data.summary['level']:.4g}) and the baselines",
         fontsize=10,
     )
     return fig
+
+
+def _spans_decades(values: list[float], ratio: float = 20.0) -> bool:
+    """Whether positive ``values`` span more than ``ratio`` (a log axis shows them better)."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    return bool(finite) and min(finite) > 0 and max(finite) > ratio * min(finite)
 
 
 _COLUMNS = {

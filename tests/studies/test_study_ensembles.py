@@ -165,6 +165,14 @@ def test_the_figure_has_a_panel_per_quantity_with_every_point(study) -> None:
     # without the sharpness, three panels
     lean = {**summary, "points": [{k: v for k, v in p.items() if "sharp" not in k} for p in points]}
     assert len(ensemble_figure(replace(data, summary=lean)).axes) == 3
+    # a quantity spanning more than 20x gets a log axis, the others stay linear
+    spread = {**summary, "points": [{**p, "sharpness": 1.0} for p in points]}
+    spread["points"][-1]["sharpness"] = 50.0
+    scales = [ax.get_yscale() for ax in ensemble_figure(replace(data, summary=spread)).axes]
+    assert scales[-1] == "log"
+    assert scales[0] == "linear"
+    flat = {**summary, "points": [{**p, "sharpness": 1.0 + 0.1 * i} for i, p in enumerate(points)]}
+    assert ensemble_figure(replace(data, summary=flat)).axes[-1].get_yscale() == "linear"
     # a regression's test metric is its test loss (MSE): drawn once
     mse = {**summary, "points": [{**p, "test_metric": p["test_loss"]} for p in points]}
     titles = [ax.get_title() for ax in ensemble_figure(replace(data, summary=mse)).axes]
