@@ -34,6 +34,7 @@ import numpy as np
 
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._lock import exclusive
 from manifoldwalk.experiments._outputs import write_outputs
 from manifoldwalk.experiments._phase1 import Phase1Seed, run_phase1_seeds
 from manifoldwalk.experiments._pool import run_in_processes
@@ -276,12 +277,7 @@ def run_seeds_batched(
     """
     _check_sweep(sweep)
     spec = config.spec
-    backend = load_backend(config.backend)
-    if not callable(getattr(backend, "walk_batch", None)):
-        raise ValueError(
-            f"--batch-seeds needs --backend jax or torch; the {config.backend} backend walks "
-            "one seed at a time"
-        )
+    backend = _batching_backend(config)
     summaries: dict[int, dict[str, Any]] = {}
     prepared = []
     _check_directory(replace(config, seeds=tuple(seeds)))
@@ -310,6 +306,21 @@ def run_seeds_batched(
     for s, (result, walk_time), wd in zip(started, walked, wds, strict=True):
         summaries[s.seed] = _finish_seed(config, s, result, walk_time, wd, sweep)
     return [summaries[seed] for seed in seeds]
+
+
+def _batching_backend(config: RunConfig) -> Any:
+    """The experiment's backend, checked to batch walks (``--batch-seeds``).
+
+    Raises:
+        ValueError: It cannot (``jax`` and ``torch`` can).
+    """
+    backend = load_backend(config.backend)
+    if not callable(getattr(backend, "walk_batch", None)):
+        raise ValueError(
+            f"--batch-seeds needs --backend jax or torch; the {config.backend} backend walks "
+            "one seed at a time"
+        )
+    return backend
 
 
 def _worker(config: RunConfig, seed: int, threads: int | None, sweep: str) -> dict[str, Any]:
@@ -350,6 +361,8 @@ def run_experiment(
             before any work starts), or a problem in a seed (re-raised from the worker).
         KeyboardInterrupt: On Ctrl-C, after stopping the worker processes (what they saved is
             kept; running again resumes).
+        RunLocked: Another process is running this experiment into the same directory
+            (:mod:`manifoldwalk.experiments._lock`; a ValueError).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -357,6 +370,22 @@ def run_experiment(
     if batch_seeds:
         if jobs != 1:
             raise ValueError("--batch-seeds walks every seed in one process; leave --jobs at 1")
+        _batching_backend(config)
+    exp_dir = rundir.seed_dir(config.out, config.spec.name, 0).parent
+    with exclusive(exp_dir, "reproduce"):  # after the checks: a refused run creates nothing
+        return _run_experiment(config, jobs, show_progress, threads, batch_seeds, sweep)
+
+
+def _run_experiment(
+    config: RunConfig,
+    jobs: int,
+    show_progress: bool,
+    threads: int | None,
+    batch_seeds: bool,
+    sweep: str,
+) -> list[dict[str, Any]]:
+    """:func:`run_experiment` once its options are checked and its lock is held."""
+    if batch_seeds:
         summaries = run_seeds_batched(
             config, list(config.seeds), show_progress=show_progress, threads=threads, sweep=sweep
         )

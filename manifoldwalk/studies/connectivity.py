@@ -57,6 +57,7 @@ import numpy as np
 
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._lock import exclusive
 from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.studies import _bench
 from manifoldwalk.studies._bench import Bench
@@ -388,10 +389,17 @@ def run_connectivity(config: ConnectConfig, *, show_progress: bool = True) -> di
         against the straight lines' barriers).
 
     Raises:
-        ValueError: The run directory holds work of other options (named) or of unknown ones.
+        ValueError: The run directory holds work of other options (named) or of unknown ones,
+            or another process is running this study there (``RunLocked``).
         ImportError: The backend's framework is missing.
         manifoldwalk.datasets.DatasetError: The dataset's files are missing.
     """
+    with exclusive(config.directory.parent, "connect"):
+        return _run_connectivity(config, show_progress)
+
+
+def _run_connectivity(config: ConnectConfig, show_progress: bool) -> dict[str, Any]:
+    """:func:`run_connectivity` once its lock is held."""
     import manifoldwalk as mw
 
     d = config.directory

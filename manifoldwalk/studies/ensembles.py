@@ -39,6 +39,7 @@ import numpy as np
 
 from manifoldwalk._array import to_numpy
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._lock import exclusive
 from manifoldwalk.experiments.config import RunConfig
 from manifoldwalk.studies import _bench
 from manifoldwalk.studies._bench import Bench
@@ -308,10 +309,17 @@ def run_ensemble(config: EnsembleConfig, *, show_progress: bool = True) -> dict[
         and ``statistics`` over the random walks' end points.
 
     Raises:
-        ValueError: The run directory holds work of other options (named) or of unknown ones.
+        ValueError: The run directory holds work of other options (named) or of unknown ones,
+            or another process is running this study there (``RunLocked``).
         ImportError: The backend's framework is missing.
         manifoldwalk.datasets.DatasetError: The dataset's files are missing.
     """
+    with exclusive(config.directory.parent, "ensemble"):
+        return _run_ensemble(config, show_progress)
+
+
+def _run_ensemble(config: EnsembleConfig, show_progress: bool) -> dict[str, Any]:
+    """:func:`run_ensemble` once its lock is held."""
     import manifoldwalk as mw
 
     d = config.directory

@@ -15,6 +15,7 @@ from _study_helpers import Calls, iris_problem, load_npz, stamps, without_timing
 
 import manifoldwalk
 from manifoldwalk.experiments import rundir
+from manifoldwalk.experiments._lock import RunLocked, exclusive
 from manifoldwalk.studies import (
     ConnectConfig,
     connectivity_figure,
@@ -82,6 +83,14 @@ def test_an_interrupted_study_redoes_only_what_is_missing_or_damaged(
     assert str(damaged) in capsys.readouterr().err
     assert without_timing(again) == without_timing(summary)
     assert rundir.is_finished(copy.directory)
+
+
+def test_a_study_another_process_is_running_is_refused(tmp_path) -> None:
+    config = ConnectConfig(out=str(tmp_path), **TOY)
+    with exclusive(config.directory.parent, "connect"):
+        with pytest.raises(RunLocked, match="manifoldwalk connect"):
+            run_connectivity(config, show_progress=False)
+    assert not config.directory.exists(), "nothing was written while refused"
 
 
 @pytest.mark.parametrize(
