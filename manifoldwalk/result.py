@@ -10,6 +10,7 @@ import numpy as np
 
 from manifoldwalk import _json, _result_io, _state_io
 from manifoldwalk._array import Array, to_numpy
+from manifoldwalk._atomic import atomic_file
 from manifoldwalk._stops import STOP_REASONS
 from manifoldwalk.step import WalkState
 
@@ -87,7 +88,14 @@ class WalkResult:
         )
 
     def save(self, path: str | Path) -> None:
-        """Write the result to an ``.npz`` file that holds no pickled objects."""
+        """Write the result to an ``.npz`` file that holds no pickled objects.
+
+        The file is written whole or not at all (a temporary file beside it, fsync, rename), so
+        an interrupted save leaves an earlier file at ``path`` as it was.
+
+        Args:
+            path: The file to write (its directory is created if needed; no suffix is added).
+        """
         arrays: dict[str, np.ndarray] = {"theta": to_numpy(self.theta)}
         if self.trajectory is not None:
             arrays["trajectory"] = to_numpy(self.trajectory)
@@ -100,7 +108,7 @@ class WalkResult:
             arrays.update({f"state/{k}": v for k, v in state_arrays.items()})
         # strict JSON: a non-finite number is null with a note beside it
         arrays["meta"] = np.array(_json.dumps(meta))
-        with open(path, "wb") as f:
+        with atomic_file(path) as f:  # an interrupted save leaves the previous file whole
             np.savez(f, **arrays)
 
     @classmethod

@@ -33,6 +33,27 @@ def test_save_and_load_round_trip(tmp_path):
         assert all(data[k].dtype != object for k in data.files)
 
 
+def test_an_interrupted_save_leaves_the_earlier_file_whole(tmp_path, monkeypatch):
+    first = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=20))
+    second = mw.walk(Circle(), TOP.copy(), stop=mw.Stop(max_steps=40))
+    path = tmp_path / "walk.npz"
+    first.save(path)
+
+    def savez_then_fail(f, **arrays):
+        f.write(b"PK\x03\x04 half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", savez_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        second.save(path)
+    monkeypatch.undo()
+    back = mw.WalkResult.load(path)
+    assert np.array_equal(back.theta, first.theta) and back.n_predictor == first.n_predictor
+    assert [p.name for p in tmp_path.iterdir()] == ["walk.npz"], "no temporary file left"
+    second.save(path)  # a save that finishes replaces it
+    assert mw.WalkResult.load(path).n_predictor == second.n_predictor != first.n_predictor
+
+
 @pytest.mark.parametrize(("scheme", "split"), [("paper", 150), ("compensated", 20)])
 def test_a_resumed_walk_takes_the_same_path_as_an_uninterrupted_one(tmp_path, scheme, split):
     options = {"scheme": scheme, "record": mw.Record(trajectory_every=5)}

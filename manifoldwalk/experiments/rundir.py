@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from manifoldwalk import _json
+from manifoldwalk._atomic import atomic_write_bytes
 from manifoldwalk.experiments._index import INDEX, RunFiles
 from manifoldwalk.experiments._integrity import (
     RunDirError,
@@ -170,27 +170,6 @@ def stray_seed_dirs(root: str | os.PathLike[str]) -> list[Path]:
         Those directories, sorted.
     """
     return [p for p in _named_seed_dirs(Path(root)) if seed_of(p) is None]
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, then rename).
-
-    Args:
-        path: The target; its directory is created if needed.
-        data: The contents.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
