@@ -170,13 +170,7 @@ def loss_of(problem: Problem) -> Callable[[Array], Array]:
     Raises:
         ProblemError: the problem has neither (a k-constraint stack is named as such).
     """
-    loss = getattr(problem, "loss", None)
-    if callable(loss):
-        return loss
-    fused = getattr(problem, "loss_and_grad", None)
-    if not callable(fused):
-        raise _single_loss_error(problem, "loss")
-    return lambda theta: fused(theta)[0]
+    return _part_of(problem, "loss", 0)
 
 
 def grad_of(problem: Problem) -> Callable[[Array], Array]:
@@ -185,13 +179,19 @@ def grad_of(problem: Problem) -> Callable[[Array], Array]:
     Raises:
         ProblemError: the problem has neither (a k-constraint stack is named as such).
     """
-    grad = getattr(problem, "grad", None)
-    if callable(grad):
-        return grad
+    return _part_of(problem, "grad", 1)
+
+
+def _part_of(problem: Any, method: str, index: int) -> Callable[[Array], Array]:
+    """The problem's ``method``, or part ``index`` of its ``loss_and_grad``; see
+    :func:`loss_of`."""
+    own = getattr(problem, method, None)
+    if callable(own):
+        return own
     fused = getattr(problem, "loss_and_grad", None)
     if not callable(fused):
-        raise _single_loss_error(problem, "grad")
-    return lambda theta: fused(theta)[1]
+        raise _single_loss_error(problem, method)
+    return lambda theta: fused(theta)[index]
 
 
 def _single_loss_error(problem: Any, method: str) -> ProblemError:
