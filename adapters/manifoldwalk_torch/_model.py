@@ -301,9 +301,15 @@ def _version(t: torch.Tensor) -> int | None:
 def _reg_value(fn: RegFn, theta: torch.Tensor) -> torch.Tensor:
     value = fn(theta)
     if not isinstance(value, torch.Tensor) or value.dim() != 0:
+        hint = (
+            " It returned a numpy value: compute R with torch operations on θ (numpy cuts the "
+            "autograd graph), e.g. lambda theta: theta.square().sum()."
+            if type(value).__module__ == "numpy"
+            else ""
+        )
         raise ProblemError(
             "a callable reg must return a 0-d tensor (a differentiable function of the flat θ), "
-            f"got {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}."
+            f"got {type(value).__name__} of shape {tuple(getattr(value, 'shape', ()))}.{hint}"
         )
     return value
 

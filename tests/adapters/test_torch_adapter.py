@@ -452,6 +452,8 @@ def test_callable_reg_must_return_a_scalar():
     # refused when wrapped: the regulariser's gradient is taken once at θ0 there
     with pytest.raises(ValueError, match="0-d"):
         small_problem(reg=lambda t: t * t)
+    with pytest.raises(ValueError, match="numpy value: compute R with torch operations"):
+        small_problem(reg=lambda t: np.square(t.detach().numpy()).sum())
 
 
 # ---------------------------------------------------------------------------------------------
