@@ -152,7 +152,10 @@ def _jax():
     import jax.numpy as jnp
     import manifoldwalk_jax
 
-    params = {"a": jnp.asarray(RNG.normal(size=(3, 2)), jnp.float32), "b": jnp.ones((2, 2))}
+    params = {
+        "a": jnp.asarray(RNG.normal(size=(3, 2)), jnp.float32),
+        "b": jnp.ones((2, 2), jnp.float32),
+    }
     return jnp, manifoldwalk_jax, params
 
 
@@ -187,7 +190,11 @@ def test_jax_from_apply_refuses_a_dict_of_inputs_and_from_loss_takes_it():
 def test_jax_a_loss_in_a_container_is_pointed_to(wrap, match):
     jnp, mj, params = _jax()
     with pytest.raises(ProblemError, match=match):
-        mj.from_loss(lambda p, b: wrap(jnp.mean(b[0] @ p["a"])), params, (X, Y))
+        mj.from_loss(
+            lambda p, b: wrap(jnp.mean(b[0] @ p["a"])),
+            params,
+            (X.astype(np.float32), Y.astype(np.float32)),
+        )
 
 
 # --- Keras / TensorFlow -----------------------------------------------------------------------
