@@ -21,6 +21,7 @@ from manifoldwalk.problem import ProblemError
 __all__ = [
     "JACOBIANS",
     "GroupLayout",
+    "GroupedLosses",
     "build_warning_at_caller",
     "check_jacobian",
     "layout_groups",
@@ -68,6 +69,42 @@ class GroupLayout:
         """The k groups' slices of the reordered data."""
         b = self.bounds
         return [slice(b[i], b[i + 1]) for i in range(self.n_groups)]
+
+
+class GroupedLosses:
+    """What every framework's ``groups=`` problem exposes beyond its single-loss base class,
+    derived from its :class:`GroupLayout` (a mixin: the class sets ``layout``, ``jacobian`` and
+    has ``n_params``).
+
+    Attributes:
+        layout: where each group's examples lie in the reordered data.
+        jacobian: how the k gradients are taken (``"split"``, ``"passes"``, ``"batched"``).
+    """
+
+    layout: GroupLayout
+    jacobian: str
+    n_params: int
+
+    @property
+    def n_constraints(self) -> int:
+        """k, the number of groups."""
+        return self.layout.n_groups
+
+    @property
+    def dim(self) -> int:
+        """P, the length of θ (``n_params``)."""
+        return self.n_params
+
+    @property
+    def group_sizes(self) -> np.ndarray:
+        """The number of examples in each group (numpy, shape (k,))."""
+        return self.layout.sizes
+
+    @property
+    def loss_weights(self) -> list[float]:
+        """Each group's share of the examples n_i/N: the full-batch mean loss is
+        Σ_i loss_weights[i]·L_i (the walk's history records it as ``loss``)."""
+        return [float(w) for w in self.layout.weights]
 
 
 def check_jacobian(jacobian: Any) -> str:

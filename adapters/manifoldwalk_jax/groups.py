@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from manifoldwalk._groups import GroupLayout, check_jacobian, layout_groups
+from manifoldwalk._groups import GroupedLosses, GroupLayout, check_jacobian, layout_groups
 from manifoldwalk.adapter_api import check_plain_pair
 from manifoldwalk_jax._flat import PyTree
 from manifoldwalk_jax._inputs import FROM_LOSS, _as_data
@@ -35,20 +35,15 @@ from manifoldwalk_jax.problem import ApplyFn, JaxProblem, LossFn
 __all__ = ["JaxGroupsProblem"]
 
 
-class JaxGroupsProblem(JaxProblem):
+class JaxGroupsProblem(GroupedLosses, JaxProblem):
     """The mean training loss of each of k groups of examples, as one k-constraint problem.
 
     Build it with ``manifoldwalk_jax.from_apply(apply_fn, params, loss_fn, (x, y),
     groups=ids)``, which documents the arguments; walk it with
     ``manifoldwalk.walk(problem, problem.theta0)``.
 
-    Attributes:
-        n_constraints: k, the number of groups.
-        dim: P, the length of θ (``n_params``).
-        group_sizes: the number of examples in each group (numpy, shape (k,)).
-        loss_weights: each group's share of the examples n_i/N (the full-batch mean loss is
-            Σ_i loss_weights[i]·L_i; the walk's history records it as ``loss``).
-        jacobian: how the k gradients are taken (``"split"``, ``"passes"``, ``"batched"``).
+    Its attributes ``n_constraints`` (k), ``dim``, ``group_sizes``, ``loss_weights``,
+    ``jacobian`` and ``layout`` are those of :class:`~manifoldwalk._groups.GroupedLosses`.
     """
 
     def __init__(
@@ -72,10 +67,6 @@ class JaxGroupsProblem(JaxProblem):
             x, y = x[layout.order], y[layout.order]
         super().__init__(apply_fn, params, loss_fn, (x, y), reg=reg, trainable=trainable)
         self.layout: GroupLayout = layout
-        self.n_constraints: int = layout.n_groups
-        self.dim: int = self.n_params
-        self.group_sizes: np.ndarray = layout.sizes
-        self.loss_weights: list[float] = [float(w) for w in layout.weights]
         # on the parameters' device already (from_apply's move): the same arrays
         self._x, self._y = _as_data((x, y), self._device, "data")
         self._slices = layout.slices()

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from manifoldwalk._groups import GroupLayout, check_jacobian, layout_groups
+from manifoldwalk._groups import GroupedLosses, GroupLayout, check_jacobian, layout_groups
 from manifoldwalk_tf._wrap_checks import _as_tensors
 from manifoldwalk_tf.problem import LossFn, TFProblem
 
@@ -36,20 +36,15 @@ __all__ = ["TFGroupsProblem"]
 _ZERO = tf.UnconnectedGradients.ZERO
 
 
-class TFGroupsProblem(TFProblem):
+class TFGroupsProblem(GroupedLosses, TFProblem):
     """The mean training loss of each of k groups of examples, as one k-constraint problem.
 
     Build it with ``manifoldwalk_tf.from_model(model, loss_fn, (x, y), groups=ids)``, which
     documents the arguments; walk it with ``manifoldwalk.walk(problem, problem.theta0)``. θ
     is a flat numpy array.
 
-    Attributes:
-        n_constraints: k, the number of groups.
-        dim: P, the length of θ (``n_params``).
-        group_sizes: the number of examples in each group (numpy, shape (k,)).
-        loss_weights: each group's share of the examples n_i/N (the full-batch mean loss is
-            Σ_i loss_weights[i]·L_i; the walk's history records it as ``loss``).
-        jacobian: how the k gradients are taken (``"split"``, ``"passes"``, ``"batched"``).
+    Its attributes ``n_constraints`` (k), ``dim``, ``group_sizes``, ``loss_weights``,
+    ``jacobian`` and ``layout`` are those of :class:`~manifoldwalk._groups.GroupedLosses`.
     """
 
     def __init__(
@@ -70,10 +65,6 @@ class TFGroupsProblem(TFProblem):
             x, y = tf.gather(x, layout.order), tf.gather(y, layout.order)
         super().__init__(model, loss_fn, (x, y), reg=reg)
         self.layout: GroupLayout = layout
-        self.n_constraints: int = layout.n_groups
-        self.dim: int = self.n_params
-        self.group_sizes: np.ndarray = layout.sizes
-        self.loss_weights: list[float] = [float(w) for w in layout.weights]
         self._slices = layout.slices()
         spec = [tf.TensorSpec([self.n_params], self._tf_dtype)]
         self._tf_losses_and_jacobian = tf.function(self._jacobian_fn(), input_signature=spec)

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from manifoldwalk._groups import GroupLayout, check_jacobian, layout_groups
+from manifoldwalk._groups import GroupedLosses, GroupLayout, check_jacobian, layout_groups
 from manifoldwalk.adapter_api import ProblemError, check_plain_pair
 from manifoldwalk_torch._data import FROM_LOSS, Data, as_tensor, check_lengths
 from manifoldwalk_torch._model import RegFn, eval_mode, scalar_loss
@@ -36,20 +35,15 @@ from manifoldwalk_torch.problem import LossFn, TorchProblem
 __all__ = ["TorchGroupsProblem"]
 
 
-class TorchGroupsProblem(TorchProblem):
+class TorchGroupsProblem(GroupedLosses, TorchProblem):
     """The mean training loss of each of k groups of examples, as one k-constraint problem.
 
     Build it with ``manifoldwalk_torch.from_model(model, loss_fn, (x, y), groups=ids)``, which
     documents the arguments; walk it with ``manifoldwalk.walk(problem, problem.theta0)``
     (which hands it to ``manifoldwalk.walk_constrained``).
 
-    Attributes:
-        n_constraints: k, the number of groups.
-        dim: P, the length of θ (``n_params``).
-        group_sizes: the number of examples in each group (numpy, shape (k,)).
-        loss_weights: each group's share of the examples n_i/N (the full-batch mean loss is
-            Σ_i loss_weights[i]·L_i; the walk's history records it as ``loss``).
-        jacobian: how the k gradients are taken (``"split"``, ``"passes"``, ``"batched"``).
+    Its attributes ``n_constraints`` (k), ``dim``, ``group_sizes``, ``loss_weights``,
+    ``jacobian`` and ``layout`` are those of :class:`~manifoldwalk._groups.GroupedLosses`.
     """
 
     def __init__(
@@ -86,10 +80,6 @@ class TorchGroupsProblem(TorchProblem):
             x, y = x[index], y[index]
         super().__init__(model, loss_fn, (x, y), reg=reg, batch_size=batch_size)
         self.layout: GroupLayout = layout
-        self.n_constraints: int = layout.n_groups
-        self.dim: int = self.n_params
-        self.group_sizes: np.ndarray = layout.sizes
-        self.loss_weights: list[float] = [float(w) for w in layout.weights]
         # the reordered data on the device (from_model's cast and move), and each group's view
         self._x, self._y = self._data.inputs, self._data.targets
         self._groups = [
